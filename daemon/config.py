@@ -1,0 +1,250 @@
+"""Typed settings from a TOML file, the environment and command-line flags.
+
+Precedence, lowest first: defaults, the TOML file, `EDGE_AGENT_<SECTION>__<KEY>`
+environment variables, flags. Any problem raises `ConfigError` whose message is
+one line naming the key and the reason; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/edge-agent.toml")
+ENV_PREFIX = "EDGE_AGENT_"
+
+
+class ConfigError(Exception):
+    """A bad configuration file or value; `str()` is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LiveSettings(_Section):
+    model: str = Field("gemini-3.8-live", min_length=1)
+    base_url: str = ""
+    ca_file: Path | None = None
+    api_version: str = Field("v1beta", min_length=1)
+    voice: str = ""
+    language: str = ""
+    system_instruction: str = (
+        "You are a helpful voice assistant running on the user's smart glasses or a "
+        "wall kiosk. Keep answers short and spoken. Use the tools to act on the home."
+    )
+    video_fps: float = Field(1.0, gt=0, le=1.0)
+    replay_seconds: float = Field(10.0, ge=0, le=120)
+    connect_timeout: float = Field(10.0, gt=0, le=120)
+    stall_timeout: float = Field(45.0, gt=0, le=600)
+    ping_interval: float = Field(10.0, gt=0, le=300)
+    backoff_initial: float = Field(0.5, gt=0, le=60)
+    backoff_max: float = Field(30.0, gt=0, le=600)
+    stable_after: float = Field(60.0, gt=0, le=3600)
+    goaway_margin: float = Field(5.0, ge=0, le=60)
+    compression_trigger_tokens: int = Field(25600, ge=1000)
+    compression_target_tokens: int = Field(12800, ge=500)
+
+    @model_validator(mode="after")
+    def _check(self) -> LiveSettings:
+        if self.base_url and "://" not in self.base_url:
+            raise ValueError("base_url: must be a URL such as https://host:port")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max: must not be below backoff_initial")
+        if self.compression_target_tokens >= self.compression_trigger_tokens:
+            raise ValueError(
+                "compression_target_tokens: must be below compression_trigger_tokens"
+            )
+        return self
+
+
+class FilePeripheralSettings(_Section):
+    input: Path | None = None
+    output: Path | None = None
+    realtime: bool = True
+    chunk_ms: int = Field(20, ge=10, le=200)
+    tail_silence: float = Field(2.0, ge=0, le=60)
+
+
+class BlePeripheralSettings(_Section):
+    profile: str = "omi"
+    backend: str = "bluez"
+    address: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> BlePeripheralSettings:
+        if self.backend != "bluez" and not self.backend.startswith("virtual:"):
+            raise ValueError("backend: must be 'bluez' or 'virtual:<bumble transport>'")
+        return self
+
+
+class KioskPeripheralSettings(_Section):
+    input_device: str = ""
+    output_device: str = ""
+
+
+class PeripheralSettings(_Section):
+    kind: Literal["file", "ble", "kiosk"] = "file"
+    file: FilePeripheralSettings = FilePeripheralSettings()
+    ble: BlePeripheralSettings = BlePeripheralSettings()
+    kiosk: KioskPeripheralSettings = KioskPeripheralSettings()
+
+
+class MqttSettings(_Section):
+    host: str = ""
+    port: int = Field(1883, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    client_id: str = "edge-agent"
+    discovery_prefix: str = Field("homeassistant", min_length=1)
+
+
+class ToolsSettings(_Section):
+    deadline: float = Field(5.0, gt=0, le=120)
+    confirm_ttl: float = Field(30.0, gt=0, le=600)
+    confirm_deadline: float = Field(3.0, gt=0, le=60)
+    sensitive: tuple[str, ...] = ("lock", "garage", "gate", "alarm_control_panel")
+
+
+class OpsSettings(_Section):
+    health_port: int = Field(0, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+
+class Settings(_Section):
+    live: LiveSettings = LiveSettings()
+    peripheral: PeripheralSettings = PeripheralSettings()
+    mqtt: MqttSettings = MqttSettings()
+    tools: ToolsSettings = ToolsSettings()
+    ops: OpsSettings = OpsSettings()
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect `EDGE_AGENT_<SECTION>__<KEY>` variables as a nested dict of strings."""
+    tree: dict[str, Any] = {}
+    sections = set(Settings.model_fields)
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in sections or any(not p for p in path):
+            if path[0] in sections:
+                raise ConfigError(f"{name}: malformed variable name")
+            continue
+        _set_path(tree, path, _coerce_env(value))
+    return tree
+
+
+def _coerce_env(value: str) -> Any:
+    """Environment values are strings; a TOML-looking list is parsed as one."""
+    stripped = value.strip()
+    if stripped.startswith("["):
+        try:
+            return tomllib.loads(f"v = {stripped}")["v"]
+        except tomllib.TOMLDecodeError:
+            return value
+    return value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif msg.startswith("Value error, "):
+        inner = msg[len("Value error, ") :]
+        sub, sep, rest = inner.partition(": ")
+        if sep and " " not in sub:
+            key = f"{key}.{sub}" if key else sub
+            msg = rest
+        else:
+            msg = inner
+    return f"{key or 'config'}: {msg}"
+
+
+def resolve_config_path(flag: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The file to read, and whether the user named it (then it must exist)."""
+    if flag:
+        return Path(flag), True
+    if environ.get("EDGE_AGENT_CONFIG"):
+        return Path(environ["EDGE_AGENT_CONFIG"]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    required: bool = False,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from file, environment and flag overrides (dotted keys)."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            if required:
+                raise ConfigError(f"config: file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config: {path} is a directory, not a file") from None
+        except PermissionError:
+            raise ConfigError(f"config: cannot read {path} (permission denied)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML ({exc})") from None
+    data = _merge(data, _env_overrides(environ))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, dotted.split("."), value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def read_secret(env_name: str, credential: str, environ: Mapping[str, str] | None = None) -> (
+    SecretStr | None
+):
+    """A secret from the environment, else from a systemd credential file."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(env_name, "").strip()
+    if not value and environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / credential
+        try:
+            value = cred.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            value = ""
+        except OSError as exc:
+            raise ConfigError(f"{credential}: cannot read credential ({exc.strerror})") from None
+    return SecretStr(value) if value else None

@@ -1,0 +1,119 @@
+"""Every counter the daemon keeps, in one registry per daemon instance.
+
+One place lists them all so /metrics is the full catalogue of what can be lost,
+retried or timed out. A registry per instance keeps tests independent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LINK_STATES = ("idle", "connecting", "connected", "handover", "backoff", "failed", "stopped")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        # Live link
+        self.link_state = Gauge(
+            "edge_live_link_state", "1 for the Live link's current state", ["state"], registry=r
+        )
+        self.link_connects = Counter(
+            "edge_live_connects", "Connection attempts by result", ["result"], registry=r
+        )
+        self.link_disconnects = Counter(
+            "edge_live_disconnects", "Lost or ended connections by reason", ["reason"], registry=r
+        )
+        self.link_fresh_sessions = Counter(
+            "edge_live_fresh_sessions",
+            "Sessions started without resumption, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.link_gap = Histogram(
+            "edge_live_reconnect_gap_seconds",
+            "Time from losing a connection to the next working one",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.uplink_audio = Counter(
+            "edge_live_uplink_audio_chunks", "Audio chunks sent to the Live API", registry=r
+        )
+        self.uplink_audio_replayed = Counter(
+            "edge_live_uplink_audio_replayed_chunks",
+            "Audio chunks sent late, from the replay buffer, after a reconnect",
+            registry=r,
+        )
+        self.uplink_audio_dropped = Counter(
+            "edge_live_uplink_audio_dropped_chunks",
+            "Audio chunks dropped because the replay buffer was full",
+            registry=r,
+        )
+        self.uplink_video = Counter(
+            "edge_live_uplink_video_frames", "Video frames sent to the Live API", registry=r
+        )
+        self.uplink_video_skipped = Counter(
+            "edge_live_uplink_video_skipped_frames",
+            "Video frames not sent, by reason (rate limit, superseded while offline)",
+            ["reason"],
+            registry=r,
+        )
+        self.replay_buffer_seconds = Gauge(
+            "edge_live_replay_buffer_seconds",
+            "Audio waiting in the replay buffer",
+            registry=r,
+        )
+        self.downlink_messages = Counter(
+            "edge_live_downlink_messages", "Server messages by kind", ["kind"], registry=r
+        )
+        self.downlink_audio_seconds = Counter(
+            "edge_live_downlink_audio_seconds", "Model audio received", registry=r
+        )
+        self.tokens = Counter(
+            "edge_live_tokens", "Tokens reported by usage metadata", ["kind"], registry=r
+        )
+        # Tools
+        self.tool_calls = Counter(
+            "edge_tool_calls", "Tool calls by tool and outcome", ["tool", "outcome"], registry=r
+        )
+        self.tool_seconds = Histogram(
+            "edge_tool_call_seconds",
+            "Tool call duration",
+            ["tool"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.tool_responses_lost = Counter(
+            "edge_tool_responses_lost",
+            "Tool responses that could not be delivered (session not resumable)",
+            registry=r,
+        )
+        # Peripheral
+        self.peripheral_audio = Counter(
+            "edge_peripheral_audio_chunks", "Audio chunks from the peripheral", registry=r
+        )
+        self.peripheral_video = Counter(
+            "edge_peripheral_video_frames", "Camera frames from the peripheral", registry=r
+        )
+        self.playback_seconds = Counter(
+            "edge_playback_audio_seconds", "Model audio handed to the speaker", registry=r
+        )
+        self.playback_dropped = Counter(
+            "edge_playback_dropped_seconds",
+            "Model audio discarded, by reason (interrupted, overflow)",
+            ["reason"],
+            registry=r,
+        )
+        self.set_link_state("idle")
+
+    def set_link_state(self, state: str) -> None:
+        for s in LINK_STATES:
+            self.link_state.labels(s).set(1 if s == state else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample; 0 when it was never touched (for tests, status)."""
+        got = self.registry.get_sample_value(name, labels)
+        return 0.0 if got is None else got
