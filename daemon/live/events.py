@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from daemon.tools.calls import FunctionCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +45,6 @@ class Usage:
     prompt_tokens: int = 0
     response_tokens: int = 0
     total_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionCall:
-    id: str
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

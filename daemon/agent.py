@@ -1,0 +1,170 @@
+"""The Agent: wires a Peripheral, the Live link and the tools, and decides policy.
+
+It is the one place that knows all three: media goes up, model audio goes to
+the speaker, an interruption empties the speaker and makes pending tool
+answers silent, tool calls go to the dispatcher and their answers go back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daemon.live.events import (
+    InputTranscript,
+    Interrupted,
+    LinkStatus,
+    LiveEvent,
+    ModelAudio,
+    OutputTranscript,
+    ToolCallCancelled,
+    ToolCallRequest,
+    TurnComplete,
+    Usage,
+)
+from daemon.live.link import LiveLink
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.metrics import Metrics
+from daemon.peripherals.base import Peripheral
+from daemon.tools.calls import FunctionCall
+from daemon.tools.dispatch import ToolDispatcher
+from daemon.tools.registry import ToolRegistry
+from daemon.tools.status import status_tool
+
+log = logging.getLogger(__name__)
+
+EventObserver = Callable[[LiveEvent], None]
+CallObserver = Callable[[FunctionCall, str, dict[str, Any] | None], None]
+
+
+class Agent:
+    def __init__(
+        self,
+        link: LiveLink,
+        peripheral: Peripheral,
+        registry: ToolRegistry,
+        metrics: Metrics,
+        *,
+        on_event: EventObserver | None = None,
+        on_call: CallObserver | None = None,
+    ) -> None:
+        self.link = link
+        self.peripheral = peripheral
+        self.registry = registry
+        self.metrics = metrics
+        self._on_event = on_event
+        self.dispatcher = ToolDispatcher(registry, metrics, link.send_tool_response, on_call)
+        self.started_at = time.monotonic()
+        self.last_activity = time.monotonic()
+        self.input_done = False
+        self.model_active = False
+        self.last_user_text = ""
+        self.last_model_text = ""
+        self.usage = Usage()
+        registry.register(status_tool(self.status))
+        registry.add_listener(link.tools_changed)
+
+    # -- MediaSink -------------------------------------------------------------
+    def audio(self, chunk: AudioChunk) -> None:
+        self.metrics.peripheral_audio.inc()
+        self.link.send_audio(chunk)
+
+    def video(self, frame: VideoFrame) -> None:
+        self.metrics.peripheral_video.inc()
+        self.link.send_video(frame)
+
+    def input_paused(self) -> None:
+        self.input_done = True
+        self.link.end_audio_stream()
+
+    def backlog_seconds(self) -> float:
+        return self.link.replay_seconds
+
+    # -- running -----------------------------------------------------------------
+    async def run(self, *, exit_when_idle: float | None = None) -> None:
+        """Run until cancelled, or (demo) until input ended and all went quiet."""
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self.dispatcher.run(), name="tools"),
+                tg.create_task(self.link.run(), name="live-link"),
+                tg.create_task(self._pump(), name="events"),
+                tg.create_task(self.peripheral.run(self), name="peripheral"),
+            ]
+            if exit_when_idle is not None:
+                await self._until_idle(exit_when_idle)
+                for t in tasks:
+                    t.cancel()
+
+    async def _until_idle(self, quiet: float) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            busy = (
+                not self.input_done
+                or self.model_active
+                or self.dispatcher.in_flight
+                or self.link.replay_seconds > 0
+                or self.peripheral.playback_pending() > 0
+            )
+            if busy:
+                self.last_activity = time.monotonic()
+            elif time.monotonic() - self.last_activity >= quiet:
+                return
+
+    async def _pump(self) -> None:
+        while True:
+            event = await self.link.next_event()
+            self._handle(event)
+            if self._on_event is not None:
+                self._on_event(event)
+
+    def _handle(self, event: LiveEvent) -> None:
+        self.last_activity = time.monotonic()
+        match event:
+            case ModelAudio(pcm=pcm, rate=rate):
+                self.model_active = True
+                self.peripheral.play(pcm, rate)
+                self.metrics.playback_seconds.inc(len(pcm) / (2 * rate))
+            case Interrupted():
+                self.model_active = False
+                dropped = self.peripheral.flush_playback()
+                if dropped:
+                    self.metrics.playback_dropped.labels("interrupted").inc(dropped)
+                self.dispatcher.mark_interrupted()
+            case TurnComplete():
+                self.model_active = False
+            case ToolCallRequest(calls=calls):
+                self.dispatcher.submit(calls)
+            case ToolCallCancelled(ids=ids):
+                self.dispatcher.cancel(ids)
+            case InputTranscript(text=text):
+                self.last_user_text = text
+            case OutputTranscript(text=text):
+                self.last_model_text = text
+            case Usage():
+                self.usage = event
+                self.metrics.tokens.labels("prompt").inc(event.prompt_tokens)
+                self.metrics.tokens.labels("response").inc(event.response_tokens)
+            case LinkStatus(state="connected", resumed=False):
+                self.model_active = False
+            case _:
+                pass
+
+    def status(self) -> dict[str, Any]:
+        peripheral = self.peripheral.status()
+        out: dict[str, Any] = {
+            "live_link": self.link.state,
+            "sessions": self.link.session_count,
+            "peripheral": peripheral,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "tool_calls_in_flight": self.dispatcher.in_flight,
+            "replay_buffer_s": round(self.link.replay_seconds, 2),
+        }
+        if "battery" in peripheral:
+            out["battery_percent"] = peripheral["battery"]
+        return out
+
+    def healthy(self) -> tuple[bool, dict[str, Any]]:
+        return self.link.state in ("connected", "connecting"), self.status()

@@ -1,0 +1,346 @@
+"""`edge-agent`: run, demo, sim, devices, doctor.
+
+Exit codes are a contract: 0 clean stop, 2 bad configuration or usage (one line
+naming the key), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from daemon import __version__
+from daemon.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    read_secret,
+    resolve_config_path,
+)
+
+log = logging.getLogger("daemon")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEMO_KEY = "edge-agent-demo-key"
+ASSETS = Path(__file__).resolve().parent.parent / "simulator" / "assets"
+
+
+class UsageError(Exception):
+    """Bad usage or configuration found after parsing: exit 2 with this line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="TOML file (default /etc/edge-agent/edge-agent.toml)")
+        sp.add_argument("--model", help="live.model")
+        sp.add_argument("--base-url", help="live.base_url")
+        sp.add_argument("--ca-file", help="live.ca_file")
+        sp.add_argument("--health-port", type=int, help="ops.health_port")
+        sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        sp.add_argument("--peripheral", choices=["file", "ble", "kiosk"], help="peripheral.kind")
+        sp.add_argument("--input", help="peripheral.file.input (WAV)")
+        sp.add_argument("--output", help="peripheral.file.output (WAV)")
+
+    run = sub.add_parser("run", help="run the daemon")
+    common(run)
+    demo = sub.add_parser("demo", help="a whole conversation on simulated parts")
+    common(demo)
+    demo.add_argument("--fast", action="store_true", help="stream the input faster than real time")
+    demo.add_argument("--fake", action="store_true",
+                      help="use the fake Live server even when GEMINI_API_KEY is set")
+    sim = sub.add_parser("sim", help="run one simulated part on its own")
+    sim.add_argument("part", choices=["live", "radio", "glasses", "home"])
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    devices = sub.add_parser("devices", help="print the inventory and the model's tools")
+    common(devices)
+    doctor = sub.add_parser("doctor", help="check this machine and the configuration")
+    common(doctor)
+    return p
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, Any]:
+    get = a.__dict__.get
+    return {
+        "live.model": get("model"),
+        "live.base_url": get("base_url"),
+        "live.ca_file": get("ca_file"),
+        "ops.health_port": get("health_port"),
+        "ops.log_level": get("log_level"),
+        "peripheral.kind": get("peripheral"),
+        "peripheral.file.input": get("input"),
+        "peripheral.file.output": get("output"),
+    }
+
+
+def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
+    path, required = resolve_config_path(a.config, os.environ)
+    overrides = _overrides(a)
+    if demo:
+        overrides.setdefault("peripheral.kind", None)
+    return load_settings(path, required=required, overrides=overrides)
+
+
+def _api_key() -> SecretStr | None:
+    return read_secret("GEMINI_API_KEY", "gemini_api_key")
+
+
+def _setup_logging(settings: Settings, secrets: list[str]) -> None:
+    try:
+        from daemon.ops.logsetup import install_excepthook, setup_logging
+    except ImportError:  # pragma: no cover - during bring-up only
+        logging.basicConfig(level=settings.ops.log_level.upper(), stream=sys.stderr)
+        return
+    setup_logging(settings.ops.log_level, settings.ops.log_format, secrets)
+    install_excepthook(secrets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and EXIT_USAGE
+    try:
+        handler: Callable[[argparse.Namespace], int] = {
+            "run": _cmd_run,
+            "demo": _cmd_demo,
+            "sim": _cmd_sim,
+            "devices": _cmd_devices,
+            "doctor": _cmd_doctor,
+        }[args.command]
+        return handler(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+# -- run ------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    key = _api_key()
+    if key is None:
+        raise UsageError(
+            "GEMINI_API_KEY: not set (nor $CREDENTIALS_DIRECTORY/gemini_api_key)"
+        )
+    _setup_logging(settings, [key.get_secret_value()])
+    return _run_async(_serve(settings, key))
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run until done, SIGTERM or SIGINT; a signal means a clean stop (exit 0)."""
+
+    async def wrapper() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopping = False
+
+        def stop() -> None:
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                log.info("stopping")
+                task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if stopping:
+                return EXIT_OK
+            raise
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(wrapper())
+
+
+async def _serve(
+    settings: Settings,
+    key: SecretStr,
+    *,
+    exit_when_idle: float | None = None,
+    printer: Any = None,
+    ssl_context: Any = None,
+) -> int:
+    from daemon.agent import Agent
+    from daemon.live.link import LiveFatalError, LiveLink
+    from daemon.ops.metrics import Metrics
+    from daemon.peripherals import PeripheralUnavailable, make_peripheral
+    from daemon.tools.registry import ToolRegistry
+
+    metrics = Metrics()
+    registry = ToolRegistry(settings.tools.deadline)
+    try:
+        peripheral = make_peripheral(settings.peripheral)
+    except PeripheralUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    link = LiveLink(
+        settings.live, key, metrics, declarations=registry.declarations, ssl_context=ssl_context
+    )
+    agent = Agent(
+        link,
+        peripheral,
+        registry,
+        metrics,
+        on_event=printer.event if printer else None,
+        on_call=printer.call if printer else None,
+    )
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await _start_ops(stack, settings, metrics, agent)
+            await agent.run(exit_when_idle=exit_when_idle)
+    except* LiveFatalError as group:
+        raise UsageError(str(group.exceptions[0])) from None
+    finally:
+        _notify_stopping()
+    return EXIT_OK
+
+
+async def _start_ops(
+    stack: contextlib.AsyncExitStack, settings: Settings, metrics: Any, agent: Any
+) -> None:
+    """Health endpoint, systemd readiness and watchdog, when those modules are present."""
+    try:
+        from daemon.ops import health, systemd
+    except ImportError:  # pragma: no cover - during bring-up only
+        return
+    if settings.ops.health_port:
+        server = health.HealthServer(metrics, agent.healthy, settings.ops.health_port)
+        await stack.enter_async_context(server)
+    systemd.ready()
+    if systemd.watchdog_interval() is not None:
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        task = tg.create_task(systemd.watchdog_loop(lambda: agent.link.state != "failed"))
+        stack.callback(task.cancel)
+
+
+def _notify_stopping() -> None:
+    with contextlib.suppress(ImportError):
+        from daemon.ops import systemd
+
+        systemd.stopping()
+
+
+# -- demo -----------------------------------------------------------------------
+def _cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args, demo=True)
+    key = _api_key()
+    real = key is not None and not args.fake
+    _setup_logging(settings, [key.get_secret_value()] if key else [])
+    return _run_async(_demo(args, settings, key if real else None))
+
+
+async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | None) -> int:
+    from daemon.transcript import TranscriptPrinter
+
+    asset = ASSETS
+    peripheral = settings.peripheral
+    if peripheral.kind == "file":
+        fs = peripheral.file.model_copy(
+            update={
+                "input": peripheral.file.input or asset / "demo_conversation.wav",
+                "output": peripheral.file.output or Path("out/demo-reply.wav"),
+                "realtime": peripheral.file.realtime and not args.fast,
+            }
+        )
+        peripheral = peripheral.model_copy(update={"file": fs})
+    printer = TranscriptPrinter()
+    async with contextlib.AsyncExitStack() as stack:
+        if key is None:
+            from simulator.live_server import FakeLiveServer, default_scenario
+
+            server = await stack.enter_async_context(
+                FakeLiveServer(api_key=DEMO_KEY, scenario=default_scenario())
+            )
+            live = settings.live.model_copy(
+                update={"base_url": server.base_url, "ca_file": Path(server.ca_pem_path)}
+            )
+            key = SecretStr(DEMO_KEY)
+            print(f"edge-agent demo: fake Live server at {server.base_url}", flush=True)
+        else:
+            live = settings.live
+            print("edge-agent demo: using the Gemini Live API (GEMINI_API_KEY is set)", flush=True)
+        settings = settings.model_copy(update={"live": live, "peripheral": peripheral})
+        code = await _serve(settings, key, exit_when_idle=2.0, printer=printer)
+    if peripheral.kind == "file" and peripheral.file.output:
+        print(f"edge-agent demo: the model's audio is in {peripheral.file.output}", flush=True)
+    return code
+
+
+# -- sim, devices, doctor ---------------------------------------------------------
+def _cmd_sim(args: argparse.Namespace) -> int:
+    rest = [a for a in args.args if a != "--"]
+    if args.part == "live":
+        from simulator.live_server import main as live_main
+
+        code: int = live_main(rest)
+        return code
+    raise UsageError(f"sim {args.part}: not available in this build yet")
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from daemon.live.wire import function_tools
+    from daemon.tools.registry import ToolRegistry
+    from daemon.tools.status import status_tool
+
+    _settings(args)
+    registry = ToolRegistry()
+    registry.register(status_tool(dict))
+    print("Devices: none (no home configured)")
+    print("Tools the model will see:")
+    for tool in function_tools(registry.declarations()):
+        for decl in tool.function_declarations or []:
+            print(json.dumps(decl.model_dump(mode="json", exclude_none=True), indent=2))
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        settings = _settings(args)
+        checks.append(("configuration", True, "valid"))
+    except ConfigError as exc:
+        checks.append(("configuration", False, str(exc)))
+        settings = None
+    checks.append(("python", sys.version_info >= (3, 11), sys.version.split()[0]))
+    checks.append(("GEMINI_API_KEY", _api_key() is not None, "set" if _api_key() else "not set"))
+    try:
+        import opuslib  # noqa: F401
+
+        checks.append(("libopus", True, "loaded"))
+    except Exception as exc:
+        checks.append(("libopus", False, f"{type(exc).__name__} (apt-get install libopus0)"))
+    mosq = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    checks.append(("mosquitto", mosq is not None, mosq or "not found (apt-get install mosquitto)"))
+    if settings is not None and settings.live.ca_file is not None:
+        ok = settings.live.ca_file.is_file()
+        checks.append(("live.ca_file", ok, str(settings.live.ca_file)))
+    failed = False
+    for name, ok, detail in checks:
+        failed |= not ok and name != "GEMINI_API_KEY"
+        print(f"{'ok ' if ok else 'FAIL'}  {name}: {detail}")
+    return EXIT_FAIL if failed else EXIT_OK
+

@@ -1,0 +1,457 @@
+"""LiveLink: one conversation with the Gemini Live API that outlives any socket.
+
+A supervisor loop owns the connection. Each connection runs three tasks (send,
+receive, watchdog) in a TaskGroup and ends with one reason; the reason decides
+what comes next: a planned handover (GoAway), an immediate resume, backoff, a
+fresh session (resume refused), or a fatal error (bad key, unknown model) that
+stops the daemon with a clear message instead of a retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+import websockets
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import SecretStr
+
+from daemon.config import LiveSettings
+from daemon.live import wire
+from daemon.live.backoff import Backoff
+from daemon.live.events import LinkStatus, LiveEvent
+from daemon.live.uplink import UplinkBuffer
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.metrics import Metrics
+from daemon.tools.calls import ToolResponse
+
+log = logging.getLogger(__name__)
+
+EVENT_QUEUE_SIZE = 512
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class LiveFatalError(Exception):
+    """Retrying cannot help (rejected key, unknown model, wrong endpoint).
+
+    The message is one line naming the setting to fix.
+    """
+
+
+@dataclass
+class _Connection:
+    """One socket's life: why it ended and what the server said on it."""
+
+    established_at: float
+    resumed: bool
+    reason: str = ""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    go_away_deadline: float | None = None
+    last_alive: float = 0.0
+
+    def finish(self, reason: str) -> None:
+        if not self.ended.is_set():
+            self.reason = reason
+            self.ended.set()
+
+
+class LiveLink:
+    def __init__(
+        self,
+        settings: LiveSettings,
+        api_key: SecretStr,
+        metrics: Metrics,
+        *,
+        declarations: Callable[[], list[dict[str, Any]]] = list,
+        ssl_context: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._s = settings
+        self._metrics = metrics
+        self._declarations = declarations
+        self._events: asyncio.Queue[LiveEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._uplink = UplinkBuffer(settings.replay_seconds, settings.video_fps)
+        self._wake = asyncio.Event()
+        self._backoff = backoff or Backoff(settings.backoff_initial, settings.backoff_max)
+        self._handle: str | None = None
+        self._resumable = False
+        self._model_active = False
+        self._expected_calls: set[str] = set()
+        self._conn: _Connection | None = None
+        self._tools_dirty = False
+        self.state = "idle"
+        self.session_count = 0
+        self.last_error = ""
+        self._client = genai.Client(
+            api_key=api_key.get_secret_value(),
+            http_options=types.HttpOptions(
+                base_url=settings.base_url.rstrip("/") or None,
+                api_version=settings.api_version,
+                async_client_args={
+                    "ssl": ssl_context or _ssl_context(settings),
+                    # Our own watchdog judges liveness: real pongs can be 30 s late.
+                    "ping_interval": None,
+                    "open_timeout": settings.connect_timeout,
+                    "close_timeout": 2.0,
+                    "max_size": MAX_MESSAGE_BYTES,
+                },
+            ),
+        )
+
+    # -- the Agent's side ------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.ended.is_set()
+
+    @property
+    def handle(self) -> str | None:
+        return self._handle
+
+    @property
+    def replay_seconds(self) -> float:
+        return self._uplink.audio_seconds
+
+    async def next_event(self) -> LiveEvent:
+        return await self._events.get()
+
+    def send_audio(self, chunk: AudioChunk) -> None:
+        if chunk.rate != 16_000:
+            raise ValueError(f"uplink audio must be 16 kHz, got {chunk.rate} Hz")
+        dropped = self._uplink.push_audio(chunk, time.monotonic())
+        if dropped:
+            self._metrics.uplink_audio_dropped.inc(dropped)
+        self._metrics.replay_buffer_seconds.set(self._uplink.audio_seconds)
+        self._wake.set()
+
+    def send_video(self, frame: VideoFrame) -> None:
+        before = self._uplink.stats.video_superseded
+        if not self._uplink.offer_video(frame, time.monotonic()):
+            self._metrics.uplink_video_skipped.labels("rate").inc()
+            return
+        if self._uplink.stats.video_superseded > before:
+            self._metrics.uplink_video_skipped.labels("superseded").inc()
+        self._wake.set()
+
+    def end_audio_stream(self) -> None:
+        """The microphone paused: lets the server's VAD close the utterance now."""
+        self._uplink.stream_end_pending = True
+        self._wake.set()
+
+    def send_tool_response(self, response: ToolResponse) -> None:
+        if response.id not in self._expected_calls:
+            # The session that asked is gone (a fresh one started): nobody waits.
+            self._metrics.tool_responses_lost.inc()
+            log.warning("tool response %s (%s) dropped: its session ended", response.id,
+                        response.name)
+            return
+        self._uplink.push_response(response)
+        self._wake.set()
+
+    def tools_changed(self) -> None:
+        """The tool set changed: tell the model now if connected, else at connect."""
+        self._tools_dirty = True
+        self._wake.set()
+
+    # -- supervisor ------------------------------------------------------------
+    async def run(self) -> None:
+        """Hold the conversation until cancelled; raises LiveFatalError if hopeless."""
+        lost_at: float | None = None
+        try:
+            while True:
+                self._set_state("connecting")
+                delay = 0.0
+                try:
+                    conn = await self._connect_and_serve(lost_at)
+                except LiveFatalError as exc:
+                    self.last_error = str(exc)
+                    self._set_state("failed")
+                    await self._emit(LinkStatus("failed", str(exc)))
+                    raise
+                except _Refused as exc:
+                    self._metrics.link_connects.labels(exc.kind).inc()
+                    self.last_error = exc.detail
+                    if exc.kind == "resume_refused":
+                        log.warning("resume refused (%s); starting a fresh session", exc.detail)
+                        self._drop_handle("resume_refused")
+                    delay = self._backoff.next_delay()
+                    log.warning("Live connect failed: %s; retry in %.2f s", exc.detail, delay)
+                else:
+                    lost_at = time.monotonic()
+                    reason = conn.reason
+                    up_for = lost_at - conn.established_at
+                    self._metrics.link_disconnects.labels(reason.split(":", 1)[0]).inc()
+                    if up_for >= self._s.stable_after:
+                        self._backoff.reset()
+                    if reason == "goaway":
+                        log.info("GoAway: handing over to a new connection")
+                    else:
+                        if reason.startswith("closed:1007"):
+                            self._drop_handle("invalid_request")
+                        delay = self._backoff.next_delay()
+                        log.warning("Live connection lost (%s) after %.1f s; reconnect in %.2f s",
+                                    reason, up_for, delay)
+                    await self._emit(LinkStatus("reconnecting", reason))
+                if delay > 0:
+                    self._set_state("backoff")
+                    await asyncio.sleep(delay)
+        finally:
+            if self.state != "failed":
+                self._set_state("stopped")
+
+    async def _connect_and_serve(self, lost_at: float | None) -> _Connection:
+        handle = self._handle
+        config = wire.connect_config(self._s, self._declarations(), handle)
+        self._tools_dirty = False
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(self._s.connect_timeout):
+                    session = await stack.enter_async_context(
+                        self._client.aio.live.connect(model=self._s.model, config=config)
+                    )
+            except TimeoutError:
+                raise _Refused("setup_timeout", "setup did not complete in time") from None
+            except websockets.exceptions.InvalidStatus as exc:
+                raise _classify_status(exc.response.status_code, self._s) from None
+            except genai_errors.APIError as exc:
+                raise _classify_setup_close(exc, handle is not None, self._s) from None
+            except (OSError, websockets.exceptions.WebSocketException) as exc:
+                raise _Refused("unreachable", _brief(exc)) from None
+
+            now = time.monotonic()
+            resumed = handle is not None
+            conn = _Connection(established_at=now, resumed=resumed, last_alive=now)
+            self._conn = conn
+            self.session_count += 1
+            self._metrics.link_connects.labels("resumed" if resumed else "fresh").inc()
+            if lost_at is not None:
+                self._metrics.link_gap.observe(now - lost_at)
+            if not resumed:
+                self._start_fresh()
+            self._set_state("connected")
+            log.info("Live link connected (%s)", "resumed" if resumed else "new session")
+            await self._emit(LinkStatus("connected", resumed=resumed))
+            try:
+                await self._serve(session, conn)
+            finally:
+                self._conn = None
+                if conn.reason == "stall":
+                    _abort(session)
+        return conn
+
+    def _start_fresh(self) -> None:
+        """A new session knows none of the old one's calls: their answers have no taker."""
+        lost = self._uplink.drain_responses()
+        if lost or self._expected_calls:
+            n = len(lost) + len(self._expected_calls - {r.id for r in lost})
+            self._metrics.tool_responses_lost.inc(n)
+            log.warning("%d tool answer(s) belong to the ended session and are dropped", n)
+        self._expected_calls.clear()
+        self._model_active = False
+
+    def _drop_handle(self, reason: str) -> None:
+        if self._handle is not None:
+            self._metrics.link_fresh_sessions.labels(reason).inc()
+        self._handle = None
+        self._resumable = False
+
+    async def _serve(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._send_loop(session, conn), name="live-send"),
+                tg.create_task(self._receive_loop(session, conn), name="live-receive"),
+                tg.create_task(self._watchdog(session, conn), name="live-watchdog"),
+            ]
+            await conn.ended.wait()
+            for t in tasks:
+                t.cancel()
+
+    # -- per-connection tasks ----------------------------------------------------
+    async def _send_loop(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
+        ub = self._uplink
+        try:
+            if self._tools_dirty:
+                await self._send_tools(session)
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while not conn.ended.is_set():
+                    if self._tools_dirty:
+                        await self._send_tools(session)
+                    elif (resp := ub.peek_response()) is not None:
+                        await session.send_tool_response(
+                            function_responses=[wire.function_response(resp)]
+                        )
+                        ub.pop_response()
+                        self._expected_calls.discard(resp.id)
+                    elif (frame := ub.take_video()) is not None:
+                        try:
+                            await session.send_realtime_input(
+                                video=types.Blob(data=frame.jpeg, mime_type="image/jpeg")
+                            )
+                        except BaseException:
+                            ub.restore_video(frame)
+                            raise
+                        self._metrics.uplink_video.inc()
+                    elif (item := ub.peek_audio()) is not None:
+                        await session.send_realtime_input(
+                            audio=types.Blob(data=item.chunk.pcm, mime_type=wire.AUDIO_MIME)
+                        )
+                        ub.ack_audio(item.seq)
+                        self._metrics.uplink_audio.inc()
+                        if item.enqueued_at < conn.established_at:
+                            self._metrics.uplink_audio_replayed.inc()
+                        self._metrics.replay_buffer_seconds.set(ub.audio_seconds)
+                    elif ub.stream_end_pending:
+                        await session.send_realtime_input(audio_stream_end=True)
+                        ub.stream_end_pending = False
+                    else:
+                        break
+        except websockets.exceptions.ConnectionClosed as exc:
+            conn.finish(_close_reason(exc.rcvd.code if exc.rcvd else 1006))
+        except OSError as exc:
+            conn.finish(f"send_error:{_brief(exc)}")
+
+    async def _send_tools(self, session: genai.live.AsyncSession) -> None:
+        self._tools_dirty = False
+        tools: list[Any] = list(wire.function_tools(self._declarations()))
+        await session.send_context_update(tools=tools)
+
+    async def _receive_loop(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
+        while not conn.ended.is_set():
+            try:
+                async for msg in session.receive():
+                    conn.last_alive = time.monotonic()
+                    await self._on_message(msg, conn)
+            except genai_errors.APIError as exc:
+                code = exc.code if isinstance(exc.code, int) else 1006
+                conn.finish(_close_reason(code))
+                self.last_error = f"server closed the connection ({code}: {exc.message or ''})"
+                return
+            except websockets.exceptions.ConnectionClosed as exc:
+                conn.finish(_close_reason(exc.rcvd.code if exc.rcvd else 1006))
+                return
+            except (TypeError, ValueError, KeyError, pydantic.ValidationError) as exc:
+                # The SDK could not parse one message; the socket is fine.
+                self._metrics.downlink_messages.labels("unparseable").inc()
+                log.warning("unparseable Live message skipped: %s", _brief(exc))
+
+    async def _on_message(self, msg: types.LiveServerMessage, conn: _Connection) -> None:
+        events, ctl = wire.translate(msg)
+        for kind in ctl.kinds:
+            self._metrics.downlink_messages.labels(kind).inc()
+        if ctl.audio_bytes:
+            self._metrics.downlink_audio_seconds.inc(ctl.audio_bytes / 48_000)
+        if ctl.resumable is not None:
+            self._resumable = ctl.resumable
+        if ctl.new_handle:
+            self._handle = ctl.new_handle
+        if ctl.model_active is not None:
+            self._model_active = ctl.model_active
+        self._expected_calls.update(ctl.call_ids)
+        self._expected_calls.difference_update(ctl.cancelled_ids)
+        if ctl.go_away_in is not None:
+            deadline = time.monotonic() + max(0.0, ctl.go_away_in - self._s.goaway_margin)
+            conn.go_away_deadline = deadline
+            log.info("GoAway received: %.1f s left", ctl.go_away_in)
+        for ev in events:
+            await self._emit(ev)
+        self._check_handover(conn)
+
+    def _check_handover(self, conn: _Connection) -> None:
+        """After GoAway, move at a quiet, resumable moment, or at the deadline."""
+        if conn.go_away_deadline is None:
+            return
+        quiet = self._resumable and not self._model_active and not self._expected_calls
+        if quiet or time.monotonic() >= conn.go_away_deadline:
+            conn.finish("goaway")
+
+    async def _watchdog(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
+        tick = min(0.25, self._s.stall_timeout / 4)
+        next_ping = time.monotonic() + self._s.ping_interval
+        ws = getattr(session, "_ws", None)
+        while not conn.ended.is_set():
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            self._check_handover(conn)
+            if now - conn.last_alive > self._s.stall_timeout:
+                log.warning("Live link stalled: nothing heard for %.1f s", now - conn.last_alive)
+                conn.finish("stall")
+                return
+            if ws is not None and now >= next_ping:
+                next_ping = now + self._s.ping_interval
+                with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                    waiter = await ws.ping()
+                    waiter.add_done_callback(lambda f: _pong(f, conn))
+
+    # -- helpers -----------------------------------------------------------------
+    async def _emit(self, event: LiveEvent) -> None:
+        await self._events.put(event)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._metrics.set_link_state(state)
+
+
+class _Refused(Exception):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _pong(fut: asyncio.Future[float], conn: _Connection) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        conn.last_alive = time.monotonic()
+
+
+def _abort(session: genai.live.AsyncSession) -> None:
+    ws = getattr(session, "_ws", None)
+    transport = getattr(ws, "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+def _close_reason(code: int) -> str:
+    return f"closed:{code}"
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+def _classify_status(status: int, s: LiveSettings) -> Exception:
+    if status in (401, 403):
+        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API (HTTP {status})")
+    if status == 404:
+        return LiveFatalError(
+            f"live.base_url: no Live endpoint at {s.base_url or 'the default URL'} "
+            f"for api_version {s.api_version} (HTTP 404)"
+        )
+    return _Refused("http_error", f"handshake refused with HTTP {status}")
+
+
+def _classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSettings) -> Exception:
+    code = exc.code
+    text = str(exc.message or exc)
+    if code == 1008 and "not found" in text.lower():
+        return LiveFatalError(f"live.model: {s.model!r} is not available ({text[:160]})")
+    if code == 1007 and resuming:
+        return _Refused("resume_refused", f"close 1007 during setup: {text[:160]}")
+    return _Refused("setup_closed", f"server closed during setup ({code}: {text[:160]})")
+
+
+def _ssl_context(s: LiveSettings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if s.ca_file is not None:
+        ctx.load_verify_locations(cafile=str(s.ca_file))
+    return ctx

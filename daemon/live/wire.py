@@ -1,0 +1,189 @@
+"""Translation between SDK types and the daemon's own: setup config in, events out.
+
+Pure functions, so what the model is told and what the Agent hears can be
+tested without a socket.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.genai import types
+
+from daemon.config import LiveSettings
+from daemon.live.events import (
+    GenerationComplete,
+    InputTranscript,
+    Interrupted,
+    LiveEvent,
+    ModelAudio,
+    OutputTranscript,
+    ToolCallCancelled,
+    ToolCallRequest,
+    TurnComplete,
+    Usage,
+)
+from daemon.tools.calls import FunctionCall, ToolResponse
+
+AUDIO_MIME = "audio/pcm;rate=16000"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*s\s*$")
+
+
+def connect_config(
+    settings: LiveSettings, declarations: Iterable[dict[str, Any]], handle: str | None
+) -> types.LiveConnectConfig:
+    speech = None
+    if settings.voice or settings.language:
+        speech = types.SpeechConfig(
+            voice_config=(
+                types.VoiceConfig(
+                    prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.voice)
+                )
+                if settings.voice
+                else None
+            ),
+            language_code=settings.language or None,
+        )
+    tools = function_tools(declarations)
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        system_instruction=settings.system_instruction or None,
+        speech_config=speech,
+        tools=tools or None,
+        session_resumption=types.SessionResumptionConfig(handle=handle),
+        context_window_compression=types.ContextWindowCompressionConfig(
+            trigger_tokens=settings.compression_trigger_tokens,
+            sliding_window=types.SlidingWindow(
+                target_tokens=settings.compression_target_tokens
+            ),
+        ),
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+    )
+
+
+def function_tools(declarations: Iterable[dict[str, Any]]) -> list[types.Tool]:
+    decls = [
+        types.FunctionDeclaration(
+            name=d["name"],
+            description=d["description"],
+            parameters_json_schema=d["parameters"],
+            behavior=types.Behavior.BLOCKING if d.get("blocking") else types.Behavior.NON_BLOCKING,
+        )
+        for d in declarations
+    ]
+    return [types.Tool(function_declarations=decls)] if decls else []
+
+
+def function_response(resp: ToolResponse) -> types.FunctionResponse:
+    return types.FunctionResponse(
+        id=resp.id,
+        name=resp.name,
+        response=resp.response,
+        scheduling=types.FunctionResponseScheduling(resp.scheduling) if resp.scheduling else None,
+    )
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Protobuf JSON durations ("50s", "1.5s") as seconds; None if absent or odd."""
+    if not text:
+        return None
+    m = _DURATION.match(text)
+    return float(m.group(1)) if m else None
+
+
+@dataclass
+class Control:
+    """What a server message means for the link itself, beside the Agent's events."""
+
+    new_handle: str | None = None
+    resumable: bool | None = None
+    go_away_in: float | None = None
+    model_active: bool | None = None
+    call_ids: list[str] = field(default_factory=list)
+    cancelled_ids: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    audio_bytes: int = 0
+
+
+def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
+    events: list[LiveEvent] = []
+    ctl = Control()
+    upd = msg.session_resumption_update
+    if upd is not None:
+        ctl.kinds.append("session_resumption_update")
+        ctl.resumable = bool(upd.resumable)
+        if upd.new_handle and upd.resumable:
+            ctl.new_handle = upd.new_handle
+    if msg.go_away is not None:
+        ctl.kinds.append("go_away")
+        left = parse_duration(msg.go_away.time_left)
+        ctl.go_away_in = 0.0 if left is None else left
+    sc = msg.server_content
+    if sc is not None:
+        ctl.kinds.append("server_content")
+        if sc.input_transcription is not None and sc.input_transcription.text:
+            events.append(
+                InputTranscript(sc.input_transcription.text, bool(sc.input_transcription.finished))
+            )
+        if sc.model_turn is not None and sc.model_turn.parts:
+            ctl.model_active = True
+            for part in sc.model_turn.parts:
+                blob = part.inline_data
+                if blob is not None and blob.data:
+                    ctl.audio_bytes += len(blob.data)
+                    events.append(ModelAudio(blob.data, _rate(blob.mime_type)))
+        if sc.output_transcription is not None and sc.output_transcription.text:
+            events.append(
+                OutputTranscript(
+                    sc.output_transcription.text, bool(sc.output_transcription.finished)
+                )
+            )
+        if sc.interrupted:
+            ctl.model_active = False
+            events.append(Interrupted())
+        if sc.generation_complete:
+            events.append(GenerationComplete())
+        if sc.turn_complete:
+            ctl.model_active = False
+            events.append(TurnComplete())
+    if msg.tool_call is not None and msg.tool_call.function_calls:
+        ctl.kinds.append("tool_call")
+        calls = tuple(
+            FunctionCall(fc.id or "", fc.name or "", dict(fc.args or {}))
+            for fc in msg.tool_call.function_calls
+        )
+        ctl.call_ids.extend(c.id for c in calls)
+        events.append(ToolCallRequest(calls))
+    if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:
+        ctl.kinds.append("tool_call_cancellation")
+        ids = tuple(msg.tool_call_cancellation.ids)
+        ctl.cancelled_ids.extend(ids)
+        events.append(ToolCallCancelled(ids))
+    if msg.usage_metadata is not None:
+        ctl.kinds.append("usage_metadata")
+        um = msg.usage_metadata
+        events.append(
+            Usage(
+                um.prompt_token_count or 0,
+                um.response_token_count or 0,
+                um.total_token_count or 0,
+            )
+        )
+    if msg.setup_complete is not None:
+        ctl.kinds.append("setup_complete")
+    if not ctl.kinds:
+        ctl.kinds.append("other")
+    return events, ctl
+
+
+def _rate(mime: str | None) -> int:
+    if mime and "rate=" in mime:
+        try:
+            return int(mime.split("rate=", 1)[1].split(";", 1)[0])
+        except ValueError:
+            pass
+    return 24_000

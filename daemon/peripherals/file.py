@@ -1,0 +1,178 @@
+"""WAV in, WAV out: the peripheral for the demo, tests and benchmarks.
+
+Input is streamed in fixed chunks, paced in real time (like a microphone) or
+as fast as the link takes it. Output plays on a virtual clock when real time,
+so an interruption drops the unplayed rest exactly as a speaker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import wave
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
+from daemon.peripherals.base import MediaSink, Peripheral
+
+log = logging.getLogger(__name__)
+
+MAX_PLAYBACK_SECONDS = 120.0
+BACKLOG_LIMIT = 0.5
+
+
+class WavError(ValueError):
+    pass
+
+
+def read_wav_16k(path: Path) -> bytes:
+    """A WAV file as 16 kHz mono 16-bit PCM; other rates and stereo are converted."""
+    try:
+        with wave.open(str(path), "rb") as wf:
+            if wf.getsampwidth() != SAMPLE_WIDTH:
+                raise WavError(f"{path}: must be 16-bit PCM, is {8 * wf.getsampwidth()}-bit")
+            rate, channels = wf.getframerate(), wf.getnchannels()
+            raw = wf.readframes(wf.getnframes())
+    except FileNotFoundError:
+        raise WavError(f"{path}: no such file") from None
+    except (wave.Error, EOFError) as exc:
+        raise WavError(f"{path}: not a readable WAV file ({exc})") from None
+    samples = np.frombuffer(raw, dtype="<i2")
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
+    if rate != UPLINK_RATE:
+        samples = soxr.resample(samples, rate, UPLINK_RATE)
+    return np.asarray(samples, dtype="<i2").tobytes()
+
+
+class FilePeripheral(Peripheral):
+    kind = "file"
+
+    def __init__(
+        self,
+        input_path: Path | None,
+        output_path: Path | None,
+        *,
+        realtime: bool = True,
+        chunk_ms: int = 20,
+        tail_silence: float = 2.0,
+        output_rate: int = 24_000,
+    ) -> None:
+        self._pcm = read_wav_16k(input_path) if input_path is not None else b""
+        self._input_path = input_path
+        self._output_path = output_path
+        self._realtime = realtime
+        self._chunk_bytes = UPLINK_RATE * SAMPLE_WIDTH * chunk_ms // 1000
+        self._tail = b"\0" * (int(tail_silence * UPLINK_RATE) * SAMPLE_WIDTH)
+        self._out_rate = output_rate
+        self._writer: wave.Wave_write | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._play_clock = 0.0
+        self._sent_seconds = 0.0
+        self._played_seconds = 0.0
+        self.finished = False
+        if output_path is not None:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = wave.open(str(output_path), "wb")  # noqa: SIM115 - lives with self
+            self._writer.setnchannels(1)
+            self._writer.setsampwidth(SAMPLE_WIDTH)
+            self._writer.setframerate(output_rate)
+
+    async def run(self, sink: MediaSink) -> None:
+        try:
+            await self._stream(self._pcm + self._tail, sink)
+            self.finished = True
+            sink.input_paused()
+            await asyncio.Future()  # hold playback open until the Agent stops us
+        finally:
+            self.close()
+
+    async def _stream(self, pcm: bytes, sink: MediaSink) -> None:
+        step = self._chunk_bytes
+        chunk_s = pcm_duration(step, UPLINK_RATE)
+        start = time.monotonic()
+        for i, offset in enumerate(range(0, len(pcm), step)):
+            if self._realtime:
+                due = start + i * chunk_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                while sink.backlog_seconds() > BACKLOG_LIMIT:  # noqa: ASYNC110 - polled
+                    await asyncio.sleep(0.002)
+            sink.audio(AudioChunk(pcm[offset : offset + step], UPLINK_RATE, time.monotonic()))
+            self._sent_seconds += chunk_s
+            if not self._realtime and i % 8 == 7:
+                await asyncio.sleep(0)
+            self._drain_playback()
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        if rate != self._out_rate:
+            log.warning("model audio at %d Hz, output file is %d Hz; converting", rate,
+                        self._out_rate)
+            samples = soxr.resample(np.frombuffer(pcm, "<i2"), rate, self._out_rate)
+            pcm = np.asarray(samples, dtype="<i2").tobytes()
+        if not self._realtime:
+            self._write(pcm)
+            return
+        if not self._queue and self._play_clock < time.monotonic():
+            self._play_clock = time.monotonic()
+        if self.playback_pending() + pcm_duration(len(pcm), self._out_rate) > MAX_PLAYBACK_SECONDS:
+            log.warning("playback queue full; dropping %d bytes", len(pcm))
+            return
+        self._queue.append(pcm)
+        self._queued_bytes += len(pcm)
+        self._drain_playback()
+
+    def _drain_playback(self) -> None:
+        """Write out what a real speaker would have played by now."""
+        now = time.monotonic()
+        while self._queue and self._play_clock <= now:
+            pcm = self._queue.popleft()
+            self._queued_bytes -= len(pcm)
+            self._write(pcm)
+            self._play_clock += pcm_duration(len(pcm), self._out_rate)
+
+    def flush_playback(self) -> float:
+        self._drain_playback()
+        dropped = pcm_duration(self._queued_bytes, self._out_rate)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._play_clock = time.monotonic()
+        return dropped
+
+    def playback_pending(self) -> float:
+        self._drain_playback()
+        queued = pcm_duration(self._queued_bytes, self._out_rate)
+        return max(queued, self._play_clock - time.monotonic()) if self._realtime else 0.0
+
+    def _write(self, pcm: bytes) -> None:
+        self._played_seconds += pcm_duration(len(pcm), self._out_rate)
+        if self._writer is not None:
+            self._writer.writeframes(pcm)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            for pcm in self._queue:  # what was still queued at a clean stop is written out
+                self._writer.writeframes(pcm)
+            self._queue.clear()
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input": str(self._input_path) if self._input_path else None,
+            "input_sent_s": round(self._sent_seconds, 2),
+            "input_finished": self.finished,
+            "played_s": round(self._played_seconds, 2),
+        }

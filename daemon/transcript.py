@@ -1,0 +1,78 @@
+"""A readable transcript of the conversation: who said what, which tools ran."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from daemon.live.events import (
+    InputTranscript,
+    Interrupted,
+    LinkStatus,
+    LiveEvent,
+    OutputTranscript,
+    ToolCallCancelled,
+    TurnComplete,
+)
+from daemon.tools.calls import FunctionCall
+
+
+class TranscriptPrinter:
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
+        self._t0 = time.monotonic()
+        self._user: list[str] = []
+        self._model: list[str] = []
+        self.lines: list[str] = []
+
+    def _print(self, who: str, text: str) -> None:
+        t = time.monotonic() - self._t0
+        line = f"[{int(t // 60):02d}:{t % 60:04.1f}] {who:<6} {text}"
+        self.lines.append(line)
+        print(line, file=self._out, flush=True)
+
+    def _flush_user(self) -> None:
+        if self._user:
+            self._print("you", "".join(self._user).strip())
+            self._user.clear()
+
+    def _flush_model(self, suffix: str = "") -> None:
+        if self._model:
+            self._print("model", "".join(self._model).strip() + suffix)
+            self._model.clear()
+
+    def event(self, ev: LiveEvent) -> None:
+        match ev:
+            case InputTranscript(text=text, finished=finished):
+                self._user.append(text)
+                if finished:
+                    self._flush_user()
+            case OutputTranscript(text=text):
+                self._flush_user()
+                self._model.append(text)
+            case Interrupted():
+                self._flush_model(" [interrupted]")
+            case TurnComplete():
+                self._flush_user()
+                self._flush_model()
+            case ToolCallCancelled(ids=ids):
+                self._print("tool", f"cancelled by the model: {', '.join(ids)}")
+            case LinkStatus(state=state, detail=detail, resumed=resumed):
+                what = state + (" (resumed)" if resumed else "") + (f": {detail}" if detail else "")
+                self._print("link", what)
+            case _:
+                pass
+
+    def call(self, call: FunctionCall, outcome: str, response: dict[str, Any] | None) -> None:
+        self._flush_user()
+        args = json.dumps(call.args, sort_keys=True)
+        self._print("tool", f"{call.name}({args}) -> {outcome}: {_short(response)}")
+
+
+def _short(response: dict[str, Any] | None) -> str:
+    if response is None:
+        return "(no answer sent)"
+    text = json.dumps(response, sort_keys=True, default=str)
+    return text if len(text) <= 240 else text[:237] + "..."

@@ -1,0 +1,72 @@
+import pytest
+
+from daemon.live.uplink import UplinkBuffer
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.tools.calls import ToolResponse
+
+pytestmark = pytest.mark.timeout(10)
+
+CHUNK = 640  # 20 ms at 16 kHz
+
+
+def chunk(n: int) -> AudioChunk:
+    return AudioChunk(n.to_bytes(4, "little") * (CHUNK // 4), 16_000, 0.0)
+
+
+def test_audio_in_order_and_acked_once() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in range(5):
+        ub.push_audio(chunk(i), float(i))
+    got = []
+    while (item := ub.peek_audio()) is not None:
+        got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
+        ub.ack_audio(item.seq)
+    assert got == [0, 1, 2, 3, 4]
+    assert ub.audio_seconds == 0
+
+
+def test_bound_drops_oldest_and_counts() -> None:
+    ub = UplinkBuffer(0.1, 1.0)  # 100 ms = 5 chunks
+    dropped = sum(ub.push_audio(chunk(i), 0.0) for i in range(8))
+    assert dropped == 3
+    assert ub.stats.audio_dropped == 3
+    first = ub.peek_audio()
+    assert first is not None and int.from_bytes(first.chunk.pcm[:4], "little") == 3
+    assert ub.audio_chunks == 5
+    assert ub.audio_seconds == pytest.approx(0.1)
+
+
+def test_ack_after_overflow_during_send_does_not_skip() -> None:
+    ub = UplinkBuffer(0.1, 1.0)
+    for i in range(5):
+        ub.push_audio(chunk(i), 0.0)
+    in_flight = ub.peek_audio()
+    assert in_flight is not None
+    ub.push_audio(chunk(5), 0.0)  # drops chunk 0 while it is being sent
+    ub.ack_audio(in_flight.seq)
+    nxt = ub.peek_audio()
+    assert nxt is not None and int.from_bytes(nxt.chunk.pcm[:4], "little") == 1
+
+
+def test_video_rate_and_newest_only() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    assert ub.offer_video(VideoFrame(b"a", 0), 0.0)
+    assert not ub.offer_video(VideoFrame(b"b", 0), 0.5)
+    assert ub.offer_video(VideoFrame(b"c", 0), 1.0)
+    assert ub.stats.video_rate_limited == 1
+    assert ub.stats.video_superseded == 1
+    frame = ub.take_video()
+    assert frame is not None and frame.jpeg == b"c"
+    assert ub.take_video() is None
+
+
+def test_responses_fifo() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    ub.push_response(ToolResponse("1", "a", {}))
+    ub.push_response(ToolResponse("2", "a", {}))
+    assert ub.has_work()
+    r = ub.peek_response()
+    assert r is not None and r.id == "1"
+    ub.pop_response()
+    assert [r.id for r in ub.drain_responses()] == ["2"]
+    assert not ub.has_work()
