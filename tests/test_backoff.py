@@ -37,7 +37,7 @@ def test_reset_starts_over() -> None:
 
 
 def test_bad_parameters() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="initial"):
         Backoff(0, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="initial"):
         Backoff(2, 1)
