@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from daemon import __version__
+from daemon.agent import Agent
 from daemon.config import (
     ConfigError,
     Settings,
@@ -29,6 +30,7 @@ from daemon.config import (
     read_secret,
     resolve_config_path,
 )
+from daemon.ops.metrics import Metrics
 
 log = logging.getLogger("daemon")
 
@@ -101,13 +103,12 @@ def _api_key() -> SecretStr | None:
 
 
 def _setup_logging(settings: Settings, secrets: list[str]) -> None:
-    try:
-        from daemon.ops.logsetup import install_excepthook, setup_logging
-    except ImportError:  # pragma: no cover - during bring-up only
-        logging.basicConfig(level=settings.ops.log_level.upper(), stream=sys.stderr)
-        return
-    setup_logging(settings.ops.log_level, settings.ops.log_format, secrets)
+    from daemon.ops.logsetup import add_secret, install_excepthook, setup_logging
+
     install_excepthook(secrets)
+    setup_logging(settings.ops.log_level, settings.ops.log_format, secrets)
+    if settings.mqtt.password is not None:
+        add_secret(settings.mqtt.password.get_secret_value())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,9 +184,7 @@ async def _serve(
     printer: Any = None,
     ssl_context: Any = None,
 ) -> int:
-    from daemon.agent import Agent
     from daemon.live.link import LiveFatalError, LiveLink
-    from daemon.ops.metrics import Metrics
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
     from daemon.tools.registry import ToolRegistry
 
@@ -212,34 +211,26 @@ async def _serve(
             await agent.run(exit_when_idle=exit_when_idle)
     except* LiveFatalError as group:
         raise UsageError(str(group.exceptions[0])) from None
-    finally:
-        _notify_stopping()
     return EXIT_OK
 
 
 async def _start_ops(
-    stack: contextlib.AsyncExitStack, settings: Settings, metrics: Any, agent: Any
+    stack: contextlib.AsyncExitStack, settings: Settings, metrics: Metrics, agent: Agent
 ) -> None:
-    """Health endpoint, systemd readiness and watchdog, when those modules are present."""
-    try:
-        from daemon.ops import health, systemd
-    except ImportError:  # pragma: no cover - during bring-up only
-        return
-    if settings.ops.health_port:
-        server = health.HealthServer(metrics, agent.healthy, settings.ops.health_port)
+    """Crash logging, the health endpoint, systemd readiness and its watchdog."""
+    from daemon.ops import health, logsetup, systemd
+
+    logsetup.install_asyncio_handler()
+    server = health.health_server_from_settings(settings.ops, metrics, agent.healthy)
+    if server is not None:
         await stack.enter_async_context(server)
+        log.info("health endpoint on http://127.0.0.1:%d/healthz", server.port)
     systemd.ready()
+    stack.callback(systemd.stopping)
     if systemd.watchdog_interval() is not None:
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         task = tg.create_task(systemd.watchdog_loop(lambda: agent.link.state != "failed"))
         stack.callback(task.cancel)
-
-
-def _notify_stopping() -> None:
-    with contextlib.suppress(ImportError):
-        from daemon.ops import systemd
-
-        systemd.stopping()
 
 
 # -- demo -----------------------------------------------------------------------
