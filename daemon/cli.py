@@ -93,8 +93,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
     path, required = resolve_config_path(a.config, os.environ)
     overrides = _overrides(a)
-    if demo:
-        overrides.setdefault("peripheral.kind", None)
+    if demo and overrides["ops.log_level"] is None:
+        overrides["ops.log_level"] = "warning"  # the transcript is the demo's output
     return load_settings(path, required=required, overrides=overrides)
 
 
@@ -259,7 +259,8 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
     printer = TranscriptPrinter()
     async with contextlib.AsyncExitStack() as stack:
         if key is None:
-            from simulator.live_server import FakeLiveServer, default_scenario
+            from simulator.live_server import FakeLiveServer
+            from simulator.scenario import default_scenario
 
             server = await stack.enter_async_context(
                 FakeLiveServer(api_key=DEMO_KEY, scenario=default_scenario())

@@ -43,6 +43,7 @@ class LiveSettings(_Section):
     connect_timeout: float = Field(10.0, gt=0, le=120)
     stall_timeout: float = Field(45.0, gt=0, le=600)
     ping_interval: float = Field(10.0, gt=0, le=300)
+    confirm_interval: float = Field(0.2, gt=0, le=10)
     backoff_initial: float = Field(0.5, gt=0, le=60)
     backoff_max: float = Field(30.0, gt=0, le=600)
     stable_after: float = Field(60.0, gt=0, le=3600)

@@ -20,7 +20,8 @@ def test_audio_in_order_and_acked_once() -> None:
     got = []
     while (item := ub.peek_audio()) is not None:
         got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
-        ub.ack_audio(item.seq)
+        ub.mark_sent(item.seq)
+        ub.confirm(item.seq)
     assert got == [0, 1, 2, 3, 4]
     assert ub.audio_seconds == 0
 
@@ -43,7 +44,7 @@ def test_ack_after_overflow_during_send_does_not_skip() -> None:
     in_flight = ub.peek_audio()
     assert in_flight is not None
     ub.push_audio(chunk(5), 0.0)  # drops chunk 0 while it is being sent
-    ub.ack_audio(in_flight.seq)
+    ub.mark_sent(in_flight.seq)
     nxt = ub.peek_audio()
     assert nxt is not None and int.from_bytes(nxt.chunk.pcm[:4], "little") == 1
 
@@ -70,3 +71,23 @@ def test_responses_fifo() -> None:
     ub.pop_response()
     assert [r.id for r in ub.drain_responses()] == ["2"]
     assert not ub.has_work()
+
+
+def test_unconfirmed_audio_is_requeued_in_order() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in range(6):
+        ub.push_audio(chunk(i), 0.0)
+    for _ in range(4):
+        item = ub.peek_audio()
+        assert item is not None
+        ub.mark_sent(item.seq)
+    ub.confirm(2)  # a pong after chunk 1 (seq 2)
+    assert ub.pending_seconds == pytest.approx(0.04)
+    assert ub.requeue_unconfirmed() == 2
+    got = []
+    while (item := ub.peek_audio()) is not None:
+        got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
+        ub.mark_sent(item.seq)
+    assert got == [2, 3, 4, 5]
+    ub.confirm_all()
+    assert ub.audio_seconds == 0

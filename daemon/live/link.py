@@ -88,6 +88,8 @@ class LiveLink:
         self._expected_calls: set[str] = set()
         self._conn: _Connection | None = None
         self._tools_dirty = False
+        self._ping_outstanding = False
+        self._last_ping_at = 0.0
         self.state = "idle"
         self.session_count = 0
         self.last_error = ""
@@ -118,7 +120,8 @@ class LiveLink:
 
     @property
     def replay_seconds(self) -> float:
-        return self._uplink.audio_seconds
+        """Audio waiting to be sent (not counting sent audio awaiting confirmation)."""
+        return self._uplink.pending_seconds
 
     async def next_event(self) -> LiveEvent:
         return await self._events.get()
@@ -129,7 +132,7 @@ class LiveLink:
         dropped = self._uplink.push_audio(chunk, time.monotonic())
         if dropped:
             self._metrics.uplink_audio_dropped.inc(dropped)
-        self._metrics.replay_buffer_seconds.set(self._uplink.audio_seconds)
+        self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
         self._wake.set()
 
     def send_video(self, frame: VideoFrame) -> None:
@@ -188,7 +191,7 @@ class LiveLink:
                     lost_at = time.monotonic()
                     reason = conn.reason
                     up_for = lost_at - conn.established_at
-                    self._metrics.link_disconnects.labels(reason.split(":", 1)[0]).inc()
+                    self._metrics.link_disconnects.labels(reason).inc()
                     if up_for >= self._s.stable_after:
                         self._backoff.reset()
                     if reason == "goaway":
@@ -243,9 +246,24 @@ class LiveLink:
                 await self._serve(session, conn)
             finally:
                 self._conn = None
+                self._settle_unconfirmed(conn.reason)
                 if conn.reason == "stall":
                     _abort(session)
         return conn
+
+    def _settle_unconfirmed(self, reason: str) -> None:
+        """A silent peer may have read nothing of late: send its unconfirmed tail again.
+
+        A peer that closed or reset the socket was reading until then, so what the
+        socket took before the close is taken as delivered (re-sending would
+        duplicate words); audio the socket refused is still queued.
+        """
+        if reason == "stall":
+            n = self._uplink.requeue_unconfirmed()
+            if n:
+                log.warning("%d audio chunk(s) unconfirmed by the stalled server; resending", n)
+        else:
+            self._uplink.confirm_all()
 
     def _start_fresh(self) -> None:
         """A new session knows none of the old one's calls: their answers have no taker."""
@@ -277,6 +295,8 @@ class LiveLink:
     # -- per-connection tasks ----------------------------------------------------
     async def _send_loop(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
         ub = self._uplink
+        ws = getattr(session, "_ws", None)
+        self._ping_outstanding = False
         try:
             if self._tools_dirty:
                 await self._send_tools(session)
@@ -305,11 +325,17 @@ class LiveLink:
                         await session.send_realtime_input(
                             audio=types.Blob(data=item.chunk.pcm, mime_type=wire.AUDIO_MIME)
                         )
-                        ub.ack_audio(item.seq)
+                        ub.mark_sent(item.seq)
                         self._metrics.uplink_audio.inc()
                         if item.enqueued_at < conn.established_at:
                             self._metrics.uplink_audio_replayed.inc()
-                        self._metrics.replay_buffer_seconds.set(ub.audio_seconds)
+                        self._metrics.replay_buffer_seconds.set(ub.pending_seconds)
+                        if (
+                            ws is not None
+                            and not self._ping_outstanding
+                            and time.monotonic() - self._last_ping_at >= self._s.confirm_interval
+                        ):
+                            await self._ping(ws, conn)
                     elif ub.stream_end_pending:
                         await session.send_realtime_input(audio_stream_end=True)
                         ub.stream_end_pending = False
@@ -318,7 +344,8 @@ class LiveLink:
         except websockets.exceptions.ConnectionClosed as exc:
             conn.finish(_close_reason(exc.rcvd.code if exc.rcvd else 1006))
         except OSError as exc:
-            conn.finish(f"send_error:{_brief(exc)}")
+            log.warning("Live send failed: %s", _brief(exc))
+            conn.finish("send_error")
 
     async def _send_tools(self, session: genai.live.AsyncSession) -> None:
         self._tools_dirty = False
@@ -388,9 +415,23 @@ class LiveLink:
                 return
             if ws is not None and now >= next_ping:
                 next_ping = now + self._s.ping_interval
-                with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-                    waiter = await ws.ping()
-                    waiter.add_done_callback(lambda f: _pong(f, conn))
+                await self._ping(ws, conn)
+
+    async def _ping(self, ws: Any, conn: _Connection) -> None:
+        seq = self._uplink.last_sent_seq
+        self._last_ping_at = time.monotonic()
+        self._ping_outstanding = True
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+            waiter = await ws.ping()
+            waiter.add_done_callback(lambda f: self._pong(f, conn, seq))
+
+    def _pong(self, fut: asyncio.Future[float], conn: _Connection, seq: int) -> None:
+        """A pong proves the peer read everything sent before its ping."""
+        self._ping_outstanding = False
+        if not fut.cancelled() and fut.exception() is None:
+            conn.last_alive = time.monotonic()
+            if not conn.ended.is_set():
+                self._uplink.confirm(seq)
 
     # -- helpers -----------------------------------------------------------------
     async def _emit(self, event: LiveEvent) -> None:
@@ -406,11 +447,6 @@ class _Refused(Exception):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
-
-
-def _pong(fut: asyncio.Future[float], conn: _Connection) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        conn.last_alive = time.monotonic()
 
 
 def _abort(session: genai.live.AsyncSession) -> None:

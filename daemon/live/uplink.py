@@ -2,8 +2,10 @@
 
 The same bounded buffer serves the connected and the disconnected case, so
 audio captured during a reconnect is sent once, in order, when the link is
-back (the Gemini Developer API keeps no replay state for us). Beyond the bound
-the oldest audio is dropped, and every drop is counted.
+back (the Gemini Developer API keeps no replay state for us). Audio that went
+out on a socket stays until a pong confirms the peer read past it: if the
+peer goes silent, that unconfirmed tail is sent again after the reconnect.
+Beyond the bound the oldest audio is dropped, and every drop is counted.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class UplinkStats:
 class UplinkBuffer:
     def __init__(self, max_audio_seconds: float, video_fps: float) -> None:
         self._max_bytes = int(max_audio_seconds * 16_000 * SAMPLE_WIDTH)
-        self._audio: deque[PendingAudio] = deque()
+        self._pending: deque[PendingAudio] = deque()
+        self._sent: deque[PendingAudio] = deque()  # on the socket, not yet confirmed
         self._audio_bytes = 0
+        self._pending_bytes = 0
         self._seq = 0
         self._video: VideoFrame | None = None
         self._video_interval = 1.0 / video_fps
@@ -46,32 +50,65 @@ class UplinkBuffer:
     def push_audio(self, chunk: AudioChunk, now: float) -> int:
         """Queue a chunk; returns how many old chunks were dropped to make room."""
         self._seq += 1
-        self._audio.append(PendingAudio(self._seq, chunk, now))
+        self._pending.append(PendingAudio(self._seq, chunk, now))
         self._audio_bytes += len(chunk.pcm)
+        self._pending_bytes += len(chunk.pcm)
         self.stream_end_pending = False
         dropped = 0
-        while self._audio_bytes > self._max_bytes and len(self._audio) > 1:
-            old = self._audio.popleft()
+        while self._pending_bytes > self._max_bytes and len(self._pending) > 1:
+            old = self._pending.popleft()
+            self._pending_bytes -= len(old.chunk.pcm)
             self._audio_bytes -= len(old.chunk.pcm)
             dropped += 1
         self.stats.audio_dropped += dropped
         return dropped
 
     def peek_audio(self) -> PendingAudio | None:
-        return self._audio[0] if self._audio else None
+        return self._pending[0] if self._pending else None
 
-    def ack_audio(self, seq: int) -> None:
-        """The chunk with this sequence number (and any older) reached the socket."""
-        while self._audio and self._audio[0].seq <= seq:
-            self._audio_bytes -= len(self._audio.popleft().chunk.pcm)
+    def mark_sent(self, seq: int) -> None:
+        """The chunk reached the socket; it stays until the peer confirms it."""
+        while self._pending and self._pending[0].seq <= seq:
+            item = self._pending.popleft()
+            self._pending_bytes -= len(item.chunk.pcm)
+            self._sent.append(item)
+        # Keep at most the bound for resending; older sent audio is let go.
+        while self._audio_bytes - self._pending_bytes > self._max_bytes:
+            self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
+
+    def confirm(self, seq: int) -> None:
+        """The peer has read everything up to this chunk (a pong came back after it)."""
+        while self._sent and self._sent[0].seq <= seq:
+            self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
+
+    def confirm_all(self) -> None:
+        if self._sent:
+            self.confirm(self._sent[-1].seq)
+
+    def requeue_unconfirmed(self) -> int:
+        """The peer went silent: what it never confirmed is sent again, in order."""
+        n = len(self._sent)
+        self._pending_bytes += sum(len(p.chunk.pcm) for p in self._sent)
+        self._pending.extendleft(reversed(self._sent))
+        self._sent.clear()
+        return n
+
+    @property
+    def last_sent_seq(self) -> int:
+        return self._sent[-1].seq if self._sent else 0
 
     @property
     def audio_seconds(self) -> float:
+        """Audio not known to have reached the peer (pending plus unconfirmed)."""
         return self._audio_bytes / (16_000 * SAMPLE_WIDTH)
 
     @property
+    def pending_seconds(self) -> float:
+        return self._pending_bytes / (16_000 * SAMPLE_WIDTH)
+
+    @property
     def audio_chunks(self) -> int:
-        return len(self._audio)
+        return len(self._pending)
 
     # video ----------------------------------------------------------------
     def offer_video(self, frame: VideoFrame, now: float) -> bool:
@@ -111,5 +148,5 @@ class UplinkBuffer:
 
     def has_work(self) -> bool:
         return bool(
-            self._audio or self._video is not None or self._responses or self.stream_end_pending
+            self._pending or self._video is not None or self._responses or self.stream_end_pending
         )

@@ -9,6 +9,7 @@ SILENT, so the model does not start talking over the user again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -72,7 +73,7 @@ class ToolDispatcher:
                 self._run_call(call, self._interrupt_epoch), name=f"tool:{call.name}:{call.id}"
             )
             self._running[call.id] = task
-            task.add_done_callback(lambda t, call=call: self._on_done(call, t))
+            task.add_done_callback(functools.partial(self._on_done, call))
 
     def _on_done(self, call: FunctionCall, task: asyncio.Task[None]) -> None:
         """A call cancelled before or while running: the model's cancel, or shutdown."""

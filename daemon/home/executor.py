@@ -1,0 +1,241 @@
+"""Carry out a planned command and find out whether the device obeyed.
+
+One publish (QoS 1, at most once), then wait for a fresh state report that matches
+the plan's expectation, all within one deadline (default 3 s). Every call ends in
+exactly one result:
+
+* `done`: the device reported the expected state after we published;
+* `sent`: sent but not confirmed (no matching report in time, the device does not
+  report state, or the broker did not acknowledge it);
+* `failed`: nothing was published (device unknown or unavailable, or no broker
+  connection within the deadline).
+
+Cancelling `execute()` before the message was handed to the MQTT client publishes
+nothing; after that point the message is out and is never repeated.
+
+`HomeControl` puts the pieces together for a tool: find the device, validate the
+action, apply the two-call confirmation rule for sensitive devices, execute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from daemon.home.commands import Command, CommandError, plan_command
+from daemon.home.confirm import ConfirmationGate
+from daemon.home.inventory import (
+    AvailabilityChanged,
+    DeviceRemoved,
+    Inventory,
+    InventoryEvent,
+    LookupFailure,
+    StateReported,
+    StateValue,
+)
+from daemon.home.mqtt import NotPublished, PublishOutcome
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the executor needs from an `MqttConnection`."""
+
+    async def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> PublishOutcome: ...
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The one answer for one command."""
+
+    status: Literal["done", "sent", "failed"]
+    detail: str
+    published: bool = False
+    state: Mapping[str, StateValue] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.status == "done":
+            return f"done: {self.detail}"
+        if self.status == "sent":
+            return f"sent but not confirmed: {self.detail}"
+        return f"failed: {self.detail}"
+
+
+@dataclass
+class ExecutorStats:
+    """Counters until they move to daemon.ops.metrics."""
+
+    done: int = 0
+    sent_unconfirmed: int = 0
+    failed_unavailable: int = 0
+    failed_not_sent: int = 0
+    failed_unknown_device: int = 0
+    failed_bad_command: int = 0
+    broker_unacked: int = 0
+
+
+class CommandExecutor:
+    """Publishes planned commands once and waits for the device to confirm them."""
+
+    def __init__(
+        self, publisher: Publisher, inventory: Inventory, *, deadline: float = 3.0
+    ) -> None:
+        if deadline <= 0:
+            raise ValueError("deadline must be positive")
+        self.publisher = publisher
+        self.inventory = inventory
+        self.deadline = deadline
+        self.stats = ExecutorStats()
+
+    async def execute(self, command: Command, *, deadline: float | None = None) -> ExecResult:
+        """Publish `command` at most once and wait up to `deadline` s for confirmation."""
+        budget = self.deadline if deadline is None else deadline
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        device = self.inventory.get(command.device_id)
+        if device is None:
+            self.stats.failed_unknown_device += 1
+            return ExecResult("failed", f"unknown device {command.device_id!r}; nothing was sent")
+        if command.topic not in device.command_topics or command.retain:
+            self.stats.failed_bad_command += 1
+            return ExecResult("failed", "command does not match the device's config; not sent")
+        available = self.inventory.available(device.id)
+        if available is not True:
+            self.stats.failed_unavailable += 1
+            why = "is offline" if available is False else "has not reported availability yet"
+            return ExecResult("failed", f"{device.name} {why}; nothing was sent")
+
+        expected = command.expected
+        confirmed: asyncio.Future[Mapping[str, StateValue]] = loop.create_future()
+        last: dict[str, Any] = {"state": dict(self.inventory.state(device.id)), "note": ""}
+
+        def on_event(event: InventoryEvent) -> None:
+            if event.device.id != device.id or confirmed.done():
+                return
+            if isinstance(event, StateReported):
+                last["state"] = dict(event.state)
+                if expected is not None and expected.matches(event.state):
+                    confirmed.set_result(event.state)
+            elif isinstance(event, AvailabilityChanged) and event.available is False:
+                last["note"] = f"; {device.name} went offline"
+            elif isinstance(event, DeviceRemoved):
+                last["note"] = f"; {device.name} was removed"
+
+        remove = self.inventory.add_listener(on_event)
+        try:
+            try:
+                outcome = await self.publisher.publish(
+                    command.topic,
+                    command.payload,
+                    qos=command.qos,
+                    retain=False,
+                    timeout=max(0.0, end - loop.time()),
+                )
+            except NotPublished as exc:
+                self.stats.failed_not_sent += 1
+                return ExecResult("failed", str(exc))
+            unacked = outcome is PublishOutcome.UNCONFIRMED
+            if unacked:
+                self.stats.broker_unacked += 1
+            ack_note = "; the broker did not acknowledge it" if unacked else ""
+            if expected is None:
+                self.stats.sent_unconfirmed += 1
+                return ExecResult(
+                    "sent",
+                    f"{device.name} does not report a state that confirms "
+                    f"{command.action}{ack_note}",
+                    True,
+                    last["state"],
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(end):
+                    state = await confirmed
+                    self.stats.done += 1
+                    return ExecResult(
+                        "done", f"{device.name}: {expected.describe()}", True, dict(state)
+                    )
+            self.stats.sent_unconfirmed += 1
+            return ExecResult(
+                "sent",
+                f"no report of {expected.describe()} from {device.name} within "
+                f"{budget:g}s{ack_note}{last['note']}",
+                True,
+                last["state"],
+            )
+        finally:
+            remove()
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """A tool-ready answer: status plus a sentence for the model."""
+
+    status: Literal["done", "sent", "failed", "needs_confirmation", "error"]
+    message: str
+    device_id: str | None = None
+    confirmation_token: str | None = None
+    state: Mapping[str, StateValue] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "message": self.message}
+        if self.device_id:
+            out["device_id"] = self.device_id
+        if self.confirmation_token:
+            out["confirmation_token"] = self.confirmation_token
+        if self.state:
+            out["state"] = {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()
+            }
+        return out
+
+
+class HomeControl:
+    """Find, validate, confirm if sensitive, then execute: one call per tool call."""
+
+    def __init__(
+        self, inventory: Inventory, executor: CommandExecutor, gate: ConfirmationGate
+    ) -> None:
+        self.inventory = inventory
+        self.executor = executor
+        self.gate = gate
+
+    async def act(
+        self,
+        device: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        area: str | None = None,
+        confirmation: str | None = None,
+    ) -> ActionOutcome:
+        found = self.inventory.resolve(device, area)
+        if isinstance(found, LookupFailure):
+            return ActionOutcome("error", found.message)
+        plan = plan_command(found, action, args)
+        if isinstance(plan, CommandError):
+            return ActionOutcome("error", plan.message, found.id)
+        decision = self.gate.check(
+            device_id=found.id,
+            device_name=found.name,
+            component=found.component,
+            device_class=found.device_class,
+            action=plan.action,
+            args=plan.args,
+            token=confirmation,
+        )
+        if decision.verdict == "confirm":
+            return ActionOutcome("needs_confirmation", decision.message, found.id, decision.token)
+        result = await self.executor.execute(plan)
+        return ActionOutcome(result.status, str(result), found.id, state=result.state)

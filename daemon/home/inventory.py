@@ -1,0 +1,876 @@
+"""The devices the daemon knows, their last reported state and availability.
+
+Devices come from two places that share one schema: Home Assistant discovery on
+the broker, and `[[home.devices]]` tables in the config file (same keys as a
+discovery config, plus `id`, `component` and `area`). The inventory follows their
+state and availability topics, tells listeners when devices appear, change or
+vanish (so the daemon can refresh the model's tools), and finds a device from the
+words a person used ("the lamp in the bedroom").
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from daemon.home.discovery import (
+    COMPONENTS,
+    ActionSpec,
+    Availability,
+    BinarySensorSpec,
+    ClimateSpec,
+    CoverSpec,
+    Discovered,
+    DiscoveryError,
+    DiscoveryResult,
+    EntityConfig,
+    FanSpec,
+    LightSpec,
+    LockSpec,
+    Removal,
+    SensorSpec,
+    SwitchSpec,
+    ValueTemplate,
+    parse_discovery,
+    parse_entity,
+)
+
+log = logging.getLogger(__name__)
+
+StateValue = str | int | float | bool | tuple[int, ...] | None
+Handler = Callable[["IncomingMessage"], None]
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class IncomingMessage(Protocol):
+    """What the inventory needs from a received MQTT message."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+
+class Cancelable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class MessageSource(Protocol):
+    """Something that delivers messages for topic filters (an `MqttConnection`)."""
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Cancelable: ...
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device the model may act on: a stable id plus its parsed config.
+
+    The id is the config's `unique_id` when it has one, otherwise it is derived from
+    the discovery topic (`light.kitchen` or `light.node.kitchen`), or is the `id`
+    given in the config file.
+    """
+
+    id: str
+    config: EntityConfig
+    source: Literal["discovery", "config"] = "discovery"
+    discovery_topic: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def component(self) -> str:
+        return self.config.component
+
+    @property
+    def area(self) -> str | None:
+        return self.config.area
+
+    @property
+    def device_class(self) -> str | None:
+        return self.config.device_class
+
+    @property
+    def capabilities(self) -> tuple[ActionSpec, ...]:
+        return self.config.actions
+
+    @property
+    def command_topics(self) -> frozenset[str]:
+        return self.config.command_topics
+
+    @property
+    def state_topics(self) -> frozenset[str]:
+        return self.config.state_topics
+
+    @property
+    def availability(self) -> Availability:
+        return self.config.availability
+
+    @property
+    def availability_topics(self) -> frozenset[str]:
+        return frozenset(a.topic for a in self.config.availability.topics)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for the model: what it is and what it can do."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.component,
+            "area": self.area,
+            "device_class": self.device_class,
+            "actions": [
+                {
+                    "action": a.name,
+                    "args": {arg.name: arg.describe() for arg in a.args},
+                    **({"note": a.description} if a.description else {}),
+                }
+                for a in self.capabilities
+            ],
+        }
+
+
+# --------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class DeviceAdded:
+    device: Device
+
+
+@dataclass(frozen=True)
+class DeviceUpdated:
+    device: Device
+    previous: Device
+
+
+@dataclass(frozen=True)
+class DeviceRemoved:
+    device: Device
+
+
+@dataclass(frozen=True)
+class StateReported:
+    """A state message arrived (even if nothing changed: it is fresh evidence)."""
+
+    device: Device
+    values: Mapping[str, StateValue]
+    state: Mapping[str, StateValue]
+
+
+@dataclass(frozen=True)
+class AvailabilityChanged:
+    device: Device
+    available: bool | None
+
+
+InventoryEvent = DeviceAdded | DeviceUpdated | DeviceRemoved | StateReported | AvailabilityChanged
+Listener = Callable[[InventoryEvent], None]
+
+
+@dataclass
+class InventoryStats:
+    """Counters until they move to daemon.ops.metrics."""
+
+    discovery_configs: int = 0
+    discovery_unchanged: int = 0
+    discovery_removals: int = 0
+    discovery_errors: int = 0
+    state_messages: int = 0
+    state_ignored: int = 0
+    availability_messages: int = 0
+    listener_errors: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceSnapshot:
+    """A device with what we currently know about it."""
+
+    device: Device
+    state: Mapping[str, StateValue]
+    available: bool | None
+    updated_at: float | None
+
+    def describe(self) -> dict[str, Any]:
+        out = self.device.describe()
+        out["available"] = self.available
+        out["state"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Match:
+    device: Device
+    score: float
+
+
+@dataclass(frozen=True)
+class LookupFailure:
+    """No single device fits the words used; the message says why and lists options."""
+
+    message: str
+    candidates: tuple[Device, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class _Entry:
+    device: Device
+    state: dict[str, StateValue] = field(default_factory=dict)
+    avail: dict[str, bool] = field(default_factory=dict)
+    avail_latest: bool | None = None
+    updated_at: float | None = None
+
+
+# ----------------------------------------------------------------- declared devices
+
+
+def parse_declared_devices(
+    entries: Sequence[Any], *, key: str = "home.devices"
+) -> tuple[list[Device], list[DiscoveryError]]:
+    """Devices from the config file's `[[home.devices]]` tables, and one error per bad one.
+
+    Each table has `component`, `name`, optional `id` and `area`, and otherwise the
+    Home Assistant discovery keys of that component (full or abbreviated).
+    """
+    devices: list[Device] = []
+    errors: list[DiscoveryError] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, Mapping):
+            errors.append(DiscoveryError(where, "must be a table"))
+            continue
+        body = dict(entry)
+        component = body.pop("component", None)
+        if component not in COMPONENTS:
+            errors.append(
+                DiscoveryError(
+                    f"{where}.component",
+                    f"must be one of {', '.join(COMPONENTS)}, got {component!r}",
+                )
+            )
+            continue
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            errors.append(DiscoveryError(f"{where}.name", "a non-empty name is required"))
+            continue
+        dev_id = body.pop("id", None)
+        if dev_id is None:
+            dev_id = _slug(name)
+        if not isinstance(dev_id, str) or not _ID_RE.match(dev_id):
+            errors.append(DiscoveryError(f"{where}.id", "must be 1-128 of A-Z a-z 0-9 _ . : -"))
+            continue
+        if dev_id in seen:
+            errors.append(DiscoveryError(f"{where}.id", f"duplicate device id {dev_id!r}"))
+            continue
+        area = body.pop("area", None)
+        if area is not None and not isinstance(area, str):
+            errors.append(DiscoveryError(f"{where}.area", "must be a string"))
+            continue
+        if area:
+            body["suggested_area"] = area
+        parsed = parse_entity(component, body, object_id=_slug(dev_id), where=where)
+        if isinstance(parsed, DiscoveryError):
+            errors.append(parsed)
+            continue
+        seen.add(dev_id)
+        devices.append(Device(dev_id, parsed, "config"))
+    return devices, errors
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_") or "device"
+
+
+# ------------------------------------------------------------------ state decoding
+
+
+def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, StateValue]:
+    """What a message on one of the device's state topics says, in model units.
+
+    Fields: `state` (on/off, open/closed/..., locked/unlocked/...), `brightness`
+    and fan `percentage` and cover `position` in percent, `color_temp` in kelvin,
+    `rgb`, `preset_mode`, `oscillating`, climate `mode`, `temperature`,
+    `current_temperature`, sensor `value`. Unrecognised payloads give nothing.
+    """
+    spec = config.spec
+    out: dict[str, StateValue] = {}
+    if isinstance(spec, LightSpec):
+        if spec.schema == "json":
+            if topic == spec.state_topic:
+                out.update(_decode_json_light(spec, payload))
+            return out
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            if value == spec.payload_on:
+                out["state"] = "on"
+            elif value == spec.payload_off:
+                out["state"] = "off"
+        if topic == spec.brightness_state_topic:
+            num = _number(_render(spec.brightness_template, payload))
+            if num is not None:
+                out["brightness"] = round(num * 100 / spec.brightness_scale)
+        if topic == spec.color_temp_state_topic:
+            num = _number(_render(spec.color_temp_template, payload))
+            kelvin = _to_kelvin(num, spec.color_temp_kelvin)
+            if kelvin is not None:
+                out["color_temp"] = kelvin
+        if topic == spec.rgb_state_topic:
+            rgb = _rgb(_render(spec.rgb_template, payload))
+            if rgb is not None:
+                out["rgb"] = rgb
+        return out
+    if isinstance(spec, SwitchSpec):
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            if value == spec.state_on:
+                out["state"] = "on"
+            elif value == spec.state_off:
+                out["state"] = "off"
+        return out
+    if isinstance(spec, FanSpec):
+        return _decode_fan(spec, topic, payload)
+    if isinstance(spec, CoverSpec):
+        return _decode_cover(spec, topic, payload)
+    if isinstance(spec, LockSpec):
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            names = {
+                spec.state_locked: "locked",
+                spec.state_unlocked: "unlocked",
+                spec.state_locking: "locking",
+                spec.state_unlocking: "unlocking",
+                spec.state_jammed: "jammed",
+                spec.state_open: "open",
+                spec.state_opening: "opening",
+            }
+            if value in names:
+                out["state"] = names[value]
+        return out
+    if isinstance(spec, ClimateSpec):
+        if topic == spec.mode_state_topic:
+            mode = _render(spec.mode_template, payload)
+            if mode is not None and mode.strip():
+                out["mode"] = mode.strip()
+        if topic == spec.temperature_state_topic:
+            num = _number(_render(spec.temperature_template, payload))
+            if num is not None:
+                out["temperature"] = num
+        if topic == spec.current_temperature_topic:
+            num = _number(_render(spec.current_temperature_template, payload))
+            if num is not None:
+                out["current_temperature"] = num
+        return out
+    if isinstance(spec, SensorSpec):
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            if value is not None and value not in ("None", "unknown", "unavailable"):
+                num = _number(value)
+                out["value"] = num if num is not None else value
+                if spec.unit_of_measurement:
+                    out["unit"] = spec.unit_of_measurement
+        return out
+    if isinstance(spec, BinarySensorSpec):
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            if value == spec.payload_on:
+                out["state"] = "on"
+            elif value == spec.payload_off:
+                out["state"] = "off"
+        return out
+    return out
+
+
+def _render(template: ValueTemplate | None, payload: str) -> str | None:
+    return payload if template is None else template.render(payload)
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        num = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(num):
+        return None
+    return int(num) if num.is_integer() else num
+
+
+def _to_kelvin(num: float | None, is_kelvin: bool) -> int | None:
+    if num is None or num <= 0:
+        return None
+    return round(num) if is_kelvin else round(1e6 / num)
+
+
+def _rgb(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 3:
+        return None
+    try:
+        rgb = tuple(int(float(p)) for p in parts)
+    except ValueError:
+        return None
+    return rgb if all(0 <= c <= 255 for c in rgb) else None
+
+
+def _decode_json_light(spec: LightSpec, payload: str) -> dict[str, StateValue]:
+    out: dict[str, StateValue] = {}
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return out
+    if not isinstance(data, dict):
+        return out
+    state = data.get("state")
+    if state == "ON":
+        out["state"] = "on"
+    elif state == "OFF":
+        out["state"] = "off"
+    bri = _number(data.get("brightness"))
+    if bri is not None:
+        out["brightness"] = round(bri * 100 / spec.brightness_scale)
+    kelvin = _to_kelvin(_number(data.get("color_temp")), spec.color_temp_kelvin)
+    if kelvin is not None:
+        out["color_temp"] = kelvin
+    color = data.get("color")
+    if isinstance(color, dict) and all(k in color for k in ("r", "g", "b")):
+        rgb = _rgb(",".join(str(color[k]) for k in ("r", "g", "b")))
+        if rgb is not None:
+            out["rgb"] = rgb
+    if isinstance(data.get("color_mode"), str):
+        out["color_mode"] = data["color_mode"]
+    return out
+
+
+def _decode_fan(spec: FanSpec, topic: str, payload: str) -> dict[str, StateValue]:
+    out: dict[str, StateValue] = {}
+    if topic == spec.state_topic:
+        value = _render(spec.state_template, payload)
+        if value == spec.payload_on:
+            out["state"] = "on"
+        elif value == spec.payload_off:
+            out["state"] = "off"
+    if topic == spec.percentage_state_topic:
+        num = _number(_render(spec.percentage_template, payload))
+        if num is not None:
+            count = spec.speed_range_max - spec.speed_range_min + 1
+            steps = num - spec.speed_range_min + 1
+            pct = 0 if num < spec.speed_range_min else steps * 100 / count
+            out["percentage"] = round(pct)
+    if topic == spec.preset_mode_state_topic:
+        mode = _render(spec.preset_mode_template, payload)
+        if mode is not None and mode.strip() and mode != "None":
+            out["preset_mode"] = mode.strip()
+    if topic == spec.oscillation_state_topic:
+        value = _render(spec.oscillation_template, payload)
+        if value == spec.payload_oscillation_on:
+            out["oscillating"] = True
+        elif value == spec.payload_oscillation_off:
+            out["oscillating"] = False
+    return out
+
+
+def _decode_cover(spec: CoverSpec, topic: str, payload: str) -> dict[str, StateValue]:
+    out: dict[str, StateValue] = {}
+    if topic == spec.state_topic:
+        value = _render(spec.state_template, payload)
+        names = {
+            spec.state_open: "open",
+            spec.state_opening: "opening",
+            spec.state_closed: "closed",
+            spec.state_closing: "closing",
+            spec.state_stopped: "stopped",
+        }
+        if value in names:
+            out["state"] = names[value]
+    if topic == spec.position_topic:
+        num = _number(_render(spec.position_template, payload))
+        if num is not None:
+            span = spec.position_open - spec.position_closed
+            pct = round((num - spec.position_closed) * 100 / span)
+            out["position"] = pct
+            if spec.state_topic is None:
+                out["state"] = "closed" if pct <= 0 else "open"
+    return out
+
+
+def _availability_of(entry: _Entry) -> bool | None:
+    av = entry.device.availability
+    if not av.topics:
+        return True
+    if av.mode == "latest":
+        return entry.avail_latest
+    known = [entry.avail.get(t.topic) for t in av.topics]
+    if av.mode == "all":
+        if any(v is False for v in known):
+            return False
+        return True if all(v is True for v in known) else None
+    if any(v is True for v in known):
+        return True
+    return False if all(v is False for v in known) else None
+
+
+# -------------------------------------------------------------------- lookup
+
+
+_SYNONYMS: Mapping[str, tuple[str, ...]] = {
+    "light": ("light", "lamp", "lights", "bulb"),
+    "switch": ("switch", "plug", "socket", "outlet"),
+    "fan": ("fan",),
+    "cover": ("cover", "blind", "blinds", "shutter", "door", "garage", "gate", "curtain"),
+    "lock": ("lock", "door"),
+    "climate": ("thermostat", "heating", "heater", "climate", "ac", "temperature"),
+    "scene": ("scene", "mood"),
+    "button": ("button",),
+    "sensor": ("sensor", "temperature", "humidity"),
+    "binary_sensor": ("sensor", "contact", "door", "window", "motion"),
+}
+_STOP = frozenset({"the", "a", "an", "in", "on", "of", "my", "please", "room"})
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[^0-9a-z]+", text.casefold()) if t and t not in _STOP]
+
+
+def _token_score(word: str, vocab: Iterable[str]) -> float:
+    best = 0.0
+    for cand in vocab:
+        if word == cand:
+            return 1.0
+        if len(word) > 3 and len(cand) > 3:
+            ratio = difflib.SequenceMatcher(None, word, cand).ratio()
+            if ratio >= 0.8:
+                best = max(best, ratio * 0.9)
+    return best
+
+
+def _area_matches(device: Device, area: str) -> bool:
+    want = _tokens(area)
+    if not want:
+        return True
+    have = _tokens(device.area or "")
+    if have and all(_token_score(w, have) > 0 for w in want):
+        return True
+    return all(_token_score(w, _tokens(device.name)) > 0 for w in want)
+
+
+def _score(device: Device, query: str) -> float:
+    if query == device.id or query.casefold() == device.name.casefold():
+        return 1.0
+    words = _tokens(query)
+    if not words:
+        return 0.0
+    name = _tokens(device.name)
+    area = _tokens(device.area or "")
+    kind = list(_SYNONYMS.get(device.component, ())) + _tokens(device.device_class or "")
+    total = 0.0
+    for w in words:
+        total += max(
+            _token_score(w, name), 0.9 * _token_score(w, area), 0.6 * _token_score(w, kind)
+        )
+    score = total / len(words)
+    if name and _tokens(query) == name:
+        score = max(score, 0.98)
+    return score * 0.97  # only an exact id/name is a certain match
+
+
+# ------------------------------------------------------------------ inventory
+
+
+class Inventory:
+    """All known devices, kept current from discovery, state and availability messages."""
+
+    def __init__(
+        self, discovery_prefix: str = "homeassistant", *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.prefix = discovery_prefix
+        self.stats = InventoryStats()
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._by_disc_topic: dict[str, str] = {}
+        self._errors: dict[str, DiscoveryError] = {}
+        self._listeners: list[Listener] = []
+        self._source: MessageSource | None = None
+        self._subs: dict[str, Cancelable] = {}
+        self._disc_subs: list[Cancelable] = []
+        self._last: dict[str, str] = {}
+
+    # ---- queries
+
+    def devices(self) -> list[Device]:
+        return sorted((e.device for e in self._entries.values()), key=lambda d: d.id)
+
+    def get(self, device_id: str) -> Device | None:
+        entry = self._entries.get(device_id)
+        return entry.device if entry else None
+
+    def state(self, device_id: str) -> Mapping[str, StateValue]:
+        entry = self._entries.get(device_id)
+        return dict(entry.state) if entry else {}
+
+    def available(self, device_id: str) -> bool | None:
+        """True/False from the availability topics; None if unknown or no such device."""
+        entry = self._entries.get(device_id)
+        return _availability_of(entry) if entry else None
+
+    def snapshot(self, device_id: str) -> DeviceSnapshot | None:
+        entry = self._entries.get(device_id)
+        if entry is None:
+            return None
+        return DeviceSnapshot(
+            entry.device, dict(entry.state), _availability_of(entry), entry.updated_at
+        )
+
+    def problems(self) -> list[DiscoveryError]:
+        """Configs that were rejected, newest reason per discovery topic."""
+        return list(self._errors.values())
+
+    def find(self, query: str, area: str | None = None, *, limit: int = 5) -> list[Match]:
+        """Devices ranked by how well their id/name/area/kind fit the words given."""
+        matches = []
+        for entry in self._entries.values():
+            dev = entry.device
+            if area and not _area_matches(dev, area):
+                continue
+            score = _score(dev, query)
+            if score >= 0.5:
+                matches.append(Match(dev, score))
+        matches.sort(key=lambda m: (-m.score, m.device.id))
+        return matches[:limit]
+
+    def resolve(self, query: str, area: str | None = None) -> Device | LookupFailure:
+        """One device for a spoken reference, or a failure naming the options."""
+        exact = self._entries.get(query)
+        if exact is not None:
+            return exact.device
+        matches = self.find(query, area)
+        where = f" in {area!r}" if area else ""
+        if not matches:
+            known = ", ".join(f"{d.name} ({d.id})" for d in self.devices()[:20]) or "none"
+            return LookupFailure(f"no device matches {query!r}{where}; known devices: {known}")
+        top = matches[0]
+        if len(matches) == 1 or top.score - matches[1].score >= 0.15 or top.score >= 0.999:
+            return top.device
+        close = tuple(m.device for m in matches if top.score - m.score < 0.15)
+        names = "; ".join(f"{d.name} in {d.area or 'no area'} ({d.id})" for d in close)
+        return LookupFailure(f"{query!r}{where} could mean several devices: {names}", close)
+
+    # ---- listeners
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` for every event; returns a function that removes it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _emit(self, event: InventoryEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.stats.listener_errors += 1
+                log.exception("inventory listener failed on %s", type(event).__name__)
+
+    # ---- changes
+
+    def add(self, device: Device) -> None:
+        """Add or replace a device (declared ones, or tests)."""
+        old = self._entries.get(device.id)
+        if old is not None and old.device == device:
+            return
+        entry = self._entries[device.id] = _Entry(device)
+        if device.discovery_topic:
+            self._by_disc_topic[device.discovery_topic] = device.id
+        self._sync_subscriptions()
+        self._emit(DeviceAdded(device) if old is None else DeviceUpdated(device, old.device))
+        self._replay(entry)
+
+    def remove(self, device_id: str) -> Device | None:
+        entry = self._entries.pop(device_id, None)
+        if entry is None:
+            return None
+        if entry.device.discovery_topic:
+            self._by_disc_topic.pop(entry.device.discovery_topic, None)
+        self._sync_subscriptions()
+        self._emit(DeviceRemoved(entry.device))
+        return entry.device
+
+    def load_declared(self, entries: Sequence[Any]) -> list[DiscoveryError]:
+        """Add the config file's devices; returns the errors of those that were skipped."""
+        devices, errors = parse_declared_devices(entries)
+        for dev in devices:
+            self.add(dev)
+        return errors
+
+    def handle_discovery(self, topic: str, payload: bytes | str) -> DiscoveryResult | None:
+        """Apply one discovery message; returns what it was (None: not a config topic)."""
+        result = parse_discovery(topic, payload, self.prefix)
+        if result is None:
+            return None
+        if isinstance(result, DiscoveryError):
+            self._reject(result)
+            return result
+        if isinstance(result, Removal):
+            self.stats.discovery_removals += 1
+            self._errors.pop(topic, None)
+            dev_id = self._by_disc_topic.get(topic)
+            if dev_id is not None:
+                self.remove(dev_id)
+            return result
+        return self._apply_discovered(result)
+
+    def _apply_discovered(self, found: Discovered) -> DiscoveryResult:
+        topic = found.topic.topic
+        ent = found.entity
+        dev_id = ent.unique_id or ".".join(
+            p for p in (ent.component, found.topic.node_id, found.topic.object_id) if p
+        )
+        existing = self._entries.get(dev_id)
+        if existing is not None and existing.device.discovery_topic != topic:
+            owner = existing.device.discovery_topic or "the config file"
+            err = DiscoveryError(topic, f"device id {dev_id!r} is already used by {owner}")
+            self._reject(err)
+            return err
+        self._errors.pop(topic, None)
+        previous_id = self._by_disc_topic.get(topic)
+        if previous_id is not None and previous_id != dev_id:
+            self.remove(previous_id)
+        device = Device(dev_id, ent, "discovery", topic)
+        if existing is not None and existing.device == device:
+            self.stats.discovery_unchanged += 1
+            return found
+        self.stats.discovery_configs += 1
+        if existing is not None:
+            # Keep what we knew only if the state topics did not change.
+            keep = existing.device.state_topics == device.state_topics
+            entry = _Entry(device, existing.state if keep else {})
+            if existing.device.availability == device.availability:
+                entry.avail, entry.avail_latest = existing.avail, existing.avail_latest
+            self._entries[dev_id] = entry
+            self._by_disc_topic[topic] = dev_id
+            self._sync_subscriptions()
+            self._emit(DeviceUpdated(device, existing.device))
+            self._replay(entry)
+        else:
+            self.add(device)
+        for note in ent.notes:
+            log.info("%s: %s", topic, note)
+        return found
+
+    def _reject(self, err: DiscoveryError) -> None:
+        self.stats.discovery_errors += 1
+        if self._errors.get(err.where) != err:
+            log.warning("ignored discovery config %s", err)
+        self._errors[err.where] = err
+
+    def handle_device_message(self, topic: str, payload: bytes) -> None:
+        """A message on some device's state or availability topic."""
+        text = payload.decode("utf-8", errors="replace")
+        if topic in self._subs or self._source is None:
+            # Several devices may share a topic (a bridge's availability, one JSON state
+            # for a multi-entity device); a retained message arrives only once, so keep it
+            # for devices that are announced later.
+            self._last[topic] = text
+        for entry in list(self._entries.values()):
+            self._apply_message(entry, topic, text, replay=False)
+
+    def _apply_message(self, entry: _Entry, topic: str, text: str, *, replay: bool) -> None:
+        dev = entry.device
+        if topic in dev.availability_topics:
+            self.stats.availability_messages += 1
+            self._apply_availability(entry, topic, text)
+        if topic in dev.state_topics:
+            values = decode_state(dev.config, topic, text)
+            if not values:
+                self.stats.state_ignored += 1
+                return
+            self.stats.state_messages += 1
+            entry.state.update(values)
+            if replay:  # old news: not evidence that the device just acted
+                return
+            entry.updated_at = self._clock()
+            self._emit(StateReported(dev, values, dict(entry.state)))
+
+    def _replay(self, entry: _Entry) -> None:
+        for topic in sorted(entry.device.availability_topics | entry.device.state_topics):
+            text = self._last.get(topic)
+            if text is not None:
+                self._apply_message(entry, topic, text, replay=True)
+
+    def _apply_availability(self, entry: _Entry, topic: str, text: str) -> None:
+        before = _availability_of(entry)
+        for at in entry.device.availability.topics:
+            if at.topic != topic:
+                continue
+            value = _render(at.template, text)
+            if value == at.payload_available:
+                entry.avail[topic] = True
+                entry.avail_latest = True
+            elif value == at.payload_not_available:
+                entry.avail[topic] = False
+                entry.avail_latest = False
+        after = _availability_of(entry)
+        if after != before:
+            self._emit(AvailabilityChanged(entry.device, after))
+
+    # ---- wiring to MQTT
+
+    @property
+    def discovery_filters(self) -> tuple[str, str]:
+        return (f"{self.prefix}/+/+/config", f"{self.prefix}/+/+/+/config")
+
+    def topics(self) -> set[str]:
+        """Every state and availability topic of the known devices."""
+        out: set[str] = set()
+        for entry in self._entries.values():
+            out |= entry.device.state_topics | entry.device.availability_topics
+        return out
+
+    def attach(self, source: MessageSource) -> None:
+        """Subscribe to discovery and, as devices come and go, to their topics."""
+        if self._source is not None:
+            raise RuntimeError("inventory is already attached")
+        self._source = source
+        for flt in self.discovery_filters:
+            self._disc_subs.append(source.subscribe(flt, self._on_discovery_message))
+        self._sync_subscriptions()
+
+    def _on_discovery_message(self, msg: IncomingMessage) -> None:
+        self.handle_discovery(msg.topic, msg.payload)
+
+    def detach(self) -> None:
+        for sub in [*self._disc_subs, *self._subs.values()]:
+            sub.cancel()
+        self._disc_subs.clear()
+        self._subs.clear()
+        self._source = None
+
+    def _sync_subscriptions(self) -> None:
+        if self._source is None:
+            return
+        wanted = self.topics()
+        for topic in set(self._subs) - wanted:
+            self._subs.pop(topic).cancel()
+            self._last.pop(topic, None)
+        for topic in sorted(wanted - set(self._subs)):
+            self._subs[topic] = self._source.subscribe(
+                topic, lambda m: self.handle_device_message(m.topic, m.payload)
+            )

@@ -1,0 +1,582 @@
+"""One supervised MQTT connection: reconnects, restores subscriptions, publishes at most once.
+
+aiomqtt has no automatic reconnect (its message loop raises `MqttError` when the
+broker goes away), so `MqttConnection.run()` supervises it: connect, restore every
+subscription, announce "online" on `edge-agent/<client_id>/availability` (the last
+will says "offline"), read and dispatch messages, and on loss wait an exponential
+backoff with jitter and start again. The client id is fixed and the session is
+persistent (clean_session=False) so QoS 1 messages for us survive a broker restart.
+
+Publishing is at most once per `publish()` call. Each connection uses a fresh
+client, so nothing paho still holds in flight is ever re-sent on the next
+connection. The rule, in full:
+
+* handed to the client (the packet may be on the wire): never sent again. A PUBACK
+  gives `PublishOutcome.ACKED`; a lost connection or the deadline before it gives
+  `PublishOutcome.UNCONFIRMED` (it may or may not have reached the broker);
+* not yet handed over (no connection): the call waits for a connection until its
+  deadline and sends it then, once; if the deadline passes first it raises
+  `NotPublished`, and nothing was or will be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import random
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from aiomqtt.exceptions import MqttCodeError
+
+from daemon.config import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttMessage:
+    """A received message, independent of the client library."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")
+
+
+MessageHandler = Callable[[MqttMessage], None]
+
+
+class PublishOutcome(enum.Enum):
+    ACKED = "acked"  # the broker acknowledged it (PUBACK)
+    UNCONFIRMED = "unconfirmed"  # handed over, then the link or deadline ran out; not re-sent
+
+
+class NotPublished(Exception):
+    """Nothing was sent and nothing will be: the message never left this process."""
+
+
+@dataclass
+class MqttStats:
+    """Counters until they move to daemon.ops.metrics."""
+
+    connect_attempts: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    messages_received: int = 0
+    messages_dropped: int = 0
+    handler_errors: int = 0
+    publishes_acked: int = 0
+    publishes_unconfirmed: int = 0
+    publishes_not_sent: int = 0
+    subscribe_failures: int = 0
+    last_error: str = ""
+
+
+class Subscription:
+    """A handler for one topic filter; `cancel()` removes it (and unsubscribes if last)."""
+
+    def __init__(
+        self, conn: MqttConnection, topic_filter: str, handler: MessageHandler, qos: int
+    ) -> None:
+        self.topic_filter = topic_filter
+        self.handler = handler
+        self.qos = qos
+        self._conn = conn
+
+    def cancel(self) -> None:
+        self._conn._remove(self)
+
+
+@dataclass
+class _Session:
+    client: aiomqtt.Client
+    lost: asyncio.Future[None]
+    started: float
+    active: dict[str, int] = field(default_factory=dict)
+
+
+def topic_matches(topic: str, topic_filter: str) -> bool:
+    """MQTT filter matching (`+` one level, `#` the rest)."""
+    t_parts = topic.split("/")
+    f_parts = topic_filter.split("/")
+    if t_parts[0].startswith("$") and f_parts[0] in ("+", "#"):
+        return False
+    for i, part in enumerate(f_parts):
+        if part == "#":
+            return True
+        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
+            return False
+    return len(t_parts) == len(f_parts)
+
+
+def _valid_filter(topic_filter: str) -> bool:
+    if not topic_filter or "\x00" in topic_filter:
+        return False
+    parts = topic_filter.split("/")
+    for i, part in enumerate(parts):
+        if "#" in part and (part != "#" or i != len(parts) - 1):
+            return False
+        if "+" in part and part != "+":
+            return False
+    return True
+
+
+def _counting_queue(stats: MqttStats) -> type[asyncio.Queue[aiomqtt.Message]]:
+    class _Queue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if self.full():
+                stats.messages_dropped += 1
+            super().put_nowait(item)
+
+    return _Queue
+
+
+class MqttConnection:
+    """A supervised MQTT client shared by the home code; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        availability_topic: str | None = None,
+        keepalive: int = 30,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        stable_after: float = 10.0,
+        connect_timeout: float = 10.0,
+        op_timeout: float = 10.0,
+        max_queued_messages: int = 10_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not settings.host:
+            raise ValueError("mqtt.host: no broker configured")
+        if backoff_initial <= 0 or backoff_max < backoff_initial:
+            raise ValueError("backoff: need 0 < backoff_initial <= backoff_max")
+        self.settings = settings
+        self.client_id = settings.client_id
+        self.availability_topic = (
+            f"edge-agent/{settings.client_id}/availability"
+            if availability_topic is None
+            else availability_topic
+        )
+        self.stats = MqttStats()
+        self._keepalive = keepalive
+        self._backoff = (backoff_initial, backoff_max)
+        self._stable_after = stable_after
+        self._connect_timeout = connect_timeout
+        self._op_timeout = op_timeout
+        self._max_queued = max_queued_messages
+        self._rng = rng or random.Random()
+        self._tls = self._tls_context(settings)
+        self._subs: dict[str, list[Subscription]] = {}
+        self._session: _Session | None = None
+        self._changed = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._running = False
+        self._closing = False  # the supervisor is saying goodbye; do not interrupt it
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @staticmethod
+    def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+        if not settings.tls:
+            return None
+        cafile = str(settings.ca_file) if settings.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def __repr__(self) -> str:  # no password here, ever
+        s = self.settings
+        return f"MqttConnection({s.host}:{s.port}, client_id={s.client_id!r}, tls={s.tls})"
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and not self._session.lost.done()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """True once connected (subscriptions restored, "online" sent); False on timeout."""
+        return await self._wait_until(lambda: self.connected, timeout)
+
+    async def wait_subscribed(
+        self,
+        *subs: Subscription,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> bool:
+        """True once the broker acknowledged every given subscription on this connection."""
+
+        def ready() -> bool:
+            session = self._session
+            return (
+                session is not None
+                and not session.lost.done()
+                and all(s.topic_filter in session.active for s in subs)
+            )
+
+        return await self._wait_until(ready, timeout)
+
+    async def _wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._changed.wait()
+        except TimeoutError:
+            return predicate()
+        return True
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # ---------------------------------------------------------- subscriptions
+
+    def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, qos: int = 1
+    ) -> Subscription:
+        """Call `handler` for messages matching `topic_filter`, on this and later connections.
+
+        Returns at once; the SUBSCRIBE goes out on the current connection in the
+        background (see `wait_subscribed`) and again after every reconnect.
+        """
+        if not _valid_filter(topic_filter):
+            raise ValueError(f"invalid MQTT topic filter {topic_filter!r}")
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        sub = Subscription(self, topic_filter, handler, qos)
+        self._subs.setdefault(topic_filter, []).append(sub)
+        self._dirty.set()
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.topic_filter)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._subs[sub.topic_filter]
+            self._dirty.set()
+
+    def _wanted(self) -> dict[str, int]:
+        return {f: max(s.qos for s in subs) for f, subs in self._subs.items()}
+
+    async def _apply_subscriptions(self, session: _Session) -> None:
+        wanted = self._wanted()
+        add = [(f, q) for f, q in sorted(wanted.items()) if session.active.get(f) != q]
+        drop = [f for f in session.active if f not in wanted]
+        client = session.client
+        if add:
+            codes = await client.subscribe(add, timeout=self._op_timeout)
+            for (flt, qos), code in zip(add, codes, strict=False):
+                failed = getattr(code, "is_failure", False) or (
+                    isinstance(code, int) and code >= 0x80
+                )
+                if failed:
+                    self.stats.subscribe_failures += 1
+                    log.warning("broker refused subscription to %s", flt)
+                else:
+                    session.active[flt] = qos
+        if drop:
+            await client.unsubscribe(drop, timeout=self._op_timeout)
+            for flt in drop:
+                session.active.pop(flt, None)
+        if add or drop:
+            self._notify()
+
+    async def _sync_loop(self, session: _Session) -> None:
+        """Follow subscribe()/cancel() calls while this connection lasts."""
+        with contextlib.suppress(aiomqtt.MqttError):
+            while not session.lost.done():
+                await self._dirty.wait()
+                if session.lost.done():
+                    return
+                self._dirty.clear()
+                await self._apply_subscriptions(session)
+
+    # ----------------------------------------------------------------- publish
+
+    async def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline with its own outcome
+    ) -> PublishOutcome:
+        """Publish at most once; see the module docstring for the exact guarantee.
+
+        Raises `NotPublished` when nothing was sent within `timeout` seconds. Unlike
+        wrapping the call in `asyncio.timeout`, the deadline tells "never sent" apart
+        from "sent but not acknowledged".
+        """
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            raise ValueError(f"invalid MQTT topic {topic!r}")
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._op_timeout if timeout is None else timeout)
+        while True:
+            session = await self._wait_session(deadline)
+            handed = False
+
+            async def send(client: aiomqtt.Client = session.client) -> None:
+                nonlocal handed
+                handed = True  # no await between here and paho taking the packet
+                try:
+                    await client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+                except (MqttCodeError, ValueError, TypeError):
+                    handed = False  # refused synchronously: nothing went out
+                    raise
+
+            task = asyncio.create_task(send())
+            try:
+                remaining = max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    {task, session.lost}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                await _reap(task)
+            if task in done and not task.cancelled() and task.exception() is None:
+                self.stats.publishes_acked += 1
+                return PublishOutcome.ACKED
+            if handed:
+                self.stats.publishes_unconfirmed += 1
+                log.warning("publish to %s not acknowledged; it is not sent again", topic)
+                return PublishOutcome.UNCONFIRMED
+            # Never handed over: wait for this connection to be declared lost, then retry.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await asyncio.shield(session.lost)
+
+    async def _wait_session(self, deadline: float) -> _Session:
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._session
+            if session is not None and not session.lost.done():
+                return session
+            if self._stop.is_set():
+                self.stats.publishes_not_sent += 1
+                raise NotPublished("the MQTT connection is stopped; nothing was sent")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.stats.publishes_not_sent += 1
+                raise NotPublished("not connected to the MQTT broker in time; nothing was sent")
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        """Ask `run()` to say "offline", disconnect cleanly and return."""
+        self._stop.set()
+        self._notify()
+
+    async def __aenter__(self) -> Self:
+        self._stop.clear()  # a stopped connection may be entered again
+        stack = contextlib.AsyncExitStack()
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        tg.create_task(self.run())
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            # The body's exception is the caller's; do not let the TaskGroup wrap it.
+            await stack.__aexit__(None, None, None)
+
+    async def run(self) -> None:
+        """Stay connected until `stop()` (or cancellation)."""
+        if self._running:
+            raise RuntimeError("MqttConnection.run() is already running")
+        self._running = True
+        self._closing = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                supervisor = tg.create_task(self._supervise())
+                stopper = tg.create_task(self._stop.wait())
+                await asyncio.wait({supervisor, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                supervisor.cancel()
+                while not supervisor.done():
+                    await asyncio.wait({supervisor}, timeout=1.0)
+                    if not supervisor.done() and not self._closing:
+                        supervisor.cancel()  # the first request was lost (see _cancel_and_wait)
+        finally:
+            self._running = False
+
+    def _delay(self, attempt: int) -> float:
+        initial, cap = self._backoff
+        base: float = min(cap, initial * 2.0 ** min(attempt, 30))
+        return base / 2 + self._rng.random() * base / 2
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            self.stats.connect_attempts += 1
+            started = loop.time()
+            lasted: float | None = None
+            try:
+                lasted = await self._connect_and_serve()
+            except aiomqtt.MqttError as exc:
+                self.stats.connect_failures += 1
+                self.stats.last_error = str(exc)
+                log.warning("MQTT connect to %s failed: %s", self._where(), exc)
+            except Exception as exc:  # a bug or an odd socket error: keep trying
+                self.stats.connect_failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("MQTT connection to %s failed", self._where())
+            if lasted is not None and lasted >= self._stable_after:
+                attempt = 0
+            delay = self._delay(attempt)
+            attempt += 1
+            log.info("MQTT reconnecting in %.2fs (after %.1fs)", delay, loop.time() - started)
+            await asyncio.sleep(delay)
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        will = (
+            aiomqtt.Will(self.availability_topic, "offline", qos=1, retain=True)
+            if self.availability_topic
+            else None
+        )
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username or None,
+            password=s.password.get_secret_value() if s.password else None,
+            identifier=s.client_id,
+            clean_session=False,
+            will=will,
+            keepalive=self._keepalive,
+            # aiomqtt's default wait: CONNACK (a socket closed before it is only noticed
+            # by this timeout) and the clean DISCONNECT. Other calls pass their own.
+            timeout=self._connect_timeout,
+            tls_context=self._tls,
+            queue_type=_counting_queue(self.stats),
+            max_queued_incoming_messages=self._max_queued,
+            # Small command messages must not wait for Nagle + delayed ACK (~40 ms each).
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+
+    async def _connect_and_serve(self) -> float:
+        """One connection from connect to loss; returns how long it was up."""
+        loop = asyncio.get_running_loop()
+        client = self._client()  # fresh client: nothing in flight carries over
+        async with client:
+            session = _Session(client, loop.create_future(), loop.time())
+            try:
+                await self._apply_subscriptions(session)
+                if self.availability_topic:
+                    await client.publish(self.availability_topic, "online", qos=1, retain=True)
+                self.stats.connects += 1
+                self._session = session
+                self._dirty.set()
+                self._notify()
+                log.info("MQTT connected to %s as %s", self._where(), self.client_id)
+                async with asyncio.TaskGroup() as tg:
+                    sync = tg.create_task(self._sync_loop(session))
+                    try:
+                        await self._read_loop(session)
+                    finally:
+                        self._end(session)  # also tells the sync loop to finish
+                        await _cancel_and_wait(sync)
+            except asyncio.CancelledError:
+                self._closing = True
+                self._end(session)
+                await self._say_offline(client)
+                raise
+            finally:
+                self._end(session)
+            return loop.time() - session.started
+
+    def _end(self, session: _Session) -> None:
+        self._dirty.set()
+        if not session.lost.done():
+            session.lost.set_result(None)
+            if session.active or self._session is session:
+                self.stats.disconnects += 1
+        if self._session is session:
+            self._session = None
+        self._notify()
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """A clean disconnect suppresses the will, so publish "offline" ourselves."""
+        if not self.availability_topic:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                await client.publish(self.availability_topic, "offline", qos=1, retain=True)
+
+    async def _read_loop(self, session: _Session) -> None:
+        try:
+            async for message in session.client.messages:
+                self._dispatch(message)
+        except aiomqtt.MqttError as exc:
+            self.stats.last_error = str(exc)
+            log.warning("MQTT connection to %s lost: %s", self._where(), exc)
+
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        self.stats.messages_received += 1
+        raw: object = message.payload
+        if isinstance(raw, bytes | bytearray):
+            payload = bytes(raw)
+        else:
+            payload = b"" if raw is None else str(raw).encode()
+        msg = MqttMessage(message.topic.value, payload, message.qos, message.retain)
+        for flt, subs in list(self._subs.items()):
+            if not topic_matches(msg.topic, flt):
+                continue
+            for sub in list(subs):
+                try:
+                    sub.handler(msg)
+                except Exception:
+                    self.stats.handler_errors += 1
+                    log.exception("MQTT handler for %s failed", flt)
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel until the task is done.
+
+    Python 3.11's `asyncio.wait_for` (used inside aiomqtt) can swallow a
+    cancellation that races with its inner future completing; asking again makes
+    shutdown reliable instead of hanging.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
+async def _reap(task: asyncio.Task[None]) -> None:
+    """Make sure a helper task is finished and its outcome retrieved (no orphans)."""
+    await _cancel_and_wait(task)
+    if not task.cancelled():
+        task.exception()

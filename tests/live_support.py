@@ -1,0 +1,174 @@
+"""Test helpers: a talker whose every audio chunk carries its sequence number,
+and an Agent wired to the fake Live server over TLS with the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import SecretStr
+
+from daemon.agent import Agent
+from daemon.config import LiveSettings
+from daemon.live.events import LiveEvent, TurnComplete
+from daemon.live.link import LiveLink
+from daemon.media.types import AudioChunk
+from daemon.ops.metrics import Metrics
+from daemon.peripherals.base import MediaSink, Peripheral
+from daemon.tools.calls import FunctionCall
+from daemon.tools.registry import ToolRegistry
+from simulator.live_server import FakeLiveServer
+from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
+
+KEY = "test-key-0123456789"
+CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
+MARK = 11
+
+
+def encode_chunk(seq: int, speech: bool) -> bytes:
+    """20 ms of tone (speech) or silence with `seq` in the low bits of 5 samples."""
+    t = np.arange(CHUNK_SAMPLES) + seq * CHUNK_SAMPLES
+    samples = (np.sin(2 * np.pi * 300 * t / 16_000) * 6000).astype("<i2") if speech else (
+        np.zeros(CHUNK_SAMPLES, "<i2")
+    )
+    samples[0] = MARK
+    for i in range(4):
+        samples[1 + i] = (seq >> (4 * i)) & 0xF
+    return samples.tobytes()
+
+
+def decode_seq(pcm: bytes) -> int | None:
+    s = np.frombuffer(pcm[:10], "<i2")
+    if len(s) < 5 or s[0] != MARK:
+        return None
+    return int(sum(int(s[1 + i]) << (4 * i) for i in range(4)))
+
+
+class Talker(Peripheral):
+    """Speaks a schedule of (speech?, seconds) segments, `speed` times real time."""
+
+    kind = "talker"
+
+    def __init__(self, schedule: Sequence[tuple[bool, float]], speed: float = 2.0) -> None:
+        self.schedule = schedule
+        self.speed = speed
+        self.sent = 0
+        self.done = asyncio.Event()
+        self.played = bytearray()
+        self.flushes = 0
+
+    async def run(self, sink: MediaSink) -> None:
+        interval = 0.02 / self.speed
+        start = time.monotonic()
+        for speech, seconds in self.schedule:
+            for _ in range(round(seconds / 0.02)):
+                due = start + self.sent * interval
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sink.audio(AudioChunk(encode_chunk(self.sent, speech), 16_000, time.monotonic()))
+                self.sent += 1
+        self.done.set()
+        await asyncio.Future()
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        self.played += pcm
+
+    def flush_playback(self) -> float:
+        self.flushes += 1
+        return 0.0
+
+
+def conversation(turns: int = 3) -> Scenario:
+    first = Turn(
+        user="turn one",
+        reply="first: {result}",
+        audio=ReplyAudio(duration_ms=200),
+        tool_calls=(ToolCallSpec(name="agent_status", args={}),),
+    )
+    rest = [Turn(user=f"turn {i + 2}", reply=f"reply {i + 2}", audio=ReplyAudio(duration_ms=200))
+            for i in range(turns - 1)]
+    return Scenario(turns=(first, *rest), loop=True)
+
+
+def utterances(n: int, speech: float = 0.5, gap: float = 0.9) -> list[tuple[bool, float]]:
+    out: list[tuple[bool, float]] = [(False, 0.2)]
+    for _ in range(n):
+        out += [(True, speech), (False, gap)]
+    return out
+
+
+@dataclass
+class Run:
+    server: FakeLiveServer
+    agent: Agent
+    talker: Talker
+    metrics: Metrics
+    events: list[LiveEvent] = field(default_factory=list)
+    calls: list[tuple[FunctionCall, str]] = field(default_factory=list)
+
+    @property
+    def link(self) -> LiveLink:
+        return self.agent.link
+
+    def turns_completed(self) -> int:
+        return sum(isinstance(e, TurnComplete) for e in self.events)
+
+    async def until(self, predicate: Any, limit: float = 10.0) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+    async def all_audio_delivered(self, limit: float = 10.0) -> None:
+        await self.until(
+            lambda: self.talker.done.is_set()
+            and self.link.replay_seconds == 0
+            and len(self.server.audio_chunks) >= self.talker.sent - self.dropped(),
+            limit,
+        )
+
+    def dropped(self) -> int:
+        return int(self.metrics.value("edge_live_uplink_audio_dropped_chunks_total"))
+
+    def received_seqs(self) -> list[int | None]:
+        return [decode_seq(c.pcm) for c in self.server.audio_chunks]
+
+
+def live_settings(server: FakeLiveServer, **overrides: Any) -> LiveSettings:
+    base: dict[str, Any] = {
+        "base_url": server.base_url,
+        "ca_file": server.ca_pem_path,
+        "connect_timeout": 2.0,
+        "stall_timeout": 5.0,
+        "ping_interval": 0.5,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.5,
+        "goaway_margin": 0.5,
+    }
+    base.update(overrides)
+    return LiveSettings(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    server: FakeLiveServer, talker: Talker, *, tool_deadline: float = 2.0, **overrides: Any
+) -> AsyncIterator[Run]:
+    metrics = Metrics()
+    registry = ToolRegistry(tool_deadline)
+    link = LiveLink(live_settings(server, **overrides), SecretStr(KEY), metrics,
+                    declarations=registry.declarations)
+    run: Run
+    agent = Agent(link, talker, registry, metrics,
+                  on_event=lambda e: run.events.append(e),
+                  on_call=lambda c, outcome, _: run.calls.append((c, outcome)))
+    run = Run(server, agent, talker, metrics)
+    task = asyncio.create_task(agent.run())
+    try:
+        yield run
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

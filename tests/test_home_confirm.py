@@ -1,0 +1,132 @@
+"""Confirmation tokens: single use, short-lived, bound to one device+action+args."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daemon.home.confirm import (
+    DEFAULT_SENSITIVE,
+    ConfirmationBook,
+    ConfirmationGate,
+    is_sensitive,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.timeout(30)
+def test_token_is_short_random_and_redeems_once() -> None:
+    book = ConfirmationBook(ttl=30.0, clock=FakeClock())
+    token = book.request("lock.front", "unlock", {})
+    assert 4 <= len(token) <= 8 and token.isalnum()
+    assert book.redeem(token, "lock.front", "unlock", {})
+    assert not book.redeem(token, "lock.front", "unlock", {})  # reuse
+    assert book.stats.redeemed == 1 and book.stats.unknown == 1
+    assert len({book.request("lock.front", "unlock", {}) for _ in range(50)}) == 50
+
+
+@pytest.mark.timeout(30)
+def test_token_expires() -> None:
+    clock = FakeClock()
+    book = ConfirmationBook(ttl=30.0, clock=clock)
+    token = book.request("cover.garage", "open", None)
+    clock.now += 29.9
+    fresh = book.request("cover.garage", "open", None)
+    assert book.redeem(token, "cover.garage", "open", None)
+    clock.now += 30.0
+    assert not book.redeem(fresh, "cover.garage", "open", None)
+    assert book.stats.expired == 1
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("device", "action", "args"),
+    [
+        ("lock.back", "unlock", {}),  # other device
+        ("lock.front", "open", {}),  # other action
+        ("lock.front", "unlock", {"code": "1"}),  # other args
+    ],
+)
+def test_token_mismatch_is_refused_and_consumed(
+    device: str, action: str, args: dict[str, str]
+) -> None:
+    book = ConfirmationBook(clock=FakeClock())
+    token = book.request("lock.front", "unlock", {})
+    assert not book.redeem(token, device, action, args)
+    assert not book.redeem(token, "lock.front", "unlock", {})  # no second guess
+    assert book.stats.mismatched == 1
+
+
+@pytest.mark.timeout(30)
+def test_arguments_compare_by_value() -> None:
+    book = ConfirmationBook(clock=FakeClock())
+    token = book.request("cover.gate", "set_position", {"position": 50, "rgb": (1, 2, 3)})
+    assert book.redeem(
+        token.upper(), "cover.gate", "set_position", {"rgb": [1, 2, 3], "position": 50.0}
+    )
+    token = book.request("cover.gate", "set_position", {"position": 50})
+    assert not book.redeem(token, "cover.gate", "set_position", {"position": 50.5})
+
+
+@pytest.mark.timeout(30)
+def test_book_is_bounded() -> None:
+    book = ConfirmationBook(clock=FakeClock(), max_pending=3)
+    tokens = [book.request("lock.front", "unlock", {"n": i}) for i in range(5)]
+    assert len(book) == 3 and book.stats.evicted == 2
+    assert not book.redeem(tokens[0], "lock.front", "unlock", {"n": 0})
+    assert book.redeem(tokens[4], "lock.front", "unlock", {"n": 4})
+    with pytest.raises(ValueError, match="ttl"):
+        ConfirmationBook(ttl=0)
+
+
+@pytest.mark.timeout(30)
+def test_sensitive_by_component_or_device_class() -> None:
+    assert DEFAULT_SENSITIVE == ("lock", "garage", "gate", "alarm_control_panel")
+    assert is_sensitive("lock", None)
+    assert is_sensitive("cover", "garage") and is_sensitive("cover", "Gate")
+    assert is_sensitive("alarm_control_panel", None)
+    assert not is_sensitive("cover", "blind") and not is_sensitive("light", None)
+    assert is_sensitive("light", None, ("light",)) and not is_sensitive("lock", None, ())
+
+
+@pytest.mark.timeout(30)
+def test_gate_two_call_rule() -> None:
+    clock = FakeClock()
+    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock))
+    common: dict[str, Any] = {
+        "device_id": "lock.front",
+        "device_name": "Front door",
+        "component": "lock",
+        "device_class": None,
+        "action": "unlock",
+        "args": {},
+    }
+    first = gate.check(**common, token=None)
+    assert first.verdict == "confirm" and first.token and first.token in first.message
+    assert "Nothing was done" in first.message
+    second = gate.check(**common, token=first.token)
+    assert second.verdict == "proceed"
+    replay = gate.check(**common, token=first.token)
+    assert replay.verdict == "confirm" and replay.token != first.token
+    assert "expired, used or for a different action" in replay.message
+    clock.now += 11
+    late = gate.check(**common, token=replay.token)
+    assert late.verdict == "confirm"
+    light = gate.check(
+        device_id="light.k",
+        device_name="Kitchen",
+        component="light",
+        device_class=None,
+        action="turn_on",
+        args={},
+        token=None,
+    )
+    assert light.verdict == "proceed" and light.token is None

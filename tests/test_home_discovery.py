@@ -1,0 +1,560 @@
+"""Home Assistant discovery: parsing (pure) and the inventory against real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.config import MqttSettings
+from daemon.home.discovery import (
+    ABBREVIATIONS,
+    ClimateSpec,
+    CoverSpec,
+    Discovered,
+    DiscoveryError,
+    FanSpec,
+    LightSpec,
+    LockSpec,
+    Removal,
+    SwitchSpec,
+    apply_base_topic,
+    expand_abbreviations,
+    parse_discovery,
+    parse_topic,
+    parse_value_template,
+)
+from daemon.home.inventory import (
+    AvailabilityChanged,
+    DeviceAdded,
+    DeviceRemoved,
+    Inventory,
+    InventoryEvent,
+    LookupFailure,
+    parse_declared_devices,
+)
+from daemon.home.mqtt import MqttConnection
+from simulator.broker import PrivateBroker
+from simulator.home import VirtualHome, default_devices, extra_devices
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def disc(component: str, object_id: str, config: dict[str, Any] | str) -> Any:
+    payload = config if isinstance(config, str) else json.dumps(config)
+    return parse_discovery(f"homeassistant/{component}/{object_id}/config", payload)
+
+
+def entity(component: str, config: dict[str, Any]) -> Any:
+    result = disc(component, "thing", config)
+    assert isinstance(result, Discovered), result
+    return result.entity
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not predicate():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+# ----------------------------------------------------------------- pure parsing
+
+
+@pytest.mark.timeout(30)
+def test_topic_forms() -> None:
+    t = parse_topic("homeassistant/light/kitchen/config")
+    assert t is not None and (t.component, t.node_id, t.object_id) == ("light", None, "kitchen")
+    t = parse_topic("homeassistant/fan/z2m/0x1234_fan/config")
+    assert t is not None and (t.node_id, t.object_id) == ("z2m", "0x1234_fan")
+    assert parse_topic("homeassistant/status") is None
+    assert parse_topic("homeassistant/light/kitchen/state") is None
+    assert parse_topic("homeassistant/light/bad id/config") is None
+    assert parse_topic("other/light/kitchen/config") is None
+    assert parse_topic("my/prefix/light/x/config", "my/prefix") is not None
+    assert parse_discovery("homeassistant/status", "online") is None
+
+
+@pytest.mark.timeout(30)
+def test_abbreviations_expand_including_device_and_availability() -> None:
+    out = expand_abbreviations(
+        {
+            "cmd_t": "a",
+            "stat_t": "b",
+            "pl_on": "1",
+            "dev": {"ids": ["x"], "mf": "M", "mdl": "N", "sa": "Attic"},
+            "avty": [{"t": "av", "pl_avail": "up", "pl_not_avail": "down"}],
+        }
+    )
+    assert out["command_topic"] == "a" and out["state_topic"] == "b" and out["payload_on"] == "1"
+    assert out["device"] == {
+        "identifiers": ["x"],
+        "manufacturer": "M",
+        "model": "N",
+        "suggested_area": "Attic",
+    }
+    assert out["availability"] == [
+        {"topic": "av", "payload_available": "up", "payload_not_available": "down"}
+    ]
+    # An explicit full key wins over its abbreviation.
+    assert expand_abbreviations({"cmd_t": "a", "command_topic": "b"})["command_topic"] == "b"
+    assert ABBREVIATIONS["clr_temp_k"] == "color_temp_kelvin"
+
+
+@pytest.mark.timeout(30)
+def test_base_topic_at_start_and_end() -> None:
+    out = apply_base_topic(
+        {
+            "~": "home/kitchen",
+            "command_topic": "~/set",
+            "state_topic": "status/~",
+            "name": "~ is not a topic here",
+            "availability": [{"topic": "~/avail"}],
+        }
+    )
+    assert out["command_topic"] == "home/kitchen/set"
+    assert out["state_topic"] == "status/home/kitchen"
+    assert out["name"] == "~ is not a topic here"
+    assert out["availability"] == [{"topic": "home/kitchen/avail"}]
+    assert "~" not in out
+    ent = entity("switch", {"~": "zb/plug", "cmd_t": "~/set", "stat_t": "~"})
+    assert (ent.spec.command_topic, ent.spec.state_topic) == ("zb/plug/set", "zb/plug")
+
+
+@pytest.mark.timeout(30)
+def test_removal_and_errors_never_raise() -> None:
+    assert isinstance(disc("light", "x", ""), Removal)
+    assert isinstance(parse_discovery("homeassistant/light/x/config", b""), Removal)
+    cases: list[tuple[str, Any, str]] = [
+        ("light", "{not json", "not valid JSON"),
+        ("light", "[1, 2]", "JSON object"),
+        ("light", {"stat_t": "a"}, "command_topic is required"),
+        ("light", {"cmd_t": "a/#"}, "wildcards"),
+        ("light", {"cmd_t": 5}, "non-empty string"),
+        ("light", {"cmd_t": "a", "bri_scl": "abc"}, "brightness_scale"),
+        ("light", {"cmd_t": "a", "schema": "template"}, "not supported"),
+        ("light", {"cmd_t": "a", "min_mirs": 500, "max_mirs": 100}, "min_mireds"),
+        ("light", {"cmd_t": "~/set"}, "'~'"),
+        ("vacuum", {"cmd_t": "a"}, "not supported"),
+        ("sensor", {"name": "x"}, "state_topic is required"),
+        ("climate", {"min_temp": 30, "max_temp": 10}, "min_temp"),
+        ("climate", {"temp_step": 0}, "temp_step"),
+        ("cover", {"pos_open": 5, "pos_clsd": 5}, "must differ"),
+        ("fan", {"cmd_t": "a", "spd_rng_min": 10, "spd_rng_max": 2}, "speed_range_min"),
+        ("lock", {"cmd_t": "a", "code_format": "^\\d{4}$"}, "code"),
+        ("switch", {"cmd_t": "a", "avty_t": "x", "avty": [{"t": "y"}]}, "together"),
+        ("switch", {"cmd_t": "a", "avty": [{"pl_avail": "on"}]}, "availability[0].topic"),
+        ("switch", {"cmd_t": "a", "avty_mode": "most"}, "availability_mode"),
+        ("switch", {"cmd_t": "a", "dev": "kitchen"}, "device must be an object"),
+    ]
+    for component, config, needle in cases:
+        result = disc(component, "x", config)
+        assert isinstance(result, DiscoveryError), (config, result)
+        assert needle in str(result), (needle, str(result))
+        assert str(result).startswith("homeassistant/")
+    assert isinstance(parse_discovery("homeassistant/light/x/config", b"\xff\xfe"), DiscoveryError)
+    deep = "[" * 100_000 + "]" * 100_000
+    assert isinstance(disc("light", "x", deep), DiscoveryError)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.dictionaries(
+        st.sampled_from([*ABBREVIATIONS, "~", "schema", "brightness", "unknown"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(
+        ["light", "switch", "fan", "cover", "lock", "climate", "scene", "button", "sensor"]
+    ),
+)
+@pytest.mark.timeout(30)
+def test_arbitrary_configs_give_a_value_not_an_exception(
+    config: dict[str, Any], component: str
+) -> None:
+    result = disc(component, "fuzz", config)
+    assert isinstance(result, Discovered | DiscoveryError)
+    if isinstance(result, Discovered):
+        for topic in result.entity.command_topics | result.entity.state_topics:
+            assert topic and "+" not in topic and "#" not in topic
+
+
+@pytest.mark.timeout(30)
+def test_value_templates() -> None:
+    assert parse_value_template("{{ value_json.state }}").render('{"state": "ON"}') == "ON"
+    assert parse_value_template("{{value_json.a.b}}").render('{"a": {"b": 3}}') == "3"
+    assert parse_value_template("{{ value_json['a'][1] }}").render('{"a": [1, 22]}') == "22"
+    assert parse_value_template("{{ value }}").render("raw") == "raw"
+    t = parse_value_template("{{ value_json.t | float | round(1) }}")
+    assert t.render('{"t": "21.456"}') == "21.5"
+    assert parse_value_template("{{ value_json.s | lower }}").render('{"s": "OPEN"}') == "open"
+    assert parse_value_template("{{ value_json.missing }}").render('{"a": 1}') is None
+    assert parse_value_template("{{ value_json.a }}").render("not json") is None
+    assert parse_value_template("{{ value_json.b }}").render('{"b": true}') == "True"
+    clever = parse_value_template("{% if value == '1' %}ON{% else %}OFF{% endif %}")
+    assert clever.raw and clever.render("1") == "1"
+    assert parse_value_template("{{ value_json.x | default('y') }}").raw
+    ent = entity("switch", {"cmd_t": "a", "stat_t": "b", "val_tpl": "{{ states('x') }}"})
+    assert any("not understood" in n for n in ent.notes)
+
+
+@pytest.mark.timeout(30)
+def test_every_component_parses_with_capabilities() -> None:
+    light = entity(
+        "light",
+        {
+            "cmd_t": "l/set",
+            "stat_t": "l/state",
+            "pl_on": "1",
+            "pl_off": "0",
+            "bri_cmd_t": "l/bri",
+            "bri_stat_t": "l/bri/state",
+            "bri_scl": 100,
+            "clr_temp_cmd_t": "l/ct",
+            "min_mirs": 200,
+            "max_mirs": 400,
+            "rgb_cmd_t": "l/rgb",
+        },
+    )
+    assert isinstance(light.spec, LightSpec) and light.spec.schema == "default"
+    assert (light.spec.payload_on, light.spec.brightness_scale) == ("1", 100)
+    assert (light.spec.min_kelvin, light.spec.max_kelvin) == (2500, 5000)
+    assert [a.name for a in light.actions] == [
+        "turn_on",
+        "turn_off",
+        "set_brightness",
+        "set_color_temp",
+        "set_color",
+    ]
+    assert light.command_topics == {"l/set", "l/bri", "l/ct", "l/rgb"}
+
+    json_light = entity(
+        "light",
+        {"schema": "json", "cmd_t": "j/set", "stat_t": "j", "sup_clrm": ["hs"], "clr_temp_k": True},
+    )
+    assert json_light.spec.schema == "json" and json_light.spec.color == "hs"
+    assert json_light.spec.brightness and not json_light.spec.color_temp
+    onoff = entity("light", {"schema": "json", "cmd_t": "j/set", "sup_clrm": ["onoff"]})
+    assert [a.name for a in onoff.actions] == ["turn_on", "turn_off"]
+
+    sw = entity("switch", {"cmd_t": "s/set", "stat_t": "s", "pl_on": "on", "stat_on": "is_on"})
+    assert isinstance(sw.spec, SwitchSpec) and (sw.spec.state_on, sw.spec.state_off) == (
+        "is_on",
+        "OFF",
+    )
+
+    fan = entity(
+        "fan",
+        {
+            "cmd_t": "f/set",
+            "pct_cmd_t": "f/pct",
+            "spd_rng_min": 1,
+            "spd_rng_max": 4,
+            "pr_mode_cmd_t": "f/pr",
+            "pr_modes": ["eco", "boost"],
+            "osc_cmd_t": "f/osc",
+        },
+    )
+    assert isinstance(fan.spec, FanSpec) and fan.spec.preset_modes == ("eco", "boost")
+    assert [a.name for a in fan.actions][2:] == [
+        "set_percentage",
+        "set_preset_mode",
+        "set_oscillation",
+    ]
+
+    cover = entity(
+        "cover",
+        {
+            "cmd_t": "c/set",
+            "pl_stop": None,
+            "set_pos_t": "c/pos/set",
+            "set_pos_tpl": '{"pos": {{ position }}}',
+            "pos_t": "c/pos",
+            "dev_cla": "garage",
+        },
+    )
+    assert isinstance(cover.spec, CoverSpec) and cover.device_class == "garage"
+    assert [a.name for a in cover.actions] == ["open", "close", "set_position"]
+    bad_tpl = entity("cover", {"set_pos_t": "c/p", "set_pos_tpl": "{{ position * 2 }}"})
+    assert bad_tpl.actions == () and any("not supported" in n for n in bad_tpl.notes)
+
+    lock = entity("lock", {"cmd_t": "k/set", "pl_lock": "L", "pl_unlk": "U", "pl_open": "O"})
+    assert isinstance(lock.spec, LockSpec) and [a.name for a in lock.actions] == [
+        "lock",
+        "unlock",
+        "open",
+    ]
+
+    climate = entity(
+        "climate",
+        {
+            "mode_cmd_t": "h/mode",
+            "modes": ["off", "heat"],
+            "temp_cmd_t": "h/temp",
+            "min_temp": 16,
+            "max_temp": 26,
+            "temp_step": 0.5,
+        },
+    )
+    assert isinstance(climate.spec, ClimateSpec) and climate.spec.temp_step == 0.5
+    assert [a.name for a in climate.actions] == ["set_mode", "set_temperature"]
+
+    assert [a.name for a in entity("scene", {"cmd_t": "sc"}).actions] == ["activate"]
+    assert [a.name for a in entity("button", {"cmd_t": "b", "pl_prs": "GO"}).actions] == ["press"]
+    sensor = entity("sensor", {"stat_t": "t", "unit_of_meas": "°C", "val_tpl": "{{ value }}"})
+    assert sensor.actions == () and sensor.spec.unit_of_measurement == "°C"
+    binary = entity("binary_sensor", {"stat_t": "d", "pl_on": "open", "dev_cla": "door"})
+    assert binary.actions == () and binary.device_class == "door"
+
+
+@pytest.mark.timeout(30)
+def test_device_block_area_name_and_availability() -> None:
+    ent = entity(
+        "light",
+        {
+            "name": "Ceiling",
+            "uniq_id": "abc",
+            "cmd_t": "x",
+            "avty_t": "x/avail",
+            "pl_avail": "up",
+            "pl_not_avail": "down",
+            "dev": {"ids": "dev1", "name": "Kitchen lamp", "sa": "Kitchen"},
+        },
+    )
+    assert ent.name == "Kitchen lamp Ceiling" and ent.area == "Kitchen"
+    assert ent.unique_id == "abc" and ent.device.identifiers == ("dev1",)
+    (avail,) = ent.availability.topics
+    assert (avail.topic, avail.payload_available, avail.payload_not_available) == (
+        "x/avail",
+        "up",
+        "down",
+    )
+    main_entity = entity("light", {"name": None, "cmd_t": "x", "dev": {"name": "Desk lamp"}})
+    assert main_entity.name == "Desk lamp"
+    many = entity("switch", {"cmd_t": "x", "avty": [{"t": "a"}, {"t": "b"}], "avty_mode": "all"})
+    assert [t.topic for t in many.availability.topics] == ["a", "b"]
+    assert many.availability.mode == "all"
+
+
+@pytest.mark.timeout(30)
+def test_declared_devices_use_the_same_schema() -> None:
+    devices, errors = parse_declared_devices(
+        [
+            {
+                "component": "light",
+                "name": "Porch light",
+                "area": "Porch",
+                "command_topic": "porch/light/set",
+                "state_topic": "porch/light/state",
+            },
+            {"component": "switch", "id": "pump", "name": "Pump", "cmd_t": "garden/pump/set"},
+            {"component": "toaster", "name": "Toaster"},
+            {"component": "switch", "name": "No topic"},
+            {"component": "switch", "id": "pump", "name": "Again", "cmd_t": "x"},
+            "not a table",
+        ]
+    )
+    assert [(d.id, d.name, d.area, d.source) for d in devices] == [
+        ("porch_light", "Porch light", "Porch", "config"),
+        ("pump", "Pump", None, "config"),
+    ]
+    assert [e.where for e in errors] == [
+        "home.devices[2].component",
+        "home.devices[3]",
+        "home.devices[4].id",
+        "home.devices[5]",
+    ]
+    assert "command_topic is required" in str(errors[1])
+
+
+@pytest.mark.timeout(30)
+def test_find_and_resolve() -> None:
+    inv = Inventory()
+    for dev in default_devices() + extra_devices():
+        result = inv.handle_discovery(dev.discovery_topic("homeassistant"), json.dumps(dev.config))
+        assert isinstance(result, Discovered), result
+    resolved = inv.resolve("kitchen light")
+    assert not isinstance(resolved, LookupFailure) and resolved.id == "sim-kitchen_light"
+    resolved = inv.resolve("lamp", area="office")
+    assert not isinstance(resolved, LookupFailure) and resolved.id == "sim-desk_lamp"
+    resolved = inv.resolve("thermostat")
+    assert not isinstance(resolved, LookupFailure) and resolved.component == "climate"
+    resolved = inv.resolve("sim-garage_door")
+    assert not isinstance(resolved, LookupFailure) and resolved.name == "Garage door"
+    resolved = inv.resolve("Bedroom fan")
+    assert not isinstance(resolved, LookupFailure) and resolved.id == "sim-bedroom_fan"
+    missing = inv.resolve("toaster")
+    assert isinstance(missing, LookupFailure) and "known devices" in missing.message
+    ambiguous = inv.resolve("front door")
+    assert isinstance(ambiguous, LookupFailure) and len(ambiguous.candidates) >= 2
+    assert inv.find("fan", area="kitchen") == []
+
+
+# ------------------------------------------------------------ with mosquitto
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[PrivateBroker]:
+    async with PrivateBroker() as b:
+        yield b
+
+
+def agent(broker: PrivateBroker, client_id: str = "agent") -> MqttConnection:
+    return MqttConnection(
+        MqttSettings(host=broker.host, port=broker.port, client_id=client_id),
+        backoff_initial=0.05,
+        backoff_max=0.5,
+    )
+
+
+@pytest.mark.timeout(30)
+async def test_discovers_every_component_from_the_virtual_home(broker: PrivateBroker) -> None:
+    devices = default_devices() + extra_devices()
+    async with VirtualHome(broker.host, broker.port, devices), agent(broker) as conn:
+        inv = Inventory()
+        events: list[InventoryEvent] = []
+        inv.add_listener(events.append)
+        inv.attach(conn)
+        await eventually(
+            lambda: (
+                len(inv.devices()) == len(devices)
+                and all(inv.available(d.id) for d in inv.devices())
+            )
+        )
+        kinds = {d.component for d in inv.devices()}
+        assert kinds == {
+            "light",
+            "switch",
+            "fan",
+            "cover",
+            "lock",
+            "climate",
+            "scene",
+            "button",
+            "sensor",
+            "binary_sensor",
+        }
+        kitchen = inv.get("sim-kitchen_light")
+        assert kitchen is not None and kitchen.area == "Kitchen"
+        assert kitchen.command_topics == {
+            "sim/kitchen_light/set",
+            "sim/kitchen_light/brightness/set",
+            "sim/kitchen_light/color_temp/set",
+        }
+        await eventually(lambda: inv.state("sim-living_room_temperature").get("value") == 21.5)
+        await eventually(lambda: inv.state("sim-front_door_contact").get("state") == "off")
+        await eventually(lambda: inv.state("sim-thermostat").get("temperature") == 20)
+        added = [e.device.id for e in events if isinstance(e, DeviceAdded)]
+        assert sorted(added) == sorted(d.id for d in inv.devices())
+        assert inv.problems() == []
+
+
+@pytest.mark.timeout(30)
+async def test_removal_availability_and_bridge_will(broker: PrivateBroker) -> None:
+    inv = Inventory()
+    events: list[InventoryEvent] = []
+    inv.add_listener(events.append)
+    async with agent(broker) as conn:
+        inv.attach(conn)
+        async with VirtualHome(broker.host, broker.port) as home:
+            await eventually(lambda: inv.available("sim-garage_door") is True)
+            await home.set_online("sim-garage_door".removeprefix("sim-"), False)
+            await eventually(lambda: inv.available("sim-garage_door") is False)
+            assert AvailabilityChanged(inv.get("sim-garage_door"), False) in events  # type: ignore[arg-type]
+            await home.remove("movie_night")
+            await eventually(lambda: inv.get("sim-movie_night") is None)
+            assert any(
+                isinstance(e, DeviceRemoved) and e.device.id == "sim-movie_night" for e in events
+            )
+            assert inv.available("sim-kitchen_light") is True
+        # The virtual home's connection said "offline" on its bridge topic: all unavailable.
+        await eventually(lambda: inv.available("sim-kitchen_light") is False)
+        assert inv.available("sim-thermostat") is False
+
+
+@pytest.mark.timeout(30)
+async def test_reannounce_when_home_assistant_status_goes_online(broker: PrivateBroker) -> None:
+    async with (
+        VirtualHome(broker.host, broker.port, retain_discovery=False) as home,
+        agent(broker) as conn,
+    ):
+        inv = Inventory()
+        subs = [conn.subscribe(f, lambda m: None) for f in inv.discovery_filters]
+        inv.attach(conn)
+        await conn.wait_subscribed(*subs, timeout=5)
+        await asyncio.sleep(0.2)
+        assert inv.devices() == []  # configs were not retained: nothing to see yet
+        await conn.publish("homeassistant/status", "online", retain=False)
+        await eventually(lambda: len(inv.devices()) == len(home.devices))
+        assert home.announcements == 2
+
+
+@pytest.mark.timeout(30)
+async def test_changed_and_broken_configs(broker: PrivateBroker) -> None:
+    inv = Inventory()
+    events: list[InventoryEvent] = []
+    inv.add_listener(events.append)
+    async with agent(broker) as conn, agent(broker, "publisher") as pub:
+        inv.attach(conn)
+        topic = "homeassistant/switch/pump/config"
+        await pub.publish(topic, json.dumps({"uniq_id": "pump", "cmd_t": "p/set"}), retain=True)
+        await eventually(lambda: inv.get("pump") is not None)
+        await pub.publish(topic, json.dumps({"uniq_id": "pump", "cmd_t": "p/set"}), retain=True)
+        await pub.publish(topic, json.dumps({"uniq_id": "pump", "cmd_t": "p/set2"}), retain=True)
+        await eventually(lambda: "p/set2" in inv.get("pump").command_topics)  # type: ignore[union-attr]
+        assert inv.stats.discovery_unchanged == 1
+        await pub.publish(topic, "{broken", retain=True)
+        await eventually(lambda: len(inv.problems()) == 1)
+        assert inv.get("pump") is not None  # a broken update keeps the last good config
+        await pub.publish(topic, "", retain=True)
+        await eventually(lambda: inv.get("pump") is None)
+        assert inv.problems() == []
+        kinds = [type(e).__name__ for e in events]
+        assert kinds == ["DeviceAdded", "DeviceUpdated", "DeviceRemoved"]
+
+
+@pytest.mark.timeout(30)
+async def test_sim_home_command_line(broker: PrivateBroker) -> None:
+    from simulator.home import main
+
+    assert main(["--help"]) == 0
+    assert main(["--port", "0"]) == 2
+    assert main(["--bogus"]) == 2
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from simulator.home import main; sys.exit(main(sys.argv[1:]))",
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--latency",
+        "0.01",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        assert b"10 devices" in line
+        async with agent(broker) as conn:
+            inv = Inventory()
+            inv.attach(conn)
+            await eventually(lambda: len(inv.devices()) == 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

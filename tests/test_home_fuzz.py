@@ -1,0 +1,436 @@
+"""Property: whatever the model sends, a planned command stays inside the device's allow-list.
+
+The allow-list is built here, independently of daemon.home, straight from the raw
+discovery configs: the command topics they name and the payloads those topics
+may carry (literal payloads, numbers within the configured ranges, the JSON
+shapes of a JSON-schema light). Arbitrary actions and arguments must either be
+refused or produce exactly one (topic, payload, qos=1, retain=False) on that list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon.home.commands import Command, CommandError, plan_command
+from daemon.home.discovery import Discovered, parse_discovery
+from daemon.home.inventory import Device
+from simulator.home import default_devices, extra_devices
+
+Check = Callable[[str], bool]
+
+# The extra shapes the simulator does not cover: templates, kelvin, hs/xy, odd ranges.
+EXTRA_CONFIGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "light",
+        {
+            "uniq_id": "x-rgb",
+            "~": "x/rgb",
+            "cmd_t": "~/power",
+            "pl_on": "1",
+            "pl_off": "0",
+            "bri_cmd_t": "~/dim",
+            "bri_scl": 10,
+            "bri_cmd_tpl": '{"dim": {{ value }}}',
+            "clr_temp_cmd_t": "~/ct",
+            "clr_temp_k": True,
+            "min_k": 2700,
+            "max_k": 6500,
+            "rgb_cmd_t": "~/rgb",
+        },
+    ),
+    (
+        "light",
+        {
+            "uniq_id": "x-hs",
+            "schema": "json",
+            "cmd_t": "x/hs/set",
+            "sup_clrm": ["hs", "color_temp"],
+            "bri_scl": 100,
+            "clr_temp_k": True,
+        },
+    ),
+    ("light", {"uniq_id": "x-xy", "schema": "json", "cmd_t": "x/xy/set", "sup_clrm": ["xy"]}),
+    (
+        "fan",
+        {
+            "uniq_id": "x-fan",
+            "cmd_t": "x/fan/set",
+            "cmd_tpl": '{"power": "{{ value }}"}',
+            "pct_cmd_t": "x/fan/speed",
+            "pct_cmd_tpl": "speed={{ value }}",
+            "spd_rng_min": 3,
+            "spd_rng_max": 7,
+            "pr_mode_cmd_t": "x/fan/mode",
+            "pr_modes": ["Eco", "Turbo"],
+        },
+    ),
+    (
+        "cover",
+        {
+            "uniq_id": "x-gate",
+            "dev_cla": "gate",
+            "cmd_t": "x/gate/set",
+            "pl_open": "go",
+            "pl_cls": "shut",
+            "pl_stop": None,
+            "set_pos_t": "x/gate/pos",
+            "set_pos_tpl": '{"pos": {{ position }}}',
+            "pos_open": 255,
+            "pos_clsd": 10,
+        },
+    ),
+    (
+        "lock",
+        {
+            "uniq_id": "x-lock",
+            "cmd_t": "x/lock/set",
+            "cmd_tpl": '{"lock": "{{ value }}"}',
+            "pl_open": "UNLATCH",
+        },
+    ),
+    (
+        "climate",
+        {
+            "uniq_id": "x-ac",
+            "mode_cmd_t": "x/ac/mode",
+            "mode_cmd_tpl": "mode:{{ value }}",
+            "modes": ["off", "cool"],
+            "temp_cmd_t": "x/ac/temp",
+            "temperature_unit": "F",
+            "min_temp": 60,
+            "max_temp": 86,
+            "temp_step": 0.1,
+            "pow_cmd_t": "x/ac/power",
+        },
+    ),
+    ("button", {"uniq_id": "x-btn", "cmd_t": "x/btn", "pl_prs": "RING"}),
+    ("scene", {"uniq_id": "x-scene", "cmd_t": "x/scene"}),
+    ("switch", {"uniq_id": "x-sw", "cmd_t": "x/sw", "pl_on": "true", "pl_off": "false"}),
+]
+
+# ---------------------------------------------------------- the test's own reading
+
+_SHORT = {
+    "cmd_t": "command_topic",
+    "cmd_tpl": "command_template",
+    "pl_on": "payload_on",
+    "pl_off": "payload_off",
+    "bri_cmd_t": "brightness_command_topic",
+    "bri_cmd_tpl": "brightness_command_template",
+    "bri_scl": "brightness_scale",
+    "clr_temp_cmd_t": "color_temp_command_topic",
+    "clr_temp_k": "color_temp_kelvin",
+    "min_k": "min_kelvin",
+    "max_k": "max_kelvin",
+    "min_mirs": "min_mireds",
+    "max_mirs": "max_mireds",
+    "rgb_cmd_t": "rgb_command_topic",
+    "sup_clrm": "supported_color_modes",
+    "pct_cmd_t": "percentage_command_topic",
+    "pct_cmd_tpl": "percentage_command_template",
+    "spd_rng_min": "speed_range_min",
+    "spd_rng_max": "speed_range_max",
+    "pr_mode_cmd_t": "preset_mode_command_topic",
+    "pr_modes": "preset_modes",
+    "osc_cmd_t": "oscillation_command_topic",
+    "pl_open": "payload_open",
+    "pl_cls": "payload_close",
+    "pl_stop": "payload_stop",
+    "set_pos_t": "set_position_topic",
+    "set_pos_tpl": "set_position_template",
+    "pos_open": "position_open",
+    "pos_clsd": "position_closed",
+    "pl_lock": "payload_lock",
+    "pl_unlk": "payload_unlock",
+    "mode_cmd_t": "mode_command_topic",
+    "mode_cmd_tpl": "mode_command_template",
+    "temp_cmd_t": "temperature_command_topic",
+    "pow_cmd_t": "power_command_topic",
+    "pl_prs": "payload_press",
+}
+
+
+def _full(raw: dict[str, Any]) -> dict[str, Any]:
+    out = {_SHORT.get(k, k): v for k, v in raw.items()}
+    base = out.pop("~", None)
+    for key, value in list(out.items()):
+        if base and key.endswith("_topic") and isinstance(value, str):
+            if value.startswith("~"):
+                out[key] = base + value[1:]
+            elif value.endswith("~"):
+                out[key] = value[:-1] + base
+    return out
+
+
+def literal(*values: str | None) -> Check:
+    allowed = {v for v in values if v is not None}
+    return lambda p: p in allowed
+
+
+def integer(lo: float, hi: float, template: str | None = None) -> Check:
+    def check(p: str) -> bool:
+        if template is not None:
+            pattern = re.escape(template)
+            pattern = re.sub(r"\\\{\\\{\\ (value|position)\\ \\\}\\\}", r"(-?\\d+)", pattern)
+            m = re.fullmatch(pattern, p)
+            if m is None:
+                return False
+            p = m.group(1)
+        return re.fullmatch(r"-?\d+", p) is not None and lo <= int(p) <= hi
+
+    return check
+
+
+def templated(template: str | None, inner: Check) -> Check:
+    if template is None:
+        return inner
+    head, _, tail = template.partition("{{ value }}")
+
+    def check(p: str) -> bool:
+        if not (p.startswith(head) and p.endswith(tail)) or len(p) < len(head) + len(tail):
+            return False
+        return inner(p[len(head) : len(p) - len(tail)])
+
+    return check
+
+
+def stepped(lo: float, hi: float, step: float) -> Check:
+    def check(p: str) -> bool:
+        try:
+            v = float(p)
+        except ValueError:
+            return False
+        ratio = v / step
+        return lo <= v <= hi and abs(ratio - round(ratio)) < 1e-6
+
+    return check
+
+
+def rgb_text(p: str) -> bool:
+    parts = p.split(",")
+    return len(parts) == 3 and all(re.fullmatch(r"\d{1,3}", c) and int(c) <= 255 for c in parts)
+
+
+def json_light(scale: int, ct_lo: float, ct_hi: float) -> Check:
+    def number(v: Any, lo: float, hi: float) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+
+    def check(p: str) -> bool:
+        try:
+            data = json.loads(p)
+        except ValueError:
+            return False
+        if not isinstance(data, dict) or data.get("state") not in ("ON", "OFF"):
+            return False
+        if set(data) - {"state", "brightness", "color_temp", "color"}:
+            return False
+        if "brightness" in data and not (
+            isinstance(data["brightness"], int) and 1 <= data["brightness"] <= scale
+        ):
+            return False
+        if "color_temp" in data and not (
+            isinstance(data["color_temp"], int) and ct_lo <= data["color_temp"] <= ct_hi
+        ):
+            return False
+        if "color" in data:
+            c = data["color"]
+            shapes = [
+                {"r": (0, 255), "g": (0, 255), "b": (0, 255)},
+                {"h": (0, 360), "s": (0, 100)},
+                {"x": (0, 1), "y": (0, 1)},
+            ]
+            if not isinstance(c, dict) or not any(
+                set(c) == set(shape) and all(number(c[k], *shape[k]) for k in shape)
+                for shape in shapes
+            ):
+                return False
+        return True
+
+    return check
+
+
+def allow_list(component: str, raw: dict[str, Any]) -> dict[str, Check]:
+    c = _full(raw)
+    allowed: dict[str, Check] = {}
+
+    def add(key: str, check: Check) -> None:
+        if isinstance(c.get(key), str):
+            allowed[c[key]] = check
+
+    kelvin = c.get("color_temp_kelvin") is True
+    ct_lo = c.get("min_kelvin", 2000) if kelvin else c.get("min_mireds", 153)
+    ct_hi = c.get("max_kelvin", 6535) if kelvin else c.get("max_mireds", 500)
+    if component == "light" and c.get("schema") == "json":
+        add("command_topic", json_light(c.get("brightness_scale", 255), ct_lo, ct_hi))
+    elif component == "light":
+        add("command_topic", literal(c.get("payload_on", "ON"), c.get("payload_off", "OFF")))
+        scale = c.get("brightness_scale", 255)
+        add("brightness_command_topic", integer(1, scale, c.get("brightness_command_template")))
+        add("color_temp_command_topic", integer(ct_lo, ct_hi))
+        add("rgb_command_topic", rgb_text)
+    elif component in ("switch", "scene"):
+        add("command_topic", literal(c.get("payload_on", "ON"), c.get("payload_off", "OFF")))
+    elif component == "fan":
+        on_off = literal(c.get("payload_on", "ON"), c.get("payload_off", "OFF"))
+        add("command_topic", templated(c.get("command_template"), on_off))
+        lo, hi = c.get("speed_range_min", 1), c.get("speed_range_max", 100)
+        add("percentage_command_topic", integer(lo, hi, c.get("percentage_command_template")))
+        add("preset_mode_command_topic", literal(*c.get("preset_modes", [])))
+        add("oscillation_command_topic", literal("oscillate_on", "oscillate_off"))
+    elif component == "cover":
+        add(
+            "command_topic",
+            literal(
+                c.get("payload_open", "OPEN"),
+                c.get("payload_close", "CLOSE"),
+                c.get("payload_stop", "STOP"),
+            ),
+        )
+        a, b = c.get("position_open", 100), c.get("position_closed", 0)
+        add("set_position_topic", integer(min(a, b), max(a, b), c.get("set_position_template")))
+    elif component == "lock":
+        words = literal(
+            c.get("payload_lock", "LOCK"), c.get("payload_unlock", "UNLOCK"), c.get("payload_open")
+        )
+        add("command_topic", templated(c.get("command_template"), words))
+    elif component == "climate":
+        modes = literal(*c.get("modes", ["auto", "off", "cool", "heat", "dry", "fan_only"]))
+        add("mode_command_topic", templated(c.get("mode_command_template"), modes))
+        add(
+            "temperature_command_topic",
+            stepped(c.get("min_temp", 7), c.get("max_temp", 35), c.get("temp_step", 1)),
+        )
+        add("power_command_topic", literal(c.get("payload_on", "ON"), c.get("payload_off", "OFF")))
+    elif component == "button":
+        add("command_topic", literal(c.get("payload_press", "PRESS")))
+    return allowed
+
+
+# ------------------------------------------------------------------ the devices
+
+
+def _devices() -> list[tuple[Device, dict[str, Check]]]:
+    raw: list[tuple[str, str, dict[str, Any]]] = [
+        (d.component, d.discovery_topic("homeassistant"), d.config)
+        for d in default_devices() + extra_devices()
+    ]
+    raw += [
+        (comp, f"homeassistant/{comp}/extra{i}/config", cfg)
+        for i, (comp, cfg) in enumerate(EXTRA_CONFIGS)
+    ]
+    out = []
+    for component, topic, config in raw:
+        parsed = parse_discovery(topic, json.dumps(config))
+        assert isinstance(parsed, Discovered), parsed
+        ent = parsed.entity
+        device = Device(ent.unique_id or topic, ent, "discovery", topic)
+        out.append((device, allow_list(component, config)))
+    return out
+
+
+DEVICES = _devices()
+ACTIONS = sorted({a.name for d, _ in DEVICES for a in d.capabilities})
+ARG_NAMES = sorted({arg.name for d, _ in DEVICES for a in d.capabilities for arg in a.args})
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["ON", "#ff0000", "heat", "auto", "1e3", "50", "evil/topic", "#", "+"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+arg_maps = st.one_of(
+    st.none(),
+    json_values,
+    st.dictionaries(
+        st.sampled_from([*ARG_NAMES, "topic", "payload", "qos", "retain"]) | st.text(max_size=8),
+        json_values,
+        max_size=4,
+    ),
+)
+
+
+def assert_allowed(device: Device, allowed: dict[str, Check], result: object) -> None:
+    assert isinstance(result, Command | CommandError), result
+    if isinstance(result, CommandError):
+        assert result.message
+        return
+    assert result.device_id == device.id
+    assert (result.qos, result.retain) == (1, False)
+    assert result.topic in allowed, (device.id, result.topic)
+    assert allowed[result.topic](result.payload), (device.id, result.topic, result.payload)
+
+
+@settings(
+    max_examples=1500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.sampled_from(DEVICES),
+    st.one_of(st.sampled_from(ACTIONS), st.text(max_size=15), st.none(), st.integers()),
+    arg_maps,
+)
+@pytest.mark.timeout(30)
+def test_no_arguments_escape_the_allow_list(
+    entry: tuple[Device, dict[str, Check]], action: Any, args: Any
+) -> None:
+    device, allowed = entry
+    assert_allowed(device, allowed, plan_command(device, action, args))
+
+
+@st.composite
+def valid_requests(draw: st.DrawFn) -> tuple[Device, dict[str, Check], str, dict[str, Any]]:
+    device, allowed = draw(st.sampled_from([e for e in DEVICES if e[0].capabilities]))
+    action = draw(st.sampled_from(device.capabilities))
+    args: dict[str, Any] = {}
+    for arg in action.args:
+        if arg.kind == "choice":
+            args[arg.name] = draw(st.sampled_from(arg.choices))
+        elif arg.kind == "rgb":
+            args[arg.name] = draw(st.lists(st.integers(0, 255), min_size=3, max_size=3))
+        elif arg.kind == "int":
+            assert arg.minimum is not None and arg.maximum is not None
+            args[arg.name] = draw(st.integers(math.ceil(arg.minimum), math.floor(arg.maximum)))
+        else:
+            assert arg.minimum is not None and arg.maximum is not None and arg.step
+            lo = math.ceil(arg.minimum / arg.step)
+            hi = math.floor(arg.maximum / arg.step)
+            args[arg.name] = round(draw(st.integers(lo, hi)) * arg.step, 6)
+    return device, allowed, action.name, args
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(valid_requests())
+@pytest.mark.timeout(30)
+def test_every_valid_request_is_planned_inside_the_allow_list(
+    request_: tuple[Device, dict[str, Check], str, dict[str, Any]],
+) -> None:
+    device, allowed, action, args = request_
+    result = plan_command(device, action, args)
+    assert isinstance(result, Command), (device.id, action, args, result)
+    assert_allowed(device, allowed, result)
+
+
+@pytest.mark.timeout(30)
+def test_every_device_has_an_allow_list_covering_its_topics() -> None:
+    for device, allowed in DEVICES:
+        assert device.command_topics == set(allowed), device.id
+        for topic, check in allowed.items():  # the allow-list itself is not a rubber stamp
+            for junk in ("", "evil", "999999", '{"state": "ON", "x": 1}', "1,2", "ON; rm"):
+                assert not check(junk), (device.id, topic, junk)
+    kitchen = next(d for d, _ in DEVICES if d.id == "sim-kitchen_light")
+    allowed = dict(next(a for d, a in DEVICES if d is kitchen))
+    assert allowed["sim/kitchen_light/brightness/set"]("100")
+    assert not allowed["sim/kitchen_light/brightness/set"]("101")
+    assert not allowed["sim/kitchen_light/color_temp/set"]("152")

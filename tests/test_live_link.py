@@ -1,0 +1,240 @@
+"""The Live link against the fake Live server: real google-genai SDK, TLS, loopback.
+
+Every fault test checks the same three promises afterwards: the conversation
+goes on, the server saw the right resumption handle, and every uplink chunk
+arrived exactly once and in order (by sequence number, not by count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from daemon.live.link import LiveFatalError, LiveLink
+from daemon.ops.metrics import Metrics
+from simulator.live_server import FakeLiveServer, Fault, Trigger
+from tests.live_support import KEY, Run, Talker, conversation, live_settings, running, utterances
+
+pytestmark = pytest.mark.timeout(45)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLiveServer]:
+    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
+        yield srv
+    assert not srv.internal_errors
+
+
+def assert_exactly_once_in_order(run: Run) -> None:
+    seqs = run.received_seqs()
+    assert None not in seqs
+    assert seqs == list(range(run.talker.sent)), _gaps(seqs)
+    assert run.dropped() == 0
+
+
+def _gaps(seqs: list[int | None]) -> str:
+    ints = [s for s in seqs if s is not None]
+    dup = len(ints) - len(set(ints))
+    missing = sorted(set(range(max(ints, default=0) + 1)) - set(ints))
+    return f"duplicates={dup} missing={missing[:20]} order_ok={ints == sorted(ints)}"
+
+
+def assert_no_call_unanswered(run: Run) -> None:
+    srv = run.server
+    assert not srv.unexpected_tool_responses
+    answered = {r.id for r in srv.tool_responses}
+    cancelled = {c.id for c in srv.tool_cancellations} if srv.tool_cancellations else set()
+    asked = {c.id for c in srv.tool_calls}
+    assert asked <= answered | cancelled, asked - answered
+
+
+def handles_issued_on(srv: FakeLiveServer, conn: int) -> list[str]:
+    out = []
+    for m in srv.connections[conn].sent:
+        upd = m.message.get("sessionResumptionUpdate")
+        if upd and upd.get("newHandle"):
+            out.append(upd["newHandle"])
+    return out
+
+
+async def test_conversation_with_tool_round_trip(server: FakeLiveServer) -> None:
+    talker = Talker(utterances(2))
+    async with running(server, talker) as run:
+        await run.until(lambda: run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    assert len(server.connections) == 1
+    setup = server.connections[0].setup
+    assert "sessionResumption" in setup or "session_resumption" in setup
+    assert "contextWindowCompression" in setup or "context_window_compression" in setup
+    (resp,) = server.tool_responses
+    assert resp.name == "agent_status"
+    assert resp.response["output"]["live_link"] == "connected"
+    assert resp.scheduling == "WHEN_IDLE"
+    assert len(run.talker.played) >= 2 * 24_000 * 2 * 0.2 * 0.9  # two 200 ms replies
+    assert [outcome for _, outcome in run.calls] == ["ok"]
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)
+    assert run.metrics.value("edge_live_connects_total", result="fresh") == 1
+
+
+async def test_goaway_hands_over_to_a_resumed_session(server: FakeLiveServer) -> None:
+    armed = server.arm(Fault.GOAWAY, Trigger.TURN_COMPLETE, n=1, time_left=3.0)
+    talker = Talker(utterances(3))
+    async with running(server, talker) as run:
+        await armed.wait()
+        await run.until(lambda: run.turns_completed() >= 3)
+        await run.all_audio_delivered()
+    assert len(server.connections) == 2
+    old, new = server.connections
+    assert new.resumed
+    assert new.requested_handle == handles_issued_on(server, 0)[-1]
+    # the client left before the deadline: no 1011 "Deadline expired"
+    assert old.close_sent is None or old.close_sent[0] != 1011
+    assert run.metrics.value("edge_live_disconnects_total", reason="goaway") == 1
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "reason"),
+    [
+        (Fault.ABORT, None, "closed:1006"),
+        (Fault.CLOSE, 1011, "closed:1011"),
+        (Fault.CLOSE, 1000, "closed:1000"),
+        (Fault.CLOSE, 1008, "closed:1008"),
+    ],
+)
+async def test_unplanned_close_resumes_at_once(
+    server: FakeLiveServer, fault: Fault, code: int | None, reason: str
+) -> None:
+    kwargs = {"code": code} if code else {}
+    # chunk 90 is inside the second utterance: the fault splits it across sockets
+    armed = server.arm(fault, Trigger.AUDIO_CHUNK, n=90, **kwargs)
+    talker = Talker(utterances(3))
+    async with running(server, talker) as run:
+        await armed.wait()
+        await run.until(lambda: run.turns_completed() >= 3)
+        await run.all_audio_delivered()
+    assert len(server.connections) == 2
+    assert server.connections[1].requested_handle == handles_issued_on(server, 0)[-1]
+    assert server.connections[1].resumed
+    assert run.metrics.value("edge_live_disconnects_total", reason=reason) == 1
+    assert run.metrics.value("edge_live_uplink_audio_replayed_chunks_total") >= 1
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)
+
+
+async def test_tool_call_pending_across_a_drop_is_answered_after_resume(
+    server: FakeLiveServer,
+) -> None:
+    armed = server.arm(Fault.ABORT, Trigger.TOOL_CALL, n=1)
+    talker = Talker(utterances(2))
+    async with running(server, talker) as run:
+        await armed.wait()
+        await run.until(lambda: run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    (resp,) = server.tool_responses
+    assert resp.connection == 1
+    assert_no_call_unanswered(run)
+    assert_exactly_once_in_order(run)
+
+
+async def test_resume_refused_starts_a_fresh_session(server: FakeLiveServer) -> None:
+    await server.inject(Fault.REJECT_RESUME, count=1)
+    armed = server.arm(Fault.ABORT, Trigger.AUDIO_CHUNK, n=45)
+    talker = Talker(utterances(3))
+    async with running(server, talker) as run:
+        await armed.wait()
+        await run.until(lambda: len(server.connections) >= 3 and run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    assert server.connections[1].requested_handle is not None  # tried to resume
+    assert server.connections[1].close_sent is not None
+    assert server.connections[1].close_sent[0] == 1007
+    assert server.connections[2].requested_handle is None  # then started fresh
+    assert run.metrics.value("edge_live_fresh_sessions_total", reason="resume_refused") == 1
+    # audio offered on the refused socket was not lost: it went to the fresh session
+    assert_exactly_once_in_order(run)
+
+
+async def test_setup_that_never_completes_times_out_and_retries(server: FakeLiveServer) -> None:
+    await server.inject(Fault.SETUP_HANG, count=1)
+    talker = Talker(utterances(2))
+    async with running(server, talker, connect_timeout=0.5) as run:
+        await run.until(lambda: run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    assert server.connections[0].setup_hung
+    assert run.metrics.value("edge_live_connects_total", result="setup_timeout") == 1
+    # the audio spoken while setup hung was buffered and replayed
+    assert run.metrics.value("edge_live_uplink_audio_replayed_chunks_total") > 0
+    assert_exactly_once_in_order(run)
+
+
+async def test_a_server_gone_quiet_is_detected_as_a_stall(server: FakeLiveServer) -> None:
+    armed = server.arm(Fault.GO_QUIET, Trigger.TURN_COMPLETE, n=1)
+    talker = Talker(utterances(4), speed=1.0)
+    async with running(server, talker, stall_timeout=0.6, ping_interval=0.2) as run:
+        await armed.wait()
+        await run.until(lambda: len(server.connections) >= 2, limit=5)
+        await run.until(lambda: any(t.turn_complete_at and t.connection >= 1
+                                    for t in server.turns), limit=15)
+        await run.all_audio_delivered()
+    assert run.metrics.value("edge_live_disconnects_total", reason="stall") == 1
+    assert server.connections[1].resumed
+    # A wedged server confirms nothing: what it did not confirm is sent again, so
+    # nothing is lost; only the last confirmation window (<= 0.2 s) may repeat.
+    seqs = [s for s in run.received_seqs() if s is not None]
+    assert set(seqs) == set(range(run.talker.sent))
+    first_new = next(i for i, c in enumerate(server.audio_chunks) if c.connection == 1)
+    assert seqs[:first_new] == sorted(seqs[:first_new])
+    assert seqs[first_new:] == list(range(seqs[first_new], run.talker.sent))
+    assert len(seqs) - len(set(seqs)) <= 0.2 / 0.02 + 2
+
+
+async def test_replay_bound_drops_oldest_and_counts(server: FakeLiveServer) -> None:
+    # setup hangs three times (0.3 s each) plus backoff: ~1 s offline at 2x speed
+    await server.inject(Fault.SETUP_HANG, count=3)
+    talker = Talker(utterances(2))
+    async with running(server, talker, connect_timeout=0.3, replay_seconds=0.4) as run:
+        await run.until(lambda: run.turns_completed() >= 1, limit=15)
+        await run.all_audio_delivered()
+    dropped = run.dropped()
+    assert dropped > 0
+    seqs = [s for s in run.received_seqs() if s is not None]
+    # what was dropped is exactly the oldest run of chunks; the rest is whole and in order
+    assert seqs == list(range(dropped, run.talker.sent))
+
+
+async def test_invalid_key_fails_once_without_retry_storm(server: FakeLiveServer) -> None:
+    link = LiveLink(live_settings(server), SecretStr("wrong-key-000000"), Metrics())
+    with pytest.raises(LiveFatalError, match="GEMINI_API_KEY: rejected"):
+        async with asyncio.timeout(5):
+            await link.run()
+    assert len(server.rejected_handshakes) == 1
+    assert link.state == "failed"
+
+
+async def test_unknown_model_is_a_clear_fatal_error() -> None:
+    async with FakeLiveServer(api_key=KEY, models=["gemini-3.8-live"]) as srv:
+        link = LiveLink(live_settings(srv, model="gemini-0-nope"), SecretStr(KEY), Metrics())
+        with pytest.raises(LiveFatalError, match=r"live\.model"):
+            async with asyncio.timeout(5):
+                await link.run()
+        assert len(srv.connections) == 1
+
+
+async def test_unreachable_endpoint_backs_off(tmp_path: Path) -> None:
+    async with FakeLiveServer(api_key=KEY, cert_dir=tmp_path) as server:
+        settings = live_settings(server, backoff_initial=0.1, backoff_max=0.2)
+    metrics = Metrics()
+    link = LiveLink(settings, SecretStr(KEY), metrics)
+    task = asyncio.create_task(link.run())
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    attempts = metrics.value("edge_live_connects_total", result="unreachable")
+    assert 3 <= attempts <= 15, attempts  # retried, but paced
