@@ -244,6 +244,14 @@ class LiveLink:
             await self._emit(LinkStatus("connected", resumed=resumed))
             try:
                 await self._serve(session, conn)
+            except asyncio.CancelledError:
+                # A clean stop: close the session with 1000, not the 1011 an
+                # exception unwinding the SDK's context would send.
+                conn.finish("stopped")
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await session.close()
+                raise
             finally:
                 self._conn = None
                 self._settle_unconfirmed(conn.reason)

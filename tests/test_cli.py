@@ -1,0 +1,122 @@
+"""The `edge-agent` command as a user and systemd run it: a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from simulator.live_server import FakeLiveServer
+
+pytestmark = pytest.mark.timeout(60)
+
+SECRET = "AIzaSy-very-secret-key-0123456789"
+
+
+def _env(server: FakeLiveServer, tmp_path: Path, key: str = SECRET, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    env.update(
+        GEMINI_API_KEY=key,
+        EDGE_AGENT_LIVE__BASE_URL=server.base_url,
+        EDGE_AGENT_LIVE__CA_FILE=str(server.ca_pem_path),
+        EDGE_AGENT_PERIPHERAL__FILE__OUTPUT=str(tmp_path / "reply.wav"),
+        EDGE_AGENT_CONFIG=str(tmp_path / "none.toml"),
+        **extra,
+    )
+    (tmp_path / "none.toml").write_text("")
+    return env
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLiveServer]:
+    async with FakeLiveServer(api_key=SECRET) as srv:
+        yield srv
+
+
+async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_sigterm_stops_cleanly_within_two_seconds(
+    server: FakeLiveServer, tmp_path: Path
+) -> None:
+    proc = await _spawn("run", "--log-level", "debug", env=_env(server, tmp_path))
+    try:
+        await server.wait_until(lambda: len(server.connections) >= 1 and bool(server.audio_chunks),
+                                timeout=20)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert elapsed < 2.0
+    await server.wait_until(lambda: not server.connections[0].open, timeout=2)
+    # the Live session was closed by the client, not dropped
+    assert server.connections[0].close_received is not None
+    assert server.connections[0].close_received[0] == 1000
+    # debug logging includes the websocket handshake headers: the key must be scrubbed
+    text = (out + err).decode()
+    assert "x-goog-api-key: ***" in text
+    assert SECRET not in text
+    assert SECRET[:12] not in text
+
+
+async def test_rejected_key_exits_2_with_one_line_and_no_secret(
+    server: FakeLiveServer, tmp_path: Path
+) -> None:
+    env = _env(server, tmp_path, key="AIzaSy-wrong-key-9876543210")
+    proc = await _spawn("run", "--log-level", "debug", env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    last = err.decode().strip().splitlines()[-1]
+    assert last == "edge-agent: GEMINI_API_KEY: rejected by the Live API (HTTP 403)"
+    assert "wrong-key" not in (out + err).decode()
+    assert len(server.rejected_handshakes) == 1
+
+
+async def test_crash_traceback_never_shows_the_key(tmp_path: Path) -> None:
+    # An uncaught exception whose message carries the key, raised inside the daemon.
+    code = (
+        "import os, sys\n"
+        "from daemon.ops.logsetup import install_excepthook\n"
+        "install_excepthook([os.environ['GEMINI_API_KEY']])\n"
+        "raise RuntimeError('boom with ' + os.environ['GEMINI_API_KEY'])\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, env={**os.environ, "GEMINI_API_KEY": SECRET},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert b"RuntimeError: boom with" in err
+    assert SECRET.encode() not in out + err
+
+
+async def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    env["EDGE_AGENT_CONFIG"] = str(tmp_path / "none.toml")
+    (tmp_path / "none.toml").write_text("")
+    out_wav = tmp_path / "demo.wav"
+    proc = await _spawn("demo", "--output", str(out_wav), env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 45)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "you    What's the status of the agent?" in text
+    assert "agent_status({}) -> ok" in text
+    assert "model  The agent is running" in text
+    with wave.open(str(out_wav)) as wf:
+        assert wf.getframerate() == 24_000
+        assert wf.getnframes() > 24_000 * 0.5
