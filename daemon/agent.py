@@ -64,17 +64,34 @@ class Agent:
         self.last_user_text = ""
         self.last_model_text = ""
         self.usage = Usage()
+        self.mic_muted = False
+        self.camera_enabled = True
         registry.register(status_tool(self.status))
         registry.add_listener(link.tools_changed)
 
     # -- MediaSink -------------------------------------------------------------
     def audio(self, chunk: AudioChunk) -> None:
         self.metrics.peripheral_audio.inc()
+        if self.mic_muted:
+            self.metrics.uplink_withheld.labels("audio").inc()
+            return
         self.link.send_audio(chunk)
 
     def video(self, frame: VideoFrame) -> None:
         self.metrics.peripheral_video.inc()
+        if not self.camera_enabled:
+            self.metrics.uplink_withheld.labels("video").inc()
+            return
         self.link.send_video(frame)
+
+    def set_mic_muted(self, muted: bool) -> None:
+        """The user muted the microphone: nothing it hears leaves the device."""
+        if muted and not self.mic_muted:
+            self.link.end_audio_stream()
+        self.mic_muted = muted
+
+    def set_camera_enabled(self, enabled: bool) -> None:
+        self.camera_enabled = enabled
 
     def input_paused(self) -> None:
         self.input_done = True
@@ -161,6 +178,10 @@ class Agent:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "tool_calls_in_flight": self.dispatcher.in_flight,
             "replay_buffer_s": round(self.link.replay_seconds, 2),
+            "microphone_muted": self.mic_muted,
+            "camera_enabled": self.camera_enabled,
+            "last_user_text": self.last_user_text,
+            "last_model_text": self.last_model_text,
         }
         if "battery" in peripheral:
             out["battery_percent"] = peripheral["battery"]

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from pydantic import SecretStr
 
 from daemon.agent import Agent
@@ -23,30 +22,10 @@ from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
 from simulator.live_server import FakeLiveServer
+from simulator.probe import read_stamp, stamped_chunk
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 
 KEY = "test-key-0123456789"
-CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
-MARK = 11
-
-
-def encode_chunk(seq: int, speech: bool) -> bytes:
-    """20 ms of tone (speech) or silence with `seq` in the low bits of 5 samples."""
-    t = np.arange(CHUNK_SAMPLES) + seq * CHUNK_SAMPLES
-    samples = (np.sin(2 * np.pi * 300 * t / 16_000) * 6000).astype("<i2") if speech else (
-        np.zeros(CHUNK_SAMPLES, "<i2")
-    )
-    samples[0] = MARK
-    for i in range(4):
-        samples[1 + i] = (seq >> (4 * i)) & 0xF
-    return samples.tobytes()
-
-
-def decode_seq(pcm: bytes) -> int | None:
-    s = np.frombuffer(pcm[:10], "<i2")
-    if len(s) < 5 or s[0] != MARK:
-        return None
-    return int(sum(int(s[1 + i]) << (4 * i) for i in range(4)))
 
 
 class Talker(Peripheral):
@@ -69,7 +48,7 @@ class Talker(Peripheral):
             for _ in range(round(seconds / 0.02)):
                 due = start + self.sent * interval
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                sink.audio(AudioChunk(encode_chunk(self.sent, speech), 16_000, time.monotonic()))
+                sink.audio(AudioChunk(stamped_chunk(self.sent, speech), 16_000, time.monotonic()))
                 self.sent += 1
         self.done.set()
         await asyncio.Future()
@@ -134,7 +113,7 @@ class Run:
         return int(self.metrics.value("edge_live_uplink_audio_dropped_chunks_total"))
 
     def received_seqs(self) -> list[int | None]:
-        return [decode_seq(c.pcm) for c in self.server.audio_chunks]
+        return [read_stamp(c.pcm) for c in self.server.audio_chunks]
 
 
 def live_settings(server: FakeLiveServer, **overrides: Any) -> LiveSettings:

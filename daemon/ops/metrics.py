@@ -95,6 +95,12 @@ class Metrics:
         self.peripheral_video = Counter(
             "edge_peripheral_video_frames", "Camera frames from the peripheral", registry=r
         )
+        self.uplink_withheld = Counter(
+            "edge_uplink_withheld",
+            "Media not sent because the user muted the microphone or disabled the camera",
+            ["kind"],
+            registry=r,
+        )
         self.playback_seconds = Counter(
             "edge_playback_audio_seconds", "Model audio handed to the speaker", registry=r
         )
