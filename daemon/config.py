@@ -43,7 +43,7 @@ class LiveSettings(_Section):
     connect_timeout: float = Field(10.0, gt=0, le=120)
     stall_timeout: float = Field(45.0, gt=0, le=600)
     ping_interval: float = Field(10.0, gt=0, le=300)
-    confirm_interval: float = Field(0.2, gt=0, le=10)
+    confirm_interval: float = Field(0.5, gt=0, le=10)
     backoff_initial: float = Field(0.5, gt=0, le=60)
     backoff_max: float = Field(30.0, gt=0, le=600)
     stable_after: float = Field(60.0, gt=0, le=3600)
@@ -68,7 +68,7 @@ class FilePeripheralSettings(_Section):
     input: Path | None = None
     output: Path | None = None
     realtime: bool = True
-    chunk_ms: int = Field(20, ge=10, le=200)
+    chunk_ms: int = Field(40, ge=10, le=200)
     tail_silence: float = Field(2.0, ge=0, le=60)
 
 
@@ -103,8 +103,29 @@ class MqttSettings(_Section):
     password: SecretStr | None = None
     tls: bool = False
     ca_file: Path | None = None
-    client_id: str = "edge-agent"
+    # Also the daemon's Home Assistant node id and its topic base `edge-agent/<client_id>/`.
+    client_id: str = Field("edge-agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     discovery_prefix: str = Field("homeassistant", min_length=1)
+    # Devices declared here (`[[mqtt.devices]]`), same keys as a discovery config plus
+    # `component`, `name`, optional `id` and `area`; for devices that do not announce.
+    devices: tuple[dict[str, Any], ...] = ()
+    announce: bool = True  # publish the daemon itself as a Home Assistant device
+    state_interval: float = Field(30.0, gt=0, le=3600)  # re-publish its states this often
+    refresh_debounce: float = Field(0.5, ge=0, le=10)  # quiet time before tools are rebuilt
+    max_described_devices: int = Field(50, ge=0, le=10_000)  # listed in the tool description
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttSettings:
+        prefix = self.discovery_prefix
+        if any(c in prefix for c in "+#\x00") or prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError("discovery_prefix: must be a topic without wildcards or edge '/'")
+        if self.devices:
+            from daemon.home.inventory import parse_declared_devices  # lazy: config stays light
+
+            _devices, errors = parse_declared_devices(self.devices, key="devices")
+            if errors:
+                raise ValueError(str(errors[0]))
+        return self
 
 
 class ToolsSettings(_Section):

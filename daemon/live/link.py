@@ -105,6 +105,8 @@ class LiveLink:
                     "open_timeout": settings.connect_timeout,
                     "close_timeout": 2.0,
                     "max_size": MAX_MESSAGE_BYTES,
+                    # Audio and JPEG do not deflate; compressing costs CPU per message.
+                    "compression": None,
                 },
             ),
         )
@@ -330,9 +332,12 @@ class LiveLink:
                             raise
                         self._metrics.uplink_video.inc()
                     elif (item := ub.peek_audio()) is not None:
-                        await session.send_realtime_input(
-                            audio=types.Blob(data=item.chunk.pcm, mime_type=wire.AUDIO_MIME)
-                        )
+                        if ws is not None:
+                            await ws.send(wire.audio_message(item.chunk.pcm))
+                        else:
+                            await session.send_realtime_input(
+                                audio=types.Blob(data=item.chunk.pcm, mime_type=wire.AUDIO_MIME)
+                            )
                         ub.mark_sent(item.seq)
                         self._metrics.uplink_audio.inc()
                         if item.enqueued_at < conn.established_at:
@@ -410,7 +415,7 @@ class LiveLink:
             conn.finish("goaway")
 
     async def _watchdog(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
-        tick = min(0.25, self._s.stall_timeout / 4)
+        tick = min(1.0, self._s.stall_timeout / 4, self._s.ping_interval)
         next_ping = time.monotonic() + self._s.ping_interval
         ws = getattr(session, "_ws", None)
         while not conn.ended.is_set():

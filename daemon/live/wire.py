@@ -6,6 +6,7 @@ tested without a socket.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,16 @@ def function_response(resp: ToolResponse) -> types.FunctionResponse:
         response=resp.response,
         scheduling=types.FunctionResponseScheduling(resp.scheduling) if resp.scheduling else None,
     )
+
+
+def audio_message(pcm: bytes) -> str:
+    """The exact realtime_input JSON the SDK sends for one audio chunk.
+
+    Built directly because the SDK's per-call validation costs more CPU than
+    the rest of the uplink together (bench/live_uplink.py).
+    """
+    data = base64.urlsafe_b64encode(pcm).decode("ascii")
+    return f'{{"realtime_input":{{"audio":{{"data":"{data}","mime_type":"{AUDIO_MIME}"}}}}}}'
 
 
 def parse_duration(text: str | None) -> float | None:

@@ -1,0 +1,232 @@
+"""Live link uplink benchmark, measured across the socket in three processes' time.
+
+The fake Live server runs in one process and stamps every audio chunk it
+receives; the daemon's LiveLink runs in another and streams sequence-stamped
+20 ms chunks in real time plus one JPEG a second. Both use CLOCK_MONOTONIC,
+which is system-wide on Linux, so "handed to the link" and "received by the
+server" compare directly. CPU and peak RSS of the client process are read from
+/proc by the orchestrator, not self-reported.
+
+    .venv/bin/python bench/live_uplink.py            # full run, ~40 s
+    .venv/bin/python bench/live_uplink.py --quick    # ~15 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "latency_p50_ms": 2.0,
+    "latency_p99_ms": 10.0,
+    "goaway_gap_ms": 250.0,
+    "abort_gap_ms": 1000.0,
+    "lost_frames": 0,
+    "cpu_percent": 2.0,
+    "rss_mb": 90.0,
+}
+KEY = "bench-key-0123456789"
+
+
+# -- server process -------------------------------------------------------------
+async def serve(out: Path) -> None:
+    from simulator.live_server import FakeLiveServer, Fault
+    from simulator.probe import read_stamp
+    from simulator.scenario import Scenario
+
+    async with FakeLiveServer(api_key=KEY, scenario=Scenario(turns=())) as server:
+        print(json.dumps({"base_url": server.base_url, "ca_file": str(server.ca_pem_path)}),
+              flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := (await reader.readline()).decode().strip():
+            if line == "goaway":
+                await server.inject(Fault.GOAWAY, time_left=10.0)
+            elif line == "abort":
+                await server.inject(Fault.ABORT)
+            elif line == "dump":
+                break
+            print("ok", flush=True)
+        chunks = [(c.t, read_stamp(c.pcm), c.connection) for c in server.audio_chunks]
+        frames = [(f.t, f.connection) for f in server.video_frames]
+        await asyncio.to_thread(out.write_text, json.dumps({"chunks": chunks, "frames": frames}))
+    print("done", flush=True)
+
+
+# -- client process -------------------------------------------------------------
+async def client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_ms: int) -> None:
+    from pydantic import SecretStr
+
+    from daemon.config import LiveSettings
+    from daemon.live.link import LiveLink
+    from daemon.media.types import AudioChunk, VideoFrame
+    from daemon.ops.metrics import Metrics
+    from simulator.probe import stamped_chunk
+
+    settings = LiveSettings(base_url=base_url, ca_file=Path(ca_file), goaway_margin=1.0)
+    link = LiveLink(settings, SecretStr(KEY), Metrics())
+    jpeg = b"\xff\xd8\xff\xe0" + os.urandom(30_000) + b"\xff\xd9"
+    step = chunk_ms / 1000
+    samples = 16 * chunk_ms
+    chunks = [stamped_chunk(i, speech=False, samples=samples) for i in range(int(seconds / step) + 1)]
+    handed: list[float] = []
+
+    async def drain() -> None:
+        while True:
+            await link.next_event()
+
+    async def stream() -> None:
+        while not link.connected:
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        for i, pcm in enumerate(chunks):
+            await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
+            now = time.monotonic()
+            handed.append(now)
+            link.send_audio(AudioChunk(pcm, 16_000, now))
+            if i % round(1 / step) == 0:
+                link.send_video(VideoFrame(jpeg, now))
+        while link.replay_seconds > 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(link.run())
+        ev = tg.create_task(drain())
+        await stream()
+        run.cancel()
+        ev.cancel()
+    await asyncio.to_thread(out.write_text, json.dumps({"handed": handed}))
+
+
+# -- orchestrator ---------------------------------------------------------------
+def _proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int, key: str = "VmHWM") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
+    seconds = 15.0 if quick else 40.0
+    steady = (2.0, 10.0) if quick else (3.0, 23.0)  # CPU window, seconds after start
+    goaway_at, abort_at = (11.0, 13.0) if quick else (25.0, 32.0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    py = sys.executable
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    server = subprocess.Popen([py, __file__, "server", str(tmp / "server.json")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert server.stdin is not None
+    assert server.stdout is not None
+    info = json.loads(server.stdout.readline())
+    cli = subprocess.Popen([py, __file__, "client", info["base_url"], info["ca_file"],
+                            str(seconds), str(tmp / "client.json"), str(chunk_ms)], env=env)
+    t0 = time.monotonic()
+    cpu_at: dict[str, float] = {}
+
+    def at(t: float) -> None:
+        time.sleep(max(0.0, t0 + t - time.monotonic()))
+
+    at(steady[0])
+    cpu_at["start"] = _proc_cpu_seconds(cli.pid)
+    at(steady[1])
+    cpu_at["end"] = _proc_cpu_seconds(cli.pid)
+    rss = _proc_rss_mb(cli.pid)
+    at(goaway_at)
+    server.stdin.write("goaway\n")
+    server.stdin.flush()
+    server.stdout.readline()
+    at(abort_at)
+    server.stdin.write("abort\n")
+    server.stdin.flush()
+    server.stdout.readline()
+    cli.wait(timeout=seconds + 30)
+    server.stdin.write("dump\n")
+    server.stdin.flush()
+    server.wait(timeout=30)
+
+    handed = json.loads((tmp / "client.json").read_text())["handed"]
+    got = json.loads((tmp / "server.json").read_text())
+    chunks = got["chunks"]
+    seqs = [c[1] for c in chunks]
+    lost = len(set(range(len(handed))) - set(seqs))
+    dups = len(seqs) - len(set(seqs))
+    first_conn_change = [i for i in range(1, len(chunks)) if chunks[i][2] != chunks[i - 1][2]]
+    gaps = [(chunks[i][0] - chunks[i - 1][0]) * 1000 for i in first_conn_change]
+    steady_lat = [
+        (t - handed[s]) * 1000
+        for t, s, conn in chunks
+        if conn == 0 and steady[0] < handed[s] - handed[0] < steady[1]
+    ]
+    cpu = (cpu_at["end"] - cpu_at["start"]) / (steady[1] - steady[0]) * 100
+    return {
+        "audio_chunks": len(handed),
+        "video_frames": len(got["frames"]),
+        "latency_p50_ms": statistics.median(steady_lat),
+        "latency_p99_ms": _pct(steady_lat, 99),
+        "latency_max_ms": max(steady_lat),
+        "goaway_gap_ms": gaps[0] if gaps else float("nan"),
+        "abort_gap_ms": gaps[1] if len(gaps) > 1 else float("nan"),
+        "lost_frames": lost,
+        "duplicated_frames": dups,
+        "reordered": seqs != sorted(seqs),
+        "cpu_percent": cpu,
+        "rss_mb": rss,
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "server":
+        asyncio.run(serve(Path(sys.argv[2])))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        coro = client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),
+                      int(sys.argv[6]))
+        if os.environ.get("BENCH_PROFILE"):  # where the client's CPU goes
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.runcall(asyncio.run, coro)
+            prof.dump_stats(os.environ["BENCH_PROFILE"])
+        else:
+            asyncio.run(coro)
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--chunk-ms", type=int, default=20, help="audio handed to the link per call")
+    args = ap.parse_args()
+    res = orchestrate(args.quick, args.chunk_ms)
+    print(f"chunk {args.chunk_ms} ms, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"{'figure':<20}{'measured':>12}{'target':>12}")
+    for key, value in res.items():
+        target = TARGETS.get(key)
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        ok = "" if target is None else ("  ok" if value <= target else "  MISSED")
+        tgt = "" if target is None else (f"<= {target}")
+        print(f"{key:<20}{shown:>12}{tgt:>12}{ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
