@@ -95,7 +95,13 @@ def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
     overrides = _overrides(a)
     if demo and overrides["ops.log_level"] is None:
         overrides["ops.log_level"] = "warning"  # the transcript is the demo's output
-    return load_settings(path, required=required, overrides=overrides)
+    settings = load_settings(path, required=required, overrides=overrides)
+    if settings.mqtt.password is None:
+        password = read_secret("EDGE_AGENT_MQTT__PASSWORD", "mqtt_password")
+        if password is not None:
+            mqtt = settings.mqtt.model_copy(update={"password": password})
+            settings = settings.model_copy(update={"mqtt": mqtt})
+    return settings
 
 
 def _api_key() -> SecretStr | None:

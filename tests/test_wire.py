@@ -1,0 +1,104 @@
+import base64
+import json
+
+import pytest
+from google.genai import types
+
+from daemon.config import LiveSettings
+from daemon.live import wire
+from daemon.live.events import (
+    GenerationComplete,
+    InputTranscript,
+    Interrupted,
+    ModelAudio,
+    OutputTranscript,
+    ToolCallCancelled,
+    ToolCallRequest,
+    TurnComplete,
+    Usage,
+)
+from daemon.tools.calls import FunctionCall, ToolResponse
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def msg(data: dict) -> types.LiveServerMessage:  # type: ignore[type-arg]
+    return types.LiveServerMessage.model_validate(data)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("50s", 50.0), ("1.5s", 1.5), (" 0s", 0.0),
+                                               ("", None), (None, None), ("5m", None)])
+def test_parse_duration(text: str | None, seconds: float | None) -> None:
+    assert wire.parse_duration(text) == seconds
+
+
+def test_audio_message_matches_the_sdk_wire_form() -> None:
+    pcm = bytes(range(256)) * 3
+    out = json.loads(wire.audio_message(pcm))
+    audio = out["realtime_input"]["audio"]
+    assert audio["mime_type"] == "audio/pcm;rate=16000"
+    assert base64.urlsafe_b64decode(audio["data"]) == pcm
+
+
+def test_server_content_becomes_events_in_order() -> None:
+    events, ctl = wire.translate(msg({"server_content": {
+        "input_transcription": {"text": "hi", "finished": True},
+        "model_turn": {"parts": [{"inline_data": {"data": b"\x01\x02", "mime_type": "audio/pcm;rate=24000"}}]},
+        "output_transcription": {"text": "hello"},
+        "generation_complete": True,
+        "turn_complete": True,
+    }}))
+    assert events == [InputTranscript("hi", True), ModelAudio(b"\x01\x02", 24000),
+                      OutputTranscript("hello", False), GenerationComplete(), TurnComplete()]
+    assert ctl.model_active is False
+    assert ctl.audio_bytes == 2
+
+
+def test_interruption_and_activity() -> None:
+    events, ctl = wire.translate(msg({"server_content": {"interrupted": True}}))
+    assert events == [Interrupted()]
+    assert ctl.model_active is False
+    _, ctl = wire.translate(msg({"server_content": {"model_turn": {"parts": [{"text": "x"}]}}}))
+    assert ctl.model_active is True
+
+
+def test_tool_calls_cancellations_usage_and_control() -> None:
+    events, ctl = wire.translate(msg({"tool_call": {"function_calls": [
+        {"id": "a", "name": "agent_status", "args": {"x": 1}}]}}))
+    assert events == [ToolCallRequest((FunctionCall("a", "agent_status", {"x": 1}),))]
+    assert ctl.call_ids == ["a"]
+    events, ctl = wire.translate(msg({"tool_call_cancellation": {"ids": ["a"]}}))
+    assert events == [ToolCallCancelled(("a",))]
+    assert ctl.cancelled_ids == ["a"]
+    events, _ = wire.translate(msg({"usage_metadata": {"prompt_token_count": 3,
+                                                      "response_token_count": 4,
+                                                      "total_token_count": 7}}))
+    assert events == [Usage(3, 4, 7)]
+    _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": "h", "resumable": True}}))
+    assert (ctl.new_handle, ctl.resumable) == ("h", True)
+    _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": "h2", "resumable": False}}))
+    assert ctl.new_handle is None  # a handle is only usable at a resumable point
+    _, ctl = wire.translate(msg({"go_away": {"time_left": "12s"}}))
+    assert ctl.go_away_in == 12.0
+
+
+def test_connect_config_has_resumption_compression_and_tools() -> None:
+    decl = {"name": "t", "description": "d", "parameters": {"type": "object"}, "blocking": False}
+    cfg = wire.connect_config(LiveSettings(voice="Puck"), [decl], "handle-1")
+    assert cfg.session_resumption is not None
+    assert cfg.session_resumption.handle == "handle-1"
+    assert cfg.context_window_compression is not None
+    assert cfg.context_window_compression.sliding_window is not None
+    assert cfg.input_audio_transcription is not None
+    assert cfg.tools is not None
+    tool = cfg.tools[0]
+    assert isinstance(tool, types.Tool)
+    assert tool.function_declarations is not None
+    assert tool.function_declarations[0].behavior == types.Behavior.NON_BLOCKING
+    assert wire.connect_config(LiveSettings(), [], None).tools is None
+
+
+def test_function_response_scheduling() -> None:
+    fr = wire.function_response(ToolResponse("a", "t", {"output": 1}, "SILENT"))
+    assert fr.scheduling == types.FunctionResponseScheduling.SILENT
+    assert wire.function_response(ToolResponse("a", "t", {})).scheduling is None
