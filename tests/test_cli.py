@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -120,3 +121,20 @@ async def test_demo_runs_a_whole_conversation(tmp_path: Path) -> None:
     with wave.open(str(out_wav)) as wf:
         assert wf.getframerate() == 24_000
         assert wf.getnframes() > 24_000 * 0.5
+
+
+async def test_sim_live_serves_until_sigterm() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    proc = await _spawn("sim", "live", "--port", "0", env=env)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        info = json.loads(line)
+        assert info["base_url"].startswith("https://127.0.0.1:")
+        assert Path(info["ca_file"]).is_file()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0

@@ -8,6 +8,7 @@ arrived exactly once and in order (by sequence number, not by count).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from daemon.live.link import LiveFatalError, LiveLink
+from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
 from simulator.live_server import FakeLiveServer, Fault, Trigger
 from tests.live_support import KEY, Run, Talker, conversation, live_settings, running, utterances
@@ -184,6 +186,7 @@ async def test_a_server_gone_quiet_is_detected_as_a_stall(server: FakeLiveServer
         await run.all_audio_delivered()
     assert run.metrics.value("edge_live_disconnects_total", reason="stall") == 1
     assert server.connections[1].resumed
+    assert server.connections[1].requested_handle == handles_issued_on(server, 0)[-1]
     # A wedged server confirms nothing: what it did not confirm is sent again, so
     # nothing is lost; only the last confirmation window (<= 0.2 s) may repeat.
     seqs = [s for s in run.received_seqs() if s is not None]
@@ -238,3 +241,28 @@ async def test_unreachable_endpoint_backs_off(tmp_path: Path) -> None:
         await task
     attempts = metrics.value("edge_live_connects_total", result="unreachable")
     assert 3 <= attempts <= 15, attempts  # retried, but paced
+
+
+async def test_video_is_rate_limited_and_only_the_newest_frame_waits(
+    server: FakeLiveServer,
+) -> None:
+    metrics = Metrics()
+    link = LiveLink(live_settings(server, video_fps=1.0), SecretStr(KEY), metrics)
+    frames = [b"\xff\xd8" + bytes([i]) * 100 + b"\xff\xd9" for i in range(4)]
+    task = asyncio.create_task(link.run())
+    try:
+        # offline: two frames offered 1 s apart (by the link's clock); only the newest waits
+        link.send_video(VideoFrame(frames[0], 0.0))
+        link._uplink._last_video_at = -10.0  # as if a second had passed
+        link.send_video(VideoFrame(frames[1], 0.0))
+        await server.wait_until(lambda: len(server.video_frames) >= 1, timeout=5)
+        link.send_video(VideoFrame(frames[2], 0.0))  # within the same second: skipped
+        await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [f.jpeg for f in server.video_frames] == [frames[1]]
+    assert metrics.value("edge_live_uplink_video_skipped_frames_total", reason="superseded") == 1
+    assert metrics.value("edge_live_uplink_video_skipped_frames_total", reason="rate") == 1
+    assert metrics.value("edge_live_uplink_video_frames_total") == 1
