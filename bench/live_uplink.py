@@ -8,7 +8,10 @@ server" compare directly. CPU and peak RSS of the client process are read from
 /proc by the orchestrator, not self-reported.
 
     .venv/bin/python bench/live_uplink.py            # full run, ~40 s
-    .venv/bin/python bench/live_uplink.py --quick    # ~15 s
+    .venv/bin/python bench/live_uplink.py --quick    # ~30 s
+
+It also streams the same audio over a bare websocket (no SDK, no link) in the
+same run and reports the link's CPU as a ratio of that floor.
 """
 
 from __future__ import annotations
@@ -55,12 +58,13 @@ async def serve(out: Path) -> None:
             elif line == "abort":
                 await server.inject(Fault.ABORT)
             elif line == "dump":
+                chunks = [(c.t, read_stamp(c.pcm), c.connection) for c in server.audio_chunks]
+                frames = [(f.t, f.connection) for f in server.video_frames]
+                data = json.dumps({"chunks": chunks, "frames": frames})
+                await asyncio.to_thread(out.write_text, data)
+            elif line == "quit":
                 break
             print("ok", flush=True)
-        chunks = [(c.t, read_stamp(c.pcm), c.connection) for c in server.audio_chunks]
-        frames = [(f.t, f.connection) for f in server.video_frames]
-        await asyncio.to_thread(out.write_text, json.dumps({"chunks": chunks, "frames": frames}))
-    print("done", flush=True)
 
 
 # -- client process -------------------------------------------------------------
@@ -107,6 +111,49 @@ async def client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_m
         run.cancel()
         ev.cancel()
     await asyncio.to_thread(out.write_text, json.dumps({"handed": handed}))
+
+
+async def raw_client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_ms: int) -> None:
+    """The floor: the same stream over a bare websocket, no SDK, no link logic."""
+    import ssl
+
+    import websockets
+
+    from daemon.live.wire import audio_message
+    from simulator.probe import stamped_chunk
+
+    ctx = ssl.create_default_context(cafile=ca_file)
+    url = base_url.replace("https://", "wss://") + (
+        "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    )
+    step = chunk_ms / 1000
+    msgs = [audio_message(stamped_chunk(i, False, 16 * chunk_ms))
+            for i in range(int(seconds / step) + 1)]
+    handed: list[float] = []
+    async with websockets.connect(url, ssl=ctx, additional_headers={"x-goog-api-key": KEY},
+                                  compression=None, ping_interval=None) as ws:
+        await ws.send(json.dumps({"setup": {"model": "models/gemini-3.8-live"}}))
+        await ws.recv()
+        start = time.monotonic()
+        for i, msg in enumerate(msgs):
+            await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
+            handed.append(time.monotonic())
+            await ws.send(msg)
+    await asyncio.to_thread(out.write_text, json.dumps({"handed": handed}))
+
+
+def measure_floor(base_url: str, ca_file: str, chunk_ms: int, seconds: float) -> float:
+    """CPU share of the bare-websocket client over the same kind of stream."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, __file__, "raw", base_url, ca_file, str(seconds),
+                             str(tmp / "raw.json"), str(chunk_ms)], env=env)
+    time.sleep(2.0)
+    c0, t0 = _proc_cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(seconds - 3.0)
+    cpu = (_proc_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    proc.wait(timeout=30)
+    return cpu
 
 
 # -- orchestrator ---------------------------------------------------------------
@@ -164,6 +211,10 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
     cli.wait(timeout=seconds + 30)
     server.stdin.write("dump\n")
     server.stdin.flush()
+    server.stdout.readline()
+    floor = measure_floor(info["base_url"], info["ca_file"], chunk_ms, 12.0 if quick else 20.0)
+    server.stdin.write("quit\n")
+    server.stdin.flush()
     server.wait(timeout=30)
 
     handed = json.loads((tmp / "client.json").read_text())["handed"]
@@ -192,6 +243,8 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
         "duplicated_frames": dups,
         "reordered": seqs != sorted(seqs),
         "cpu_percent": cpu,
+        "floor_cpu_percent": floor,
+        "cpu_vs_floor": cpu / floor,
         "rss_mb": rss,
     }
 
@@ -199,6 +252,10 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "server":
         asyncio.run(serve(Path(sys.argv[2])))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "raw":
+        asyncio.run(raw_client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),
+                               int(sys.argv[6])))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         coro = client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),
