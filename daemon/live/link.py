@@ -189,6 +189,12 @@ class LiveLink:
                         self._drop_handle("resume_refused")
                     delay = self._backoff.next_delay()
                     log.warning("Live connect failed: %s; retry in %.2f s", exc.detail, delay)
+                except Exception as exc:
+                    # A bug or an SDK surprise must not end the conversation for good.
+                    self._metrics.link_connects.labels("error").inc()
+                    self.last_error = _brief(exc)
+                    delay = self._backoff.next_delay()
+                    log.exception("Live link error; retry in %.2f s", delay)
                 else:
                     lost_at = time.monotonic()
                     reason = conn.reason
