@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from daemon.live.backoff import Backoff
+from daemon.backoff import Backoff
 
 pytestmark = pytest.mark.timeout(10)
 

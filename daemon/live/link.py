@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from daemon.config import LiveSettings
 from daemon.live import wire
-from daemon.live.backoff import Backoff
+from daemon.backoff import Backoff
 from daemon.live.events import LinkStatus, LiveEvent
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame

@@ -25,6 +25,27 @@ def make_peripheral(settings: PeripheralSettings) -> Peripheral:
             )
         except WavError as exc:
             raise PeripheralUnavailable(f"peripheral.file.input: {exc}") from None
-    raise PeripheralUnavailable(
-        f"peripheral.kind: {settings.kind!r} is not available in this build yet"
-    )
+    if settings.kind == "ble":
+        from daemon.peripherals.ble.backends import BackendError
+        from daemon.peripherals.ble.peripheral import BlePeripheral
+        from daemon.peripherals.ble.profile import ProfileError, load_profile
+
+        bs = settings.ble
+        try:
+            profile = load_profile(bs.profile)
+        except ProfileError as exc:
+            raise PeripheralUnavailable(f"peripheral.ble.profile: {exc}") from None
+        try:
+            return BlePeripheral(profile, bs.backend, address=bs.address)
+        except BackendError as exc:
+            raise PeripheralUnavailable(f"peripheral.ble.{exc}") from None
+    if settings.kind == "kiosk":
+        from daemon.peripherals.audio_device import AudioDeviceError
+        from daemon.peripherals.kiosk import KioskPeripheral
+
+        ks = settings.kiosk
+        try:
+            return KioskPeripheral(ks.input_device, ks.output_device)
+        except AudioDeviceError as exc:
+            raise PeripheralUnavailable(f"peripheral.kiosk: {exc}") from None
+    raise PeripheralUnavailable(f"peripheral.kind: {settings.kind!r} is not supported")
