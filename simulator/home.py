@@ -20,13 +20,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 from daemon.config import MqttSettings
 from daemon.home.mqtt import MqttConnection, MqttMessage, NotPublished, Subscription
+from simulator.broker import PrivateBroker
 
 log = logging.getLogger(__name__)
 
@@ -747,6 +748,31 @@ class VirtualHome:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self._publish(state_topic, state_payload)
+
+
+@contextlib.asynccontextmanager
+async def demo_home(mqtt: MqttSettings, *, latency: float = 0.0) -> AsyncIterator[MqttSettings]:
+    """For `edge-agent demo`: the MQTT settings the daemon should use, with a home on them.
+
+    With no broker configured (`mqtt.host` empty) this starts a private mosquitto on a
+    free loopback port and the default virtual home on it, and yields `mqtt` pointing
+    there. With a broker configured it yields `mqtt` unchanged and starts nothing: the
+    demo never puts simulated devices on a real Home Assistant's broker.
+    """
+    if mqtt.host:
+        yield mqtt
+        return
+    async with (
+        PrivateBroker() as broker,
+        VirtualHome(
+            broker.host,
+            broker.port,
+            default_devices(),
+            prefix=mqtt.discovery_prefix,
+            latency=latency,
+        ),
+    ):
+        yield mqtt.model_copy(update={"host": broker.host, "port": broker.port, "tls": False})
 
 
 def _parser() -> argparse.ArgumentParser:

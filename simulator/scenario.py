@@ -61,6 +61,7 @@ __all__ = [
     "Usage",
     "default_scenario",
     "format_reply",
+    "home_demo_scenario",
     "load_scenario",
 ]
 
@@ -193,6 +194,35 @@ def default_scenario() -> Scenario:
                 user="Thank you.",
                 reply="You're welcome.",
                 audio=ReplyAudio(duration_ms=800.0, tone_hz=523.25),
+            ),
+        )
+    )
+
+
+def home_demo_scenario() -> Scenario:
+    """The home demo (assets/home_demo.wav): turn on the kitchen light, then ask for status.
+
+    The first turn calls the `control_device` tool on the default virtual home's
+    kitchen light (simulator.home.default_devices, unique id `sim-kitchen_light`).
+    """
+    return Scenario(
+        turns=(
+            Turn(
+                user="Turn on the kitchen light.",
+                reply="Done, the kitchen light is on.",
+                audio=ReplyAudio(duration_ms=1200.0, tone_hz=392.0, chirp_to_hz=587.33),
+                tool_calls=(
+                    ToolCallSpec(
+                        name="control_device",
+                        args={"device_id": "sim-kitchen_light", "action": "turn_on"},
+                    ),
+                ),
+            ),
+            Turn(
+                user="What's the status of the agent?",
+                reply="The agent is running: {result}",
+                audio=ReplyAudio(duration_ms=1500.0, tone_hz=440.0, chirp_to_hz=660.0),
+                tool_calls=(ToolCallSpec(name="agent_status"),),
             ),
         )
     )

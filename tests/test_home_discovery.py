@@ -374,10 +374,10 @@ def test_declared_devices_use_the_same_schema() -> None:
         ("pump", "Pump", None, "config"),
     ]
     assert [e.where for e in errors] == [
-        "home.devices[2].component",
-        "home.devices[3]",
-        "home.devices[4].id",
-        "home.devices[5]",
+        "mqtt.devices[2].component",
+        "mqtt.devices[3]",
+        "mqtt.devices[4].id",
+        "mqtt.devices[5]",
     ]
     assert "command_topic is required" in str(errors[1])
 

@@ -2,7 +2,7 @@
 
 Devices announce themselves with retained JSON configs at
 `<prefix>/<component>/[<node_id>/]<object_id>/config`. This module turns one such
-message (or one `[[home.devices]]` table from the config file, which uses the same
+message (or one `[[mqtt.devices]]` table from the config file, which uses the same
 keys) into an `EntityConfig`: who the device is, where it lives, which topics it
 listens and reports on, and which actions it supports with their ranges. Bad input
 becomes a `DiscoveryError` value; no exception escapes `parse_discovery` or

@@ -1,7 +1,7 @@
 """The devices the daemon knows, their last reported state and availability.
 
 Devices come from two places that share one schema: Home Assistant discovery on
-the broker, and `[[home.devices]]` tables in the config file (same keys as a
+the broker, and `[[mqtt.devices]]` tables in the config file (same keys as a
 discovery config, plus `id`, `component` and `area`). The inventory follows their
 state and availability topics, tells listeners when devices appear, change or
 vanish (so the daemon can refresh the model's tools), and finds a device from the
@@ -11,6 +11,7 @@ words a person used ("the lamp in the bedroom").
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ from daemon.home.discovery import (
     ValueTemplate,
     parse_discovery,
     parse_entity,
+    parse_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -99,15 +101,16 @@ class Device:
     def device_class(self) -> str | None:
         return self.config.device_class
 
-    @property
+    # Cached: derived from the frozen config, and asked for on every message.
+    @functools.cached_property
     def capabilities(self) -> tuple[ActionSpec, ...]:
         return self.config.actions
 
-    @property
+    @functools.cached_property
     def command_topics(self) -> frozenset[str]:
         return self.config.command_topics
 
-    @property
+    @functools.cached_property
     def state_topics(self) -> frozenset[str]:
         return self.config.state_topics
 
@@ -115,9 +118,14 @@ class Device:
     def availability(self) -> Availability:
         return self.config.availability
 
-    @property
+    @functools.cached_property
     def availability_topics(self) -> frozenset[str]:
         return frozenset(a.topic for a in self.config.availability.topics)
+
+    @functools.cached_property
+    def topics(self) -> frozenset[str]:
+        """State and availability topics: what the inventory listens to for it."""
+        return self.state_topics | self.availability_topics
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for the model: what it is and what it can do."""
@@ -236,9 +244,9 @@ class _Entry:
 
 
 def parse_declared_devices(
-    entries: Sequence[Any], *, key: str = "home.devices"
+    entries: Sequence[Any], *, key: str = "mqtt.devices"
 ) -> tuple[list[Device], list[DiscoveryError]]:
-    """Devices from the config file's `[[home.devices]]` tables, and one error per bad one.
+    """Devices from the config file's `[[mqtt.devices]]` tables, and one error per bad one.
 
     Each table has `component`, `name`, optional `id` and `area`, and otherwise the
     Home Assistant discovery keys of that component (full or abbreviated).
@@ -595,12 +603,21 @@ class Inventory:
     """All known devices, kept current from discovery, state and availability messages."""
 
     def __init__(
-        self, discovery_prefix: str = "homeassistant", *, clock: Callable[[], float] = time.time
+        self,
+        discovery_prefix: str = "homeassistant",
+        *,
+        clock: Callable[[], float] = time.time,
+        ignore_nodes: Iterable[str] = (),
+        max_devices: int = 5000,
     ) -> None:
         self.prefix = discovery_prefix
+        self.max_devices = max_devices  # a runaway publisher must not eat the memory
+        # Our own entities (the daemon announces itself): never a device for the model.
+        self.ignore_nodes = frozenset(ignore_nodes)
         self.stats = InventoryStats()
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._topic_devices: dict[str, set[str]] = {}  # state/availability topic -> ids
         self._by_disc_topic: dict[str, str] = {}
         self._errors: dict[str, DiscoveryError] = {}
         self._listeners: list[Listener] = []
@@ -638,6 +655,10 @@ class Inventory:
     def problems(self) -> list[DiscoveryError]:
         """Configs that were rejected, newest reason per discovery topic."""
         return list(self._errors.values())
+
+    def in_area(self, device: Device, area: str) -> bool:
+        """Whether the device is in `area` (its area, or its name, fits the words)."""
+        return _area_matches(device, area)
 
     def find(self, query: str, area: str | None = None, *, limit: int = 5) -> list[Match]:
         """Devices ranked by how well their id/name/area/kind fit the words given."""
@@ -696,32 +717,57 @@ class Inventory:
         old = self._entries.get(device.id)
         if old is not None and old.device == device:
             return
-        entry = self._entries[device.id] = _Entry(device)
+        entry = _Entry(device)
+        self._put(entry)
         if device.discovery_topic:
             self._by_disc_topic[device.discovery_topic] = device.id
         self._sync_subscriptions()
         self._emit(DeviceAdded(device) if old is None else DeviceUpdated(device, old.device))
         self._replay(entry)
 
+    def _put(self, entry: _Entry) -> None:
+        """Store an entry and index its topics (one message reaches only its devices)."""
+        old = self._entries.get(entry.device.id)
+        if old is not None:
+            self._unindex(old.device)
+        self._entries[entry.device.id] = entry
+        for topic in entry.device.topics:
+            self._topic_devices.setdefault(topic, set()).add(entry.device.id)
+
+    def _unindex(self, device: Device) -> None:
+        for topic in device.topics:
+            ids = self._topic_devices.get(topic)
+            if ids is not None:
+                ids.discard(device.id)
+                if not ids:
+                    del self._topic_devices[topic]
+
     def remove(self, device_id: str) -> Device | None:
         entry = self._entries.pop(device_id, None)
         if entry is None:
             return None
+        self._unindex(entry.device)
         if entry.device.discovery_topic:
             self._by_disc_topic.pop(entry.device.discovery_topic, None)
         self._sync_subscriptions()
         self._emit(DeviceRemoved(entry.device))
         return entry.device
 
-    def load_declared(self, entries: Sequence[Any]) -> list[DiscoveryError]:
+    def load_declared(
+        self, entries: Sequence[Any], *, key: str = "mqtt.devices"
+    ) -> list[DiscoveryError]:
         """Add the config file's devices; returns the errors of those that were skipped."""
-        devices, errors = parse_declared_devices(entries)
+        devices, errors = parse_declared_devices(entries, key=key)
         for dev in devices:
             self.add(dev)
         return errors
 
     def handle_discovery(self, topic: str, payload: bytes | str) -> DiscoveryResult | None:
         """Apply one discovery message; returns what it was (None: not a config topic)."""
+        if self.ignore_nodes:
+            where = parse_topic(topic, self.prefix)
+            if where is not None and where.node_id in self.ignore_nodes:
+                return None
         result = parse_discovery(topic, payload, self.prefix)
         if result is None:
             return None
@@ -749,6 +795,11 @@ class Inventory:
             err = DiscoveryError(topic, f"device id {dev_id!r} is already used by {owner}")
             self._reject(err)
             return err
+        is_new = existing is None and topic not in self._by_disc_topic
+        if is_new and len(self._entries) >= self.max_devices:
+            err = DiscoveryError(topic, f"more than {self.max_devices} devices; ignored")
+            self._reject(err)
+            return err
         self._errors.pop(topic, None)
         previous_id = self._by_disc_topic.get(topic)
         if previous_id is not None and previous_id != dev_id:
@@ -764,7 +815,7 @@ class Inventory:
             entry = _Entry(device, existing.state if keep else {})
             if existing.device.availability == device.availability:
                 entry.avail, entry.avail_latest = existing.avail, existing.avail_latest
-            self._entries[dev_id] = entry
+            self._put(entry)
             self._by_disc_topic[topic] = dev_id
             self._sync_subscriptions()
             self._emit(DeviceUpdated(device, existing.device))
@@ -789,8 +840,10 @@ class Inventory:
             # for a multi-entity device); a retained message arrives only once, so keep it
             # for devices that are announced later.
             self._last[topic] = text
-        for entry in list(self._entries.values()):
-            self._apply_message(entry, topic, text, replay=False)
+        for dev_id in sorted(self._topic_devices.get(topic, ())):
+            entry = self._entries.get(dev_id)
+            if entry is not None:  # a listener may have removed it meanwhile
+                self._apply_message(entry, topic, text, replay=False)
 
     def _apply_message(self, entry: _Entry, topic: str, text: str, *, replay: bool) -> None:
         dev = entry.device
@@ -810,7 +863,7 @@ class Inventory:
             self._emit(StateReported(dev, values, dict(entry.state)))
 
     def _replay(self, entry: _Entry) -> None:
-        for topic in sorted(entry.device.availability_topics | entry.device.state_topics):
+        for topic in sorted(entry.device.topics):
             text = self._last.get(topic)
             if text is not None:
                 self._apply_message(entry, topic, text, replay=True)
@@ -839,10 +892,7 @@ class Inventory:
 
     def topics(self) -> set[str]:
         """Every state and availability topic of the known devices."""
-        out: set[str] = set()
-        for entry in self._entries.values():
-            out |= entry.device.state_topics | entry.device.availability_topics
-        return out
+        return set(self._topic_devices)
 
     def attach(self, source: MessageSource) -> None:
         """Subscribe to discovery and, as devices come and go, to their topics."""

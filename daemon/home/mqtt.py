@@ -5,7 +5,9 @@ broker goes away), so `MqttConnection.run()` supervises it: connect, restore eve
 subscription, announce "online" on `edge-agent/<client_id>/availability` (the last
 will says "offline"), read and dispatch messages, and on loss wait an exponential
 backoff with jitter and start again. The client id is fixed and the session is
-persistent (clean_session=False) so QoS 1 messages for us survive a broker restart.
+persistent (clean_session=False) so QoS 1 messages for us survive a broker restart;
+a short-lived reader (`edge-agent devices`) asks for a clean session instead, so it
+leaves no session behind on the broker.
 
 Publishing is at most once per `publish()` call. Each connection uses a fresh
 client, so nothing paho still holds in flight is ever re-sent on the next
@@ -159,6 +161,7 @@ class MqttConnection:
         connect_timeout: float = 10.0,
         op_timeout: float = 10.0,
         max_queued_messages: int = 10_000,
+        clean_session: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         if not settings.host:
@@ -179,9 +182,11 @@ class MqttConnection:
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout
         self._max_queued = max_queued_messages
+        self._clean_session = clean_session
         self._rng = rng or random.Random()
         self._tls = self._tls_context(settings)
         self._subs: dict[str, list[Subscription]] = {}
+        self._wildcard_cache: list[str] | None = None
         self._session: _Session | None = None
         self._changed = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -261,8 +266,22 @@ class MqttConnection:
             raise ValueError("qos must be 0, 1 or 2")
         sub = Subscription(self, topic_filter, handler, qos)
         self._subs.setdefault(topic_filter, []).append(sub)
+        self._wildcard_cache = None
         self._dirty.set()
         return sub
+
+    def resubscribe(self, *subs: Subscription) -> None:
+        """Send SUBSCRIBE again for these filters, so the broker re-sends retained messages.
+
+        Used when Home Assistant comes back online: re-reading the retained discovery
+        configs catches devices that changed while nobody was listening.
+        """
+        session = self._session
+        if session is None:
+            return  # the next connection subscribes afresh anyway
+        for sub in subs:
+            session.active.pop(sub.topic_filter, None)
+        self._dirty.set()
 
     def _remove(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.topic_filter)
@@ -270,7 +289,13 @@ class MqttConnection:
             subs.remove(sub)
             if not subs:
                 del self._subs[sub.topic_filter]
+                self._wildcard_cache = None
             self._dirty.set()
+
+    def _wildcards(self) -> list[str]:
+        if self._wildcard_cache is None:
+            self._wildcard_cache = [f for f in self._subs if "+" in f or "#" in f]
+        return self._wildcard_cache
 
     def _wanted(self) -> dict[str, int]:
         return {f: max(s.qos for s in subs) for f, subs in self._subs.items()}
@@ -474,7 +499,7 @@ class MqttConnection:
             username=s.username or None,
             password=s.password.get_secret_value() if s.password else None,
             identifier=s.client_id,
-            clean_session=False,
+            clean_session=self._clean_session,
             will=will,
             keepalive=self._keepalive,
             # aiomqtt's default wait: CONNACK (a socket closed before it is only noticed
@@ -552,10 +577,12 @@ class MqttConnection:
         else:
             payload = b"" if raw is None else str(raw).encode()
         msg = MqttMessage(message.topic.value, payload, message.qos, message.retain)
-        for flt, subs in list(self._subs.items()):
-            if not topic_matches(msg.topic, flt):
-                continue
-            for sub in list(subs):
+        # An exact filter is one dict lookup; only wildcard filters are matched one by one
+        # (an inventory of hundreds of devices has thousands of exact ones).
+        matched = [msg.topic] if msg.topic in self._subs else []
+        matched += [f for f in self._wildcards() if topic_matches(msg.topic, f)]
+        for flt in matched:
+            for sub in list(self._subs.get(flt, ())):
                 try:
                     sub.handler(msg)
                 except Exception:

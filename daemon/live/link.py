@@ -25,9 +25,9 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import SecretStr
 
+from daemon.backoff import Backoff
 from daemon.config import LiveSettings
 from daemon.live import wire
-from daemon.backoff import Backoff
 from daemon.live.events import LinkStatus, LiveEvent
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame

@@ -110,6 +110,60 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Home: MQTT connection, inventory, device commands, the daemon's own HA device
+        self.mqtt_connected = Gauge(
+            "edge_mqtt_connected", "1 while connected to the MQTT broker", registry=r
+        )
+        self.mqtt_events = Counter(
+            "edge_mqtt_events",
+            "MQTT connection events: connects, failures, losses, messages dropped, "
+            "publishes by outcome (acked, unconfirmed, not sent)",
+            ["event"],
+            registry=r,
+        )
+        self.home_devices = Gauge(
+            "edge_home_devices", "Devices in the inventory, by source", ["source"], registry=r
+        )
+        self.home_messages = Counter(
+            "edge_home_messages",
+            "Discovery, state and availability messages by result (ignored and errors too)",
+            ["result"],
+            registry=r,
+        )
+        self.home_commands = Counter(
+            "edge_home_commands",
+            "Device commands by result (done, sent unconfirmed, failed by reason)",
+            ["result"],
+            registry=r,
+        )
+        self.home_confirmations = Counter(
+            "edge_home_confirmations",
+            "Confirmation tokens for sensitive devices: issued, redeemed, refused by reason",
+            ["result"],
+            registry=r,
+        )
+        self.home_tool_refreshes = Counter(
+            "edge_home_tool_refreshes",
+            "Times the device tools were re-declared because the inventory changed",
+            registry=r,
+        )
+        self.home_ha_commands = Counter(
+            "edge_home_ha_commands",
+            "Commands Home Assistant sent to the daemon's own switches, by result",
+            ["entity", "result"],
+            registry=r,
+        )
+        self.home_announcements = Counter(
+            "edge_home_announcements",
+            "Times the daemon announced itself to Home Assistant (discovery configs)",
+            registry=r,
+        )
+        self.home_state_publishes = Counter(
+            "edge_home_state_publishes",
+            "The daemon's own state messages, by result (published, not sent)",
+            ["result"],
+            registry=r,
+        )
         self.set_link_state("idle")
 
     def set_link_state(self, state: str) -> None:

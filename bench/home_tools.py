@@ -1,0 +1,356 @@
+"""Home tools benchmark: call → published → confirmed, and what 500 devices cost.
+
+Latency: a private mosquitto on loopback, the virtual home in its own process with
+instant devices (latency 0), and the daemon's HomeService with its tools behind a
+ToolDispatcher in this process. Each sample is one `control_device` call, handed
+to the dispatcher as the Live link would, alternating the kitchen light on and
+off: "published" is when the broker acknowledged the command (PUBACK), "confirmed"
+is when the tool's answer (status done) was handed back for the model.
+
+Footprint: a separate process runs a HomeService on an empty broker, reports its
+RSS and CPU time, then 500 devices are announced (retained discovery configs,
+availability and state, ten kinds); once its inventory holds all of them and the
+tools name them, it reports again. The difference is the cost of the inventory,
+its subscriptions and the 500-device tool schemas.
+
+    .venv/bin/python bench/home_tools.py                 # ~15 s
+    .venv/bin/python bench/home_tools.py --calls 200     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+THIS_FILE = os.path.abspath(__file__)
+TARGETS = {
+    "confirmed_p50_ms": 5.0,
+    "confirmed_p99_ms": 20.0,
+    "rss_500_mb": 20.0,
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# ------------------------------------------------------------------- latency
+
+
+@contextlib.asynccontextmanager
+async def home_process(host: str, port: int) -> AsyncIterator[None]:
+    """`edge-agent sim home` in its own process, so the devices do not share our loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from simulator.home import main; sys.exit(main(sys.argv[1:]))",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--latency",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        if not line.startswith(b"virtual home"):
+            raise RuntimeError(f"virtual home did not start: {line!r}")
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
+async def measure_latency(calls: int, warmup: int) -> dict[str, float]:
+    from daemon.config import MqttSettings, Settings
+    from daemon.home.mqtt import PublishOutcome
+    from daemon.home.service import HomeService
+    from daemon.ops.metrics import Metrics
+    from daemon.tools.calls import FunctionCall, ToolResponse
+    from daemon.tools.dispatch import ToolDispatcher
+    from daemon.tools.registry import ToolRegistry
+    from simulator.broker import PrivateBroker
+
+    async with PrivateBroker() as broker, home_process(broker.host, broker.port):
+        settings = Settings(
+            mqtt=MqttSettings(host=broker.host, port=broker.port, client_id="bench", announce=False)
+        )
+        registry, metrics = ToolRegistry(settings.tools.deadline), Metrics()
+        service = HomeService(settings, registry, metrics)
+        acked_at: list[float] = []
+        conn = service.conn
+        assert conn is not None
+
+        class StampedPublisher:
+            """The real connection; notes when the broker acknowledged each command."""
+
+            async def publish(
+                self,
+                topic: str,
+                payload: str | bytes,
+                *,
+                qos: int = 1,
+                retain: bool = False,
+                timeout: float | None = None,  # noqa: ASYNC109
+            ) -> PublishOutcome:
+                outcome = await conn.publish(
+                    topic, payload, qos=qos, retain=retain, timeout=timeout
+                )
+                acked_at.append(time.perf_counter())
+                return outcome
+
+        service.executor.publisher = StampedPublisher()
+        answered: dict[str, float] = {}
+        responses: dict[str, ToolResponse] = {}
+
+        def respond(resp: ToolResponse) -> None:
+            answered[resp.id] = time.perf_counter()
+            responses[resp.id] = resp
+
+        dispatcher = ToolDispatcher(registry, metrics, respond)
+        published: list[float] = []
+        confirmed: list[float] = []
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(service.run()), tg.create_task(dispatcher.run())]
+            if not await service.wait_ready(10):
+                raise RuntimeError("home service not ready")
+            inv = service.inventory
+            while not (inv.available("sim-kitchen_light") and inv.state("sim-kitchen_light")):
+                await asyncio.sleep(0.01)
+            on = inv.state("sim-kitchen_light").get("state") != "on"
+            for i in range(warmup + calls):
+                call_id = f"c{i}"
+                action = "turn_on" if on else "turn_off"
+                on = not on
+                acked_at.clear()
+                started = time.perf_counter()
+                dispatcher.submit(
+                    [
+                        FunctionCall(
+                            call_id,
+                            "control_device",
+                            {"device_id": "sim-kitchen_light", "action": action},
+                        )
+                    ]
+                )
+                while call_id not in answered:
+                    await asyncio.sleep(0)
+                status = responses[call_id].response.get("output", {}).get("status")
+                if status != "done":
+                    raise RuntimeError(f"call {i}: {responses[call_id].response}")
+                if i >= warmup:
+                    published.append((acked_at[0] - started) * 1000)
+                    confirmed.append((answered[call_id] - started) * 1000)
+            for task in tasks:
+                task.cancel()
+    return {
+        "calls": float(calls),
+        "published_p50_ms": statistics.median(published),
+        "published_p99_ms": percentile(published, 99),
+        "confirmed_p50_ms": statistics.median(confirmed),
+        "confirmed_p99_ms": percentile(confirmed, 99),
+        "confirmed_max_ms": max(confirmed),
+    }
+
+
+# ----------------------------------------------------------------- footprint
+
+
+def many_devices(count: int) -> list[Any]:
+    """`count` virtual devices of ten kinds, with unique ids."""
+    from simulator import home
+
+    kinds = [
+        lambda i: home.SimLight(f"light_{i}", f"Light {i}", f"Room {i % 40}"),
+        lambda i: home.SimSwitch(f"switch_{i}", f"Switch {i}", f"Room {i % 40}"),
+        lambda i: home.SimFan(f"fan_{i}", f"Fan {i}", f"Room {i % 40}"),
+        lambda i: home.SimBlinds(f"blinds_{i}", f"Blinds {i}", f"Room {i % 40}"),
+        lambda i: home.SimLock(f"lock_{i}", f"Lock {i}", f"Room {i % 40}"),
+        lambda i: home.SimThermostat(f"thermostat_{i}", f"Thermostat {i}", f"Room {i % 40}"),
+        lambda i: home.SimScene(f"scene_{i}", f"Scene {i}", f"Room {i % 40}"),
+        lambda i: home.SimJsonLight(f"lamp_{i}", f"Lamp {i}", f"Room {i % 40}"),
+        lambda i: home.SimTemperatureSensor(f"temp_{i}", f"Temperature {i}", f"Room {i % 40}"),
+        lambda i: home.SimDoorContact(f"contact_{i}", f"Contact {i}", f"Room {i % 40}"),
+    ]
+    return [kinds[i % len(kinds)](i) for i in range(count)]
+
+
+async def child(host: str, port: int, count: int) -> None:
+    """The measured process: report, wait for the devices, report again."""
+    from daemon.config import MqttSettings, Settings
+    from daemon.home.service import HomeService
+    from daemon.ops.metrics import Metrics
+    from daemon.tools.registry import ToolRegistry
+
+    settings = Settings(
+        mqtt=MqttSettings(host=host, port=port, client_id="bench-footprint", announce=False)
+    )
+    registry = ToolRegistry(settings.tools.deadline)
+    service = HomeService(settings, registry, Metrics())
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(service.run())
+        if not await service.wait_ready(10):
+            raise RuntimeError("not ready")
+        await asyncio.sleep(0.5)
+        gc.collect()
+        before = {"rss_mb": rss_mb(), "cpu_s": time.process_time()}
+        print(json.dumps({"phase": "empty", **before}), flush=True)
+        started = time.perf_counter()
+        inv = service.inventory
+        while True:
+            read = registry.get("get_device_state")
+            named = len(read.parameters["properties"]["device_id"]["enum"]) if read else 0
+            if len(inv.devices()) >= count and named >= count:
+                break
+            await asyncio.sleep(0.02)
+        loaded_in = time.perf_counter() - started
+        assert service.conn is not None
+        await service._settle(service.conn, 10.0)  # retained states of the last ones
+        await asyncio.sleep(1.0)
+        gc.collect()
+        schema = json.dumps(registry.declarations())
+        print(
+            json.dumps(
+                {
+                    "phase": "loaded",
+                    "rss_mb": rss_mb(),
+                    "cpu_s": time.process_time(),
+                    "loaded_in_s": loaded_in,
+                    "devices": len(inv.devices()),
+                    "subscriptions": len(inv.topics()),
+                    "with_state": sum(1 for d in inv.devices() if inv.state(d.id)),
+                    "declarations_kb": len(schema) / 1024,
+                    "refreshes": service.tools.stats.refreshes,
+                }
+            ),
+            flush=True,
+        )
+        task.cancel()
+
+
+async def measure_footprint(count: int) -> dict[str, float]:
+    from daemon.config import MqttSettings
+    from daemon.home.mqtt import MqttConnection
+    from simulator.broker import PrivateBroker
+    from simulator.home import BRIDGE_TOPIC
+
+    async with PrivateBroker() as broker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            THIS_FILE,
+            "--child",
+            broker.host,
+            str(broker.port),
+            str(count),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        try:
+            empty = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+            publisher = MqttConnection(
+                MqttSettings(host=broker.host, port=broker.port, client_id="bench-announcer"),
+                availability_topic=BRIDGE_TOPIC,
+            )
+            async with publisher:
+                await publisher.wait_connected(10)
+                for dev in many_devices(count):
+                    await publisher.publish(dev.availability_topic, "online", retain=True)
+                    for topic, payload in dev.state_messages():
+                        await publisher.publish(topic, payload, retain=True)
+                    await publisher.publish(
+                        dev.discovery_topic("homeassistant"), json.dumps(dev.config), retain=True
+                    )
+                loaded = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+    return {
+        "devices": loaded["devices"],
+        "rss_empty_mb": empty["rss_mb"],
+        "rss_loaded_mb": loaded["rss_mb"],
+        "rss_500_mb": loaded["rss_mb"] - empty["rss_mb"],
+        "cpu_load_s": loaded["cpu_s"] - empty["cpu_s"],
+        "loaded_in_s": loaded["loaded_in_s"],
+        "subscriptions": loaded["subscriptions"],
+        "with_state": loaded["with_state"],
+        "declarations_kb": loaded["declarations_kb"],
+        "refreshes": loaded["refreshes"],
+    }
+
+
+def report(lat: dict[str, float], foot: dict[str, float]) -> bool:
+    ok = True
+
+    def line(name: str, value: float, unit: str, target: float | None = None) -> None:
+        nonlocal ok
+        mark = ""
+        if target is not None:
+            met = value <= target
+            ok &= met
+            mark = f"  (target <= {target:g} {unit}: {'met' if met else 'MISSED'})"
+        print(f"  {name:<34} {value:9.2f} {unit}{mark}")
+
+    print(f"call -> published -> confirmed, {int(lat['calls'])} calls, instant device:")
+    line("published (PUBACK) p50", lat["published_p50_ms"], "ms")
+    line("published (PUBACK) p99", lat["published_p99_ms"], "ms")
+    line("confirmed p50", lat["confirmed_p50_ms"], "ms", TARGETS["confirmed_p50_ms"])
+    line("confirmed p99", lat["confirmed_p99_ms"], "ms", TARGETS["confirmed_p99_ms"])
+    line("confirmed max", lat["confirmed_max_ms"], "ms")
+    print(f"inventory of {int(foot['devices'])} devices, separate process:")
+    line("RSS empty", foot["rss_empty_mb"], "MB")
+    line("RSS loaded", foot["rss_loaded_mb"], "MB")
+    line("RSS added", foot["rss_500_mb"], "MB", TARGETS["rss_500_mb"])
+    line("CPU to load (process time)", foot["cpu_load_s"], "s")
+    line("announce -> all named in tools", foot["loaded_in_s"], "s")
+    line("state/availability subscriptions", foot["subscriptions"], "")
+    line("devices with a reported state", foot["with_state"], "")
+    line("tool declarations size", foot["declarations_kb"], "KB")
+    line("tool refreshes while loading", foot["refreshes"], "")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--child", nargs=3, metavar=("HOST", "PORT", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        host, port, count = args.child
+        asyncio.run(child(host, int(port), int(count)))
+        return 0
+    lat = asyncio.run(measure_latency(args.calls, args.warmup))
+    foot = asyncio.run(measure_footprint(args.devices))
+    ok = report(lat, foot)
+    if args.json:
+        print(json.dumps({"latency": lat, "footprint": foot}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,632 @@
+"""HomeService: the daemon's home side, run next to the Agent in its TaskGroup.
+
+It owns one MQTT connection and keeps three things current:
+
+* the inventory: devices declared in `[[mqtt.devices]]` plus everything announced by
+  Home Assistant discovery under `mqtt.discovery_prefix` (re-read when Home
+  Assistant says `<prefix>/status` = online);
+* the model's device tools (daemon.tools.home_tools), rebuilt after a quiet
+  `mqtt.refresh_debounce` so a burst of announcements is one context update;
+* the daemon itself as a Home Assistant device: glasses connected, battery, Live
+  link state, last transcript, and the "mute microphone" and "camera" switches
+  that really call the Agent. Its availability is the connection's last will.
+
+`describe()` renders the inventory and the exact declarations the model sees, for
+`edge-agent devices`; `snapshot()` fills the inventory first from the broker's
+retained configs with a short-lived, clean-session connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from daemon import __version__
+from daemon.config import MqttSettings, Settings
+from daemon.home.confirm import ConfirmationBook, ConfirmationGate
+from daemon.home.executor import CommandExecutor, HomeControl
+from daemon.home.inventory import Inventory
+from daemon.home.mqtt import (
+    MqttConnection,
+    MqttMessage,
+    NotPublished,
+    PublishOutcome,
+    Subscription,
+)
+from daemon.ops.metrics import Metrics
+from daemon.tools.home_tools import TOOL_NAMES, HomeTools, action_text
+from daemon.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+StatusProvider = Callable[[], Mapping[str, Any]]
+Switch = Callable[[bool], None]
+
+_STATE_MAX_CHARS = 255  # Home Assistant's limit for an entity state
+_POLL_SECONDS = 0.25  # how often the daemon's own state is compared with what was sent
+_SETTLE_SECONDS = 0.2  # retained messages have stopped arriving after this much quiet
+
+
+class AgentControls(Protocol):
+    """What the service needs from the Agent (the Agent has exactly these)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def set_mic_muted(self, muted: bool) -> None: ...
+
+    def set_camera_enabled(self, enabled: bool) -> None: ...
+
+
+class _NoBroker:
+    """The publisher when `mqtt.host` is empty: every command fails, nothing is sent."""
+
+    async def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> PublishOutcome:
+        raise NotPublished("no MQTT broker is configured (mqtt.host); nothing was sent")
+
+
+@dataclass(frozen=True)
+class OwnEntity:
+    """One entity of the daemon's own Home Assistant device."""
+
+    component: str
+    object_id: str
+    name: str
+    value: Callable[[Mapping[str, Any]], str]
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    command: Switch | None = None
+    retain: bool = True
+
+
+def node_id_for(client_id: str) -> str:
+    """The discovery node id: the client id with anything but [A-Za-z0-9_-] as `_`."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", client_id) or "edge_agent"
+
+
+def _on_off(value: Any) -> str:
+    return "ON" if value else "OFF"
+
+
+def _glasses_connected(status: Mapping[str, Any]) -> str:
+    """A BLE peripheral says `connected`; a file or microphone input is always there."""
+    peripheral = status.get("peripheral")
+    if not isinstance(peripheral, Mapping):
+        return "OFF"
+    connected = peripheral.get("connected")
+    if isinstance(connected, bool):
+        return _on_off(connected)
+    return _on_off(peripheral.get("kind") in ("file", "kiosk"))
+
+
+def _battery(status: Mapping[str, Any]) -> str:
+    value = status.get("battery_percent")
+    if value is None and isinstance(status.get("peripheral"), Mapping):
+        value = status["peripheral"].get("battery")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "None"  # Home Assistant's "unknown" for a sensor
+    return str(round(value))
+
+
+def _text(key: str, default: str = "") -> Callable[[Mapping[str, Any]], str]:
+    def get(status: Mapping[str, Any]) -> str:
+        value = status.get(key)
+        text = default if value is None else str(value)
+        return text[:_STATE_MAX_CHARS]
+
+    return get
+
+
+class _Counted:
+    """Moves a stats dataclass's counters into a labelled Prometheus counter by delta."""
+
+    def __init__(self, counter: Any, stats: Any, prefix: str = "") -> None:
+        self._counter = counter
+        self._stats = stats
+        self._prefix = prefix
+        self._seen: dict[str, int] = {}
+
+    def sync(self) -> None:
+        for f in dataclasses.fields(self._stats):
+            value = getattr(self._stats, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
+            delta = value - self._seen.get(f.name, 0)
+            if delta > 0:
+                self._counter.labels(self._prefix + f.name).inc(delta)
+            self._seen[f.name] = value
+
+
+class HomeService:
+    """Inventory, device tools and the daemon's own HA device over one MQTT connection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ToolRegistry,
+        metrics: Metrics,
+        agent: AgentControls | None = None,
+        *,
+        on_mute: Switch | None = None,
+        on_camera: Switch | None = None,
+        status_provider: StatusProvider | None = None,
+        connection: MqttConnection | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        mqtt = settings.mqtt
+        self.client_id = mqtt.client_id
+        self.node_id = node_id_for(mqtt.client_id)
+        self.base_topic = f"edge-agent/{mqtt.client_id}"
+        self.on_mute = on_mute or (agent.set_mic_muted if agent else None)
+        self.on_camera = on_camera or (agent.set_camera_enabled if agent else None)
+        self.status_provider = status_provider or (agent.status if agent else None)
+
+        self.inventory = Inventory(mqtt.discovery_prefix, ignore_nodes={self.node_id})
+        self.declared_errors = self.inventory.load_declared(mqtt.devices, key="mqtt.devices")
+        self.conn: MqttConnection | None = connection
+        if self.conn is None and mqtt.host:
+            self.conn = MqttConnection(mqtt)
+        tools = settings.tools
+        self.executor = CommandExecutor(
+            self.conn if self.conn is not None else _NoBroker(),
+            self.inventory,
+            deadline=tools.confirm_deadline,
+        )
+        self.gate = ConfirmationGate(ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive)
+        self.control = HomeControl(self.inventory, self.executor, self.gate)
+        self.tools = HomeTools(
+            self.inventory,
+            self.control,
+            registry,
+            sensitive=tools.sensitive,
+            max_described=mqtt.max_described_devices,
+            on_refresh=metrics.home_tool_refreshes.inc,
+        )
+        self.entities = self._own_entities()
+        self.announcements = 0
+        self._ready = asyncio.Event()
+        self._running = False
+        self._wake = asyncio.Event()
+        self._announce_due = False
+        self._published: dict[str, str] = {}
+        self._commanded: dict[str, bool] = {}
+        self._disc_subs: list[Subscription] = []
+        self._subs: list[Subscription] = []
+        self._counted = [
+            _Counted(metrics.home_messages, self.inventory.stats),
+            _Counted(metrics.home_commands, self.executor.stats),
+            _Counted(metrics.home_confirmations, self.gate.book.stats),
+        ]
+        if self.conn is not None:
+            self._counted.append(_Counted(metrics.mqtt_events, self.conn.stats))
+
+    # ----------------------------------------------------------- own device
+
+    @property
+    def availability_topic(self) -> str:
+        return self.conn.availability_topic if self.conn else f"{self.base_topic}/availability"
+
+    def state_topic(self, entity: OwnEntity) -> str:
+        return f"{self.base_topic}/{entity.object_id}"
+
+    def command_topic(self, entity: OwnEntity) -> str:
+        return f"{self.base_topic}/{entity.object_id}/set"
+
+    def discovery_topic(self, entity: OwnEntity) -> str:
+        prefix = self.settings.mqtt.discovery_prefix
+        return f"{prefix}/{entity.component}/{self.node_id}/{entity.object_id}/config"
+
+    def _own_entities(self) -> list[OwnEntity]:
+        """Only entities something backs: sensors need a status, switches a callback."""
+        out: list[OwnEntity] = []
+        if self.status_provider is not None:
+            out += [
+                OwnEntity(
+                    "binary_sensor",
+                    "glasses_connected",
+                    "Glasses connected",
+                    _glasses_connected,
+                    {"device_class": "connectivity"},
+                ),
+                OwnEntity(
+                    "sensor",
+                    "battery",
+                    "Battery",
+                    _battery,
+                    {
+                        "device_class": "battery",
+                        "unit_of_measurement": "%",
+                        "state_class": "measurement",
+                    },
+                ),
+                OwnEntity(
+                    "sensor",
+                    "live_link",
+                    "Live link state",
+                    _text("live_link", "unknown"),
+                    {"icon": "mdi:cloud-sync"},
+                ),
+                # Not retained: what the user said should not sit on the broker forever.
+                OwnEntity(
+                    "sensor",
+                    "last_transcript",
+                    "Last transcript",
+                    _text("last_user_text"),
+                    {"icon": "mdi:text-box-outline"},
+                    retain=False,
+                ),
+            ]
+        if self.on_mute is not None:
+            out.append(
+                OwnEntity(
+                    "switch",
+                    "mute_microphone",
+                    "Mute microphone",
+                    lambda s: _on_off(s.get("microphone_muted")),
+                    {"icon": "mdi:microphone-off"},
+                    command=self.on_mute,
+                )
+            )
+        if self.on_camera is not None:
+            out.append(
+                OwnEntity(
+                    "switch",
+                    "camera",
+                    "Camera",
+                    lambda s: _on_off(s.get("camera_enabled", True)),
+                    {"icon": "mdi:camera"},
+                    command=self.on_camera,
+                )
+            )
+        return out
+
+    def discovery_config(self, entity: OwnEntity) -> dict[str, Any]:
+        """The retained Home Assistant discovery config of one own entity."""
+        config: dict[str, Any] = {
+            "name": entity.name,
+            "unique_id": f"edge-agent-{self.node_id}-{entity.object_id}",
+            "object_id": f"{self.node_id}_{entity.object_id}",
+            "state_topic": self.state_topic(entity),
+            "availability_topic": self.availability_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": {
+                "identifiers": [f"edge-agent-{self.node_id}"],
+                "name": f"Edge agent {self.client_id}",
+                "manufacturer": "edge-agent",
+                "model": "edge-agent daemon",
+                "sw_version": __version__,
+            },
+            "origin": {"name": "edge-agent", "sw_version": __version__},
+            **entity.extra,
+        }
+        if entity.command is not None:
+            config.update(
+                command_topic=self.command_topic(entity),
+                payload_on="ON",
+                payload_off="OFF",
+                optimistic=False,
+            )
+        return config
+
+    def entity_states(self) -> dict[str, str]:
+        """The state payload of every own entity, from the status provider.
+
+        Without a provider (or when it does not say), a switch reports what it was
+        last told to do.
+        """
+        status: dict[str, Any] = {}
+        if self.status_provider is not None:
+            try:
+                status = dict(self.status_provider())
+            except Exception:
+                log.exception("status provider failed")
+                return {}
+        status.setdefault("microphone_muted", self._commanded.get("mute_microphone", False))
+        status.setdefault("camera_enabled", self._commanded.get("camera", True))
+        return {e.object_id: e.value(status) for e in self.entities}
+
+    # ----------------------------------------------------------------- run
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """True once connected, retained discovery read and the tools registered."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        return self._ready.is_set()
+
+    async def run(self) -> None:
+        """Serve until cancelled; then say "offline" and take the device tools away."""
+        conn = self.conn
+        if conn is None:
+            log.info("no MQTT broker configured (mqtt.host): device tools are off")
+            self._ready.set()
+            return
+        if self._running:
+            raise RuntimeError("HomeService.run() is already running")
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(conn.run(), name="mqtt")
+                self._attach(conn)
+                tg.create_task(
+                    self.tools.run(debounce=self.settings.mqtt.refresh_debounce),
+                    name="home-tools",
+                )
+                tg.create_task(self._become_ready(conn), name="home-ready")
+                if self.settings.mqtt.announce and self.entities:
+                    tg.create_task(self._own_device_loop(conn), name="home-announce")
+                tg.create_task(self._metrics_loop(), name="home-metrics")
+        finally:
+            self._detach()
+            self.tools.unregister()
+            self._sync_metrics()
+            self._ready.clear()
+            self._running = False
+
+    def _attach(self, conn: MqttConnection) -> None:
+        self.inventory.attach(conn)
+        # Our own handlers on the same filters: settle detection and re-reading.
+        self._disc_subs = [
+            conn.subscribe(flt, self._on_discovery_seen) for flt in self.inventory.discovery_filters
+        ]
+        prefix = self.settings.mqtt.discovery_prefix
+        self._subs = [conn.subscribe(f"{prefix}/status", self._on_ha_status)]
+        if self.settings.mqtt.announce:
+            for entity in self.entities:
+                if entity.command is not None:
+                    self._subs.append(
+                        conn.subscribe(
+                            self.command_topic(entity), functools.partial(self._on_command, entity)
+                        )
+                    )
+
+    def _detach(self) -> None:
+        self.inventory.detach()
+        for sub in self._disc_subs + self._subs:
+            sub.cancel()
+        self._disc_subs, self._subs = [], []
+
+    def _on_discovery_seen(self, msg: MqttMessage) -> None:
+        """Nothing to do: the inventory handles it; the message counter shows activity."""
+
+    def _on_ha_status(self, msg: MqttMessage) -> None:
+        """Home Assistant (re)started: announce ourselves again and re-read discovery.
+
+        A retained "online" arrives with every (re)connect; those are covered by the
+        announcement each new connection makes anyway.
+        """
+        if msg.text().strip() != "online" or msg.retain:
+            return
+        log.info("Home Assistant is online: re-announcing and re-reading discovery")
+        self._announce_due = True
+        self._wake.set()
+        if self.conn is not None and self._disc_subs:
+            self.conn.resubscribe(*self._disc_subs)
+
+    def _on_command(self, entity: OwnEntity, msg: MqttMessage) -> None:
+        """A switch command from Home Assistant: ON/OFF only, never a retained one."""
+        counter = self.metrics.home_ha_commands
+        if msg.retain:  # a stale command someone retained must not flip the mic on reconnect
+            counter.labels(entity.object_id, "ignored_retained").inc()
+            return
+        text = msg.text().strip().upper()
+        if text not in ("ON", "OFF") or entity.command is None:
+            counter.labels(entity.object_id, "invalid").inc()
+            log.warning("ignored %r on %s", msg.text()[:40], msg.topic)
+            return
+        try:
+            entity.command(text == "ON")
+        except Exception:
+            counter.labels(entity.object_id, "error").inc()
+            log.exception("%s: applying %s failed", entity.object_id, text)
+            return
+        self._commanded[entity.object_id] = text == "ON"
+        counter.labels(entity.object_id, "applied").inc()
+        self._wake.set()
+
+    async def _settle(self, conn: MqttConnection, limit: float) -> None:
+        """Wait until no message arrived for a moment (retained ones come in a burst)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        seen = conn.stats.messages_received
+        quiet_since = loop.time()
+        while loop.time() < end:
+            await asyncio.sleep(0.05)
+            if conn.stats.messages_received != seen:
+                seen = conn.stats.messages_received
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= _SETTLE_SECONDS:
+                return
+
+    async def _become_ready(self, conn: MqttConnection) -> None:
+        await conn.wait_subscribed(*self._disc_subs)
+        await self._settle(conn, 3.0)
+        self.tools.refresh()  # now, not after the debounce: the model may be about to ask
+        self._ready.set()
+
+    async def _own_device_loop(self, conn: MqttConnection) -> None:
+        """Announce on every new connection and on HA's birth; publish states on change."""
+        loop = asyncio.get_running_loop()
+        announced_on = -1
+        last_full = -math.inf
+        interval = self.settings.mqtt.state_interval
+        while True:
+            await conn.wait_connected()
+            try:
+                if conn.stats.connects != announced_on or self._announce_due:
+                    connects = conn.stats.connects
+                    self._announce_due = False
+                    await self.announce(conn)
+                    announced_on = connects
+                    self._published.clear()
+                if loop.time() - last_full >= interval:
+                    self._published.clear()
+                    last_full = loop.time()
+                await self._publish_states(conn)
+            except NotPublished as exc:
+                log.info("own device state not published: %s", exc)
+                self.metrics.home_state_publishes.labels("not_sent").inc()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_POLL_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def announce(self, conn: MqttConnection) -> None:
+        """Publish every own entity's discovery config, retained."""
+        for entity in self.entities:
+            await conn.publish(
+                self.discovery_topic(entity),
+                json.dumps(self.discovery_config(entity), separators=(",", ":")),
+                qos=1,
+                retain=True,
+                timeout=5.0,
+            )
+        self.announcements += 1
+        self.metrics.home_announcements.inc()
+
+    async def _publish_states(self, conn: MqttConnection) -> None:
+        states = self.entity_states()
+        for entity in self.entities:
+            value = states.get(entity.object_id)
+            if value is None or self._published.get(entity.object_id) == value:
+                continue
+            await conn.publish(
+                self.state_topic(entity), value, qos=1, retain=entity.retain, timeout=5.0
+            )
+            self._published[entity.object_id] = value
+            self.metrics.home_state_publishes.labels("published").inc()
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            self._sync_metrics()
+            await asyncio.sleep(1.0)
+
+    def _sync_metrics(self) -> None:
+        for counted in self._counted:
+            counted.sync()
+        self.metrics.mqtt_connected.set(1 if self.conn is not None and self.conn.connected else 0)
+        by_source = {"discovery": 0, "config": 0}
+        for dev in self.inventory.devices():
+            by_source[dev.source] = by_source.get(dev.source, 0) + 1
+        for source, count in by_source.items():
+            self.metrics.home_devices.labels(source).set(count)
+
+    # ----------------------------------------------------------- describe
+
+    async def snapshot(self, timeout: float = 3.0) -> str:  # noqa: ASYNC109
+        """Read the broker's retained discovery configs briefly, then `describe()`.
+
+        Uses its own clean-session client id without a last will, so a running daemon
+        keeps its connection and nothing is left behind on the broker.
+        """
+        notes: list[str] = []
+        mqtt = self.settings.mqtt
+        if self._running:
+            notes.append("the service is running: showing what it knows now")
+        elif not mqtt.host:
+            notes.append("no MQTT broker configured (mqtt.host): declared devices only")
+        elif not await self._read_retained(mqtt, timeout):
+            notes.append(
+                f"MQTT broker {mqtt.host}:{mqtt.port} not reachable within {timeout:g} s: "
+                "declared devices only"
+            )
+        self.tools.refresh()
+        return self.describe(notes)
+
+    async def _read_retained(self, mqtt: MqttSettings, timeout: float) -> bool:  # noqa: ASYNC109
+        reader_settings = mqtt.model_copy(
+            update={"client_id": f"{mqtt.client_id}-devices-{os.getpid()}"}
+        )
+        conn = MqttConnection(
+            reader_settings,
+            availability_topic="",
+            clean_session=True,
+            connect_timeout=timeout,
+            backoff_initial=0.2,
+            backoff_max=1.0,
+        )
+        async with conn:
+            self.inventory.attach(conn)
+            try:
+                subs = [
+                    conn.subscribe(f, self._on_discovery_seen)
+                    for f in self.inventory.discovery_filters
+                ]
+                if not await conn.wait_subscribed(*subs, timeout=timeout):
+                    return False
+                await self._settle(conn, timeout)
+            finally:
+                self.inventory.detach()
+        return True
+
+    def describe(self, notes: list[str] | None = None) -> str:
+        """The inventory and the exact tool declarations the model will see."""
+        lines: list[str] = []
+        for note in notes or []:
+            lines.append(f"note: {note}")
+        devices = self.inventory.devices()
+        lines.append(f"Devices ({len(devices)}):")
+        if not devices:
+            lines.append("  none")
+        for dev in devices:
+            snap = self.inventory.snapshot(dev.id)
+            online = {True: "online", False: "offline", None: "availability unknown"}[
+                snap.available if snap else None
+            ]
+            flag = ", needs confirmation" if self.tools.is_sensitive(dev) else ""
+            area = dev.area or "no area"
+            lines.append(
+                f"  {dev.id}: {dev.name} [{dev.component}, {area}, {dev.source}, {online}{flag}]"
+            )
+            if snap and snap.state:
+                state = {k: list(v) if isinstance(v, tuple) else v for k, v in snap.state.items()}
+                lines.append(f"      state: {json.dumps(state, ensure_ascii=False)}")
+            if dev.capabilities:
+                acts = ", ".join(action_text(a) for a in dev.capabilities)
+                lines.append(f"      actions: {acts}")
+        problems = [*self.declared_errors, *self.inventory.problems()]
+        if problems:
+            lines.append(f"Ignored configs ({len(problems)}):")
+            lines += [f"  {p}" for p in problems]
+        lines.append("Tools the model will see (declarations as sent to the Live API):")
+        lines.append(json.dumps(self.declarations(), indent=2, ensure_ascii=False))
+        return "\n".join(lines)
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """The registry's declarations with the device tools as the inventory makes them now.
+
+        In the Live API's own terms: `parameters_json_schema` is passed on verbatim.
+        """
+        by_name = {
+            d["name"]: d for d in self.registry.declarations() if d["name"] not in TOOL_NAMES
+        }
+        for tool in self.tools.tools():
+            by_name[tool.name] = tool.declaration()
+        return [
+            {
+                "name": d["name"],
+                "description": d["description"],
+                "parameters_json_schema": d["parameters"],
+                "behavior": "BLOCKING" if d.get("blocking") else "NON_BLOCKING",
+            }
+            for _name, d in sorted(by_name.items())
+        ]

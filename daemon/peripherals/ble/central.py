@@ -1,0 +1,294 @@
+"""Finding, connecting and keeping connected one wearable, over bleak's public API only.
+
+Why a supervisor of our own: the link to a pair of glasses drops all the time (out of
+range, battery, firmware restarts), and BlueZ adds its own pains - devices it forgot
+("not found"), `InProgress` errors, an MTU reported as 23 until acquired. The answers
+here are backend-neutral: a fresh scan before every connect, every failure counted by
+reason and followed by exponential backoff with full jitter, the MTU read from what
+the backend exposes publicly, bonding through `BleakClient.pair()`. bleak-retry-connector
+is not used because it depends on BlueZ's D-Bus API.
+
+`BleCentral.run(session)` loops: scan -> connect -> `session(link)` (the media code,
+returning why it ended) -> disconnect -> backoff -> scan again, until cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from daemon.backoff import Backoff
+from daemon.peripherals.ble.backends import BleBackend
+from daemon.peripherals.ble.profile import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+LinkState = Literal["idle", "scanning", "connecting", "connected", "backoff", "stopped"]
+DISCONNECT_TIMEOUT: Final = 3.0
+DEFAULT_ATT_MTU: Final = 23  # what an MTU reads as before the exchange (or BlueZ's acquire)
+
+
+class SetupError(Exception):
+    """A connection came up but cannot be used; `reason` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """The advertisement that picked the device for this connection attempt."""
+
+    device: BLEDevice
+    name: str | None
+    address: str
+    rssi: int | None
+    service_uuids: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Connection supervision counters (cumulative)."""
+
+    scans: int = 0
+    scan_misses: int = 0  # a scan ended without seeing the device
+    connect_attempts: int = 0
+    connects: int = 0  # links that became usable
+    reconnects: int = 0  # usable links after the first
+    connect_failures: dict[str, int] = field(default_factory=dict)  # by reason
+    disconnects: dict[str, int] = field(default_factory=dict)  # by reason
+    backoff_seconds: float = 0.0
+    last_connect_seconds: float | None = None  # scan start to usable link
+
+
+class Link:
+    """One usable connection, handed to the session until it ends."""
+
+    def __init__(
+        self, client: BleakClient, found: ScanResult, mtu: int, lost: asyncio.Event
+    ) -> None:
+        self.client = client
+        self.found = found
+        self.mtu = mtu
+        self.lost = lost  # set by the backend's disconnected callback
+        self.connected_at = time.monotonic()
+        self.healthy = False  # the session saw media flow: reset the backoff afterwards
+
+
+def effective_mtu(client: BleakClient) -> int:
+    """The ATT MTU as far as public bleak API tells: BlueZ reports 23 in `mtu_size`
+    until the MTU is acquired, but its characteristics' write sizes follow the real one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mtu = client.mtu_size
+    with contextlib.suppress(BleakError):
+        for service in client.services:
+            for char in service.characteristics:
+                mtu = max(mtu, char.max_write_without_response_size + 3)
+    return mtu
+
+
+class BleCentral:
+    """Scan, connect, bond and reconnect one wearable described by `profile`."""
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        backend: BleBackend,
+        *,
+        address: str = "",
+        scan_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        mtu_timeout: float = 2.0,
+        backoff_initial: float = 0.5,
+        backoff_cap: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.profile = profile
+        self.backend = backend
+        self.address = address.strip().upper()
+        self.scan_timeout = scan_timeout
+        self.connect_timeout = connect_timeout
+        self.mtu_timeout = mtu_timeout
+        self.stats = LinkStats()
+        self.state: LinkState = "idle"
+        self.last_found: ScanResult | None = None
+        self._backoff = Backoff(backoff_initial, max(backoff_cap, backoff_initial), rng=rng)
+
+    # ------------------------------------------------------------------ helpers
+    def _count(self, table: dict[str, int], reason: str) -> None:
+        table[reason] = table.get(reason, 0) + 1
+
+    def matches(self, device: BLEDevice, adv: AdvertisementData) -> bool:
+        if self.address:
+            return device.address.upper() == self.address
+        return self.profile.matches_advertisement(adv.local_name, adv.service_uuids)
+
+    # --------------------------------------------------------------------- scan
+    async def scan(self) -> ScanResult | None:
+        """A fresh scan (never a cached device: BlueZ forgets devices); None on timeout."""
+        self.stats.scans += 1
+        found: asyncio.Future[ScanResult] = asyncio.get_running_loop().create_future()
+
+        def on_advertisement(device: BLEDevice, adv: AdvertisementData) -> None:
+            if found.done() or not self.matches(device, adv):
+                return
+            found.set_result(
+                ScanResult(
+                    device,
+                    adv.local_name or device.name,
+                    device.address,
+                    adv.rssi,
+                    tuple(adv.service_uuids),
+                )
+            )
+
+        scanner = BleakScanner(on_advertisement, backend=self.backend.scanner)
+        await scanner.start()
+        try:
+            async with asyncio.timeout(self.scan_timeout):
+                return await found
+        except TimeoutError:
+            self.stats.scan_misses += 1
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(scanner.stop(), 2.0)
+
+    # ------------------------------------------------------------------ connect
+    async def connect(self, found: ScanResult) -> Link:
+        """Connect, check the MTU, bond if the profile requires it. Raises on failure."""
+        lost = asyncio.Event()
+        client = BleakClient(
+            found.device,
+            disconnected_callback=lambda _c: lost.set(),
+            timeout=self.connect_timeout,
+            backend=self.backend.client,
+        )
+        try:
+            async with asyncio.timeout(self.connect_timeout + 1.0):
+                await client.connect()
+            mtu = await self._acquire_mtu(client, lost)
+            if mtu < self.profile.min_mtu:
+                raise SetupError(
+                    "mtu", f"MTU {mtu} is below the profile's minimum {self.profile.min_mtu}"
+                )
+            if self.profile.bonding_required:
+                try:
+                    async with asyncio.timeout(self.connect_timeout):
+                        await client.pair()
+                except (BleakError, TimeoutError, NotImplementedError) as exc:
+                    raise SetupError("bond", f"bonding failed: {exc}") from exc
+        except BaseException:
+            await self._disconnect(client)
+            raise
+        return Link(client, found, mtu, lost)
+
+    async def _acquire_mtu(self, client: BleakClient, lost: asyncio.Event) -> int:
+        """The negotiated MTU; waits a little while it still reads as the default 23."""
+        deadline = time.monotonic() + self.mtu_timeout
+        mtu = effective_mtu(client)
+        while (
+            mtu == DEFAULT_ATT_MTU < self.profile.min_mtu
+            and time.monotonic() < deadline
+            and not lost.is_set()
+        ):
+            await asyncio.sleep(0.05)
+            mtu = effective_mtu(client)
+        return mtu
+
+    async def _disconnect(self, client: BleakClient) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+
+    async def close(self, link: Link) -> None:
+        """Disconnect `link`; bounded, never raises, survives a cancelled caller."""
+        await asyncio.shield(self._disconnect(link.client))
+
+    # ---------------------------------------------------------------- supervise
+    async def _establish(self) -> Link | None:
+        started = time.monotonic()
+        self.state = "scanning"
+        try:
+            found = await self.scan()
+        except Exception as exc:  # the adapter or radio itself failed
+            self._count(self.stats.connect_failures, "scan_error")
+            log.warning("BLE scan failed: %s", exc)
+            return None
+        if found is None:
+            log.info("BLE: no %s seen in %.1f s", self.profile.display_name, self.scan_timeout)
+            return None
+        self.last_found = found
+        self.state = "connecting"
+        self.stats.connect_attempts += 1
+        try:
+            link = await self.connect(found)
+        except SetupError as exc:
+            self._count(self.stats.connect_failures, exc.reason)
+            log.warning("BLE %s: %s", found.address, exc)
+            return None
+        except TimeoutError:
+            self._count(self.stats.connect_failures, "timeout")
+            log.warning("BLE %s: connect timed out", found.address)
+            return None
+        except Exception as exc:  # BleakError, D-Bus and OS errors: back off and rescan
+            self._count(self.stats.connect_failures, "error")
+            log.warning("BLE %s: connect failed: %s", found.address, exc)
+            return None
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        self.stats.last_connect_seconds = time.monotonic() - started
+        log.info(
+            "BLE connected to %s (%s) in %.2f s, MTU %d",
+            found.name,
+            found.address,
+            self.stats.last_connect_seconds,
+            link.mtu,
+        )
+        return link
+
+    async def _pause(self) -> None:
+        delay = self._backoff.next_delay()
+        if delay <= 0:
+            return
+        self.state = "backoff"
+        self.stats.backoff_seconds += delay
+        await asyncio.sleep(delay)
+
+    async def run(self, session: Callable[[Link], Awaitable[str]]) -> None:
+        """Keep a link up until cancelled; `session(link)` returns why the link ended."""
+        try:
+            while True:
+                link = await self._establish()
+                if link is None:
+                    await self._pause()
+                    continue
+                self.state = "connected"
+                reason = "session_error"
+                try:
+                    reason = await session(link)
+                except Exception:
+                    log.exception("BLE session failed")
+                finally:
+                    await self.close(link)
+                self._count(self.stats.disconnects, reason)
+                log.info("BLE link to %s ended: %s", link.found.address, reason)
+                if link.healthy:
+                    self._backoff.reset()
+                await self._pause()
+        finally:
+            self.state = "stopped"

@@ -1,0 +1,623 @@
+"""The daemon's BlePeripheral against virtual glasses, across processes.
+
+The radio hub (`python -m simulator.radio`) and the glasses (`python -m
+simulator.glasses`) run as subprocesses; `BlePeripheral` runs in the test's event loop
+on the virtual backend, exactly as `peripheral.ble.backend = "virtual:..."` configures
+it. Every subprocess is killed in a finally. Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daemon.config import BlePeripheralSettings, PeripheralSettings
+from daemon.media.codecs import StreamDecoder
+from daemon.media.resample import Resampler
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.peripherals import PeripheralUnavailable, make_peripheral
+from daemon.peripherals.ble.framing import frame_data_messages, omi_audio_notifications
+from daemon.peripherals.ble.peripheral import BlePeripheral, PhotoUnavailable
+from daemon.peripherals.ble.profile import DeviceProfile, load_profile
+from simulator import glasses as sim_glasses
+from simulator import radio as sim_radio
+from simulator.glasses import synthetic_jpeg
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[1]
+SUPERVISION_TIMEOUT = 1.0
+GLASSES, DAEMON = 0, 1
+
+
+# ============================================================ subprocess helpers
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def radio() -> Iterator[list[str]]:
+    """The hub as a subprocess; yields the participants' transport strings."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.radio",
+            "--ports",
+            "2",
+            "--supervision-timeout",
+            str(SUPERVISION_TIMEOUT),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "radio did not start"
+        info = json.loads(proc.stdout.readline())
+        assert len(info["transports"]) == 2
+        assert all(t.startswith("tcp-client:127.0.0.1:") for t in info["transports"])
+        yield info["transports"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Glasses:
+    """`python -m simulator.glasses` with its JSON event lines collected."""
+
+    def __init__(self, transport: str, profile: str, *args: str, log: Path) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "simulator.glasses",
+            "--profile",
+            profile,
+            "--transport",
+            transport,
+            *args,
+        ]
+        self.log = log
+        self.events: list[dict[str, Any]] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> dict[str, Any]:
+        with self.log.open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdout=asyncio.subprocess.PIPE, stderr=err, env=_env(), cwd=ROOT
+            )
+        self._reader = asyncio.create_task(self._read())
+        return await self.wait_for("advertising", within=15)
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.events.append(json.loads(line))
+                self._changed.set()
+
+    async def wait_for(
+        self, event: str, within: float = 10, where: Callable[[dict[str, Any]], bool] = bool
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                for e in self.events:
+                    if e.get("event") == event and where(e):
+                        return e
+                self._changed.clear()
+                await self._changed.wait()
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.events if e.get("event") == event)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2)
+            self._reader.cancel()
+        return proc.returncode
+
+
+@contextlib.asynccontextmanager
+async def glasses_process(
+    transport: str, profile: str, *args: str, log: Path
+) -> AsyncIterator[Glasses]:
+    g = Glasses(transport, profile, *args, log=log)
+    try:
+        await g.start()
+        yield g
+    finally:
+        await g.stop(signal.SIGKILL)
+
+
+class Sink:
+    """A MediaSink that keeps everything and lets the test wait for it."""
+
+    def __init__(self) -> None:
+        self.chunks: list[AudioChunk] = []
+        self.frames: list[VideoFrame] = []
+        self.paused = 0
+        self._changed = asyncio.Event()
+
+    def audio(self, chunk: AudioChunk) -> None:
+        assert chunk.rate == 16_000
+        self.chunks.append(chunk)
+        self._changed.set()
+
+    def video(self, frame: VideoFrame) -> None:
+        self.frames.append(frame)
+        self._changed.set()
+
+    def input_paused(self) -> None:
+        self.paused += 1
+        self._changed.set()
+
+    def backlog_seconds(self) -> float:
+        return 0.0
+
+    @property
+    def seconds(self) -> float:
+        return sum(c.duration for c in self.chunks)
+
+    @property
+    def pcm(self) -> bytes:
+        return b"".join(c.pcm for c in self.chunks)
+
+    async def until(self, condition: Callable[[], bool], within: float = 10) -> None:
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll `condition` (for state the sink does not see change)."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(peripheral: BlePeripheral, sink: Sink) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(peripheral.run(sink))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+def make_ble(profile: str, transport: str, **kwargs: Any) -> BlePeripheral:
+    options: dict[str, Any] = {
+        "scan_timeout": 2.0,
+        "backoff_initial": 0.1,
+        "backoff_cap": 0.5,
+        "silence_timeout": 3.0,
+    }
+    options.update(kwargs)
+    return BlePeripheral(load_profile(profile), "virtual:" + transport, **options)
+
+
+# ================================================================ audio helpers
+def tone(seconds: float, rate: int, freqs: tuple[float, ...] = (440.0, 1250.0)) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    wave_ = sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)
+    return (wave_ * 9000).astype("<i2").tobytes()
+
+
+def write_wav(path: Path, pcm: bytes, rate: int) -> Path:
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(rate)
+        wf.writeframes(pcm)
+    return path
+
+
+def expected_uplink(spec: DeviceProfile, source: bytes, mtu: int) -> bytes:
+    """What the daemon emits if every byte arrives unchanged and in order: the source
+    framed as the glasses frame it at `mtu`, through a fresh decoder. Equal up to the
+    last bit or two only: soxr's `ResampleStream` output varies in the LSBs between
+    instances fed identical input (seen here), so 8 kHz PCM cannot be compared bit for
+    bit after resampling; `test_killed_glasses_...` checks 16 kHz PCM bit for bit."""
+    codec = spec.audio.codec(spec.audio.default_codec)
+    assert codec is not None and codec.kind == "pcm16"
+    decoder = StreamDecoder(codec)
+    step = codec.frame_samples * 2
+    out = bytearray()
+    for offset in range(0, len(source) - step + 1, step):
+        frame = source[offset : offset + step]
+        if spec.audio.framing == "omi":
+            notes, _ = omi_audio_notifications(0, frame, mtu - 6)
+            payloads = [n[3:] for n in notes]
+        else:
+            assert spec.frame_flags is not None
+            messages = frame_data_messages(spec.frame_flags, "audio", frame, mtu - 5, final=False)
+            payloads = [m[2:] for m in messages]
+        for payload in payloads:
+            chunk = decoder.decode(payload, captured_at=0.0)
+            if chunk is not None:
+                out += chunk.pcm
+    return bytes(out)
+
+
+def st_mtu(ble: BlePeripheral) -> int:
+    mtu: int = ble.status()["mtu"]
+    return mtu
+
+
+def correlation(received: bytes, reference: bytes, max_lag: int = 800) -> float:
+    """Best normalised cross-correlation of `received` against `reference` over lags."""
+    rx = np.frombuffer(received, "<i2").astype(np.float64)
+    ref = np.frombuffer(reference, "<i2").astype(np.float64)
+    n = min(len(rx) - max_lag, len(ref) - 2 * max_lag)
+    assert n > 1000, (len(rx), len(ref))
+    a = rx[max_lag : max_lag + n]
+    best = 0.0
+    for lag in range(0, 2 * max_lag):
+        b = ref[lag : lag + n]
+        denom = np.linalg.norm(a) * np.linalg.norm(b)
+        if denom:
+            best = max(best, float(np.dot(a, b) / denom))
+    return best
+
+
+# ======================================================================= tests
+PROFILES = {
+    # profile: (codec rate in the glasses, PCM codec)
+    "omi": (16_000, False),  # Opus 16 kHz
+    "omiglass": (16_000, False),  # Opus 16 kHz ("FS320")
+    "openglass": (8_000, True),  # PCM16 8 kHz
+    "frame": (8_000, True),  # PCM16 8 kHz over the Frame message layer, bonded
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_profile_end_to_end(profile: str, radio: list[str], tmp_path: Path) -> None:
+    rate, pcm = PROFILES[profile]
+    source = tone(4.0, rate)
+    wav = write_wav(tmp_path / "mic.wav", source, rate)
+    jpeg = synthetic_jpeg(160, 120, seed=7, detail=0.5)
+    (tmp_path / "photo.jpg").write_bytes(jpeg)
+    record = tmp_path / "speaker.wav"
+    spec = load_profile(profile)
+    async with glasses_process(
+        radio[GLASSES],
+        profile,
+        "--wav",
+        str(wav),
+        "--loop",
+        "--jpeg",
+        str(tmp_path / "photo.jpg"),
+        "--record-speaker",
+        str(record),
+        "--packet-id-start",
+        "65500",  # omi framing: the u16 packet id wraps within the first second
+        log=tmp_path / "glasses.log",
+    ) as glasses:
+        ble = make_ble(profile, radio[DAEMON])
+        sink = Sink()
+        started = time.monotonic()
+        async with running(ble, sink):
+            await sink.until(lambda: sink.seconds >= 1.5)
+            first_audio_s = time.monotonic() - started
+            assert first_audio_s < 5.0
+
+            # uplink audio: every PCM byte intact (see expected_uplink); Opus keeps the tone
+            received = sink.pcm
+            if pcm:
+                # Every byte arrived: the only difference from a local decode of the
+                # same framing is soxr's last-bit jitter (see `expected_uplink`).
+                expected = expected_uplink(spec, source, st_mtu(ble))
+                assert len(received) <= len(expected)
+                diff = np.abs(
+                    np.frombuffer(received, "<i2").astype(int)
+                    - np.frombuffer(expected[: len(received)], "<i2").astype(int)
+                )
+                assert int(diff.max()) <= 2
+            else:
+                assert correlation(received[:32000], source) > 0.9
+
+            # status
+            st = ble.status()
+            assert st["kind"] == "ble" and st["state"] == "connected" and st["connected"]
+            assert st["name"] == spec.discovery.name_prefixes[0]
+            assert st["address"] == glasses.events[0]["address"]
+            assert st["rssi"] == -50 and st["battery"] == 87
+            assert st["mtu"] == (256 if profile == "frame" else 517)
+            assert st["codec_id"] == spec.audio.default_codec
+            assert st["media"]["callback_errors"] == 0
+            assert st["decoder"]["concealed_frames"] == 0
+            if spec.audio.framing == "omi":
+                framing = st["audio_framing"]
+                assert framing["contiguous"] > 60  # across 65535 -> 0
+                assert framing["gaps"] == framing["resets"] == framing["duplicates"] == 0
+
+            # camera
+            if spec.photo.control is not None:
+                await ble.take_photo()
+                await sink.until(lambda: bool(sink.frames))
+                assert sink.frames[0].jpeg == jpeg
+                assert (sink.frames[0].width, sink.frames[0].height) == (160, 120)
+                rotation = 90 if spec.photo.orientation_byte else 0  # the sim sends code 1
+                assert ble.status()["photo_rotation_degrees"] == rotation
+            else:
+                with pytest.raises(PhotoUnavailable):
+                    await ble.take_photo()
+
+            # downlink: the model's 24 kHz voice to the speaker
+            model_voice = tone(1.0, 24_000, (500.0,))
+            ble.play(model_voice, 24_000)
+            if spec.downlink.kind == "none":
+                assert ble.playback_pending() == 0.0
+                assert st_dropped(ble, "no_speaker") == pytest.approx(1.0)
+            else:
+                await glasses.wait_for("speaker_utterance")
+                deadline = time.monotonic() + 5
+                while ble.playback_pending() > 0 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.4)  # the resampler tail follows a short pause
+                assert ble.status()["playback"]["written_seconds"] > 0.95
+        # the daemon stopped: it unsubscribed (and switched Frame's microphone off)
+        await glasses.wait_for("subscription", where=lambda e: not e["on"])
+        if spec.audio.control is not None:
+            await glasses.wait_for("command", where=lambda e: e["command"] == "mic_stop")
+        # stop the glasses cleanly so the recording is complete, then check it
+        assert await glasses.stop() == 0
+    if spec.downlink.kind != "none":
+        with wave.open(str(record), "rb") as wf:
+            assert wf.getframerate() == spec.downlink.rate
+            heard = wf.readframes(wf.getnframes())
+        assert abs(len(heard) / 2 / spec.downlink.rate - 1.0) < 0.05
+        reference = Resampler(24_000, spec.downlink.rate).process(model_voice)
+        assert correlation(heard, reference, max_lag=200) > 0.95
+
+
+def st_dropped(ble: BlePeripheral, reason: str) -> float:
+    dropped: dict[str, float] = ble.status()["playback"]["dropped_seconds"]
+    return dropped.get(reason, 0.0)
+
+
+async def test_killed_glasses_are_noticed_and_reconnected(radio: list[str], tmp_path: Path) -> None:
+    source = tone(3.0, 16_000)
+    wav = write_wav(tmp_path / "mic.wav", source, 16_000)
+    args = ("--wav", str(wav), "--loop", "--codec", "0")  # omi's PCM16 16 kHz: no resampling
+    log = tmp_path / "glasses.log"
+    async with glasses_process(radio[GLASSES], "omi", *args, log=log) as first:
+        address = first.events[0]["address"]
+        ble = make_ble("omi", radio[DAEMON], address=address)  # scan by address
+        sink = Sink()
+        async with running(ble, sink):
+            await sink.until(lambda: sink.seconds >= 0.5)
+            before = sink.pcm
+            assert before == source[: len(before)]  # bit for bit
+            killed = time.monotonic()
+            await first.stop(signal.SIGKILL)
+            await sink.until(lambda: sink.paused >= 1, within=5)
+            noticed = time.monotonic() - killed
+            assert noticed < 2.5, noticed  # the hub's supervision timeout is 1 s
+            await eventually(lambda: ble.status()["link"]["disconnects"] == {"link_lost": 1})
+            heard = len(sink.pcm)
+            async with glasses_process(radio[GLASSES], "omi", *args, log=log) as second:
+                assert second.events[0]["address"] == address
+                await sink.until(lambda: len(sink.pcm) >= heard + 16_000, within=15)
+            again = sink.pcm[heard:]
+            assert again == source[: len(again)]  # a new connection streams from the start
+            st = ble.status()["link"]
+            assert st["connects"] == 2 and st["reconnects"] == 1
+            assert st["last_connect_seconds"] < 3.0
+
+
+async def test_silence_watchdog_and_device_disconnect(radio: list[str], tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "mic.wav", tone(2.0, 16_000), 16_000)
+    faults = ("--fault", "silent-after=0.8", "--fault", "disconnect-after=2.8")
+    async with glasses_process(
+        radio[GLASSES], "omi", "--wav", str(wav), "--loop", *faults, log=tmp_path / "g.log"
+    ) as glasses:
+        ble = make_ble("omi", radio[DAEMON], silence_timeout=1.0)
+        sink = Sink()
+        async with running(ble, sink):
+            await sink.until(lambda: sink.seconds >= 0.2)
+            tasks_connected = len(asyncio.all_tasks())
+            await glasses.wait_for("fault", where=lambda e: e["fault"] == "silent")
+            await glasses.wait_for("fault", within=15, where=lambda e: e["fault"] == "disconnect")
+            connects_seen = glasses.count("connected")
+            assert connects_seen >= 2
+            await eventually(lambda: ble.status()["link"]["connects"] >= 3, within=10)
+            heard = sink.seconds
+            await sink.until(lambda: sink.seconds >= heard + 0.3)
+            st = ble.status()
+            assert st["link"]["disconnects"] == {"watchdog": 1, "link_lost": 1}
+            assert st["media"]["watchdog_disconnects"] == 1
+            assert st["state"] == "connected"
+            assert len(asyncio.all_tasks()) <= tasks_connected  # per-link tasks did not leak
+
+
+@pytest.mark.parametrize(
+    ("profile", "faults"),
+    [
+        (
+            "omiglass",
+            [
+                "drop-at=10,11",
+                "duplicate-at=20",
+                "reorder-at=30",
+                "malformed-at=40",
+                "photo-drop-at=5",
+            ],
+        ),
+        ("frame", ["malformed-at=5,6"]),
+    ],
+)
+async def test_packet_faults_are_counted(
+    profile: str, faults: list[str], radio: list[str], tmp_path: Path
+) -> None:
+    wav = write_wav(tmp_path / "mic.wav", tone(3.0, 16_000), 16_000)
+    args = [a for f in faults for a in ("--fault", f)]
+    async with glasses_process(
+        radio[GLASSES], profile, "--wav", str(wav), "--loop", *args, log=tmp_path / "g.log"
+    ):
+        ble = make_ble(profile, radio[DAEMON])
+        sink = Sink()
+        async with running(ble, sink):
+            await sink.until(lambda: sink.seconds >= 1.2)
+            st = ble.status()
+            assert st["media"]["callback_errors"] == 0
+            if profile == "frame":
+                assert st["frame_framing"]["malformed"] == 2
+                return
+            framing = st["audio_framing"]
+            assert framing["malformed"] == 1
+            assert framing["missing_packets"] >= 3  # 2 dropped + 1 overtaken by reordering
+            assert framing["duplicates"] >= 2  # the duplicate and the late reordered one
+            assert st["decoder"]["concealed_frames"] >= 3  # Opus PLC filled the holes
+            # chunk 5 of the first photo goes missing: dropped, counted, never emitted
+            await ble.take_photo()
+            await eventually(lambda: ble.status()["photo_framing"]["out_of_order"] == 1)
+            await ble.take_photo()
+            await sink.until(lambda: len(sink.frames) == 1)
+            assert sink.frames[0].jpeg.startswith(b"\xff\xd8")
+            assert ble.status()["photo_framing"]["photos"] == 1
+
+
+async def test_photo_interval_commands(radio: list[str], tmp_path: Path) -> None:
+    async with glasses_process(radio[GLASSES], "openglass", log=tmp_path / "g.log") as glasses:
+        ble = make_ble("openglass", radio[DAEMON], silence_timeout=30.0)
+        ble.set_photo_interval(5)  # before connecting: sent once the link is up
+        sink = Sink()
+        async with running(ble, sink):
+            await sink.until(lambda: len(sink.frames) >= 1)  # the first comes at once
+            await glasses.wait_for("command", where=lambda e: e["command"] == "photo_interval")
+            ble.set_photo_interval(None)
+            await glasses.wait_for("command", where=lambda e: e["command"] == "photo_stop")
+        with pytest.raises(ValueError, match="positive"):
+            ble.set_photo_interval(0)
+
+
+def test_make_peripheral_builds_ble() -> None:
+    ble = make_peripheral(
+        PeripheralSettings(
+            kind="ble",
+            ble=BlePeripheralSettings(profile="frame", backend="virtual:tcp-client:127.0.0.1:9"),
+        )
+    )
+    assert isinstance(ble, BlePeripheral) and ble.kind == "ble"
+    assert ble.status()["state"] == "idle" and "battery" not in ble.status()
+    with pytest.raises(PeripheralUnavailable, match=r"peripheral\.ble\.profile: unknown"):
+        make_peripheral(PeripheralSettings(kind="ble", ble=BlePeripheralSettings(profile="nope")))
+
+
+def test_simulator_clis_reject_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sim_radio.main(["--ports", "0"]) == 2
+    bad = ["--profile", "omi", "--transport", "tcp-client:127.0.0.1:9"]
+    assert sim_glasses.main([*bad, "--fault", "explode=1"]) == 2
+    assert sim_glasses.main([*bad, "--fault", "drop=2"]) == 2
+    assert sim_glasses.main(["--profile", "nope", "--transport", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("edge-agent sim ") for line in err)
+    assert sim_glasses.main(bad) == 1  # nothing listens on port 9
+
+
+# ====================================================== in process (no subprocess)
+class FakeSpeaker:
+    def __init__(self) -> None:
+        self.played: list[tuple[int, int]] = []
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        self.played.append((len(pcm), rate))
+
+    def flush_playback(self) -> float:
+        return 0.25
+
+    def playback_pending(self) -> float:
+        return 0.5
+
+
+def test_glasses_without_speaker_use_the_fallback() -> None:
+    fallback = FakeSpeaker()
+    ble = BlePeripheral(load_profile("omiglass"), "bluez", speaker_fallback=fallback)
+    ble.play(bytes(4800), 24_000)
+    assert fallback.played == [(4800, 24_000)]
+    assert ble.playback_pending() == 0.5 and ble.flush_playback() == 0.25
+    assert ble.status()["playback"]["fallback_seconds"] == pytest.approx(0.1)
+
+
+async def test_interruption_battery_and_clean_stop_in_process(tmp_path: Path) -> None:
+    async with sim_radio.VirtualRadio(2, supervision_timeout=0.5) as hub:
+        glasses = sim_glasses.VirtualGlasses(
+            "omi", hub.transport(0), pcm=tone(1.0, 16_000), loop=True
+        )
+        async with glasses:
+            ble = make_ble("omi", hub.transport(1))
+            sink = Sink()
+            async with running(ble, sink):
+                await sink.until(lambda: sink.seconds >= 0.2)
+                assert ble.status()["battery"] == 87
+                await glasses.set_battery(42)
+                await eventually(lambda: ble.status().get("battery") == 42)
+
+                ble.play(tone(3.0, 24_000, (500.0,)), 24_000)
+                await asyncio.sleep(0.4)
+                dropped = ble.flush_playback()
+                assert 2.0 < dropped < 3.0, dropped  # ~0.5 s written (0.1 s lead), rest dropped
+                assert ble.playback_pending() < 0.2
+                await asyncio.sleep(0.6)
+                heard = len(glasses.speaker_pcm) / 2 / 8000
+                assert 0.3 < heard <= 1.05, heard  # what was written, padded to its utterance
+                assert glasses.stats.speaker_overflow == 0
+                playback = ble.status()["playback"]
+                assert playback["dropped_seconds"]["interrupted"] == pytest.approx(dropped)
+            assert ble.status()["state"] == "stopped"
+            await asyncio.sleep(0.1)
+            assert not glasses.connected  # the daemon disconnected on stop
+
+
+async def test_too_small_mtu_is_refused_and_counted() -> None:
+    tiny = dataclasses.replace(load_profile("omi"), min_mtu=23, max_mtu=64)
+    async with (
+        sim_radio.VirtualRadio(2) as hub,
+        sim_glasses.VirtualGlasses(tiny, hub.transport(0)),
+    ):
+        ble = make_ble("omi", hub.transport(1))  # omi needs MTU 100
+        sink = Sink()
+        async with running(ble, sink):
+            await eventually(lambda: ble.status()["link"]["connect_failures"].get("mtu", 0) >= 2)
+            assert ble.status()["link"]["connects"] == 0 and not sink.chunks

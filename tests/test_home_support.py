@@ -1,0 +1,300 @@
+"""Helpers for the home tool and service tests (this module holds no tests).
+
+A `Rig` is the real thing on loopback: a private mosquitto, the virtual home, a
+running `HomeService` with its device tools in a `ToolRegistry`, a
+`ToolDispatcher` to call them as the Live link would, and a `Watcher` subscribed
+to `#` that records every message the broker delivers, whoever published it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.config import MqttSettings, Settings, ToolsSettings
+from daemon.home.discovery import Discovered
+from daemon.home.mqtt import MqttConnection, MqttMessage
+from daemon.home.service import HomeService
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.metrics import Metrics
+from daemon.peripherals.base import MediaSink, Peripheral
+from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.tools.dispatch import ToolDispatcher
+from daemon.tools.registry import ToolRegistry
+from simulator.broker import PrivateBroker
+from simulator.home import VirtualDevice, VirtualHome, default_devices, extra_devices
+
+CLIENT_ID = "edge-test"
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not predicate():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def fast_connection(settings: MqttSettings, **kw: Any) -> MqttConnection:
+    """A connection that reconnects quickly (broker restarts in tests)."""
+    return MqttConnection(
+        settings, backoff_initial=0.05, backoff_max=0.3, connect_timeout=1.0, **kw
+    )
+
+
+class Watcher:
+    """Sees every message the broker delivers (`#`), in order, with a barrier."""
+
+    def __init__(self, broker: PrivateBroker, client_id: str = "watcher") -> None:
+        self.conn = fast_connection(
+            MqttSettings(host=broker.host, port=broker.port, client_id=client_id),
+            availability_topic="",
+            clean_session=True,
+        )
+        self.messages: list[MqttMessage] = []
+        self._marks = itertools.count()
+
+    async def __aenter__(self) -> Watcher:
+        await self.conn.__aenter__()
+        sub = self.conn.subscribe("#", self.messages.append, qos=2)
+        assert await self.conn.wait_subscribed(sub, timeout=10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.conn.__aexit__(None, None, None)
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    async def barrier(self, via: MqttConnection | None = None) -> None:
+        """A round trip through the broker: what was published before has arrived.
+
+        `via` the daemon's own connection, the marker queues behind anything the
+        daemon handed over before (even a publish whose PUBACK it stopped waiting for).
+        """
+        token = f"barrier-{next(self._marks)}"
+        await (via or self.conn).publish("test/barrier", token, qos=1)
+        await eventually(
+            lambda: any(m.topic == "test/barrier" and m.text() == token for m in self.messages)
+        )
+
+    def since(self, mark: int, topics: Callable[[str], bool] | None = None) -> list[MqttMessage]:
+        return [
+            m
+            for m in self.messages[mark:]
+            if m.topic != "test/barrier" and (topics is None or topics(m.topic))
+        ]
+
+    async def publish(self, topic: str, payload: str, *, retain: bool = False) -> None:
+        await self.conn.publish(topic, payload, qos=1, retain=retain)
+
+
+@dataclass
+class Rig:
+    broker: PrivateBroker
+    home: VirtualHome | None
+    watcher: Watcher
+    settings: Settings
+    registry: ToolRegistry
+    metrics: Metrics
+    service: HomeService
+    dispatcher: ToolDispatcher
+    answers: dict[str, ToolResponse] = field(default_factory=dict)
+    proxy: Any = None
+    outcomes: dict[str, str] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def barrier(self) -> None:
+        await self.watcher.barrier(via=self.service.conn)
+
+    def on_answer(self, response: ToolResponse) -> None:
+        self.answers[response.id] = response
+
+    def on_outcome(self, call: FunctionCall, outcome: str, _resp: dict[str, Any] | None) -> None:
+        self.outcomes[call.id] = outcome
+
+    def submit(self, name: str, args: dict[str, Any] | None = None) -> str:
+        call_id = f"call-{next(self._ids)}"
+        self.dispatcher.submit([FunctionCall(call_id, name, dict(args or {}))])
+        return call_id
+
+    async def answer(self, call_id: str, within: float = 10.0) -> dict[str, Any]:
+        await eventually(lambda: call_id in self.outcomes, within)
+        return self.answers[call_id].response
+
+    async def call(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.answer(self.submit(name, args))
+
+    def declaration(self, name: str) -> dict[str, Any] | None:
+        tool = self.registry.get(name)
+        return tool.declaration() if tool else None
+
+    def enum(self, tool: str, prop: str = "device_id") -> list[str]:
+        decl = self.declaration(tool)
+        return list(decl["parameters"]["properties"][prop]["enum"]) if decl else []
+
+    def command_topics(self) -> set[str]:
+        topics: set[str] = set()
+        for dev in self.service.inventory.devices():
+            topics |= dev.command_topics
+        return topics
+
+    def commands_since(self, mark: int) -> list[tuple[str, str]]:
+        """Every message on any device's command topic since `mark` (the broker's view)."""
+        topics = self.command_topics()
+        return [(m.topic, m.text()) for m in self.watcher.since(mark, topics.__contains__)]
+
+
+@contextlib.asynccontextmanager
+async def _task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup that leaves the body's exception alone (no ExceptionGroup wrapping)."""
+    tg = asyncio.TaskGroup()
+    await tg.__aenter__()
+    try:
+        yield tg
+    finally:
+        await tg.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def home_rig(
+    devices: Sequence[VirtualDevice] | None = None,
+    *,
+    mqtt: dict[str, Any] | None = None,
+    tools: dict[str, Any] | None = None,
+    agent: Any = None,
+    with_home: bool = True,
+    proxy: bool = False,
+    **service_kw: Any,
+) -> AsyncIterator[Rig]:
+    """Everything running on a private broker; torn down in reverse order.
+
+    With `proxy`, the service reaches the broker through a TCP relay (`rig.proxy`)
+    that a test can cut, as if the daemon's host vanished.
+    """
+    async with PrivateBroker() as broker, contextlib.AsyncExitStack() as stack:
+        relay = None
+        if proxy:
+            from tests.test_home_mqtt import Proxy
+
+            relay = await stack.enter_async_context(Proxy(broker.port))
+        home = None
+        if with_home:
+            home = await stack.enter_async_context(
+                VirtualHome(broker.host, broker.port, devices or default_devices() + extra_devices())
+            )
+        watcher = await stack.enter_async_context(Watcher(broker))
+        settings = Settings(
+            mqtt=MqttSettings(
+                host=broker.host, port=broker.port, client_id=CLIENT_ID, **(mqtt or {})
+            ),
+            tools=ToolsSettings(**(tools or {})),
+        )
+        metrics = agent.metrics if agent is not None else Metrics()
+        registry = agent.registry if agent is not None else ToolRegistry(settings.tools.deadline)
+        via = settings.mqtt.model_copy(update={"port": relay.port}) if relay else settings.mqtt
+        service = HomeService(
+            settings, registry, metrics, agent, connection=fast_connection(via), **service_kw
+        )
+        rig = Rig(broker, home, watcher, settings, registry, metrics, service, None)  # type: ignore[arg-type]
+        rig.proxy = relay
+        rig.dispatcher = ToolDispatcher(registry, metrics, rig.on_answer, rig.on_outcome)
+        tg = await stack.enter_async_context(_task_group())
+        tasks = [tg.create_task(service.run()), tg.create_task(rig.dispatcher.run())]
+        if agent is not None:
+            tasks.append(tg.create_task(agent.run()))
+        stack.callback(lambda: [t.cancel() for t in tasks])
+        assert await service.wait_ready(10), "home service not ready"
+        if home is not None:
+            inv = service.inventory
+            await eventually(
+                lambda: all(
+                    inv.available(f"sim-{oid}") and (inv.state(f"sim-{oid}") or not d.state)
+                    for oid, d in home.devices.items()
+                ),
+                10,
+            )
+        yield rig
+
+
+def schema_for_default_home() -> HomeService:
+    """The service (and its registry) for the default virtual home, without a broker."""
+    service = HomeService(Settings(), ToolRegistry(), Metrics())
+    for dev in default_devices():
+        result = service.inventory.handle_discovery(
+            dev.discovery_topic("homeassistant"), json.dumps(dev.config)
+        )
+        assert isinstance(result, Discovered), result
+    service.tools.refresh()
+    return service
+
+
+# ----------------------------------------------------------- an Agent without a network
+
+
+class FakeLink:
+    """Just enough of LiveLink for the Agent: events go in by hand, answers are kept."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.responses: list[ToolResponse] = []
+        self.audio: list[AudioChunk] = []
+        self.video: list[VideoFrame] = []
+        self.stream_ends = 0
+        self.tools_changes = 0
+        self.state = "connected"
+        self.session_count = 1
+        self.replay_seconds = 0.0
+
+    async def run(self) -> None:
+        await asyncio.Future()
+
+    async def next_event(self) -> Any:
+        return await self.events.get()
+
+    def send_audio(self, chunk: AudioChunk) -> None:
+        self.audio.append(chunk)
+
+    def send_video(self, frame: VideoFrame) -> None:
+        self.video.append(frame)
+
+    def end_audio_stream(self) -> None:
+        self.stream_ends += 1
+
+    def send_tool_response(self, response: ToolResponse) -> None:
+        self.responses.append(response)
+
+    def tools_changed(self) -> None:
+        self.tools_changes += 1
+
+
+class FakeGlasses(Peripheral):
+    """A BLE-like peripheral whose connection and battery a test can change."""
+
+    kind = "ble"
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.battery: int | None = 80
+        self.sink: MediaSink | None = None
+
+    async def run(self, sink: MediaSink) -> None:
+        self.sink = sink
+        await asyncio.Future()
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        pass
+
+    def flush_playback(self) -> float:
+        return 0.0
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "connected": self.connected}
+        if self.battery is not None:
+            out["battery"] = self.battery
+        return out
