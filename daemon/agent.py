@@ -66,6 +66,9 @@ class Agent:
         self.usage = Usage()
         self.mic_muted = False
         self.camera_enabled = True
+        self._user_words: list[str] = []
+        self._model_words: list[str] = []
+        self._model_turn_open = False
         registry.register(status_tool(self.status))
         registry.add_listener(link.tools_changed)
 
@@ -141,25 +144,32 @@ class Agent:
         self.last_activity = time.monotonic()
         match event:
             case ModelAudio(pcm=pcm, rate=rate):
-                self.model_active = True
+                self._model_speaks()
                 self.peripheral.play(pcm, rate)
                 self.metrics.playback_seconds.inc(len(pcm) / (2 * rate))
             case Interrupted():
                 self.model_active = False
+                self._model_turn_open = False
                 dropped = self.peripheral.flush_playback()
                 if dropped:
                     self.metrics.playback_dropped.labels("interrupted").inc(dropped)
                 self.dispatcher.mark_interrupted()
             case TurnComplete():
                 self.model_active = False
+                self._user_words.clear()
+                self._model_turn_open = False
             case ToolCallRequest(calls=calls):
+                self._close_user_turn()
                 self.dispatcher.submit(calls)
             case ToolCallCancelled(ids=ids):
                 self.dispatcher.cancel(ids)
             case InputTranscript(text=text):
-                self.last_user_text = text
+                self._user_words.append(text)
+                self.last_user_text = "".join(self._user_words).strip()
             case OutputTranscript(text=text):
-                self.last_model_text = text
+                self._model_speaks()
+                self._model_words.append(text)
+                self.last_model_text = "".join(self._model_words).strip()
             case Usage():
                 self.usage = event
                 self.metrics.tokens.labels("prompt").inc(event.prompt_tokens)
@@ -169,8 +179,22 @@ class Agent:
             case _:
                 pass
 
+    def _close_user_turn(self) -> None:
+        """The model answers: the user's words so far were one utterance."""
+        self._user_words.clear()
+
+    def _model_speaks(self) -> None:
+        self.model_active = True
+        self._close_user_turn()
+        if not self._model_turn_open:
+            self._model_turn_open = True
+            self._model_words.clear()
+
     def status(self) -> dict[str, Any]:
-        peripheral = self.peripheral.status()
+        """What the model (agent_status) and Home Assistant are told: scalars only;
+        the peripheral's counters are in /metrics and /healthz."""
+        full = self.peripheral.status()
+        peripheral = {k: v for k, v in full.items() if not isinstance(v, dict | list)}
         out: dict[str, Any] = {
             "live_link": self.link.state,
             "sessions": self.link.session_count,
@@ -188,4 +212,6 @@ class Agent:
         return out
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:
-        return self.link.state in ("connected", "connecting"), self.status()
+        status = self.status()
+        status["peripheral"] = self.peripheral.status()
+        return self.link.state in ("connected", "connecting"), status

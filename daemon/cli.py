@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -66,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="stream the input faster than real time")
     demo.add_argument("--fake", action="store_true",
                       help="use the fake Live server even when GEMINI_API_KEY is set")
+    demo.add_argument("--profile", help="peripheral.ble.profile of the virtual glasses")
+    demo.add_argument("--radio", action="store_true",
+                      help="use peripheral.ble.backend as configured instead of a virtual radio")
     sim = sub.add_parser("sim", help="run one simulated part on its own")
     sim.add_argument("part", choices=["live", "radio", "glasses", "home"])
     sim.add_argument("args", nargs=argparse.REMAINDER)
@@ -87,6 +89,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
         "peripheral.kind": get("peripheral"),
         "peripheral.file.input": get("input"),
         "peripheral.file.output": get("output"),
+        "peripheral.ble.profile": get("profile"),
     }
 
 
@@ -95,6 +98,10 @@ def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
     overrides = _overrides(a)
     if demo and overrides["ops.log_level"] is None:
         overrides["ops.log_level"] = "warning"  # the transcript is the demo's output
+    if demo and overrides["peripheral.kind"] is None and "EDGE_AGENT_PERIPHERAL__KIND" not in (
+        os.environ
+    ):
+        overrides["peripheral.kind"] = "ble"  # virtual glasses unless asked otherwise
     settings = load_settings(path, required=required, overrides=overrides)
     if settings.mqtt.password is None:
         password = read_secret("EDGE_AGENT_MQTT__PASSWORD", "mqtt_password")
@@ -188,8 +195,9 @@ async def _serve(
     *,
     exit_when_idle: float | None = None,
     printer: Any = None,
-    ssl_context: Any = None,
+    input_done: asyncio.Event | None = None,
 ) -> int:
+    from daemon.home.service import HomeService
     from daemon.live.link import LiveFatalError, LiveLink
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
     from daemon.tools.registry import ToolRegistry
@@ -200,9 +208,7 @@ async def _serve(
         peripheral = make_peripheral(settings.peripheral)
     except PeripheralUnavailable as exc:
         raise UsageError(str(exc)) from None
-    link = LiveLink(
-        settings.live, key, metrics, declarations=registry.declarations, ssl_context=ssl_context
-    )
+    link = LiveLink(settings.live, key, metrics, declarations=registry.declarations)
     agent = Agent(
         link,
         peripheral,
@@ -211,13 +217,27 @@ async def _serve(
         on_event=printer.event if printer else None,
         on_call=printer.call if printer else None,
     )
+    home = HomeService(settings, registry, metrics, agent)
     try:
         async with contextlib.AsyncExitStack() as stack:
             await _start_ops(stack, settings, metrics, agent)
-            await agent.run(exit_when_idle=exit_when_idle)
+            async with asyncio.TaskGroup() as tg:
+                home_task = tg.create_task(home.run(), name="home")
+                if exit_when_idle is not None:  # the demo: let discovery land first
+                    await home.wait_ready(timeout=5.0)
+                if input_done is not None:
+                    tg.create_task(_pause_when(input_done, agent), name="input-done")
+                await agent.run(exit_when_idle=exit_when_idle)
+                home_task.cancel()
     except* LiveFatalError as group:
         raise UsageError(str(group.exceptions[0])) from None
     return EXIT_OK
+
+
+async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
+    """A simulated source that cannot say so itself has ended (the demo's glasses)."""
+    await done.wait()
+    agent.input_paused()
 
 
 async def _start_ops(
@@ -250,26 +270,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | None) -> int:
     from daemon.transcript import TranscriptPrinter
+    from simulator.home import demo_home
 
-    asset = ASSETS
-    peripheral = settings.peripheral
-    if peripheral.kind == "file":
-        fs = peripheral.file.model_copy(
-            update={
-                "input": peripheral.file.input or asset / "demo_conversation.wav",
-                "output": peripheral.file.output or Path("out/demo-reply.wav"),
-                "realtime": peripheral.file.realtime and not args.fast,
-            }
-        )
-        peripheral = peripheral.model_copy(update={"file": fs})
     printer = TranscriptPrinter()
+    output = Path(args.output) if args.output else Path("out/demo-reply.wav")
+    input_wav = Path(args.input) if args.input else ASSETS / "home_demo.wav"
+    input_done: asyncio.Event | None = None
     async with contextlib.AsyncExitStack() as stack:
         if key is None:
             from simulator.live_server import FakeLiveServer
-            from simulator.scenario import default_scenario
+            from simulator.scenario import home_demo_scenario
 
             server = await stack.enter_async_context(
-                FakeLiveServer(api_key=DEMO_KEY, scenario=default_scenario())
+                FakeLiveServer(api_key=DEMO_KEY, scenario=home_demo_scenario())
             )
             live = settings.live.model_copy(
                 update={"base_url": server.base_url, "ca_file": Path(server.ca_pem_path)}
@@ -279,37 +292,86 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
         else:
             live = settings.live
             print("edge-agent demo: using the Gemini Live API (GEMINI_API_KEY is set)", flush=True)
-        settings = settings.model_copy(update={"live": live, "peripheral": peripheral})
-        code = await _serve(settings, key, exit_when_idle=2.0, printer=printer)
-    if peripheral.kind == "file" and peripheral.file.output:
-        print(f"edge-agent demo: the model's audio is in {peripheral.file.output}", flush=True)
+        mqtt = await stack.enter_async_context(demo_home(settings.mqtt))
+        print(f"edge-agent demo: home on mqtt://{mqtt.host}:{mqtt.port}", flush=True)
+        peripheral = settings.peripheral
+        if peripheral.kind == "file":
+            fs = peripheral.file.model_copy(update={
+                "input": input_wav, "output": output,
+                "realtime": peripheral.file.realtime and not args.fast,
+            })
+            peripheral = peripheral.model_copy(update={"file": fs})
+        elif peripheral.kind == "ble" and peripheral.ble.backend == "bluez" and not args.radio:
+            input_done = asyncio.Event()
+            backend = await _demo_glasses(stack, peripheral.ble.profile, input_wav, output,
+                                          input_done)
+            ble = peripheral.ble.model_copy(update={"backend": backend})
+            peripheral = peripheral.model_copy(update={"ble": ble})
+            print(f"edge-agent demo: virtual {peripheral.ble.profile} glasses on a virtual radio",
+                  flush=True)
+        settings = settings.model_copy(
+            update={"live": live, "peripheral": peripheral, "mqtt": mqtt}
+        )
+        code = await _serve(settings, key, exit_when_idle=2.0, printer=printer,
+                            input_done=input_done)
+    print(f"edge-agent demo: the model's audio is in {output}", flush=True)
     return code
+
+
+async def _demo_glasses(
+    stack: contextlib.AsyncExitStack, profile_name: str, wav: Path, speaker_wav: Path,
+    done: asyncio.Event,
+) -> str:
+    """A virtual radio and virtual glasses that speak `wav`; returns the daemon's backend."""
+    from daemon.peripherals.ble.profile import ProfileError, load_profile
+    from daemon.peripherals.file import WavError, read_wav_16k
+    from simulator.glasses import VirtualGlasses
+    from simulator.radio import VirtualRadio
+
+    try:
+        profile = load_profile(profile_name)
+        pcm = read_wav_16k(wav)
+    except (ProfileError, WavError) as exc:
+        raise UsageError(str(exc)) from None
+    speaker_wav.parent.mkdir(parents=True, exist_ok=True)
+    radio = await stack.enter_async_context(VirtualRadio(participants=2))
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "audio_end":
+            done.set()
+
+    await stack.enter_async_context(
+        VirtualGlasses(profile, radio.transport(0), pcm=pcm, record_speaker=speaker_wav,
+                       on_event=on_event)
+    )
+    return f"virtual:{radio.transport(1)}"
 
 
 # -- sim, devices, doctor ---------------------------------------------------------
 def _cmd_sim(args: argparse.Namespace) -> int:
     rest = [a for a in args.args if a != "--"]
     if args.part == "live":
-        from simulator.live_server import main as live_main
-
-        code: int = live_main(rest)
-        return code
-    raise UsageError(f"sim {args.part}: not available in this build yet")
+        from simulator.live_server import main as sim_main
+    elif args.part == "radio":
+        from simulator.radio import main as sim_main
+    elif args.part == "glasses":
+        from simulator.glasses import main as sim_main
+    else:
+        from simulator.home import main as sim_main
+    code: int = sim_main(rest)
+    return code
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from daemon.live.wire import function_tools
+    from daemon.home.service import HomeService
     from daemon.tools.registry import ToolRegistry
     from daemon.tools.status import status_tool
 
-    _settings(args)
-    registry = ToolRegistry()
+    settings = _settings(args)
+    registry = ToolRegistry(settings.tools.deadline)
     registry.register(status_tool(dict))
-    print("Devices: none (no home configured)")
-    print("Tools the model will see:")
-    for tool in function_tools(registry.declarations()):
-        for decl in tool.function_declarations or []:
-            print(json.dumps(decl.model_dump(mode="json", exclude_none=True), indent=2))
+    text = asyncio.run(HomeService(settings, registry, Metrics()).snapshot(timeout=3.0))
+    print(text)
     return EXIT_OK
 
 

@@ -187,6 +187,7 @@ class ActionOutcome:
     device_id: str | None = None
     confirmation_token: str | None = None
     state: Mapping[str, StateValue] = field(default_factory=dict)
+    published: Mapping[str, str] | None = None  # what went to the broker, for the transcript
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "message": self.message}
@@ -198,6 +199,8 @@ class ActionOutcome:
             out["state"] = {
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()
             }
+        if self.published:
+            out["mqtt"] = dict(self.published)
         return out
 
 
@@ -238,4 +241,9 @@ class HomeControl:
         if decision.verdict == "confirm":
             return ActionOutcome("needs_confirmation", decision.message, found.id, decision.token)
         result = await self.executor.execute(plan)
-        return ActionOutcome(result.status, str(result), found.id, state=result.state)
+        published = None
+        if result.published:
+            published = {"topic": plan.topic, "payload": plan.payload}
+        return ActionOutcome(
+            result.status, str(result), found.id, state=result.state, published=published
+        )

@@ -26,6 +26,7 @@ import random
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Protocol
 
@@ -267,7 +268,10 @@ class _Session:
         try:
             if owner.tracker is not None:
                 push = owner.tracker.push(bytes(data))
+                hook = owner.on_audio_frame
                 for frame in push.frames:
+                    if hook is not None:
+                        hook(frame.packet_id, now)
                     self._decode(frame.payload, frame.lost_before, frame.discontinuity, now)
             elif owner.frame_decoder is not None:
                 event = owner.frame_decoder.push(bytes(data))
@@ -491,7 +495,13 @@ class BlePeripheral(Peripheral):
         opus_bitrate: int = 24_000,
         speaker_fallback: Speaker | None = None,
         rng: random.Random | None = None,
+        on_audio_frame: Callable[[int, float], None] | None = None,
     ) -> None:
+        """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
+        each reassembled omi audio frame's packet id and its notification's receive time
+        (`time.monotonic()`), just before the frame is decoded and handed to the sink.
+        Unset, it costs one test per notification.
+        """
         self.profile = profile
         self.backend = open_backend(backend) if isinstance(backend, str) else backend
         self.silence_timeout = max(0.1, silence_timeout)
@@ -499,6 +509,7 @@ class BlePeripheral(Peripheral):
         self.playback_lead = max(0.0, playback_lead)
         self.opus_bitrate = opus_bitrate
         self.speaker_fallback = speaker_fallback
+        self.on_audio_frame = on_audio_frame
         self.central = BleCentral(
             profile,
             self.backend,
