@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from daemon.live.events import (
     InputTranscript,
     Interrupted,
@@ -31,10 +33,18 @@ from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.dispatch import ToolDispatcher
-from daemon.tools.registry import ToolRegistry
+from daemon.tools.registry import Tool, ToolError, ToolRegistry
 from daemon.tools.status import status_tool
 
 log = logging.getLogger(__name__)
+
+SPEECH_RMS = 500  # of 32767: well above room noise, well below speech
+SPEECH_HOLD_SECONDS = 3.0
+LOOK_SECONDS = 4.0
+LOOK_DESCRIPTION = (
+    "Take a photo with the user's glasses camera now and see it. Use when the user asks "
+    "about what they are looking at."
+)
 
 EventObserver = Callable[[LiveEvent], None]
 CallObserver = Callable[[FunctionCall, str, dict[str, Any] | None], None]
@@ -69,7 +79,14 @@ class Agent:
         self._user_words: list[str] = []
         self._model_words: list[str] = []
         self._model_turn_open = False
+        self._last_speech_at = -1e9
+        self._frame_wanted_until = 0.0
+        self._frame_sent = asyncio.Event()
         registry.register(status_tool(self.status))
+        if hasattr(peripheral, "take_photo"):
+            registry.register(Tool("look", LOOK_DESCRIPTION,
+                                   {"type": "object", "properties": {}}, self._look,
+                                   deadline=LOOK_SECONDS + 1))
         registry.add_listener(link.tools_changed)
 
     # -- MediaSink -------------------------------------------------------------
@@ -78,14 +95,51 @@ class Agent:
         if self.mic_muted:
             self.metrics.uplink_withheld.labels("audio").inc()
             return
+        if _loud(chunk.pcm):
+            self._last_speech_at = chunk.captured_at
         self.link.send_audio(chunk)
 
     def video(self, frame: VideoFrame) -> None:
+        """Frames go up while the user talks and the model listens, or when asked for.
+
+        The model hears all video in its turn coverage, so idle frames cost tokens
+        and can prompt unwanted remarks.
+        """
         self.metrics.peripheral_video.inc()
         if not self.camera_enabled:
             self.metrics.uplink_withheld.labels("video").inc()
             return
-        self.link.send_video(frame)
+        now = time.monotonic()
+        wanted = now < self._frame_wanted_until
+        talking = now - self._last_speech_at < SPEECH_HOLD_SECONDS
+        if not wanted and (self.model_active or not talking):
+            self.metrics.uplink_withheld.labels("video_idle").inc()
+            return
+        self.link.send_video(frame, force=wanted)
+        if wanted:
+            self._frame_wanted_until = 0.0
+            self._frame_sent.set()
+
+    async def _look(self, _args: dict[str, Any]) -> str:
+        """The `look` tool: take a photo now and send it, whatever the talk policy."""
+        take = getattr(self.peripheral, "take_photo", None)
+        if take is None:
+            raise ToolError("this device has no camera")
+        if not self.camera_enabled:
+            raise ToolError("the user has switched the camera off")
+        self._frame_sent = asyncio.Event()
+        self._frame_wanted_until = time.monotonic() + LOOK_SECONDS
+        try:
+            await take()
+        except RuntimeError as exc:
+            self._frame_wanted_until = 0.0
+            raise ToolError(str(exc)) from None
+        try:
+            async with asyncio.timeout(LOOK_SECONDS):
+                await self._frame_sent.wait()
+        except TimeoutError:
+            raise ToolError("the camera did not deliver a photo in time") from None
+        return "A photo from the user's glasses was just sent to you as video input."
 
     def set_mic_muted(self, muted: bool) -> None:
         """The user muted the microphone: nothing it hears leaves the device."""
@@ -215,3 +269,8 @@ class Agent:
         status = self.status()
         status["peripheral"] = self.peripheral.status()
         return self.link.state in ("connected", "connecting"), status
+
+
+def _loud(pcm: bytes) -> bool:
+    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
+    return bool(samples.size) and float(np.sqrt(np.mean(samples * samples))) >= SPEECH_RMS

@@ -197,9 +197,9 @@ async def _serve(
     printer: Any = None,
     input_done: asyncio.Event | None = None,
 ) -> int:
-    from daemon.home.service import HomeService
     from daemon.live.link import LiveFatalError, LiveLink
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
+    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
 
     metrics = Metrics()
@@ -230,7 +230,10 @@ async def _serve(
                 await agent.run(exit_when_idle=exit_when_idle)
                 home_task.cancel()
     except* LiveFatalError as group:
-        raise UsageError(str(group.exceptions[0])) from None
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):  # nested task groups nest the error
+            first = first.exceptions[0]
+        raise UsageError(str(first)) from None
     return EXIT_OK
 
 
@@ -363,7 +366,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from daemon.home.service import HomeService
+    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
     from daemon.tools.status import status_tool
 

@@ -76,6 +76,13 @@ class BlePeripheralSettings(_Section):
     profile: str = "omi"
     backend: str = "bluez"
     address: str = ""
+    silence_timeout: float = Field(5.0, gt=0, le=600)
+    scan_timeout: float = Field(5.0, gt=0, le=120)
+    connect_timeout: float = Field(10.0, gt=0, le=120)
+    backoff_initial: float = Field(0.5, gt=0, le=60)
+    backoff_max: float = Field(30.0, gt=0, le=600)
+    photo_interval: float = Field(0.0, ge=0, le=3600)
+    local_output: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> BlePeripheralSettings:

@@ -19,11 +19,11 @@ import pytest
 
 from daemon.agent import Agent
 from daemon.config import ConfigError, MqttSettings, Settings, load_settings
-from daemon.home.service import HomeService
 from daemon.live.events import InputTranscript, OutputTranscript, ToolCallRequest, TurnComplete
 from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.tools.calls import FunctionCall
+from daemon.tools.home_service import HomeService
 from daemon.tools.home_tools import CONTROL_DEVICE
 from daemon.tools.registry import ToolRegistry
 from simulator.broker import free_port

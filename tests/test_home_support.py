@@ -19,12 +19,12 @@ from typing import Any
 from daemon.config import MqttSettings, Settings, ToolsSettings
 from daemon.home.discovery import Discovered
 from daemon.home.mqtt import MqttConnection, MqttMessage
-from daemon.home.service import HomeService
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.tools.calls import FunctionCall, ToolResponse
 from daemon.tools.dispatch import ToolDispatcher
+from daemon.tools.home_service import HomeService
 from daemon.tools.registry import ToolRegistry
 from simulator.broker import PrivateBroker
 from simulator.home import VirtualDevice, VirtualHome, default_devices, extra_devices

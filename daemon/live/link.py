@@ -137,9 +137,11 @@ class LiveLink:
         self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
         self._wake.set()
 
-    def send_video(self, frame: VideoFrame) -> None:
+    def send_video(self, frame: VideoFrame, *, force: bool = False) -> None:
+        """Queue a frame within live.video_fps; `force` (a photo the model asked
+        for) skips the rate limit."""
         before = self._uplink.stats.video_superseded
-        if not self._uplink.offer_video(frame, time.monotonic()):
+        if not self._uplink.offer_video(frame, time.monotonic(), force=force):
             self._metrics.uplink_video_skipped.labels("rate").inc()
             return
         if self._uplink.stats.video_superseded > before:

@@ -111,9 +111,10 @@ class UplinkBuffer:
         return len(self._pending)
 
     # video ----------------------------------------------------------------
-    def offer_video(self, frame: VideoFrame, now: float) -> bool:
+    def offer_video(self, frame: VideoFrame, now: float, *, force: bool = False) -> bool:
         """Keep the frame if the rate allows; only the newest unsent frame is kept."""
-        if self._last_video_at is not None and now - self._last_video_at < self._video_interval:
+        last = self._last_video_at
+        if not force and last is not None and now - last < self._video_interval:
             self.stats.video_rate_limited += 1
             return False
         if self._video is not None:

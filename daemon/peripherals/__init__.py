@@ -27,7 +27,7 @@ def make_peripheral(settings: PeripheralSettings) -> Peripheral:
             raise PeripheralUnavailable(f"peripheral.file.input: {exc}") from None
     if settings.kind == "ble":
         from daemon.peripherals.ble.backends import BackendError
-        from daemon.peripherals.ble.peripheral import BlePeripheral
+        from daemon.peripherals.ble.peripheral import BlePeripheral, PhotoUnavailable
         from daemon.peripherals.ble.profile import ProfileError, load_profile
 
         bs = settings.ble
@@ -35,10 +35,36 @@ def make_peripheral(settings: PeripheralSettings) -> Peripheral:
             profile = load_profile(bs.profile)
         except ProfileError as exc:
             raise PeripheralUnavailable(f"peripheral.ble.profile: {exc}") from None
+        fallback = None
+        if bs.local_output:
+            from daemon.peripherals.audio_device import AudioDeviceError, Speaker
+
+            try:
+                fallback = Speaker("" if bs.local_output == "default" else bs.local_output,
+                                   24_000)
+                fallback.open()
+            except AudioDeviceError as exc:
+                raise PeripheralUnavailable(f"peripheral.ble.local_output: {exc}") from None
         try:
-            return BlePeripheral(profile, bs.backend, address=bs.address)
+            ble = BlePeripheral(
+                profile,
+                bs.backend,
+                address=bs.address,
+                silence_timeout=bs.silence_timeout,
+                scan_timeout=bs.scan_timeout,
+                connect_timeout=bs.connect_timeout,
+                backoff_initial=bs.backoff_initial,
+                backoff_cap=bs.backoff_max,
+                speaker_fallback=fallback,
+            )
         except BackendError as exc:
             raise PeripheralUnavailable(f"peripheral.ble.{exc}") from None
+        if bs.photo_interval:
+            try:
+                ble.set_photo_interval(bs.photo_interval)
+            except PhotoUnavailable as exc:
+                raise PeripheralUnavailable(f"peripheral.ble.photo_interval: {exc}") from None
+        return ble
     if settings.kind == "kiosk":
         from daemon.peripherals.audio_device import AudioDeviceError
         from daemon.peripherals.kiosk import KioskPeripheral

@@ -246,7 +246,7 @@ class Speaker:
         self.played_seconds += got / (SAMPLE_WIDTH * self._dev_rate)
         return b"".join(parts)
 
-    def write(self, pcm: bytes, rate: int) -> None:
+    def play(self, pcm: bytes, rate: int) -> None:
         if rate != self.rate:
             raise ValueError(f"speaker expects {self.rate} Hz, got {rate} Hz")
         if self._resampler is not None:
@@ -258,14 +258,14 @@ class Speaker:
             self._buf.append(pcm)
             self._buffered += len(pcm)
 
-    def flush(self) -> float:
+    def flush_playback(self) -> float:
         with self._lock:
             dropped = self._buffered
             self._buf.clear()
             self._buffered = 0
         return pcm_duration(dropped, getattr(self, "_dev_rate", self.rate))
 
-    def pending(self) -> float:
+    def playback_pending(self) -> float:
         with self._lock:
             return pcm_duration(self._buffered, getattr(self, "_dev_rate", self.rate))
 

@@ -67,13 +67,13 @@ class KioskPeripheral(Peripheral):
             sink.audio(AudioChunk(pcm, UPLINK_RATE, time.monotonic()))
 
     def play(self, pcm: bytes, rate: int) -> None:
-        self._speaker.write(pcm, rate)
+        self._speaker.play(pcm, rate)
 
     def flush_playback(self) -> float:
-        return self._speaker.flush()
+        return self._speaker.flush_playback()
 
     def playback_pending(self) -> float:
-        return self._speaker.pending()
+        return self._speaker.playback_pending()
 
     def status(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,117 @@
+"""The Agent's media policy, with the real Live link (not connected) and a
+stand-in camera peripheral: when frames go up, when audio is withheld."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+
+from daemon.agent import Agent
+from daemon.config import LiveSettings
+from daemon.live.events import ModelAudio, TurnComplete
+from daemon.live.link import LiveLink
+from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.metrics import Metrics
+from daemon.peripherals.base import MediaSink, Peripheral
+from daemon.tools.calls import FunctionCall
+from daemon.tools.registry import ToolRegistry
+
+pytestmark = pytest.mark.timeout(20)
+
+SPEECH = (np.sin(np.arange(640) / 3) * 8000).astype("<i2").tobytes()
+QUIET = bytes(1280)
+
+
+class Camera(Peripheral):
+    kind = "camera"
+
+    def __init__(self) -> None:
+        self.sink: MediaSink | None = None
+        self.photos = 0
+
+    async def run(self, sink: MediaSink) -> None:
+        self.sink = sink
+        await asyncio.Future()
+
+    async def take_photo(self) -> None:
+        self.photos += 1
+        assert self.sink is not None
+        sink = self.sink
+        asyncio.get_running_loop().call_later(0.05, sink.video, VideoFrame(b"photo", 0.0))
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        pass
+
+    def flush_playback(self) -> float:
+        return 0.0
+
+
+@pytest.fixture
+async def agent() -> Agent:
+    metrics = Metrics()
+    link = LiveLink(LiveSettings(), SecretStr("k" * 20), metrics)
+    agent = Agent(link, Camera(), ToolRegistry(), metrics)
+    return agent
+
+
+def sent_frame(agent: Agent) -> bytes | None:
+    frame = agent.link._uplink.take_video()
+    return None if frame is None else frame.jpeg
+
+
+def test_frames_wait_for_the_user_to_talk(agent: Agent) -> None:
+    agent.video(VideoFrame(b"idle", 0.0))
+    assert sent_frame(agent) is None
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="video_idle") == 1
+    agent.audio(AudioChunk(QUIET, 16_000, time.monotonic()))
+    agent.video(VideoFrame(b"still idle", 0.0))
+    assert sent_frame(agent) is None
+    agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    agent.video(VideoFrame(b"talking", 0.0))
+    assert sent_frame(agent) == b"talking"
+
+
+def test_no_frames_while_the_model_speaks(agent: Agent) -> None:
+    agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    agent._handle(ModelAudio(b"\0\0" * 100))
+    agent.video(VideoFrame(b"during reply", 0.0))
+    assert sent_frame(agent) is None
+    agent._handle(TurnComplete())
+    agent.link._uplink._last_video_at = None
+    agent.video(VideoFrame(b"after reply", 0.0))
+    assert sent_frame(agent) == b"after reply"
+
+
+def test_camera_switch_and_mute_withhold_everything(agent: Agent) -> None:
+    agent.set_camera_enabled(False)
+    agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    agent.video(VideoFrame(b"x", 0.0))
+    assert sent_frame(agent) is None
+    agent.set_mic_muted(True)
+    before = agent.link._uplink.audio_chunks
+    agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    assert agent.link._uplink.audio_chunks == before
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="audio") == 1
+
+
+async def test_look_tool_sends_a_photo_even_when_idle(agent: Agent) -> None:
+    assert "look" in agent.registry.names()
+    results: list[Any] = []
+    agent.dispatcher._respond = results.append  # type: ignore[method-assign]
+    agent.link._expected_calls.add("c1")
+    task = asyncio.create_task(agent.dispatcher.run())
+    pump = asyncio.create_task(agent.peripheral.run(agent))
+    await asyncio.sleep(0)
+    agent.dispatcher.submit([FunctionCall("c1", "look", {})])
+    async with asyncio.timeout(5):
+        while not results:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    pump.cancel()
+    assert "photo" in results[0].response["output"]
+    assert sent_frame(agent) == b"photo"
