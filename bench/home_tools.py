@@ -86,10 +86,10 @@ async def home_process(host: str, port: int) -> AsyncIterator[None]:
 async def measure_latency(calls: int, warmup: int) -> dict[str, float]:
     from daemon.config import MqttSettings, Settings
     from daemon.home.mqtt import PublishOutcome
-    from daemon.home.service import HomeService
     from daemon.ops.metrics import Metrics
     from daemon.tools.calls import FunctionCall, ToolResponse
     from daemon.tools.dispatch import ToolDispatcher
+    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
     from simulator.broker import PrivateBroker
 
@@ -200,8 +200,8 @@ def many_devices(count: int) -> list[Any]:
 async def child(host: str, port: int, count: int) -> None:
     """The measured process: report, wait for the devices, report again."""
     from daemon.config import MqttSettings, Settings
-    from daemon.home.service import HomeService
     from daemon.ops.metrics import Metrics
+    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
 
     settings = Settings(
