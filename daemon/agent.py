@@ -82,6 +82,7 @@ class Agent:
         self._last_speech_at = -1e9
         self._frame_wanted_until = 0.0
         self._frame_sent = asyncio.Event()
+        metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
         if hasattr(peripheral, "take_photo"):
             registry.register(Tool("look", LOOK_DESCRIPTION,

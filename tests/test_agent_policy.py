@@ -115,3 +115,12 @@ async def test_look_tool_sends_a_photo_even_when_idle(agent: Agent) -> None:
     pump.cancel()
     assert "photo" in results[0].response["output"]
     assert sent_frame(agent) == b"photo"
+
+
+def test_peripheral_counters_reach_metrics(agent: Agent) -> None:
+    agent.peripheral.status = lambda: {  # type: ignore[method-assign]
+        "kind": "ble", "rssi": -61, "connected": True, "audio_framing": {"gaps": 3}}
+    text = agent.metrics.render().decode()
+    assert 'edge_peripheral_stat{key="audio_framing.gaps"} 3.0' in text
+    assert 'edge_peripheral_stat{key="rssi"} -61.0' in text
+    assert 'edge_peripheral_stat{key="connected"} 1.0' in text

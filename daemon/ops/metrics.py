@@ -6,7 +6,15 @@ retried or timed out. A registry per instance keeps tests independent.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 LINK_STATES = ("idle", "connecting", "connected", "handover", "backoff", "failed", "stopped")
 
@@ -166,6 +174,15 @@ class Metrics:
         )
         self.set_link_state("idle")
 
+    def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
+        """Expose every number in `status()` (nested dicts flattened with dots) as
+        `edge_<name>_stat{key="..."}`, read at scrape time.
+
+        Peripherals keep plain counters in dataclasses on their hot paths (every
+        BLE notification); this makes all of them visible without a metric each.
+        """
+        self.registry.register(_StatusCollector(f"edge_{name}_stat", status))
+
     def set_link_state(self, state: str) -> None:
         for s in LINK_STATES:
             self.link_state.labels(s).set(1 if s == state else 0)
@@ -177,3 +194,31 @@ class Metrics:
         """Current value of a sample; 0 when it was never touched (for tests, status)."""
         got = self.registry.get_sample_value(name, labels)
         return 0.0 if got is None else got
+
+
+class _StatusCollector(Collector):
+    def __init__(self, metric: str, status: Callable[[], Mapping[str, Any]]) -> None:
+        self._metric = metric
+        self._status = status
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._metric, "Counters and readings of a component, by key",
+                                   labels=["key"])
+        try:
+            for key, value in _numbers(self._status(), ""):
+                family.add_metric([key], value)
+        except Exception:
+            log.exception("status source %s failed", self._metric)
+        yield family
+
+
+def _numbers(tree: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, float]]:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, int | float):  # bool is an int: 0 / 1
+            yield path, float(value)
+        elif isinstance(value, Mapping):
+            yield from _numbers(value, path + ".")
