@@ -39,6 +39,7 @@ from typing import Self
 import aiomqtt
 from aiomqtt.exceptions import MqttCodeError
 
+from daemon.backoff import Backoff
 from daemon.config import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -177,13 +178,12 @@ class MqttConnection:
         )
         self.stats = MqttStats()
         self._keepalive = keepalive
-        self._backoff = (backoff_initial, backoff_max)
+        self._backoff = Backoff(backoff_initial, backoff_max, immediate_first=False, rng=rng)
         self._stable_after = stable_after
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout
         self._max_queued = max_queued_messages
         self._clean_session = clean_session
-        self._rng = rng or random.Random()
         self._tls = self._tls_context(settings)
         self._subs: dict[str, list[Subscription]] = {}
         self._wildcard_cache: list[str] | None = None
@@ -454,14 +454,8 @@ class MqttConnection:
         finally:
             self._running = False
 
-    def _delay(self, attempt: int) -> float:
-        initial, cap = self._backoff
-        base: float = min(cap, initial * 2.0 ** min(attempt, 30))
-        return base / 2 + self._rng.random() * base / 2
-
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
-        attempt = 0
         while True:
             self.stats.connect_attempts += 1
             started = loop.time()
@@ -477,9 +471,8 @@ class MqttConnection:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("MQTT connection to %s failed", self._where())
             if lasted is not None and lasted >= self._stable_after:
-                attempt = 0
-            delay = self._delay(attempt)
-            attempt += 1
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
             log.info("MQTT reconnecting in %.2fs (after %.1fs)", delay, loop.time() - started)
             await asyncio.sleep(delay)
 
