@@ -266,3 +266,26 @@ async def test_video_is_rate_limited_and_only_the_newest_frame_waits(
     assert metrics.value("edge_live_uplink_video_skipped_frames_total", reason="superseded") == 1
     assert metrics.value("edge_live_uplink_video_skipped_frames_total", reason="rate") == 1
     assert metrics.value("edge_live_uplink_video_frames_total") == 1
+
+
+async def test_goaway_during_a_tool_call_waits_for_a_quiet_moment(
+    server: FakeLiveServer,
+) -> None:
+    armed = server.arm(Fault.GOAWAY, Trigger.TOOL_CALL, n=1, time_left=5.0)
+    talker = Talker(utterances(2))
+    async with running(server, talker) as run:
+        await armed.wait()
+        await run.until(lambda: run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    # the pending call was answered on the old socket and its reply finished there
+    (resp,) = server.tool_responses
+    assert resp.connection == 0
+    first_turn = server.turns[0]
+    assert first_turn.completed_on == 0
+    assert not first_turn.interrupted
+    # then the handover, resuming with the handle issued after that turn
+    assert len(server.connections) == 2
+    assert server.connections[1].requested_handle == handles_issued_on(server, 0)[-1]
+    assert server.connections[0].close_sent is None or server.connections[0].close_sent[0] != 1011
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)

@@ -50,16 +50,16 @@ def test_server_content_becomes_events_in_order() -> None:
     }}))
     assert events == [InputTranscript("hi", True), ModelAudio(b"\x01\x02", 24000),
                       OutputTranscript("hello", False), GenerationComplete(), TurnComplete()]
-    assert ctl.model_active is False
+    assert ctl.turn_active is False
     assert ctl.audio_bytes == 2
 
 
 def test_interruption_and_activity() -> None:
     events, ctl = wire.translate(msg({"server_content": {"interrupted": True}}))
     assert events == [Interrupted()]
-    assert ctl.model_active is False
+    assert ctl.turn_active is False
     _, ctl = wire.translate(msg({"server_content": {"model_turn": {"parts": [{"text": "x"}]}}}))
-    assert ctl.model_active is True
+    assert ctl.turn_active is True
 
 
 def test_tool_calls_cancellations_usage_and_control() -> None:

@@ -84,7 +84,7 @@ class LiveLink:
         self._backoff = backoff or Backoff(settings.backoff_initial, settings.backoff_max)
         self._handle: str | None = None
         self._resumable = False
-        self._model_active = False
+        self._turn_active = False
         self._expected_calls: set[str] = set()
         self._conn: _Connection | None = None
         self._tools_dirty = False
@@ -291,7 +291,7 @@ class LiveLink:
             self._metrics.tool_responses_lost.inc(n)
             log.warning("%d tool answer(s) belong to the ended session and are dropped", n)
         self._expected_calls.clear()
-        self._model_active = False
+        self._turn_active = False
 
     def _drop_handle(self, reason: str) -> None:
         if self._handle is not None:
@@ -402,8 +402,8 @@ class LiveLink:
             self._resumable = ctl.resumable
         if ctl.new_handle:
             self._handle = ctl.new_handle
-        if ctl.model_active is not None:
-            self._model_active = ctl.model_active
+        if ctl.turn_active is not None:
+            self._turn_active = ctl.turn_active
         self._expected_calls.update(ctl.call_ids)
         self._expected_calls.difference_update(ctl.cancelled_ids)
         if ctl.go_away_in is not None:
@@ -415,10 +415,15 @@ class LiveLink:
         self._check_handover(conn)
 
     def _check_handover(self, conn: _Connection) -> None:
-        """After GoAway, move at a quiet, resumable moment, or at the deadline."""
+        """After GoAway, move at a quiet, resumable moment, or at the deadline.
+
+        Quiet means no turn under way (nothing heard and unanswered, no call
+        pending, the model not speaking): a resumable point inside a turn, such
+        as right after a tool answer, would cut the reply that follows.
+        """
         if conn.go_away_deadline is None:
             return
-        quiet = self._resumable and not self._model_active and not self._expected_calls
+        quiet = self._resumable and not self._turn_active and not self._expected_calls
         if quiet or time.monotonic() >= conn.go_away_deadline:
             conn.finish("goaway")
 

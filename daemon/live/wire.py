@@ -113,7 +113,7 @@ class Control:
     new_handle: str | None = None
     resumable: bool | None = None
     go_away_in: float | None = None
-    model_active: bool | None = None
+    turn_active: bool | None = None  # a turn is under way: heard, thinking, calling, speaking
     call_ids: list[str] = field(default_factory=list)
     cancelled_ids: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
@@ -137,11 +137,12 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
     if sc is not None:
         ctl.kinds.append("server_content")
         if sc.input_transcription is not None and sc.input_transcription.text:
+            ctl.turn_active = True
             events.append(
                 InputTranscript(sc.input_transcription.text, bool(sc.input_transcription.finished))
             )
         if sc.model_turn is not None and sc.model_turn.parts:
-            ctl.model_active = True
+            ctl.turn_active = True
             for part in sc.model_turn.parts:
                 blob = part.inline_data
                 if blob is not None and blob.data:
@@ -154,12 +155,12 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
                 )
             )
         if sc.interrupted:
-            ctl.model_active = False
+            ctl.turn_active = False
             events.append(Interrupted())
         if sc.generation_complete:
             events.append(GenerationComplete())
         if sc.turn_complete:
-            ctl.model_active = False
+            ctl.turn_active = False
             events.append(TurnComplete())
     if msg.tool_call is not None and msg.tool_call.function_calls:
         ctl.kinds.append("tool_call")
@@ -168,6 +169,7 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
             for fc in msg.tool_call.function_calls
         )
         ctl.call_ids.extend(c.id for c in calls)
+        ctl.turn_active = True
         events.append(ToolCallRequest(calls))
     if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:
         ctl.kinds.append("tool_call_cancellation")
