@@ -142,3 +142,54 @@ async def test_sim_live_serves_until_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+async def test_run_under_systemd_with_health_endpoint(
+    server: FakeLiveServer, tmp_path: Path
+) -> None:
+    import socket
+    import urllib.request
+
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.setblocking(False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _env(server, tmp_path, NOTIFY_SOCKET=str(notify), WATCHDOG_USEC="400000")
+    proc = await _spawn("run", "--health-port", str(port), env=env)
+    loop = asyncio.get_running_loop()
+    messages: list[str] = []
+
+    async def until(text: str) -> None:
+        while not any(text in m for m in messages):
+            messages.append((await loop.sock_recv(sock, 4096)).decode())
+
+    try:
+        await asyncio.wait_for(until("READY=1"), 20)
+        await asyncio.wait_for(until("WATCHDOG=1"), 5)
+        await server.wait_until(lambda: len(server.connections) >= 1, timeout=10)
+
+        def get(path: str) -> tuple[int, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+
+        for _ in range(50):  # connected shortly after READY
+            status, body = await asyncio.to_thread(get, "/healthz")
+            if '"live_link": "connected"' in body:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200
+        assert '"live_link": "connected"' in body
+        _, metrics = await asyncio.to_thread(get, "/metrics")
+        assert 'edge_live_link_state{state="connected"} 1.0' in metrics
+        assert SECRET not in metrics
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(until("STOPPING=1"), 5)
+        await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        sock.close()
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0
