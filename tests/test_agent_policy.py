@@ -82,7 +82,7 @@ def test_no_frames_while_the_model_speaks(agent: Agent) -> None:
     agent.video(VideoFrame(b"during reply", 0.0))
     assert sent_frame(agent) is None
     agent._handle(TurnComplete())
-    agent.link._uplink._last_video_at = None
+    agent.link._uplink._next_video_at = None
     agent.video(VideoFrame(b"after reply", 0.0))
     assert sent_frame(agent) == b"after reply"
 

@@ -253,7 +253,7 @@ async def test_video_is_rate_limited_and_only_the_newest_frame_waits(
     try:
         # offline: two frames offered 1 s apart (by the link's clock); only the newest waits
         link.send_video(VideoFrame(frames[0], 0.0))
-        link._uplink._last_video_at = -10.0  # as if a second had passed
+        link._uplink._next_video_at = -10.0  # as if a second had passed
         link.send_video(VideoFrame(frames[1], 0.0))
         await server.wait_until(lambda: len(server.video_frames) >= 1, timeout=5)
         link.send_video(VideoFrame(frames[2], 0.0))  # within the same second: skipped

@@ -91,3 +91,15 @@ def test_unconfirmed_audio_is_requeued_in_order() -> None:
     assert got == [2, 3, 4, 5]
     ub.confirm_all()
     assert ub.audio_seconds == 0
+
+
+def test_video_schedule_tolerates_jitter_but_keeps_the_average() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    # a camera delivering every 1.0 s +- 30 ms: every frame is taken
+    times = [0.0, 0.98, 2.01, 2.97, 4.0, 4.99]
+    assert all(ub.offer_video(VideoFrame(b"f", 0), t) for t in times)
+    # a camera delivering twice a second: one in two is taken, on schedule
+    ub = UplinkBuffer(1.0, 1.0)
+    taken = [t / 2 for t in range(20) if ub.offer_video(VideoFrame(b"f", 0), t / 2)]
+    assert len(taken) == 10
+    assert ub.stats.video_rate_limited == 10

@@ -41,7 +41,7 @@ class UplinkBuffer:
         self._seq = 0
         self._video: VideoFrame | None = None
         self._video_interval = 1.0 / video_fps
-        self._last_video_at: float | None = None
+        self._next_video_at: float | None = None
         self._responses: deque[ToolResponse] = deque(maxlen=256)
         self.stream_end_pending = False
         self.stats = UplinkStats()
@@ -112,15 +112,22 @@ class UplinkBuffer:
 
     # video ----------------------------------------------------------------
     def offer_video(self, frame: VideoFrame, now: float, *, force: bool = False) -> bool:
-        """Keep the frame if the rate allows; only the newest unsent frame is kept."""
-        last = self._last_video_at
-        if not force and last is not None and now - last < self._video_interval:
+        """Keep the frame if the rate allows; only the newest unsent frame is kept.
+
+        Frames are accepted on a schedule of one per interval, with a tenth of an
+        interval of slack: a camera that delivers every second, give or take a
+        few milliseconds, is not cut to one frame every two seconds, and the
+        average stays within the rate.
+        """
+        slack = 0.1 * self._video_interval
+        if not force and self._next_video_at is not None and now < self._next_video_at - slack:
             self.stats.video_rate_limited += 1
             return False
         if self._video is not None:
             self.stats.video_superseded += 1
         self._video = frame
-        self._last_video_at = now
+        base = now if self._next_video_at is None else max(now, self._next_video_at)
+        self._next_video_at = base + self._video_interval
         return True
 
     def take_video(self) -> VideoFrame | None:
