@@ -465,7 +465,12 @@ class VirtualGlasses:
         packet_id_start: int = 0,
         advertising_interval_ms: float = ADV_INTERVAL_MS,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_audio_notify: Callable[[bytes, float], None] | None = None,
     ) -> None:
+        """`on_audio_notify` is a measurement hook (bench/ble_pipeline.py): called with
+        every notification on the audio characteristic and `time.monotonic()` just before
+        it is handed to the BLE stack. Unset, it costs one attribute test per notification.
+        """
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         p = self.profile
         self.transport_spec = transport
@@ -486,6 +491,7 @@ class VirtualGlasses:
         self.speaker_pcm = bytearray()
         self.ready = asyncio.Event()  # advertising
         self._on_event = on_event
+        self._on_audio_notify = on_audio_notify
         self._record_path = record_speaker
         self._recorder: wave.Wave_write | None = None
         self._speaker_decoder: OpusDecoder | None = None
@@ -884,6 +890,9 @@ class VirtualGlasses:
         if len(value) > limit:  # what the stack would do anyway, counted here
             self.stats.truncated += 1
             value = value[:limit]
+        hook = self._on_audio_notify
+        if hook is not None and char is self._chars.get(self.profile.characteristics.audio_data):
+            hook(value, time.monotonic())
         try:
             await device.notify_subscriber(link.conn, char, value)
         except Exception as exc:  # the link went away under us
