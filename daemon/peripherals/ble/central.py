@@ -124,6 +124,7 @@ class BleCentral:
         self.connect_timeout = connect_timeout
         self.mtu_timeout = mtu_timeout
         self.stats = LinkStats()
+        self._unseen_scans = 0
         self.state: LinkState = "idle"
         self.last_found: ScanResult | None = None
         self._backoff = Backoff(backoff_initial, max(backoff_cap, backoff_initial), rng=rng)
@@ -225,12 +226,20 @@ class BleCentral:
         try:
             found = await self.scan()
         except Exception as exc:  # the adapter or radio itself failed
+            self._unseen_scans = 0  # back off: a failing scan must not spin
             self._count(self.stats.connect_failures, "scan_error")
             log.warning("BLE scan failed: %s", exc)
             return None
         if found is None:
-            log.info("BLE: no %s seen in %.1f s", self.profile.display_name, self.scan_timeout)
+            self._unseen_scans += 1
+            log.log(
+                logging.INFO if self._unseen_scans == 1 else logging.DEBUG,
+                "BLE: no %s seen in %.1f s; still scanning",
+                self.profile.display_name,
+                self.scan_timeout,
+            )
             return None
+        self._unseen_scans = 0
         self.last_found = found
         self.state = "connecting"
         self.stats.connect_attempts += 1
@@ -275,7 +284,11 @@ class BleCentral:
             while True:
                 link = await self._establish()
                 if link is None:
-                    await self._pause()
+                    if self._unseen_scans == 0:  # seen but failed: back off
+                        await self._pause()
+                    # Not seen: scan again at once. The scan window paces the loop,
+                    # and glasses coming back are found within one window, not
+                    # after a backoff that grew while they were away.
                     continue
                 self.state = "connected"
                 reason = "session_error"
