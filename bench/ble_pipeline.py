@@ -99,7 +99,8 @@ async def glasses(transport: str, profile: str, pid_start: int, rec: IO[bytes],
                   log: IO[str]) -> None:
     """`rec` is unbuffered (one write(2) per notification, so a SIGKILL loses no record)
     and `log` line-buffered."""
-    from simulator.glasses import VirtualGlasses, read_wav
+    from daemon.media.wav import read_wav
+    from simulator.glasses import VirtualGlasses
 
     pcm, rate = read_wav(AUDIO_WAV)
 

@@ -326,14 +326,14 @@ async def _demo_glasses(
     done: asyncio.Event,
 ) -> str:
     """A virtual radio and virtual glasses that speak `wav`; returns the daemon's backend."""
+    from daemon.media.wav import WavError, read_wav
     from daemon.peripherals.ble.profile import ProfileError, load_profile
-    from daemon.peripherals.file import WavError, read_wav_16k
     from simulator.glasses import VirtualGlasses
     from simulator.radio import VirtualRadio
 
     try:
         profile = load_profile(profile_name)
-        pcm = read_wav_16k(wav)
+        pcm = read_wav(wav, 16_000)[0]
     except (ProfileError, WavError) as exc:
         raise UsageError(str(exc)) from None
     speaker_wav.parent.mkdir(parents=True, exist_ok=True)

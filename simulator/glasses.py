@@ -50,6 +50,7 @@ from bumble.transport.common import Transport
 
 from daemon.media.codecs import CodecSpec, mulaw_encode, pcm16_to_pcm8
 from daemon.media.opus import OpusDecoder, OpusEncoder, OpusError
+from daemon.media.wav import read_wav
 from daemon.peripherals.ble.framing import (
     FrameFlags,
     frame_data_messages,
@@ -308,24 +309,6 @@ class GlassesStats:
 
 
 # ================================================================ audio source
-def read_wav(path: Path) -> tuple[bytes, int]:
-    """A mono 16-bit WAV's PCM and rate (stereo is averaged). ValueError if unusable."""
-    try:
-        with wave.open(str(path), "rb") as wf:
-            if wf.getsampwidth() != SAMPLE_WIDTH:
-                raise ValueError(f"{path}: must be 16-bit PCM")
-            rate, channels = wf.getframerate(), wf.getnchannels()
-            raw = wf.readframes(wf.getnframes())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (wave.Error, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable WAV file ({exc})") from None
-    samples = np.frombuffer(raw, dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
-    return samples.tobytes(), rate
-
-
 def _resample(pcm: bytes, src: int, dst: int) -> bytes:
     if src == dst or not pcm:
         return pcm

@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from daemon.media.wav import read_wav
+
 __all__ = [
     "OUTPUT_SAMPLE_RATE",
     "ReplyAudio",
@@ -408,20 +410,4 @@ def _render_tone(
 @functools.lru_cache(maxsize=16)
 def _load_wav_24k(path: str) -> bytes:
     """Read a 16-bit WAV, downmix to mono and resample to 24 kHz if needed."""
-    with wave.open(path, "rb") as w:
-        channels, width, rate, frames = (
-            w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-        )
-        if width != 2:
-            raise ValueError(f"must be 16-bit PCM, got {8 * width}-bit")
-        if rate <= 0 or frames > rate * _MAX_AUDIO_MS / 1000.0:
-            raise ValueError(f"must be at most {_MAX_AUDIO_MS / 1000:.0f} s long")
-        raw = w.readframes(frames)
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
-    if channels > 1:
-        samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
-    if rate != OUTPUT_SAMPLE_RATE and len(samples) > 0:
-        n_out = round(len(samples) * OUTPUT_SAMPLE_RATE / rate)
-        x_out = np.arange(n_out, dtype=np.float64) * rate / OUTPUT_SAMPLE_RATE
-        samples = np.interp(x_out, np.arange(len(samples), dtype=np.float64), samples)
-    return np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes()
+    return read_wav(path, OUTPUT_SAMPLE_RATE, max_seconds=_MAX_AUDIO_MS / 1000.0)[0]

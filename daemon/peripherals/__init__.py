@@ -12,7 +12,8 @@ class PeripheralUnavailable(Exception):
 
 def make_peripheral(settings: PeripheralSettings) -> Peripheral:
     if settings.kind == "file":
-        from daemon.peripherals.file import FilePeripheral, WavError
+        from daemon.media.wav import WavError
+        from daemon.peripherals.file import FilePeripheral
 
         fs = settings.file
         try:

@@ -20,36 +20,13 @@ import numpy as np
 import soxr
 
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
+from daemon.media.wav import read_wav
 from daemon.peripherals.base import MediaSink, Peripheral
 
 log = logging.getLogger(__name__)
 
 MAX_PLAYBACK_SECONDS = 120.0
 BACKLOG_LIMIT = 0.5
-
-
-class WavError(ValueError):
-    pass
-
-
-def read_wav_16k(path: Path) -> bytes:
-    """A WAV file as 16 kHz mono 16-bit PCM; other rates and stereo are converted."""
-    try:
-        with wave.open(str(path), "rb") as wf:
-            if wf.getsampwidth() != SAMPLE_WIDTH:
-                raise WavError(f"{path}: must be 16-bit PCM, is {8 * wf.getsampwidth()}-bit")
-            rate, channels = wf.getframerate(), wf.getnchannels()
-            raw = wf.readframes(wf.getnframes())
-    except FileNotFoundError:
-        raise WavError(f"{path}: no such file") from None
-    except (wave.Error, EOFError) as exc:
-        raise WavError(f"{path}: not a readable WAV file ({exc})") from None
-    samples = np.frombuffer(raw, dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
-    if rate != UPLINK_RATE:
-        samples = soxr.resample(samples, rate, UPLINK_RATE)
-    return np.asarray(samples, dtype="<i2").tobytes()
 
 
 class FilePeripheral(Peripheral):
@@ -65,7 +42,7 @@ class FilePeripheral(Peripheral):
         tail_silence: float = 2.0,
         output_rate: int = 24_000,
     ) -> None:
-        self._pcm = read_wav_16k(input_path) if input_path is not None else b""
+        self._pcm = read_wav(input_path, UPLINK_RATE)[0] if input_path is not None else b""
         self._input_path = input_path
         self._output_path = output_path
         self._realtime = realtime

@@ -1,0 +1,41 @@
+"""WAV files as mono 16-bit PCM at the rate the caller needs."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from daemon.media.types import SAMPLE_WIDTH
+
+
+class WavError(ValueError):
+    """The file is missing, unreadable or not 16-bit PCM; the message names it."""
+
+
+def read_wav(path: Path | str, rate: int | None = None, *, max_seconds: float | None = None) -> (
+    tuple[bytes, int]
+):
+    """The file's PCM, stereo averaged to mono, resampled to `rate` if given."""
+    try:
+        with wave.open(str(path), "rb") as wf:
+            if wf.getsampwidth() != SAMPLE_WIDTH:
+                raise WavError(f"{path}: must be 16-bit PCM, is {8 * wf.getsampwidth()}-bit")
+            src, channels, frames = wf.getframerate(), wf.getnchannels(), wf.getnframes()
+            if max_seconds is not None and frames > src * max_seconds:
+                raise WavError(f"{path}: longer than {max_seconds:g} s")
+            raw = wf.readframes(frames)
+    except FileNotFoundError:
+        raise WavError(f"{path}: no such file") from None
+    except (wave.Error, EOFError) as exc:
+        raise WavError(f"{path}: not a readable WAV file ({exc})") from None
+    samples = np.frombuffer(raw, dtype="<i2")
+    if channels > 1:
+        samples = samples[: len(samples) // channels * channels].reshape(-1, channels)
+        samples = samples.mean(axis=1).astype("<i2")
+    if rate is not None and rate != src and samples.size:
+        samples = np.asarray(soxr.resample(samples, src, rate), dtype="<i2")
+        src = rate
+    return samples.tobytes(), src
