@@ -56,6 +56,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any
 
+from procstat import cpu_seconds, percentile, rss_mb  # bench/, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_WAV = ROOT / "simulator" / "assets" / "demo_conversation.wav"
 KEY = "bench-key-0123456789"
@@ -208,21 +210,7 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
 
 
 # -- orchestrator ---------------------------------------------------------------
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def _proc_rss_mb(pid: int, key: str = "VmHWM") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else float("nan")
 
 
 def _median(values: list[float]) -> float:
@@ -321,12 +309,12 @@ def orchestrate(quick: bool, profile: str, cycles: int, down: float, photo_every
         # steady streaming: CPU of every process over the window
         time.sleep(warm)
         others = {"daemon": dmn, "glasses": gl, "radio": radio, "server": server}
-        c0 = {k: _proc_cpu_seconds(p.pid) for k, p in others.items()}
+        c0 = {k: cpu_seconds(p.pid) for k, p in others.items()}
         t0 = time.monotonic()
         time.sleep(window)
         t1 = time.monotonic()
         for k, p in others.items():
-            cpu[k] = (_proc_cpu_seconds(p.pid) - c0[k]) / (t1 - t0) * 100
+            cpu[k] = (cpu_seconds(p.pid) - c0[k]) / (t1 - t0) * 100
         phases["window"] = (t0, t1)
         phases["load"] = os.getloadavg()
 
@@ -342,7 +330,7 @@ def orchestrate(quick: bool, profile: str, cycles: int, down: float, photo_every
             lines.flow_after(restart, 60)
             time.sleep(settle)
 
-        rss = _proc_rss_mb(dmn.pid)
+        rss = rss_mb(dmn.pid)
         phases["end"] = time.monotonic()
         gl.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -452,17 +440,17 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
         "frames_handed": len(handed),
         "steady_frames": len(steady),
         "notify_to_rx_p50_ms": _median(n2rx),
-        "notify_to_rx_p99_ms": _pct(n2rx, 99),
+        "notify_to_rx_p99_ms": percentile(n2rx, 99),
         "rx_to_link_p50_ms": _median(rx2link),
-        "rx_to_link_p99_ms": _pct(rx2link, 99),
+        "rx_to_link_p99_ms": percentile(rx2link, 99),
         "notify_to_link_p50_ms": _median(n2link),
-        "notify_to_link_p99_ms": _pct(n2link, 99),
+        "notify_to_link_p99_ms": percentile(n2link, 99),
         "notify_to_link_max_ms": max(n2link, default=float("nan")),
-        "notify_to_link_p99_all_ms": _pct(n2link_all, 99),
+        "notify_to_link_p99_all_ms": percentile(n2link_all, 99),
         "link_to_server_p50_ms": _median(link2srv),
-        "link_to_server_p99_ms": _pct(link2srv, 99),
+        "link_to_server_p99_ms": percentile(link2srv, 99),
         "notify_to_server_p50_ms": _median(n2srv),
-        "notify_to_server_p99_ms": _pct(n2srv, 99),
+        "notify_to_server_p99_ms": percentile(n2srv, 99),
         "lost_frames": len(missing) - lost_at_kill,
         "lost_at_sigkill": lost_at_kill,
         "handed_not_at_server": len(handed) - len(server_t),

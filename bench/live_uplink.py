@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procstat import cpu_seconds, percentile, rss_mb  # bench/, beside this script
+
 TARGETS = {
     "latency_p50_ms": 2.0,
     "latency_p99_ms": 10.0,
@@ -149,29 +151,15 @@ def measure_floor(base_url: str, ca_file: str, chunk_ms: int, seconds: float) ->
     proc = subprocess.Popen([sys.executable, __file__, "raw", base_url, ca_file, str(seconds),
                              str(tmp / "raw.json"), str(chunk_ms)], env=env)
     time.sleep(2.0)
-    c0, t0 = _proc_cpu_seconds(proc.pid), time.monotonic()
+    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(seconds - 3.0)
-    cpu = (_proc_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
     proc.wait(timeout=30)
     return cpu
 
 
 # -- orchestrator ---------------------------------------------------------------
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def _proc_rss_mb(pid: int, key: str = "VmHWM") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
@@ -196,10 +184,10 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
         time.sleep(max(0.0, t0 + t - time.monotonic()))
 
     at(steady[0])
-    cpu_at["start"] = _proc_cpu_seconds(cli.pid)
+    cpu_at["start"] = cpu_seconds(cli.pid)
     at(steady[1])
-    cpu_at["end"] = _proc_cpu_seconds(cli.pid)
-    rss = _proc_rss_mb(cli.pid)
+    cpu_at["end"] = cpu_seconds(cli.pid)
+    rss = rss_mb(cli.pid)
     at(goaway_at)
     server.stdin.write("goaway\n")
     server.stdin.flush()
@@ -235,7 +223,7 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
         "audio_chunks": len(handed),
         "video_frames": len(got["frames"]),
         "latency_p50_ms": statistics.median(steady_lat),
-        "latency_p99_ms": _pct(steady_lat, 99),
+        "latency_p99_ms": percentile(steady_lat, 99),
         "latency_max_ms": max(steady_lat),
         "goaway_gap_ms": gaps[0] if gaps else float("nan"),
         "abort_gap_ms": gaps[1] if len(gaps) > 1 else float("nan"),
@@ -271,7 +259,8 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--chunk-ms", type=int, default=20, help="audio handed to the link per call")
+    ap.add_argument("--chunk-ms", type=int, default=40,
+                    help="audio handed to the link per call (the file peripheral sends 40)")
     args = ap.parse_args()
     res = orchestrate(args.quick, args.chunk_ms)
     print(f"chunk {args.chunk_ms} ms, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
