@@ -289,3 +289,36 @@ async def test_goaway_during_a_tool_call_waits_for_a_quiet_moment(
     assert server.connections[0].close_sent is None or server.connections[0].close_sent[0] != 1011
     assert_exactly_once_in_order(run)
     assert_no_call_unanswered(run)
+
+
+async def test_a_changed_tool_set_reaches_the_model_mid_session(server: FakeLiveServer) -> None:
+    from daemon.tools.registry import Tool, ToolRegistry
+
+    registry = ToolRegistry()
+    link = LiveLink(live_settings(server), SecretStr(KEY), Metrics(),
+                    declarations=registry.declarations)
+    registry.add_listener(link.tools_changed)
+
+    async def noop(_: dict[str, object]) -> str:
+        return "ok"
+
+    task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(5):
+            while not link.connected:
+                await asyncio.sleep(0.01)
+        registry.register(Tool("open_blinds", "Open the blinds", {"type": "object"}, noop))
+
+        def updates() -> list[dict[str, object]]:
+            return [m.message for m in server.connections[0].messages
+                    if m.kind in ("context_update", "contextUpdate")]
+
+        async with asyncio.timeout(5):
+            while not updates():
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert "open_blinds" in str(updates()[0])
+    assert len(server.connections) == 1  # updated in place, no reconnect
