@@ -163,8 +163,12 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
             super().send_video(frame, force=force)
 
     metrics = Metrics()
-    link = TimedLink(LiveSettings(base_url=base_url, ca_file=Path(ca_file)), SecretStr(KEY),
-                     metrics)
+    # One uplink message per BLE frame by default: the server-side matching pairs the
+    # n-th message with the n-th frame handed over. BENCH_UPLINK_MS=40 measures the
+    # daemon's default pairing (CPU figures only; server-side latencies do not match).
+    uplink_ms = int(os.environ.get("BENCH_UPLINK_MS", "20"))
+    settings = LiveSettings(base_url=base_url, ca_file=Path(ca_file), uplink_chunk_ms=uplink_ms)
+    link = TimedLink(settings, SecretStr(KEY), metrics)
     peripheral = BlePeripheral(profile, f"virtual:{transport}", on_audio_frame=on_frame)
     agent = Agent(link, peripheral, ToolRegistry(), metrics)
 

@@ -30,3 +30,9 @@ def read_stamp(pcm: bytes) -> int | None:
     if len(s) < 5 or s[0] != MARK or any(not 0 <= int(v) <= 15 for v in s[1:5]):
         return None
     return sum(int(s[1 + i]) << (4 * i) for i in range(4))
+
+
+def read_stamps(pcm: bytes, samples: int = CHUNK_SAMPLES) -> list[int | None]:
+    """The stamps of every chunk in a message that carries several, in order."""
+    step = samples * 2
+    return [read_stamp(pcm[i : i + step]) for i in range(0, len(pcm), step)]

@@ -22,7 +22,7 @@ from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
 from simulator.live_server import FakeLiveServer
-from simulator.probe import read_stamp, stamped_chunk
+from simulator.probe import read_stamps, stamped_chunk
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 
 KEY = "test-key-0123456789"
@@ -105,15 +105,20 @@ class Run:
         await self.until(
             lambda: self.talker.done.is_set()
             and self.link.replay_seconds == 0
-            and len(self.server.audio_chunks) >= self.talker.sent - self.dropped(),
+            and len(self.received()) >= self.talker.sent - self.dropped(),
             limit,
         )
 
     def dropped(self) -> int:
         return int(self.metrics.value("edge_live_uplink_audio_dropped_chunks_total"))
 
+    def received(self) -> list[tuple[int | None, int]]:
+        """(sequence number, connection) of every 20 ms chunk the server got, in order."""
+        return [(seq, c.connection) for c in self.server.audio_chunks
+                for seq in read_stamps(c.pcm)]
+
     def received_seqs(self) -> list[int | None]:
-        return [read_stamp(c.pcm) for c in self.server.audio_chunks]
+        return [seq for seq, _ in self.received()]
 
 
 def live_settings(server: FakeLiveServer, **overrides: Any) -> LiveSettings:

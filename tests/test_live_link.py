@@ -81,6 +81,10 @@ async def test_conversation_with_tool_round_trip(server: FakeLiveServer) -> None
     assert_exactly_once_in_order(run)
     assert_no_call_unanswered(run)
     assert run.metrics.value("edge_live_connects_total", result="fresh") == 1
+    # 20 ms chunks go up in 40 ms messages (live.uplink_chunk_ms), never longer
+    sizes = [len(c.pcm) for c in server.audio_chunks]
+    assert max(sizes) == 1280
+    assert sizes.count(1280) >= 0.9 * len(sizes)
 
 
 async def test_goaway_hands_over_to_a_resumed_session(server: FakeLiveServer) -> None:
@@ -114,8 +118,8 @@ async def test_unplanned_close_resumes_at_once(
     server: FakeLiveServer, fault: Fault, code: int | None, reason: str
 ) -> None:
     kwargs = {"code": code} if code else {}
-    # chunk 90 is inside the second utterance: the fault splits it across sockets
-    armed = server.arm(fault, Trigger.AUDIO_CHUNK, n=90, **kwargs)
+    # message 45 (40 ms each) is inside the second utterance: the fault splits it
+    armed = server.arm(fault, Trigger.AUDIO_CHUNK, n=45, **kwargs)
     talker = Talker(utterances(3))
     async with running(server, talker) as run:
         await armed.wait()
@@ -191,7 +195,7 @@ async def test_a_server_gone_quiet_is_detected_as_a_stall(server: FakeLiveServer
     # nothing is lost; only the last confirmation window (<= 0.2 s) may repeat.
     seqs = [s for s in run.received_seqs() if s is not None]
     assert set(seqs) == set(range(run.talker.sent))
-    first_new = next(i for i, c in enumerate(server.audio_chunks) if c.connection == 1)
+    first_new = next(i for i, (_, conn) in enumerate(run.received()) if conn == 1)
     assert seqs[:first_new] == sorted(seqs[:first_new])
     assert seqs[first_new:] == list(range(seqs[first_new], run.talker.sent))
     assert len(seqs) - len(set(seqs)) <= 0.2 / 0.02 + 2

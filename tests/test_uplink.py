@@ -103,3 +103,13 @@ def test_video_schedule_tolerates_jitter_but_keeps_the_average() -> None:
     taken = [t / 2 for t in range(20) if ub.offer_video(VideoFrame(b"f", 0), t / 2)]
     assert len(taken) == 10
     assert ub.stats.video_rate_limited == 10
+
+
+def test_peek_batch_takes_whole_chunks_up_to_the_size() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in range(5):
+        ub.push_audio(chunk(i), 0.0)
+    assert [p.seq for p in ub.peek_batch(0.04)] == [1, 2]
+    assert [p.seq for p in ub.peek_batch(0.05)] == [1, 2, 3]
+    assert [p.seq for p in ub.peek_batch(1.0)] == [1, 2, 3, 4, 5]
+    assert ub.audio_chunks == 5  # peeking takes nothing

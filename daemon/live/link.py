@@ -29,7 +29,7 @@ from daemon.backoff import Backoff
 from daemon.config import LiveSettings
 from daemon.live import wire
 from daemon.live.events import LinkStatus, LiveEvent
-from daemon.live.uplink import UplinkBuffer
+from daemon.live.uplink import PendingAudio, UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.tools.calls import ToolResponse
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 512
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+REPLAY_MESSAGE_SECONDS = 0.2
 
 
 class LiveFatalError(Exception):
@@ -90,6 +91,7 @@ class LiveLink:
         self._tools_dirty = False
         self._ping_outstanding = False
         self._last_ping_at = 0.0
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.state = "idle"
         self.session_count = 0
         self.last_error = ""
@@ -135,6 +137,23 @@ class LiveLink:
         if dropped:
             self._metrics.uplink_audio_dropped.inc(dropped)
         self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
+        want = self._s.uplink_chunk_ms / 1000
+        if self._uplink.pending_seconds >= want - 1e-9:
+            self._wake_now()
+        elif self._flush_timer is None:
+            # Half a message: wake the sender when the rest is due, not now (a
+            # wake-up per chunk costs as much CPU as a send).
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._wake.set()
+                return
+            self._flush_timer = loop.call_later(want - chunk.duration / 2, self._wake_now)
+
+    def _wake_now(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self._wake.set()
 
     def send_video(self, frame: VideoFrame, *, force: bool = False) -> None:
@@ -339,17 +358,26 @@ class LiveLink:
                             ub.restore_video(frame)
                             raise
                         self._metrics.uplink_video.inc()
-                    elif (item := ub.peek_audio()) is not None:
+                    elif ub.peek_audio() is not None:
+                        batch, wait = self._audio_batch()
+                        if wait > 0:  # a short message would cost CPU: wait for the rest
+                            self._wake.clear()
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(wait):
+                                    await self._wake.wait()
+                            continue
+                        pcm = b"".join(item.chunk.pcm for item in batch)
                         if ws is not None:
-                            await ws.send(wire.audio_message(item.chunk.pcm))
+                            await ws.send(wire.audio_message(pcm))
                         else:
                             await session.send_realtime_input(
-                                audio=types.Blob(data=item.chunk.pcm, mime_type=wire.AUDIO_MIME)
+                                audio=types.Blob(data=pcm, mime_type=wire.AUDIO_MIME)
                             )
-                        ub.mark_sent(item.seq)
-                        self._metrics.uplink_audio.inc()
-                        if item.enqueued_at < conn.established_at:
-                            self._metrics.uplink_audio_replayed.inc()
+                        ub.mark_sent(batch[-1].seq)
+                        self._metrics.uplink_audio.inc(len(batch))
+                        late = sum(item.enqueued_at < conn.established_at for item in batch)
+                        if late:
+                            self._metrics.uplink_audio_replayed.inc(late)
                         self._metrics.replay_buffer_seconds.set(ub.pending_seconds)
                         if (
                             ws is not None
@@ -367,6 +395,25 @@ class LiveLink:
         except OSError as exc:
             log.warning("Live send failed: %s", _brief(exc))
             conn.finish("send_error")
+
+    def _audio_batch(self) -> tuple[list[PendingAudio], float]:
+        """The chunks for the next audio message, or how long to wait for more.
+
+        Each message costs about as much CPU as the audio in it (bench/live_uplink.py),
+        so 20 ms frames (BLE) go up in pairs: live.uplink_chunk_ms. The wait is
+        bounded: the first chunk never waits longer than that, and a backlog after
+        a reconnect goes up in larger messages to catch up quickly.
+        """
+        ub = self._uplink
+        want = self._s.uplink_chunk_ms / 1000
+        if ub.pending_seconds > 2 * want:
+            want = max(want, REPLAY_MESSAGE_SECONDS)
+        batch = ub.peek_batch(want)
+        have = sum(item.chunk.duration for item in batch)
+        if have >= want - 1e-9 or ub.stream_end_pending:
+            return batch, 0.0
+        due = batch[0].enqueued_at + want - batch[0].chunk.duration / 2  # half a chunk of slack
+        return batch, max(0.0, due - time.monotonic())
 
     async def _send_tools(self, session: genai.live.AsyncSession) -> None:
         self._tools_dirty = False

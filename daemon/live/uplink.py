@@ -66,6 +66,17 @@ class UplinkBuffer:
     def peek_audio(self) -> PendingAudio | None:
         return self._pending[0] if self._pending else None
 
+    def peek_batch(self, seconds: float) -> list[PendingAudio]:
+        """The oldest pending chunks, in order, until they hold `seconds` of audio."""
+        out: list[PendingAudio] = []
+        have = 0.0
+        for item in self._pending:
+            out.append(item)
+            have += item.chunk.duration
+            if have >= seconds - 1e-9:
+                break
+        return out
+
     def mark_sent(self, seq: int) -> None:
         """The chunk reached the socket; it stays until the peer confirms it."""
         while self._pending and self._pending[0].seq <= seq:
