@@ -163,9 +163,9 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
             super().send_video(frame, force=force)
 
     metrics = Metrics()
-    # One uplink message per BLE frame by default: the server-side matching pairs the
-    # n-th message with the n-th frame handed over. BENCH_UPLINK_MS=40 measures the
-    # daemon's default pairing (CPU figures only; server-side latencies do not match).
+    # One uplink message per BLE frame (the default): the server-side matching pairs
+    # the n-th message with the n-th frame handed over. BENCH_UPLINK_MS=40 measures
+    # live.uplink_chunk_ms = 40 (CPU figures only; server-side latencies do not match).
     uplink_ms = int(os.environ.get("BENCH_UPLINK_MS", "20"))
     settings = LiveSettings(base_url=base_url, ca_file=Path(ca_file), uplink_chunk_ms=uplink_ms)
     link = TimedLink(settings, SecretStr(KEY), metrics)

@@ -43,9 +43,9 @@ KEY = "bench-key-0123456789"
 
 
 # -- server process -------------------------------------------------------------
-async def serve(out: Path) -> None:
+async def serve(out: Path, chunk_ms: int) -> None:
     from simulator.live_server import FakeLiveServer, Fault
-    from simulator.probe import read_stamp
+    from simulator.probe import read_stamps
     from simulator.scenario import Scenario
 
     async with FakeLiveServer(api_key=KEY, scenario=Scenario(turns=())) as server:
@@ -60,7 +60,8 @@ async def serve(out: Path) -> None:
             elif line == "abort":
                 await server.inject(Fault.ABORT)
             elif line == "dump":
-                chunks = [(c.t, read_stamp(c.pcm), c.connection) for c in server.audio_chunks]
+                chunks = [(c.t, seq, c.connection) for c in server.audio_chunks
+                          for seq in read_stamps(c.pcm, 16 * chunk_ms)]
                 frames = [(f.t, f.connection) for f in server.video_frames]
                 data = json.dumps({"chunks": chunks, "frames": frames})
                 await asyncio.to_thread(out.write_text, data)
@@ -170,7 +171,7 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
     py = sys.executable
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": root}
-    server = subprocess.Popen([py, __file__, "server", str(tmp / "server.json")],
+    server = subprocess.Popen([py, __file__, "server", str(tmp / "server.json"), str(chunk_ms)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert server.stdin is not None
     assert server.stdout is not None
@@ -239,7 +240,7 @@ def orchestrate(quick: bool, chunk_ms: int) -> dict[str, Any]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "server":
-        asyncio.run(serve(Path(sys.argv[2])))
+        asyncio.run(serve(Path(sys.argv[2]), int(sys.argv[3])))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "raw":
         asyncio.run(raw_client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),

@@ -39,7 +39,7 @@ class LiveSettings(_Section):
         "wall kiosk. Keep answers short and spoken. Use the tools to act on the home."
     )
     video_fps: float = Field(1.0, gt=0, le=1.0)
-    uplink_chunk_ms: int = Field(40, ge=10, le=200)
+    uplink_chunk_ms: int = Field(20, ge=10, le=200)
     replay_seconds: float = Field(10.0, ge=0, le=120)
     connect_timeout: float = Field(10.0, gt=0, le=120)
     stall_timeout: float = Field(45.0, gt=0, le=600)

@@ -81,10 +81,19 @@ async def test_conversation_with_tool_round_trip(server: FakeLiveServer) -> None
     assert_exactly_once_in_order(run)
     assert_no_call_unanswered(run)
     assert run.metrics.value("edge_live_connects_total", result="fresh") == 1
-    # 20 ms chunks go up in 40 ms messages (live.uplink_chunk_ms), never longer
+    # by default each 20 ms chunk is its own message, sent the moment it is handed over
+    assert {len(c.pcm) for c in server.audio_chunks} == {640}
+
+
+async def test_uplink_pairs_chunks_when_asked(server: FakeLiveServer) -> None:
+    talker = Talker(utterances(1))
+    async with running(server, talker, uplink_chunk_ms=40) as run:
+        await run.until(lambda: run.turns_completed() >= 1)
+        await run.all_audio_delivered()
     sizes = [len(c.pcm) for c in server.audio_chunks]
     assert max(sizes) == 1280
     assert sizes.count(1280) >= 0.9 * len(sizes)
+    assert_exactly_once_in_order(run)
 
 
 async def test_goaway_hands_over_to_a_resumed_session(server: FakeLiveServer) -> None:
@@ -118,8 +127,8 @@ async def test_unplanned_close_resumes_at_once(
     server: FakeLiveServer, fault: Fault, code: int | None, reason: str
 ) -> None:
     kwargs = {"code": code} if code else {}
-    # message 45 (40 ms each) is inside the second utterance: the fault splits it
-    armed = server.arm(fault, Trigger.AUDIO_CHUNK, n=45, **kwargs)
+    # chunk 90 is inside the second utterance: the fault splits it across sockets
+    armed = server.arm(fault, Trigger.AUDIO_CHUNK, n=90, **kwargs)
     talker = Talker(utterances(3))
     async with running(server, talker) as run:
         await armed.wait()
