@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
@@ -38,6 +38,34 @@ log = logging.getLogger(__name__)
 LinkState = Literal["idle", "scanning", "connecting", "connected", "backoff", "stopped"]
 DISCONNECT_TIMEOUT: Final = 3.0
 DEFAULT_ATT_MTU: Final = 23  # what an MTU reads as before the exchange (or BlueZ's acquire)
+
+
+async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
+    """Run a clean-up step for at most `seconds`, whatever it does with cancellation.
+
+    asyncio.wait_for waits for a timed-out step to finish cancelling; a stack that
+    swallows the cancellation (seen with Bumble mid-GATT-request) would then hang
+    the daemon's stop. Here the step is abandoned instead, and the caller's own
+    cancellation still goes through at once.
+    """
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.add_done_callback(_consume)
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        log.warning("%s did not finish in %.1f s; abandoned", what, seconds)
+        return
+    _consume(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a finished clean-up step's outcome so nothing is left unobserved."""
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.debug("clean-up step failed: %s", task.exception())
 
 
 class SetupError(Exception):
@@ -194,7 +222,7 @@ class BleCentral:
                 except (BleakError, TimeoutError, NotImplementedError) as exc:
                     raise SetupError("bond", f"bonding failed: {exc}") from exc
         except BaseException:
-            await self._disconnect(client)
+            await bounded(client.disconnect(), DISCONNECT_TIMEOUT, "BLE disconnect")
             raise
         return Link(client, found, mtu, lost)
 
@@ -211,13 +239,9 @@ class BleCentral:
             mtu = effective_mtu(client)
         return mtu
 
-    async def _disconnect(self, client: BleakClient) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
-
     async def close(self, link: Link) -> None:
         """Disconnect `link`; bounded, never raises, survives a cancelled caller."""
-        await asyncio.shield(self._disconnect(link.client))
+        await bounded(link.client.disconnect(), DISCONNECT_TIMEOUT, "BLE disconnect")
 
     # ---------------------------------------------------------------- supervise
     async def _establish(self) -> Link | None:

@@ -39,7 +39,7 @@ from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, VideoFrame, pcm_duration
 from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
-from daemon.peripherals.ble.central import BleCentral, Link, SetupError
+from daemon.peripherals.ble.central import BleCentral, Link, SetupError, bounded
 from daemon.peripherals.ble.framing import (
     AudioPacketTracker,
     FrameAudio,
@@ -146,8 +146,8 @@ class _Session:
         self.speaker: BleakGATTCharacteristic | None = None
         self.photo_control: BleakGATTCharacteristic | None = None
         self.audio_control: BleakGATTCharacteristic | None = None
-        self.control: asyncio.Queue[tuple[bytes, asyncio.Future[None] | None]] = asyncio.Queue(
-            maxsize=8
+        self.control: asyncio.Queue[tuple[bytes, asyncio.Future[None] | None] | None] = (
+            asyncio.Queue(maxsize=8)
         )
         self.wakeup = asyncio.Event()  # playback queued
 
@@ -350,9 +350,24 @@ class _Session:
             if done is not None and not done.done():
                 done.set_exception(PhotoUnavailable("camera command queue is full"))
 
+    def _stop_control_writer(self) -> None:
+        """Tell the writer to stop through its queue too: a cancel that lands inside
+        a Bumble GATT request has been seen to vanish, leaving the writer waiting."""
+        while True:
+            try:
+                self.control.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                item = self.control.get_nowait()
+                if item is not None and item[1] is not None and not item[1].done():
+                    item[1].set_exception(PhotoUnavailable("disconnected"))
+
     async def _control_writer(self) -> None:
         while True:
-            data, done = await self.control.get()
+            item = await self.control.get()
+            if item is None:
+                return
+            data, done = item
             char = self.photo_control
             try:
                 if char is None:
@@ -363,6 +378,7 @@ class _Session:
                 self.owner.media_stats.control_write_errors += 1
                 if done is not None and not done.done():
                     done.set_exception(PhotoUnavailable(f"camera command failed: {exc}"))
+                _reraise_pending_cancel()
                 continue
             if done is not None and not done.done():
                 done.set_result(None)
@@ -427,6 +443,7 @@ class _Session:
         except (BleakError, TimeoutError) as exc:
             self.owner.playback_stats.write_errors += 1
             log.debug("BLE speaker write failed: %s", exc)
+            _reraise_pending_cancel()
             return False
         self.owner.playback_stats.writes += 1
         return True
@@ -447,19 +464,26 @@ class _Session:
                 tg.create_task(self._control_writer())
                 if self.speaker is not None:
                     tg.create_task(self._playback_writer())
-                raise _SessionEnd(await self.ended)
+                try:
+                    reason = await self.ended
+                finally:
+                    self._stop_control_writer()
+                raise _SessionEnd(reason)
         except* _SessionEnd as group:
             reason = str(group.exceptions[0])
         finally:
             self.active = False
             self._fail_pending()
             if not self.link.lost.is_set():
-                await asyncio.shield(self._clean_up())
+                await bounded(self._clean_up(), GATT_TIMEOUT + 0.5, "BLE unsubscribe")
         return reason
 
     def _fail_pending(self) -> None:
         while not self.control.empty():
-            _, done = self.control.get_nowait()
+            item = self.control.get_nowait()
+            if item is None:
+                continue
+            _, done = item
             if done is not None and not done.done():
                 done.set_exception(PhotoUnavailable("disconnected"))
 
@@ -472,6 +496,14 @@ class _Session:
                     await self._write(self.audio_control, p.audio.control.stop)
                 for char in self.subscribed:
                     await self.client.stop_notify(char)
+
+
+def _reraise_pending_cancel() -> None:
+    """A cancel that arrived inside a GATT write may surface as a timeout or a
+    BleakError; a loop that goes on after those must still stop when asked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class BlePeripheral(Peripheral):
@@ -591,8 +623,7 @@ class BlePeripheral(Peripheral):
         try:
             await self.central.run(lambda link: self._session_for(link, sink))
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wait_for(self.backend.aclose(), 5.0))
+            await bounded(self.backend.aclose(), 5.0, "BLE backend shutdown")
             for decoder in self._decoders.values():
                 decoder.close()
                 self._retired_decoder_stats.append(decoder.stats)
