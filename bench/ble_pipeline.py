@@ -56,7 +56,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any
 
-from procstat import cpu_seconds, percentile, rss_mb  # bench/, beside this script
+from procstat import cpu_seconds, percentile, rss_mb
+from procstat import run as run_profiled  # bench/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_WAV = ROOT / "simulator" / "assets" / "demo_conversation.wav"
@@ -498,14 +499,7 @@ def main() -> int:
     if mode == "daemon":
         coro = daemon(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], Path(sys.argv[6]),
                       float(sys.argv[7]))
-        if os.environ.get("BENCH_PROFILE"):  # where the daemon's CPU goes
-            import cProfile
-
-            prof = cProfile.Profile()
-            prof.runcall(asyncio.run, coro)
-            prof.dump_stats(os.environ["BENCH_PROFILE"])
-        else:
-            asyncio.run(coro)
+        run_profiled(coro)  # BENCH_PROFILE=file: where the daemon's CPU goes
         return 0
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

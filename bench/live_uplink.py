@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from procstat import cpu_seconds, percentile, rss_mb  # bench/, beside this script
+from procstat import cpu_seconds, percentile, rss_mb
+from procstat import run as run_profiled  # bench/, beside this script
 
 TARGETS = {
     "latency_p50_ms": 2.0,
@@ -249,14 +250,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         coro = client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),
                       int(sys.argv[6]))
-        if os.environ.get("BENCH_PROFILE"):  # where the client's CPU goes
-            import cProfile
-
-            prof = cProfile.Profile()
-            prof.runcall(asyncio.run, coro)
-            prof.dump_stats(os.environ["BENCH_PROFILE"])
-        else:
-            asyncio.run(coro)
+        run_profiled(coro)  # BENCH_PROFILE=file: where the client's CPU goes
         return 0
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")

@@ -1,9 +1,13 @@
-"""What a benchmark reads about another process from /proc, and percentiles."""
+"""What a benchmark reads about another process from /proc, percentiles, and an
+optional profile of a benchmark process (BENCH_PROFILE=file)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 
 def cpu_seconds(pid: int) -> float:
@@ -23,3 +27,16 @@ def rss_mb(pid: int, key: str = "VmHWM") -> float:
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else float("nan")
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, under cProfile when BENCH_PROFILE names an output file."""
+    target = os.environ.get("BENCH_PROFILE")
+    if not target:
+        asyncio.run(coro)
+        return
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.runcall(asyncio.run, coro)
+    prof.dump_stats(target)
