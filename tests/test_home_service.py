@@ -73,7 +73,7 @@ async def test_daemon_is_a_home_assistant_device() -> None:
                 if m.topic.startswith("homeassistant/") and f"/{CLIENT_ID}/" in m.topic
             }
             assert all(m.retain for m in ha.messages if m.topic in configs)
-            assert await_avail(ha) == "online"
+            await eventually(lambda: availability(ha) == "online")
         assert set(configs) == {
             f"homeassistant/binary_sensor/{CLIENT_ID}/glasses_connected/config",
             f"homeassistant/sensor/{CLIENT_ID}/battery/config",
@@ -146,7 +146,7 @@ async def test_daemon_is_a_home_assistant_device() -> None:
     assert service.conn is not None and not service.conn.connected
 
 
-def await_avail(watcher: Watcher) -> str | None:
+def availability(watcher: Watcher) -> str | None:
     texts = [m.text() for m in watcher.messages if m.topic == f"{BASE}/availability"]
     return texts[-1] if texts else None
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from daemon.backoff import Backoff
 from daemon.live.link import LiveFatalError, LiveLink
 from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
@@ -242,18 +244,28 @@ async def test_unknown_model_is_a_clear_fatal_error() -> None:
         assert len(srv.connections) == 1
 
 
+class _LongestJitter(random.Random):
+    """Full jitter that always draws its ceiling: the schedule becomes exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 async def test_unreachable_endpoint_backs_off(tmp_path: Path) -> None:
     async with FakeLiveServer(api_key=KEY, cert_dir=tmp_path) as server:
         settings = live_settings(server, backoff_initial=0.1, backoff_max=0.2)
     metrics = Metrics()
-    link = LiveLink(settings, SecretStr(KEY), metrics)
+    backoff = Backoff(0.1, 0.2, rng=_LongestJitter())
+    link = LiveLink(settings, SecretStr(KEY), metrics, backoff=backoff)
     task = asyncio.create_task(link.run())
+    # Attempts at 0, 0 (the immediate retry), 0.1, 0.3, 0.5, 0.7, 0.9 s.
     await asyncio.sleep(1.0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     attempts = metrics.value("edge_live_connects_total", result="unreachable")
-    assert 3 <= attempts <= 15, attempts  # retried, but paced
+    assert 4 <= attempts <= 7, attempts  # retried, but paced
+    assert attempts == backoff.failures
 
 
 async def test_video_is_rate_limited_and_only_the_newest_frame_waits(
