@@ -82,6 +82,7 @@ class Agent:
         self._last_speech_at = -1e9
         self._frame_wanted_until = 0.0
         self._frame_sent = asyncio.Event()
+        self.last_tap_at = -1e9
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
         if hasattr(peripheral, "take_photo"):
@@ -157,6 +158,10 @@ class Agent:
 
     def backlog_seconds(self) -> float:
         return self.link.replay_seconds
+
+    def user_tap(self) -> None:
+        self.last_tap_at = time.monotonic()
+        self.metrics.peripheral_taps.inc()
 
     # -- running -----------------------------------------------------------------
     async def run(self, *, exit_when_idle: float | None = None) -> None:

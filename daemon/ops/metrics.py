@@ -103,6 +103,10 @@ class Metrics:
         self.peripheral_video = Counter(
             "edge_peripheral_video_frames", "Camera frames from the peripheral", registry=r
         )
+        self.peripheral_taps = Counter(
+            "edge_peripheral_taps", "Deliberate taps on the peripheral (confirmations)",
+            registry=r,
+        )
         self.uplink_withheld = Counter(
             "edge_uplink_withheld",
             "Media not sent because the user muted the microphone or disabled the camera",

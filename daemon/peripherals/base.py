@@ -21,6 +21,9 @@ class MediaSink(Protocol):
     def backlog_seconds(self) -> float:
         """Audio not yet sent upstream; a faster-than-real-time source waits on it."""
 
+    def user_tap(self) -> None:
+        """The wearer tapped the device: a deliberate gesture (it confirms an action)."""
+
 
 class Peripheral(ABC):
     kind: str = ""
