@@ -252,7 +252,13 @@ async def _start_ops(
     logsetup.install_asyncio_handler()
     server = health.health_server_from_settings(settings.ops, metrics, agent.healthy)
     if server is not None:
-        await stack.enter_async_context(server)
+        try:
+            await stack.enter_async_context(server)
+        except OSError as exc:
+            raise UsageError(
+                f"ops.health_port: cannot listen on 127.0.0.1:{settings.ops.health_port} "
+                f"({exc.strerror or exc})"
+            ) from None
         log.info("health endpoint on http://127.0.0.1:%d/healthz", server.port)
     systemd.ready()
     stack.callback(systemd.stopping)
@@ -405,5 +411,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     for name, ok, detail in checks:
         failed |= not ok and name != "GEMINI_API_KEY"
         print(f"{'ok ' if ok else 'FAIL'}  {name}: {detail}")
+    if settings is None:
+        return EXIT_USAGE
     return EXIT_FAIL if failed else EXIT_OK
 

@@ -193,3 +193,56 @@ async def test_run_under_systemd_with_health_endpoint(
         if proc.returncode is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+async def test_doctor_names_a_bad_key_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    (tmp_path / "bad.toml").write_text("[live]\nvideo_fps = 7\n")
+    proc = await _spawn("doctor", "--config", str(tmp_path / "bad.toml"), env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2, (out + err).decode()
+    assert "FAIL  configuration: live.video_fps:" in out.decode()
+
+
+async def test_busy_health_port_is_a_usage_error(server: FakeLiveServer, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await _spawn("run", "--health-port", str(port), env=_env(server, tmp_path))
+        _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2, err.decode()[-2000:]
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith(f"edge-agent: ops.health_port: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in err.decode()
+
+
+async def test_devices_prints_what_sim_home_announced(tmp_path: Path) -> None:
+    from simulator.broker import PrivateBroker
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    async with PrivateBroker() as broker:
+        home = await _spawn("sim", "home", "--port", str(broker.port), env=env)
+        try:
+            assert home.stdout is not None
+            line = await asyncio.wait_for(home.stdout.readline(), 20)
+            assert b"virtual home:" in line
+            env.update(EDGE_AGENT_MQTT__HOST=broker.host, EDGE_AGENT_MQTT__PORT=str(broker.port),
+                       EDGE_AGENT_CONFIG=str(tmp_path / "none.toml"))
+            (tmp_path / "none.toml").write_text("")
+            proc = await _spawn("devices", env=env)
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+            home.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(home.wait(), 10)
+        finally:
+            if home.returncode is None:
+                home.kill()
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert home.returncode == 0
+    assert "sim-kitchen_light" in text
+    assert "sim-front_door" in text
+    assert '"name": "control_device"' in text
+    assert '"name": "agent_status"' in text
