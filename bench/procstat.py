@@ -30,7 +30,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run, under cProfile when BENCH_PROFILE names an output file."""
+    """asyncio.run, under cProfile when BENCH_PROFILE names an output file.
+
+    BENCH_PROFILE_AFTER=seconds starts the profile late, so imports and set-up stay
+    out of a steady-state profile.
+    """
     target = os.environ.get("BENCH_PROFILE")
     if not target:
         asyncio.run(coro)
@@ -38,5 +42,14 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     import cProfile
 
     prof = cProfile.Profile()
-    prof.runcall(asyncio.run, coro)
-    prof.dump_stats(target)
+    after = float(os.environ.get("BENCH_PROFILE_AFTER", "0"))
+
+    async def profiled() -> None:
+        asyncio.get_running_loop().call_later(after, prof.enable)
+        await coro
+
+    try:
+        asyncio.run(profiled())
+    finally:
+        prof.disable()
+        prof.dump_stats(target)
