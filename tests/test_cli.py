@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.live_server import FakeLiveServer
+from simulator.live_server import FakeLiveServer, Fault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -246,3 +246,26 @@ async def test_devices_prints_what_sim_home_announced(tmp_path: Path) -> None:
     assert "sim-front_door" in text
     assert '"name": "control_device"' in text
     assert '"name": "agent_status"' in text
+
+
+async def test_a_key_echoed_by_the_server_never_reaches_the_output(
+    server: FakeLiveServer, tmp_path: Path
+) -> None:
+    """The service may quote what it was sent (close reasons); the daemon logs reasons."""
+    proc = await _spawn("run", "--log-level", "debug", env=_env(server, tmp_path))
+    try:
+        await server.wait_until(lambda: len(server.connections) >= 1 and bool(server.audio_chunks),
+                                timeout=20)
+        await server.inject(Fault.CLOSE, code=1011, reason=f"internal error, key={SECRET}")
+        await server.wait_until(lambda: len(server.connections) >= 2, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    text = (out + err).decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert "closed:1011" in text  # the close was logged ...
+    assert "internal error, key=" in text  # with the reason the server gave ...
+    assert SECRET not in text  # ... but not the key
+    assert SECRET[:12] not in text
