@@ -8,12 +8,22 @@ one line naming the key and the reason; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/edge-agent.toml")
 ENV_PREFIX = "EDGE_AGENT_"
@@ -23,6 +33,37 @@ class ConfigError(Exception):
     """A bad configuration file or value; `str()` is one line naming the key."""
 
 
+def _blank_is_none(value: Any) -> Any:
+    """An empty path (`ca_file = ""`, `EDGE_AGENT_LIVE__CA_FILE=`) means "not set",
+    not the current directory."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _ca_bundle(path: Path | None) -> Path | None:
+    """A CA file is checked at start: a typo must not surface as a TLS error later."""
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {path} (no such file)") from None
+    except IsADirectoryError:
+        raise ValueError(f"cannot read {path} (a directory, not a file)") from None
+    except PermissionError:
+        raise ValueError(f"cannot read {path} (permission denied)") from None
+    except ssl.SSLError:  # before OSError: it is one
+        raise ValueError(f"{path} holds no PEM certificate") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror or exc})") from None
+    return path
+
+
+OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_none)]
+CaFile = Annotated[Path | None, BeforeValidator(_blank_is_none), AfterValidator(_ca_bundle)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -30,7 +71,7 @@ class _Section(BaseModel):
 class LiveSettings(_Section):
     model: str = Field("gemini-3.8-live", min_length=1)
     base_url: str = ""
-    ca_file: Path | None = None
+    ca_file: CaFile = None
     api_version: str = Field("v1beta", min_length=1)
     voice: str = ""
     language: str = ""
@@ -66,8 +107,8 @@ class LiveSettings(_Section):
 
 
 class FilePeripheralSettings(_Section):
-    input: Path | None = None
-    output: Path | None = None
+    input: OptionalPath = None
+    output: OptionalPath = None
     realtime: bool = True
     chunk_ms: int = Field(40, ge=10, le=200)
     tail_silence: float = Field(2.0, ge=0, le=60)
@@ -110,7 +151,7 @@ class MqttSettings(_Section):
     username: str = ""
     password: SecretStr | None = None
     tls: bool = False
-    ca_file: Path | None = None
+    ca_file: CaFile = None
     # Also the daemon's Home Assistant node id and its topic base `edge-agent/<client_id>/`.
     client_id: str = Field("edge-agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     discovery_prefix: str = Field("homeassistant", min_length=1)

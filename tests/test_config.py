@@ -1,10 +1,18 @@
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from daemon.config import ConfigError, load_settings, read_secret
+from daemon.config import (
+    ConfigError,
+    FilePeripheralSettings,
+    PeripheralSettings,
+    load_settings,
+    read_secret,
+)
+from daemon.peripherals import make_peripheral
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -110,3 +118,152 @@ def test_cli_missing_key_exits_2(tmp_path: Path) -> None:
 
 def test_cli_bad_usage_exits_2() -> None:
     assert cli("frobnicate").returncode == 2
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_config_block() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```toml\n[live]\n") + len("```toml\n")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_config_block_loads_with_its_empty_paths(tmp_path: Path) -> None:
+    block = readme_config_block()
+    assert 'ca_file = ""' in block and 'input = ""' in block and 'output = ""' in block
+    s = load_settings(write(tmp_path, block), required=True, environ={})
+    assert s.live.ca_file is None
+    assert s.mqtt.ca_file is None
+    assert s.peripheral.file.input is None
+    assert s.peripheral.file.output is None
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["EDGE_AGENT_LIVE__CA_FILE", "EDGE_AGENT_MQTT__CA_FILE",
+     "EDGE_AGENT_PERIPHERAL__FILE__INPUT", "EDGE_AGENT_PERIPHERAL__FILE__OUTPUT"],
+)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_path_from_the_environment_means_unset(variable: str, value: str) -> None:
+    s = load_settings(None, environ={variable: value})
+    assert (s.live.ca_file, s.mqtt.ca_file, s.peripheral.file.input,
+            s.peripheral.file.output) == (None, None, None, None)
+
+
+def test_empty_path_flag_means_unset() -> None:
+    s = load_settings(None, environ={}, overrides={"live.ca_file": ""})
+    assert s.live.ca_file is None
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> Path:
+    import trustme
+
+    path = tmp_path / "ca.pem"
+    path.write_bytes(trustme.CA().cert_pem.bytes())
+    return path
+
+
+@pytest.mark.parametrize("section", ["live", "mqtt"])
+def test_a_readable_ca_file_is_kept(tmp_path: Path, pem: Path, section: str) -> None:
+    s = load_settings(write(tmp_path, f'[{section}]\nca_file = "{pem}"\n'), environ={})
+    assert getattr(s, section).ca_file == pem
+
+
+@pytest.mark.parametrize("section", ["live", "mqtt"])
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: d / "missing.pem", "no such file"),
+        (lambda d: d, "a directory, not a file"),
+        (lambda d: (d / "notes.txt", (d / "notes.txt").write_text("hello"))[0],
+         "holds no PEM certificate"),
+    ],
+)
+def test_a_bad_ca_file_names_the_key(
+    tmp_path: Path, section: str, make: Any, reason: str
+) -> None:
+    bad = make(tmp_path)
+    for env in ({f"EDGE_AGENT_{section.upper()}__CA_FILE": str(bad)}, {}):
+        text = "" if env else f'[{section}]\nca_file = "{bad}"\n'
+        with pytest.raises(ConfigError) as err:
+            load_settings(write(tmp_path, text), environ=env)
+        msg = str(err.value)
+        assert msg.startswith(f"{section}.ca_file: "), msg
+        assert reason in msg and "\n" not in msg
+
+
+def test_cli_nonexistent_ca_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "GEMINI_API_KEY": "x" * 20,
+           "EDGE_AGENT_LIVE__CA_FILE": str(tmp_path / "nope.pem")}
+    r = cli("run", "--config", str(write(tmp_path, "")), env=env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-agent: live.ca_file: "), lines
+
+
+def wav(path: Path, seconds: float = 0.1) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(16_000)
+        wf.writeframes(bytes(int(32_000 * seconds)))
+    return path
+
+
+def file_settings(**file: Any) -> PeripheralSettings:
+    return PeripheralSettings(kind="file", file=FilePeripheralSettings(**file))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: d / "missing.wav", "no such file"),
+        (lambda d: d, "cannot read"),
+        (lambda d: (d / "x.wav", (d / "x.wav").write_text("not a wav"))[0], "not a readable WAV"),
+    ],
+)
+def test_a_bad_input_wav_is_a_config_error_and_creates_nothing(
+    tmp_path: Path, make: Any, reason: str
+) -> None:
+    out = tmp_path / "out" / "reply.wav"
+    with pytest.raises(ConfigError) as err:
+        make_peripheral(file_settings(input=make(tmp_path), output=out))
+    assert str(err.value).startswith("peripheral.file.input: ")
+    assert reason in str(err.value)
+    assert not out.parent.exists()  # the output was not created for a run that cannot start
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda d: d,  # a directory
+     lambda d: (d / "file", (d / "file").write_text(""))[0] / "reply.wav"],  # under a file
+)
+def test_an_output_that_cannot_be_created_is_a_config_error(tmp_path: Path, make: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_peripheral(file_settings(input=wav(tmp_path / "in.wav"), output=make(tmp_path)))
+    assert str(err.value).startswith("peripheral.file.output: cannot create ")
+
+
+def test_file_peripheral_creates_missing_output_directories(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "reply.wav"
+    p = make_peripheral(file_settings(input=wav(tmp_path / "in.wav"), output=out))
+    assert out.exists()
+    p.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("key", ["input", "output"])
+def test_cli_bad_peripheral_file_exits_2_naming_the_key(tmp_path: Path, key: str) -> None:
+    values = {"input": str(wav(tmp_path / "in.wav")), "output": str(tmp_path / "out.wav")}
+    values[key] = str(tmp_path)  # a directory: neither readable as a WAV nor creatable
+    text = "[peripheral]\nkind = 'file'\n[peripheral.file]\n" + "".join(
+        f'{k} = "{v}"\n' for k, v in values.items()
+    )
+    env = {"PATH": "/usr/bin:/bin", "GEMINI_API_KEY": "x" * 20}
+    r = cli("run", "--config", str(write(tmp_path, text)), env=env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"edge-agent: peripheral.file.{key}: "), lines

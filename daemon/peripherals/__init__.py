@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from daemon.config import PeripheralSettings
+from daemon.config import ConfigError, PeripheralSettings
 from daemon.peripherals.base import Peripheral
 
 
-class PeripheralUnavailable(Exception):
-    """The configured peripheral cannot be used here; the message names the key."""
+class PeripheralUnavailable(ConfigError):
+    """The configured peripheral cannot be used here; the message names the key.
+
+    A ConfigError, so every caller that maps bad configuration to exit 2 maps this too.
+    """
 
 
 def make_peripheral(settings: PeripheralSettings) -> Peripheral:
     if settings.kind == "file":
-        from daemon.media.wav import WavError
         from daemon.peripherals.file import FilePeripheral
 
         fs = settings.file
-        try:
-            return FilePeripheral(
-                fs.input,
-                fs.output,
-                realtime=fs.realtime,
-                chunk_ms=fs.chunk_ms,
-                tail_silence=fs.tail_silence,
-            )
-        except WavError as exc:
-            raise PeripheralUnavailable(f"peripheral.file.input: {exc}") from None
+        return FilePeripheral(  # checks its files now: PeripheralUnavailable naming the key
+            fs.input,
+            fs.output,
+            realtime=fs.realtime,
+            chunk_ms=fs.chunk_ms,
+            tail_silence=fs.tail_silence,
+        )
     if settings.kind == "ble":
         from daemon.peripherals.ble.backends import BackendError
         from daemon.peripherals.ble.peripheral import BlePeripheral, PhotoUnavailable

@@ -14,13 +14,14 @@ import time
 import wave
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soxr
 
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
-from daemon.media.wav import read_wav
+from daemon.media.wav import WavError, read_wav
+from daemon.peripherals import PeripheralUnavailable
 from daemon.peripherals.base import MediaSink, Peripheral
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,38 @@ MAX_PLAYBACK_SECONDS = 120.0
 BACKLOG_LIMIT = 0.5
 
 
+def _read_input(path: Path) -> bytes:
+    """Read at construction, where a bad file is a configuration error (exit 2)."""
+    try:
+        return read_wav(path, UPLINK_RATE)[0]
+    except WavError as exc:
+        raise PeripheralUnavailable(f"peripheral.file.input: {exc}") from None
+    except OSError as exc:
+        raise PeripheralUnavailable(
+            f"peripheral.file.input: cannot read {path} ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def _open_output(path: Path) -> BinaryIO:
+    """Created at construction, so an unwritable place fails at start, not mid-run.
+
+    Opened here rather than by `wave.open(name)`, whose half-built writer reports
+    a failed open a second time from its finaliser.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("wb")
+    except OSError as exc:
+        raise PeripheralUnavailable(
+            f"peripheral.file.output: cannot create {path} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
 class FilePeripheral(Peripheral):
+    """Raises PeripheralUnavailable (a ConfigError naming the key) for a bad input or
+    output file."""
+
     kind = "file"
 
     def __init__(
@@ -42,7 +74,7 @@ class FilePeripheral(Peripheral):
         tail_silence: float = 2.0,
         output_rate: int = 24_000,
     ) -> None:
-        self._pcm = read_wav(input_path, UPLINK_RATE)[0] if input_path is not None else b""
+        self._pcm = _read_input(input_path) if input_path is not None else b""
         self._input_path = input_path
         self._output_path = output_path
         self._realtime = realtime
@@ -50,6 +82,7 @@ class FilePeripheral(Peripheral):
         self._tail = b"\0" * (int(tail_silence * UPLINK_RATE) * SAMPLE_WIDTH)
         self._out_rate = output_rate
         self._writer: wave.Wave_write | None = None
+        self._out_file: BinaryIO | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._play_clock = 0.0
@@ -57,8 +90,8 @@ class FilePeripheral(Peripheral):
         self._played_seconds = 0.0
         self.finished = False
         if output_path is not None:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = wave.open(str(output_path), "wb")  # noqa: SIM115 - lives with self
+            self._out_file = _open_output(output_path)
+            self._writer = wave.open(self._out_file, "wb")  # noqa: SIM115 - lives with self
             self._writer.setnchannels(1)
             self._writer.setsampwidth(SAMPLE_WIDTH)
             self._writer.setframerate(output_rate)
@@ -144,6 +177,10 @@ class FilePeripheral(Peripheral):
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+        if self._out_file is not None:
+            with contextlib.suppress(Exception):
+                self._out_file.close()  # a writer given a file object leaves it open
+            self._out_file = None
 
     def status(self) -> dict[str, Any]:
         return {
