@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from daemon.home.confirm import spoken_answer
 from daemon.live.events import (
     InputTranscript,
     Interrupted,
@@ -45,6 +47,9 @@ LOOK_DESCRIPTION = (
     "Take a photo with the user's glasses camera now and see it. Use when the user asks "
     "about what they are looking at."
 )
+
+HEARD_FRAGMENTS = 256  # what the user said, fragment by fragment, for confirmations
+HEARD_FRAGMENT_CHARS = 500
 
 EventObserver = Callable[[LiveEvent], None]
 CallObserver = Callable[[FunctionCall, str, dict[str, Any] | None], None]
@@ -83,6 +88,11 @@ class Agent:
         self._frame_wanted_until = 0.0
         self._frame_sent = asyncio.Event()
         self.last_tap_at = -1e9
+        # (heard at, text, utterance number): the user's words for `user_confirmed_since`.
+        self._heard: deque[tuple[float, str, int]] = deque(maxlen=HEARD_FRAGMENTS)
+        self._heard_lost_at = -1e9  # newest fragment that fell out of `_heard`
+        self._utterance = 0
+        self._utterance_open = False
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
         if hasattr(peripheral, "take_photo"):
@@ -163,6 +173,46 @@ class Agent:
         self.last_tap_at = time.monotonic()
         self.metrics.peripheral_taps.inc()
 
+    # -- the user's confirmation ------------------------------------------------
+    def _heard_user(self, text: str, finished: bool) -> None:
+        """Keep the user's words with the time they arrived, grouped in utterances."""
+        if not self._utterance_open:
+            self._utterance += 1
+            self._utterance_open = True
+        if len(self._heard) == self._heard.maxlen:
+            self._heard_lost_at = self._heard[0][0]
+        self._heard.append((time.monotonic(), text[:HEARD_FRAGMENT_CHARS], self._utterance))
+        if finished:
+            self._utterance_open = False
+
+    def user_confirmed_since(self, since: float) -> bool | None:
+        """Did the USER confirm after `since` (time.monotonic)? True yes, False no, None not yet.
+
+        Yes: a tap on the glasses, or a finished utterance heard after `since` that says
+        yes (daemon.home.confirm.spoken_answer). A no heard since then vetoes both. Only
+        words that arrived after `since` count, joined across fragments; the request
+        itself, the model's words and camera frames never do. If words since then were
+        dropped from the bounded log, the answer is None: unknown is not yes.
+        """
+        if self._heard_lost_at > since:
+            return None
+        said: list[str] = []
+        finished: list[str] = []
+        last_utterance = None
+        for at, text, utterance in self._heard:
+            if at <= since:
+                continue
+            sep = "" if utterance == last_utterance else " "
+            last_utterance = utterance
+            said.append(sep + text)
+            if utterance != self._utterance or not self._utterance_open:
+                finished.append(sep + text)
+        if spoken_answer("".join(said)) is False:
+            return False
+        if self.last_tap_at > since or spoken_answer("".join(finished)) is True:
+            return True
+        return None
+
     # -- running -----------------------------------------------------------------
     async def run(self, *, exit_when_idle: float | None = None) -> None:
         """Run until cancelled, or (demo) until input ended and all went quiet."""
@@ -216,14 +266,15 @@ class Agent:
                 self.dispatcher.mark_interrupted()
             case TurnComplete():
                 self.model_active = False
-                self._user_words.clear()
+                self._close_user_turn()
                 self._model_turn_open = False
             case ToolCallRequest(calls=calls):
                 self._close_user_turn()
                 self.dispatcher.submit(calls)
             case ToolCallCancelled(ids=ids):
                 self.dispatcher.cancel(ids)
-            case InputTranscript(text=text):
+            case InputTranscript(text=text, finished=finished):
+                self._heard_user(text, finished)
                 self._user_words.append(text)
                 self.last_user_text = "".join(self._user_words).strip()
             case OutputTranscript(text=text):
@@ -242,6 +293,7 @@ class Agent:
     def _close_user_turn(self) -> None:
         """The model answers: the user's words so far were one utterance."""
         self._user_words.clear()
+        self._utterance_open = False
 
     def _model_speaks(self) -> None:
         self.model_active = True

@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from daemon.agent import Agent
+from daemon.agent import HEARD_FRAGMENTS, Agent
 from daemon.config import LiveSettings
-from daemon.live.events import ModelAudio, TurnComplete
+from daemon.live.events import (
+    InputTranscript,
+    ModelAudio,
+    OutputTranscript,
+    TurnComplete,
+)
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
@@ -124,3 +129,54 @@ def test_peripheral_counters_reach_metrics(agent: Agent) -> None:
     assert 'edge_peripheral_stat{key="audio_framing.gaps"} 3.0' in text
     assert 'edge_peripheral_stat{key="rssi"} -61.0' in text
     assert 'edge_peripheral_stat{key="connected"} 1.0' in text
+
+
+def issued(agent: Agent) -> float:
+    """A token's issuance time: strictly after everything the Agent heard so far."""
+    t = time.monotonic()
+    while time.monotonic() == t:
+        pass
+    return t
+
+
+def test_confirmation_needs_the_users_own_finished_yes_after_issuance(agent: Agent) -> None:
+    agent._handle(InputTranscript(" Unlock the door,", False))
+    agent._handle(InputTranscript(" yes.", True))  # part of the request: before the question
+    since = issued(agent)
+    assert agent.user_confirmed_since(since) is None
+    agent._handle(OutputTranscript("Yes, confirmed. Unlock the front door?", True))
+    agent._handle(InputTranscript("unlock the door", True))
+    assert agent.user_confirmed_since(since) is None  # the model's yes is not the user's
+    agent._handle(InputTranscript(" Ye", False))
+    agent._handle(InputTranscript("s", False))
+    assert agent.user_confirmed_since(since) is None  # still speaking
+    agent._handle(ModelAudio(b"\0\0" * 10))  # the model answers: the utterance is over
+    assert agent.user_confirmed_since(since) is True  # "Ye" + "s", joined
+    assert agent.user_confirmed_since(issued(agent)) is None  # nothing since now
+
+
+def test_a_no_vetoes_and_a_tap_confirms(agent: Agent) -> None:
+    since = issued(agent)
+    agent._handle(InputTranscript("Yes", True))
+    agent._handle(InputTranscript(" no,", False))
+    agent._handle(InputTranscript(" wait", False))  # unfinished, but a no is a no at once
+    assert agent.user_confirmed_since(since) is False
+    agent.user_tap()
+    assert agent.user_confirmed_since(since) is False  # what was said since still counts
+    later = issued(agent)
+    assert agent.user_confirmed_since(later) is None
+    agent.user_tap()
+    assert agent.user_confirmed_since(later) is True
+    agent._handle(TurnComplete())
+    assert agent.metrics.value("edge_peripheral_taps_total") == 2
+
+
+def test_words_lost_from_the_bounded_log_are_not_a_yes(agent: Agent) -> None:
+    since = issued(agent)
+    agent._handle(InputTranscript("no", True))
+    for _ in range(HEARD_FRAGMENTS):
+        agent._handle(InputTranscript(" la", False))
+    agent._handle(InputTranscript(" yes", True))
+    assert len(agent._heard) == HEARD_FRAGMENTS
+    assert agent.user_confirmed_since(since) is None  # the "no" fell out: unknown, not yes
+    assert agent.user_confirmed_since(issued(agent)) is None

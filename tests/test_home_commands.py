@@ -19,6 +19,7 @@ from daemon.home.inventory import Device, Inventory
 from daemon.home.mqtt import MqttConnection, PublishOutcome
 from simulator.broker import PrivateBroker
 from simulator.home import SimButton, SimScene, VirtualHome, default_devices, extra_devices
+from tests.test_home_support import FakeUser
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,6 +61,7 @@ class Rig:
     spy: SpyPublisher
     executor: CommandExecutor
     control: HomeControl
+    user: FakeUser
 
     def device(self, device_id: str) -> Device:
         dev = self.inventory.get(device_id)
@@ -97,8 +99,10 @@ async def rig() -> AsyncIterator[Rig]:
             )
             spy = SpyPublisher(conn)
             executor = CommandExecutor(spy, inventory, deadline=3.0)
-            control = HomeControl(inventory, executor, ConfirmationGate(ConfirmationBook()))
-            yield Rig(broker, home, conn, inventory, spy, executor, control)
+            user = FakeUser()
+            gate = ConfirmationGate(ConfirmationBook(), evidence=user)
+            control = HomeControl(inventory, executor, gate)
+            yield Rig(broker, home, conn, inventory, spy, executor, control, user)
 
 
 ROUND_TRIPS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
@@ -262,6 +266,10 @@ async def test_sensitive_device_needs_a_confirmed_second_call(rig: Rig) -> None:
     assert rig.spy.calls == []
     again = await rig.control.act("front door lock", "unlock")
     assert again.confirmation_token
+    early = await rig.control.act("front door lock", "unlock", confirmation=again.confirmation_token)
+    assert early.status == "needs_confirmation" and "not confirmed yet" in early.message
+    assert early.confirmation_token == again.confirmation_token and rig.spy.calls == []
+    rig.user.says(True)
     done = await rig.control.act("front door lock", "unlock", confirmation=again.confirmation_token)
     assert done.status == "done", done.message
     assert rig.inventory.state("sim-front_door_lock")["state"] == "unlocked"

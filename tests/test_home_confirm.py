@@ -11,7 +11,9 @@ from daemon.home.confirm import (
     ConfirmationBook,
     ConfirmationGate,
     is_sensitive,
+    spoken_answer,
 )
+from tests.test_home_support import FakeUser
 
 
 class FakeClock:
@@ -88,38 +90,90 @@ def test_book_is_bounded() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_sensitive_by_component_or_device_class() -> None:
+def test_sensitive_by_component_device_class_id_or_name() -> None:
     assert DEFAULT_SENSITIVE == ("lock", "garage", "gate", "alarm_control_panel")
     assert is_sensitive("lock", None)
     assert is_sensitive("cover", "garage") and is_sensitive("cover", "Gate")
     assert is_sensitive("alarm_control_panel", None)
     assert not is_sensitive("cover", "blind") and not is_sensitive("light", None)
     assert is_sensitive("light", None, ("light",)) and not is_sensitive("lock", None, ())
+    # A plain relay that drives the driveway gate, marked by id or by name (casefold).
+    mine = ("lock", "switch.gate_relay", "Driveway Gate")
+    assert is_sensitive("switch", None, mine, device_id="switch.gate_relay", name="Relay 1")
+    assert is_sensitive("switch", None, mine, device_id="x", name="driveway gate")
+    assert not is_sensitive("switch", None, mine, device_id="switch.pump", name="Pump")
 
 
 @pytest.mark.timeout(30)
-def test_gate_two_call_rule() -> None:
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Yes.", True),
+        (" yes please", True),
+        ("OK, go ahead", True),
+        ("Sure, do it!", True),
+        ("Ja, bitte", True),
+        ("Oui, d\u2019accord", True),
+        ("sí", True),
+        ("Confirmed", True),
+        ("No.", False),
+        ("yes... no, wait", False),
+        ("Don\u2019t!", False),
+        ("yes, don't", False),
+        ("stop", False),
+        ("Cancel that", False),
+        ("I'm not sure", False),
+        ("Nein", False),
+        ("unlock the front door", None),
+        ("unlock the door, token abc234", None),
+        ("", None),
+        ("yesterday, I knocked", None),  # whole words only
+    ],
+)
+def test_spoken_answer(text: str, answer: bool | None) -> None:
+    assert spoken_answer(text) is answer
+
+
+COMMON: dict[str, Any] = {
+    "device_id": "lock.front",
+    "device_name": "Front door",
+    "component": "lock",
+    "device_class": None,
+    "action": "unlock",
+    "args": {},
+}
+
+
+@pytest.mark.timeout(30)
+def test_gate_acts_only_when_the_user_confirmed_after_issuance() -> None:
     clock = FakeClock()
-    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock))
-    common: dict[str, Any] = {
-        "device_id": "lock.front",
-        "device_name": "Front door",
-        "component": "lock",
-        "device_class": None,
-        "action": "unlock",
-        "args": {},
-    }
-    first = gate.check(**common, token=None)
+    user = FakeUser(clock)
+    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user)
+    user.says(True)  # a yes from before the question is not an answer to it
+    clock.now += 1
+    first = gate.check(**COMMON, token=None)
     assert first.verdict == "confirm" and first.token and first.token in first.message
     assert "Nothing was done" in first.message
-    second = gate.check(**common, token=first.token)
+    # The model calls again at once: no answer from the user yet. The token stays.
+    early = gate.check(**COMMON, token=first.token.upper())
+    assert early.verdict == "confirm" and early.token == first.token
+    assert "the user has not confirmed yet; ask them" in early.message
+    assert user.asked == [1001.0]  # asked about the time of issuance
+    clock.now += 1
+    user.says(True)
+    clock.now += 1
+    second = gate.check(**COMMON, token=first.token)
     assert second.verdict == "proceed"
-    replay = gate.check(**common, token=first.token)
+    replay = gate.check(**COMMON, token=first.token)
     assert replay.verdict == "confirm" and replay.token != first.token
     assert "expired, used or for a different action" in replay.message
+    clock.now += 1
+    user.says(True)
     clock.now += 11
-    late = gate.check(**common, token=replay.token)
-    assert late.verdict == "confirm"
+    late = gate.check(**COMMON, token=replay.token)  # confirmed, but too late
+    assert late.verdict == "confirm" and late.token != replay.token
+    stats = gate.book.stats
+    assert (stats.redeemed, stats.unconfirmed, stats.unknown, stats.expired) == (1, 1, 1, 1)
     light = gate.check(
         device_id="light.k",
         device_name="Kitchen",
@@ -130,3 +184,35 @@ def test_gate_two_call_rule() -> None:
         token=None,
     )
     assert light.verdict == "proceed" and light.token is None
+
+
+@pytest.mark.timeout(30)
+def test_gate_a_no_voids_the_token() -> None:
+    clock = FakeClock()
+    user = FakeUser(clock)
+    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user)
+    first = gate.check(**COMMON, token=None)
+    clock.now += 1
+    user.says(False)
+    no = gate.check(**COMMON, token=first.token)
+    assert no.verdict == "declined" and no.token is None and "said no" in no.message
+    clock.now += 1
+    user.says(True)
+    again = gate.check(**COMMON, token=first.token)  # consumed by the no
+    assert again.verdict == "confirm" and again.token != first.token
+    assert gate.book.stats.declined == 1
+
+
+@pytest.mark.timeout(30)
+def test_gate_without_evidence_never_proceeds() -> None:
+    clock = FakeClock()
+    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock))
+    first = gate.check(**COMMON, token=None)
+    for _ in range(3):
+        clock.now += 1
+        later = gate.check(**COMMON, token=first.token)
+        assert later.verdict == "confirm" and later.token == first.token
+    relay = {**COMMON, "device_id": "switch.gate_relay", "component": "switch"}
+    gated = ConfirmationGate(gate.book, ("switch.gate_relay",))
+    assert gated.check(**relay, token=None).verdict == "confirm"
+    assert gated.check(**COMMON, token=None).verdict == "proceed"  # a lock is not in this set

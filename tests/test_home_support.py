@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,29 @@ def fast_connection(settings: MqttSettings, **kw: Any) -> MqttConnection:
     return MqttConnection(
         settings, backoff_initial=0.05, backoff_max=0.3, connect_timeout=1.0, **kw
     )
+
+
+class FakeUser:
+    """The user's spoken answers, judged as the Agent's `user_confirmed_since` judges them.
+
+    For tests without an Agent: a yes counts for tokens issued before it, a no after
+    issuance vetoes. The real Agent is tested in test_home_service and test_agent_policy.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.answers: list[tuple[float, bool]] = []
+        self.asked: list[float] = []
+
+    def says(self, yes: bool = True) -> None:
+        self.answers.append((self.clock(), yes))
+
+    def __call__(self, since: float) -> bool | None:
+        self.asked.append(since)
+        after = [yes for at, yes in self.answers if at > since]
+        if False in after:
+            return False
+        return True if after else None
 
 
 class Watcher:
@@ -106,6 +130,7 @@ class Rig:
     dispatcher: ToolDispatcher
     answers: dict[str, ToolResponse] = field(default_factory=dict)
     proxy: Any = None
+    user: FakeUser | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -170,12 +195,14 @@ async def home_rig(
     agent: Any = None,
     with_home: bool = True,
     proxy: bool = False,
+    user: bool = True,
     **service_kw: Any,
 ) -> AsyncIterator[Rig]:
     """Everything running on a private broker; torn down in reverse order.
 
     With `proxy`, the service reaches the broker through a TCP relay (`rig.proxy`)
-    that a test can cut, as if the daemon's host vanished.
+    that a test can cut, as if the daemon's host vanished. Without an `agent`, a
+    `FakeUser` (`rig.user`) answers the confirmation questions, unless `user=False`.
     """
     async with PrivateBroker() as broker, contextlib.AsyncExitStack() as stack:
         relay = None
@@ -198,11 +225,15 @@ async def home_rig(
         metrics = agent.metrics if agent is not None else Metrics()
         registry = agent.registry if agent is not None else ToolRegistry(settings.tools.deadline)
         via = settings.mqtt.model_copy(update={"port": relay.port}) if relay else settings.mqtt
+        fake_user = FakeUser() if user and agent is None else None
+        if fake_user is not None:
+            service_kw.setdefault("user_confirmed_since", fake_user)
         service = HomeService(
             settings, registry, metrics, agent, connection=fast_connection(via), **service_kw
         )
         rig = Rig(broker, home, watcher, settings, registry, metrics, service, None)  # type: ignore[arg-type]
         rig.proxy = relay
+        rig.user = fake_user
         rig.dispatcher = ToolDispatcher(registry, metrics, rig.on_answer, rig.on_outcome)
         tg = await stack.enter_async_context(_task_group())
         tasks = [tg.create_task(service.run()), tg.create_task(rig.dispatcher.run())]
@@ -260,7 +291,7 @@ class FakeLink:
     def send_audio(self, chunk: AudioChunk) -> None:
         self.audio.append(chunk)
 
-    def send_video(self, frame: VideoFrame) -> None:
+    def send_video(self, frame: VideoFrame, *, force: bool = False) -> None:
         self.video.append(frame)
 
     def end_audio_stream(self) -> None:

@@ -120,6 +120,8 @@ async def test_every_component_through_the_tools() -> None:
             first = output(await rig.call(CONTROL_DEVICE, {"device_id": device_id,
                                                            "action": action}))
             assert first["status"] == "needs_confirmation"
+            assert rig.user is not None
+            rig.user.says(True)
             second = output(
                 await rig.call(
                     CONTROL_DEVICE,
@@ -311,20 +313,25 @@ async def confirm_flow(rig: Rig) -> None:
     await refused({"device_id": "sim-front_door_lock", "action": "lock",
                    "confirmation_token": t2})  # issued for another action
     t3 = (await refused(lock))["confirmation_token"]
+    assert rig.user is not None
+    rig.user.says(True)
     await asyncio.sleep(rig.settings.tools.confirm_ttl + 0.1)
-    await refused({**lock, "confirmation_token": t3})  # expired
+    await refused({**lock, "confirmation_token": t3})  # confirmed, but expired
     await rig.barrier()
     assert rig.commands_since(mark) == []
     assert rig.service.inventory.state("sim-front_door_lock")["state"] == "locked"
 
     t4 = (await refused(lock))["confirmation_token"]
+    early = await refused({**lock, "confirmation_token": t4})  # the user has not answered
+    assert early["confirmation_token"] == t4 and "not confirmed yet" in early["message"]
+    rig.user.says(True)
     done = output(await rig.call(CONTROL_DEVICE, {**lock, "confirmation_token": t4}))
     assert done["status"] == "done" and done["state"]["state"] == "unlocked"
     await refused({**lock, "confirmation_token": t4})  # reused after it worked
     await rig.barrier()
     assert rig.commands_since(mark) == [("sim/front_door_lock/set", "unlock_door")]
     stats = rig.service.gate.book.stats
-    assert (stats.unknown, stats.mismatched, stats.redeemed) == (3, 2, 1)
+    assert (stats.unknown, stats.mismatched, stats.redeemed, stats.unconfirmed) == (3, 2, 1, 1)
     assert stats.expired >= 1  # t3, and the fresh tokens the refusals issued meanwhile
 
 
@@ -335,6 +342,23 @@ async def test_confirmation_is_single_use_short_lived_and_bound() -> None:
         rig.service._sync_metrics()
         assert rig.metrics.value("edge_home_confirmations_total", result="redeemed") == 1
         assert rig.metrics.value("edge_home_confirmations_total", result="expired") >= 1
+
+
+@pytest.mark.timeout(60)
+async def test_without_an_agent_nothing_sensitive_ever_acts() -> None:
+    """HomeService on its own (bench, tests) has no one to hear a yes: the safe default."""
+    async with home_rig(default_devices(), user=False) as rig:
+        lock = {"device_id": "sim-front_door_lock", "action": "unlock"}
+        mark = rig.watcher.mark()
+        token = output(await rig.call(CONTROL_DEVICE, lock))["confirmation_token"]
+        for _ in range(3):
+            out = output(await rig.call(CONTROL_DEVICE, {**lock, "confirmation_token": token}))
+            assert out["status"] == "needs_confirmation" and out["confirmation_token"] == token
+        light = output(await rig.call(CONTROL_DEVICE, {"device_id": "sim-kitchen_light",
+                                                       "action": "turn_on"}))
+        assert light["status"] == "done"  # ordinary devices are not affected
+        await rig.barrier()
+        assert rig.commands_since(mark) == [("sim/kitchen_light/set", "ON")]
 
 
 class Plug(VirtualDevice):

@@ -2,12 +2,14 @@
 
 Hypothesis drives the real tools (ToolRegistry + ToolDispatcher → HomeService →
 mosquitto) with arbitrary tool names and arguments, valid ones mixed in, and
-confirmation tokens reused from earlier answers. A client subscribed to `#` sees
+confirmation tokens reused from earlier answers, and the user saying yes, no or
+nothing before each call that carries a token. A client subscribed to `#` sees
 everything the broker delivers; each message must be on a device's command topic
 with a payload the device's own discovery config allows (the allow-list is built
 by tests/test_home_fuzz.py straight from the raw configs, not by daemon.home),
 QoS 1, not retained. And a sensitive device is only ever commanded by a call
-carrying a token the tool issued for that very device and action.
+carrying a token the tool issued for that very device and action, after the user
+said yes (and no no) since it was issued.
 
 The rig lives in an event loop on a helper thread for the whole module, because
 Hypothesis calls the test function once per example.
@@ -72,7 +74,8 @@ class Harness:
         self.lt = lt
         self.rig = rig
         # Per example (Hypothesis replays examples, so draws must not depend on older ones).
-        self.issued: dict[str, tuple[str, str]] = {}  # token -> (device, action)
+        # token -> (device, action, how many answers the user had given when it was issued)
+        self.issued: dict[str, tuple[str, str, int]] = {}
         self.requests: list[dict[str, Any]] = []  # control calls that asked to confirm
         inv = rig.service.inventory
         self.devices = {d.id: d for d in inv.devices()}
@@ -85,7 +88,8 @@ class Harness:
                 for topic in dev.command_topics:
                     self.sensitive_topics[topic] = dev.id
         self.actions = sorted({a.name for d in inv.devices() for a in d.capabilities})
-        self.stats = {"calls": 0, "published": 0, "sensitive_published": 0, "tokens": 0}
+        self.stats = {"calls": 0, "published": 0, "sensitive_published": 0, "tokens": 0,
+                      "kept": 0}
         self._ids = itertools.count()
         self.start = rig.watcher.mark()
 
@@ -268,7 +272,18 @@ def test_no_tool_call_publishes_outside_the_allow_list(
     acting: list[tuple[dict[str, Any], str]] = []  # sensitive calls that were carried out
     style = data.draw(st.sampled_from(["confirmation", "mixed"]), label="style")
     calls = confirmation_calls(h, data) if style == "confirmation" else mixed_calls(h, data)
+    user = h.rig.user
+    assert user is not None
+
+    def answered_since(token: str) -> bool | None:
+        said = [yes for _at, yes in user.answers[h.issued[token][2]:]]
+        return False if False in said else (True if said else None)
+
     for name, args in calls:
+        if name == CONTROL_DEVICE and isinstance(args, dict) and "confirmation_token" in args:
+            said = data.draw(st.sampled_from(["yes", "yes", "yes", "no", "nothing"]), label="user")
+            if said != "nothing":
+                user.says(said == "yes")
         answer = h.call(name, args)
         assert set(answer) <= {"output", "error"} and len(answer) == 1, answer
         if "error" in answer:
@@ -279,8 +294,13 @@ def test_no_tool_call_publishes_outside_the_allow_list(
             continue
         status = out.get("status")
         if status == "needs_confirmation":
+            if out["confirmation_token"] == args.get("confirmation_token"):
+                assert answered_since(out["confirmation_token"]) is None  # kept: no answer yet
+                h.stats["kept"] += 1
+                continue
             assert out["confirmation_token"] not in h.issued
-            h.issued[out["confirmation_token"]] = (args["device_id"], args["action"])
+            h.issued[out["confirmation_token"]] = (
+                args["device_id"], args["action"], len(user.answers))
             h.requests.append({k: v for k, v in args.items() if k != "confirmation_token"})
             h.stats["tokens"] += 1
             continue
@@ -290,7 +310,8 @@ def test_no_tool_call_publishes_outside_the_allow_list(
             if h.rig.service.tools.is_sensitive(dev):
                 token = args.get("confirmation_token")
                 assert token in h.issued, args  # acting needs a token this tool issued ...
-                assert h.issued[token] == (dev_id, args["action"]), args  # ... for exactly this
+                assert h.issued[token][:2] == (dev_id, args["action"]), args  # ... for this
+                assert answered_since(token) is True, args  # ... and the user said yes
                 acting.append((args, dev_id))
                 del h.issued[token]  # ... once
 
@@ -315,6 +336,7 @@ def test_the_property_was_not_vacuous(harness: Harness) -> None:
     assert harness.stats["published"] >= 30
     assert harness.stats["sensitive_published"] >= 10
     assert harness.stats["tokens"] >= 5
+    assert harness.stats["kept"] >= 1  # a token the user had not answered yet came back
 
 
 

@@ -240,6 +240,8 @@ class HomeControl:
         )
         if decision.verdict == "confirm":
             return ActionOutcome("needs_confirmation", decision.message, found.id, decision.token)
+        if decision.verdict == "declined":
+            return ActionOutcome("failed", decision.message, found.id)
         result = await self.executor.execute(plan)
         published = None
         if result.published:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from daemon import __version__
 from daemon.config import MqttSettings, Settings
-from daemon.home.confirm import ConfirmationBook, ConfirmationGate
+from daemon.home.confirm import ConfirmationBook, ConfirmationGate, Evidence
 from daemon.home.executor import CommandExecutor, HomeControl
 from daemon.home.inventory import Inventory
 from daemon.home.mqtt import (
@@ -65,6 +65,8 @@ class AgentControls(Protocol):
     def set_mic_muted(self, muted: bool) -> None: ...
 
     def set_camera_enabled(self, enabled: bool) -> None: ...
+
+    def user_confirmed_since(self, since: float) -> bool | None: ...
 
 
 class _NoBroker:
@@ -166,6 +168,7 @@ class HomeService:
         on_mute: Switch | None = None,
         on_camera: Switch | None = None,
         status_provider: StatusProvider | None = None,
+        user_confirmed_since: Evidence | None = None,
         connection: MqttConnection | None = None,
     ) -> None:
         self.settings = settings
@@ -178,6 +181,8 @@ class HomeService:
         self.on_mute = on_mute or (agent.set_mic_muted if agent else None)
         self.on_camera = on_camera or (agent.set_camera_enabled if agent else None)
         self.status_provider = status_provider or (agent.status if agent else None)
+        # Only the user can confirm a sensitive action; no Agent, no evidence: never acts.
+        evidence = user_confirmed_since or (agent.user_confirmed_since if agent else None)
 
         self.inventory = Inventory(mqtt.discovery_prefix, ignore_nodes={self.node_id})
         self.declared_errors = self.inventory.load_declared(mqtt.devices, key="mqtt.devices")
@@ -190,7 +195,9 @@ class HomeService:
             self.inventory,
             deadline=tools.confirm_deadline,
         )
-        self.gate = ConfirmationGate(ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive)
+        self.gate = ConfirmationGate(
+            ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive, evidence
+        )
         self.control = HomeControl(self.inventory, self.executor, self.gate)
         self.tools = HomeTools(
             self.inventory,
