@@ -253,9 +253,9 @@ async def home_rig(
         yield rig
 
 
-def schema_for_default_home() -> HomeService:
+def schema_for_default_home(settings: Settings | None = None) -> HomeService:
     """The service (and its registry) for the default virtual home, without a broker."""
-    service = HomeService(Settings(), ToolRegistry(), Metrics())
+    service = HomeService(settings or Settings(), ToolRegistry(), Metrics())
     for dev in default_devices():
         result = service.inventory.handle_discovery(
             dev.discovery_topic("homeassistant"), json.dumps(dev.config)
