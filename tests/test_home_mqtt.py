@@ -12,7 +12,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import paho.mqtt.client as paho
 import pytest
+from aiomqtt.exceptions import MqttCodeError
 from pydantic import SecretStr
 
 from daemon.config import MqttSettings
@@ -343,3 +345,45 @@ async def test_stop_is_clean_with_no_task_left_behind(broker: PrivateBroker) -> 
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
     with pytest.raises(NotPublished):
         await conn.publish("a/b", "c", timeout=0.1)
+
+
+@pytest.mark.timeout(30)
+async def test_publish_refused_at_once_keeps_its_deadline(broker: PrivateBroker) -> None:
+    """The client refuses while the session still looks alive: retries are paced and the
+    deadline holds (NotPublished); bad input is raised at once, never retried."""
+    conn = connection(broker.port, "agent")
+    async with conn:
+        assert await conn.wait_connected(5)
+        session = conn._session
+        assert session is not None
+        client = session.client
+        real = client.publish
+        attempts: list[str] = []
+        refusal: BaseException = MqttCodeError(paho.MQTT_ERR_NO_CONN, "Could not publish")
+
+        async def refuse(topic: str, *args: object, **kw: object) -> None:
+            attempts.append(topic)
+            raise refusal
+
+        client.publish = refuse  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(NotPublished, match="refused"):
+            await conn.publish("a/b", "c", timeout=0.3)
+        took = loop.time() - started
+        assert 0.3 <= took < 1.5, took
+        assert 2 <= len(attempts) <= 12, len(attempts)  # paced (~every 50 ms), not a busy loop
+        assert conn.connected and conn._session is session  # the session itself is fine
+        assert conn.stats.publishes_not_sent == 1
+
+        for bad in (ValueError("payload too large"), TypeError("payload must be bytes")):
+            attempts.clear()
+            refusal = bad
+            started = loop.time()
+            with pytest.raises(type(bad), match="payload"):
+                await conn.publish("a/b", "c", timeout=5.0)
+            assert attempts == ["a/b"] and loop.time() - started < 0.5
+        assert conn.stats.publishes_not_sent == 3
+
+        client.publish = real  # type: ignore[method-assign]
+        assert await conn.publish("a/b", "c", timeout=5.0) is PublishOutcome.ACKED

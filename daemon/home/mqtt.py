@@ -16,9 +16,11 @@ connection. The rule, in full:
 * handed to the client (the packet may be on the wire): never sent again. A PUBACK
   gives `PublishOutcome.ACKED`; a lost connection or the deadline before it gives
   `PublishOutcome.UNCONFIRMED` (it may or may not have reached the broker);
-* not yet handed over (no connection): the call waits for a connection until its
-  deadline and sends it then, once; if the deadline passes first it raises
-  `NotPublished`, and nothing was or will be sent.
+* not yet handed over (no connection, or the client refused it at once): the call
+  waits for a connection, or retries every `_RETRY_PAUSE` s, until its deadline
+  and sends it then, once; if the deadline passes first it raises `NotPublished`,
+  and nothing was or will be sent. A ValueError or TypeError (bad input) is raised
+  at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from daemon.backoff import Backoff
 from daemon.config import MqttSettings
 
 log = logging.getLogger(__name__)
+
+_RETRY_PAUSE = 0.05  # between attempts when the client refuses a publish at once
 
 
 @dataclass(frozen=True)
@@ -377,17 +381,27 @@ class MqttConnection:
                 )
             finally:
                 await _reap(task)
-            if task in done and not task.cancelled() and task.exception() is None:
+            error = task.exception() if task in done and not task.cancelled() else None
+            if task in done and not task.cancelled() and error is None:
                 self.stats.publishes_acked += 1
                 return PublishOutcome.ACKED
             if handed:
                 self.stats.publishes_unconfirmed += 1
                 log.warning("publish to %s not acknowledged; it is not sent again", topic)
                 return PublishOutcome.UNCONFIRMED
-            # Never handed over: wait for this connection to be declared lost, then retry.
+            if isinstance(error, ValueError | TypeError):  # bad input: no retry can help
+                self.stats.publishes_not_sent += 1
+                raise error
+            # Refused at once (MqttCodeError) while the connection still looks alive, or
+            # never started: nothing went out. Pause (a refusal is usually a connection
+            # about to be declared lost), then try again, never past the deadline.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                async with asyncio.timeout(min(_RETRY_PAUSE, max(0.0, deadline - loop.time()))):
                     await asyncio.shield(session.lost)
+            if loop.time() >= deadline:
+                self.stats.publishes_not_sent += 1
+                why = f" (the MQTT client refused it: {error})" if error is not None else ""
+                raise NotPublished(f"not sent to the MQTT broker in time{why}; nothing was sent")
 
     async def _wait_session(self, deadline: float) -> _Session:
         loop = asyncio.get_running_loop()
