@@ -154,6 +154,10 @@ class Fault(enum.Enum):
     """Next ``count`` connections: read setup, never answer, stay open."""
     REJECT_KEY = "reject_key"
     """Next ``count`` handshakes (on the right path) fail with HTTP 403."""
+    REJECT_SETUP = "reject_setup"
+    """Next ``count`` connections: read setup, then close with ``code`` and
+    ``reason`` instead of setupComplete (1007 for a field the service refuses,
+    1008 for a passing policy problem, a reason saying the key is not valid)."""
 
 
 _CONNECTION_FAULTS = frozenset({Fault.GOAWAY, Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET})
@@ -773,6 +777,7 @@ class FakeLiveServer:
         self._reject_key_left = 0
         self._reject_resume_left = 0
         self._setup_hang_left = 0
+        self._reject_setup: deque[tuple[int, str]] = deque()
         self._next_index = 0
         self._changed = asyncio.Event()
         self._server: Server | None = None
@@ -913,7 +918,8 @@ class FakeLiveServer:
         """Apply a fault now; returns the connection index hit (None for next-N faults).
 
         GOAWAY uses ``time_left``; CLOSE uses ``code``/``reason``; REJECT_KEY,
-        REJECT_RESUME and SETUP_HANG use ``count`` (next N connections).
+        REJECT_RESUME and SETUP_HANG use ``count`` (next N connections);
+        REJECT_SETUP uses ``count``, ``code`` and ``reason``.
         Connection faults hit ``connection`` (an index) or the live one.
         """
         if count < 0:
@@ -926,6 +932,10 @@ class FakeLiveServer:
             return None
         if fault is Fault.SETUP_HANG:
             self._setup_hang_left += count
+            return None
+        if fault is Fault.REJECT_SETUP:
+            text = reason if reason is not None else _DEFAULT_REASONS.get(code, "")
+            self._reject_setup.extend([(code, text)] * count)
             return None
         conn = self._find_conn(connection)
         if conn is None:
@@ -964,6 +974,7 @@ class FakeLiveServer:
         """Forget every armed fault and next-N counter."""
         self._armed.clear()
         self._reject_key_left = self._reject_resume_left = self._setup_hang_left = 0
+        self._reject_setup.clear()
 
     async def wait_until(
         self,
@@ -1147,6 +1158,9 @@ class FakeLiveServer:
                 raise _ProtocolError(1007, "Invalid value at 'setup.session_resumption.handle'")
             handle = value or None
         rec.requested_handle = handle
+        if self._reject_setup:
+            code, reason = self._reject_setup.popleft()
+            raise _ProtocolError(code, reason)
 
         if self._setup_hang_left > 0:
             self._setup_hang_left -= 1

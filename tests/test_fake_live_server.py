@@ -520,6 +520,22 @@ async def test_reject_next_resume_then_fresh_start(server: FakeLiveServer) -> No
     assert [c.requested_handle for c in server.connections][1:3] == [handle, handle]
 
 
+async def test_reject_setup_for_next_n_with_code_and_reason(server: FakeLiveServer) -> None:
+    await server.inject(Fault.REJECT_SETUP, count=2, code=1008, reason="Request violates a policy.")
+    for _ in range(2):
+        with pytest.raises(errors.APIError) as info:
+            async with connect(server):
+                pass
+        assert info.value.code == 1008
+        assert "violates a policy" in str(info.value)
+    async with connect(server) as session:  # only the next N setups are refused
+        assert await first_handle(session)
+    assert [c.close_sent for c in server.connections][:2] == [
+        (1008, "Request violates a policy.")
+    ] * 2
+    assert [c.setup_completed_at is None for c in server.connections] == [True, True, False]
+
+
 async def test_setup_that_never_completes(server: FakeLiveServer) -> None:
     await server.inject(Fault.SETUP_HANG, count=1)
     with pytest.raises(TimeoutError):

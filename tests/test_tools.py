@@ -1,4 +1,5 @@
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,6 +104,25 @@ async def test_tool_error_and_crash(h: Harness) -> None:
     by_id = {r.id: r.response for r in h.responses}
     assert by_id["a"] == {"error": "unlucky level"}
     assert by_id["b"] == {"error": "internal error (RuntimeError)"}
+
+
+@pytest.mark.parametrize(
+    "result", [{1, 2}, float("nan"), {"when": object()}, b"raw", {"inf": float("inf")}],
+    ids=["set", "nan", "object", "bytes", "inf"],
+)
+async def test_a_result_that_is_not_json_is_answered_with_an_error(h: Harness, result: Any) -> None:
+    async def odd(_: dict[str, Any]) -> Any:
+        return result
+
+    h.registry.register(Tool("odd", "returns something JSON cannot hold", {"type": "object"}, odd))
+    h.dispatcher.submit([FunctionCall("c1", "odd", {})])
+    await h.settle(1)
+    (resp,) = h.responses
+    assert resp == ToolResponse("c1", "odd", {"error": "internal error (the result is not JSON)"},
+                                "WHEN_IDLE")
+    json.dumps(resp.response, allow_nan=False)  # what goes to the link always encodes
+    assert h.outcomes == [("c1", "bad_result")]
+    assert h.metrics.value("edge_tool_calls_total", tool="odd", outcome="bad_result") == 1
 
 
 async def test_deadline_gives_timeout(h: Harness) -> None:

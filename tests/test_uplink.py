@@ -68,9 +68,41 @@ def test_responses_fifo() -> None:
     assert ub.has_work()
     r = ub.peek_response()
     assert r is not None and r.id == "1"
-    ub.pop_response()
+    ub.pop_response(r)
     assert [r.id for r in ub.drain_responses()] == ["2"]
     assert not ub.has_work()
+
+
+def test_responses_are_not_bounded_by_count_but_one_per_call() -> None:
+    # Every queued answer is awaited by the server: none may fall off the end.
+    ub = UplinkBuffer(1.0, 1.0)
+    assert all(ub.push_response(ToolResponse(str(i), "a", {})) for i in range(1000))
+    assert not ub.push_response(ToolResponse("7", "a", {"second": True}))
+    answers = ub.drain_responses()
+    assert [r.id for r in answers] == [str(i) for i in range(1000)]
+    assert answers[7].response == {}
+
+
+def test_cancelled_answers_are_purged_and_a_send_in_flight_pops_only_itself() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in "123":
+        ub.push_response(ToolResponse(i, "a", {}))
+    head = ub.peek_response()
+    assert head is not None and head.id == "1"  # being sent ...
+    assert [r.id for r in ub.purge_responses(["1", "3", "nope"])] == ["1", "3"]
+    ub.pop_response(head)  # ... the send finishes: "2" must stay
+    assert [r.id for r in ub.drain_responses()] == ["2"]
+
+
+def test_a_replaced_answer_keeps_its_place() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    first = ToolResponse("1", "a", {"output": {1, 2}})
+    ub.push_response(first)
+    ub.push_response(ToolResponse("2", "a", {}))
+    ub.replace_response(ToolResponse("1", "a", {"error": "x"}))
+    ub.pop_response(first)  # the original is no longer queued: nothing is popped
+    ub.replace_response(ToolResponse("9", "a", {}))  # not queued: not added either
+    assert [(r.id, r.response) for r in ub.drain_responses()] == [("1", {"error": "x"}), ("2", {})]
 
 
 def test_unconfirmed_audio_is_requeued_in_order() -> None:
@@ -89,8 +121,9 @@ def test_unconfirmed_audio_is_requeued_in_order() -> None:
         got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
         ub.mark_sent(item.seq)
     assert got == [2, 3, 4, 5]
-    ub.confirm_all()
+    assert ub.confirm_all() == 4  # how many were taken as read without a pong
     assert ub.audio_seconds == 0
+    assert ub.confirm_all() == 0
 
 
 def test_video_schedule_tolerates_jitter_but_keeps_the_average() -> None:

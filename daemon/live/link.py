@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,8 @@ from daemon.tools.calls import ToolResponse
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 512
+REMEMBERED_CANCELLATIONS = 512
+UNENCODABLE_ANSWER = {"error": "internal error (the answer could not be encoded)"}
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 REPLAY_MESSAGE_SECONDS = 0.2
 
@@ -87,6 +90,7 @@ class LiveLink:
         self._resumable = False
         self._turn_active = False
         self._expected_calls: set[str] = set()
+        self._cancelled_calls: OrderedDict[str, None] = OrderedDict()  # recent, bounded
         self._conn: _Connection | None = None
         self._tools_dirty = False
         self._ping_outstanding = False
@@ -173,13 +177,23 @@ class LiveLink:
         self._wake.set()
 
     def send_tool_response(self, response: ToolResponse) -> None:
+        """Queue the answer to a call; at most one per call, none once it is cancelled."""
+        if response.id in self._cancelled_calls:
+            self._metrics.tool_responses_dropped.labels("cancelled").inc()
+            log.info("tool response %s (%s) not sent: the model cancelled the call",
+                     response.id, response.name)
+            return
         if response.id not in self._expected_calls:
             # The session that asked is gone (a fresh one started): nobody waits.
             self._metrics.tool_responses_lost.inc()
             log.warning("tool response %s (%s) dropped: its session ended", response.id,
                         response.name)
             return
-        self._uplink.push_response(response)
+        if not self._uplink.push_response(response):
+            self._metrics.tool_responses_dropped.labels("duplicate").inc()
+            log.warning("second answer to tool call %s (%s) dropped; the first is queued",
+                        response.id, response.name)
+            return
         self._wake.set()
 
     def tools_changed(self) -> None:
@@ -283,24 +297,51 @@ class LiveLink:
                 raise
             finally:
                 self._conn = None
-                self._settle_unconfirmed(conn.reason)
+                if conn.reason == "goaway":
+                    await self._close_after_goaway(session)
+                self._settle_unconfirmed(conn.reason, session)
                 if conn.reason == "stall":
                     _abort(session)
         return conn
 
-    def _settle_unconfirmed(self, reason: str) -> None:
-        """A silent peer may have read nothing of late: send its unconfirmed tail again.
+    async def _close_after_goaway(self, session: genai.live.AsyncSession) -> None:
+        """Close before resuming: the server's close reply proves it read all we sent."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                await session.close()
 
-        A peer that closed or reset the socket was reading until then, so what the
-        socket took before the close is taken as delivered (re-sending would
-        duplicate words); audio the socket refused is still queued.
+    def _settle_unconfirmed(self, reason: str, session: genai.live.AsyncSession) -> None:
+        """Decide what became of audio that was on the socket but never confirmed.
+
+        Audio is confirmed by pongs, so at any time up to one confirmation window
+        (live.confirm_interval, plus a round trip) is on the socket unconfirmed.
+        - Stall: a silent peer may have read none of it; it is sent again, in
+          order. Some of it may have been read before the peer went quiet: those
+          chunks arrive twice (at most one confirmation window).
+        - Close or reset by the server (1000, 1008, 1011, 1006), or a failed send:
+          the peer was reading until then, so the tail is taken as delivered.
+          Only what crossed the server's close on the wire (about half a round
+          trip of audio) is lost; re-sending the whole window instead would make
+          the model hear up to confirm_interval of words twice, which is worse
+          (duplicate audio after a resume is a known field problem). Counted in
+          edge_live_uplink_unconfirmed_at_close_chunks{reason}, so the cost shows.
+        - GoAway: the socket was closed by us; if the server replied to the
+          close, it read everything, and nothing is counted.
+        Audio the socket refused is still pending and goes out after the resume.
         """
         if reason == "stall":
             n = self._uplink.requeue_unconfirmed()
             if n:
+                self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(n)
                 log.warning("%d audio chunk(s) unconfirmed by the stalled server; resending", n)
-        else:
-            self._uplink.confirm_all()
+            return
+        n = self._uplink.confirm_all()
+        if reason == "stopped" or (reason == "goaway" and _close_replied(session)):
+            return
+        if n:
+            self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(n)
+            log.info("%d audio chunk(s) were sent but unconfirmed when the connection ended "
+                     "(%s); taken as delivered", n, reason)
 
     def _start_fresh(self) -> None:
         """A new session knows none of the old one's calls: their answers have no taker."""
@@ -310,7 +351,22 @@ class LiveLink:
             self._metrics.tool_responses_lost.inc(n)
             log.warning("%d tool answer(s) belong to the ended session and are dropped", n)
         self._expected_calls.clear()
+        self._cancelled_calls.clear()
         self._turn_active = False
+
+    def _calls_cancelled(self, ids: list[str]) -> None:
+        """The model no longer waits for these calls: an answer already queued is not sent,
+        and one that comes later is not queued."""
+        self._expected_calls.difference_update(ids)
+        for call_id in ids:
+            self._cancelled_calls[call_id] = None
+        while len(self._cancelled_calls) > REMEMBERED_CANCELLATIONS:
+            self._cancelled_calls.popitem(last=False)
+        purged = self._uplink.purge_responses(ids)
+        if purged:
+            self._metrics.tool_responses_dropped.labels("cancelled").inc(len(purged))
+            log.info("%d queued tool answer(s) not sent: the model cancelled the call(s)",
+                     len(purged))
 
     def _drop_handle(self, reason: str) -> None:
         if self._handle is not None:
@@ -344,11 +400,7 @@ class LiveLink:
                     if self._tools_dirty:
                         await self._send_tools(session)
                     elif (resp := ub.peek_response()) is not None:
-                        await session.send_tool_response(
-                            function_responses=[wire.function_response(resp)]
-                        )
-                        ub.pop_response()
-                        self._expected_calls.discard(resp.id)
+                        await self._send_response(session, resp)
                     elif (frame := ub.take_video()) is not None:
                         try:
                             await session.send_realtime_input(
@@ -395,6 +447,33 @@ class LiveLink:
         except OSError as exc:
             log.warning("Live send failed: %s", _brief(exc))
             conn.finish("send_error")
+
+    async def _send_response(self, session: genai.live.AsyncSession, resp: ToolResponse) -> None:
+        """Send one answer. One the SDK cannot encode is replaced by an error answer.
+
+        The SDK encodes before it sends, so such an answer never reached the
+        socket; left at the head of the queue it would fail every connection
+        from then on, and the call must still get an answer.
+        """
+        try:
+            await session.send_tool_response(function_responses=[wire.function_response(resp)])
+        except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            if resp.response == UNENCODABLE_ANSWER:
+                self._metrics.tool_responses_dropped.labels("unsendable").inc()
+                log.error("tool response %s (%s) cannot be sent at all (%s); dropped",
+                          resp.id, resp.name, _brief(exc))
+                self._uplink.pop_response(resp)
+                self._expected_calls.discard(resp.id)
+            else:
+                self._metrics.tool_responses_dropped.labels("unserialisable").inc()
+                log.error("tool response %s (%s) cannot be encoded (%s); answering with an error",
+                          resp.id, resp.name, _brief(exc))
+                self._uplink.replace_response(
+                    ToolResponse(resp.id, resp.name, dict(UNENCODABLE_ANSWER), resp.scheduling)
+                )
+            return
+        self._uplink.pop_response(resp)
+        self._expected_calls.discard(resp.id)
 
     def _audio_batch(self) -> tuple[list[PendingAudio], float]:
         """The chunks for the next audio message, or how long to wait for more.
@@ -452,7 +531,8 @@ class LiveLink:
         if ctl.turn_active is not None:
             self._turn_active = ctl.turn_active
         self._expected_calls.update(ctl.call_ids)
-        self._expected_calls.difference_update(ctl.cancelled_ids)
+        if ctl.cancelled_ids:
+            self._calls_cancelled(ctl.cancelled_ids)
         if ctl.go_away_in is not None:
             deadline = time.monotonic() + max(0.0, ctl.go_away_in - self._s.goaway_margin)
             conn.go_away_deadline = deadline
@@ -522,6 +602,11 @@ class _Refused(Exception):
         self.detail = detail
 
 
+def _close_replied(session: genai.live.AsyncSession) -> bool:
+    ws = getattr(session, "_ws", None)
+    return getattr(getattr(ws, "protocol", None), "close_rcvd", None) is not None
+
+
 def _abort(session: genai.live.AsyncSession) -> None:
     ws = getattr(session, "_ws", None)
     transport = getattr(ws, "transport", None)
@@ -550,13 +635,44 @@ def _classify_status(status: int, s: LiveSettings) -> Exception:
 
 
 def _classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSettings) -> Exception:
+    """A close before setup completed: fatal when the same setup can never succeed.
+
+    A rejected key and an unknown model are permanent; so is 1007 (invalid
+    argument) on a fresh setup, which carries nothing but our own settings.
+    1007 on a resume means the handle is bad: start fresh. Anything else,
+    notably a 1008 policy close (seen in the field on some function-call
+    shapes, and passing), is retried with backoff.
+    """
     code = exc.code
-    text = str(exc.message or exc)
-    if code == 1008 and "not found" in text.lower():
+    text = str(exc.message or exc).replace("\n", " ")
+    lowered = text.lower()
+    if "api key not valid" in lowered or "api_key_invalid" in lowered:
+        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API ({code}: {text[:160]})")
+    if code == 1008 and "not found" in lowered:
         return LiveFatalError(f"live.model: {s.model!r} is not available ({text[:160]})")
     if code == 1007 and resuming:
         return _Refused("resume_refused", f"close 1007 during setup: {text[:160]}")
+    if code == 1007:
+        return LiveFatalError(
+            f"{_setup_key(lowered)}: the Live API rejected the session setup "
+            f"(1007: {text[:160]})"
+        )
     return _Refused("setup_closed", f"server closed during setup ({code}: {text[:160]})")
+
+
+_SETUP_FIELDS = (  # a field named in a 1007 reason -> the setting that put it in the setup
+    ("voice", "live.voice"),
+    ("language", "live.language"),
+    ("systeminstruction", "live.system_instruction"),
+    ("contextwindowcompression", "live.compression_trigger_tokens"),
+    ("model", "live.model"),
+)
+
+
+def _setup_key(reason: str) -> str:
+    """The setting a setup rejection points at, else the [live] section as a whole."""
+    flat = reason.replace("_", "")  # the service names fields in either case style
+    return next((key for word, key in _SETUP_FIELDS if word in flat), "live")
 
 
 def _ssl_context(s: LiveSettings) -> ssl.SSLContext:

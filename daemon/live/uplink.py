@@ -6,11 +6,16 @@ back (the Gemini Developer API keeps no replay state for us). Audio that went
 out on a socket stays until a pong confirms the peer read past it: if the
 peer goes silent, that unconfirmed tail is sent again after the reconnect.
 Beyond the bound the oldest audio is dropped, and every drop is counted.
+
+Tool answers are not bounded by count: each one answers a call the server still
+waits for, and a dropped answer leaves the model silent for good. They are
+bounded by the calls the session has open instead, one answer per call id.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from daemon.media.types import SAMPLE_WIDTH, AudioChunk, VideoFrame
@@ -42,7 +47,7 @@ class UplinkBuffer:
         self._video: VideoFrame | None = None
         self._video_interval = 1.0 / video_fps
         self._next_video_at: float | None = None
-        self._responses: deque[ToolResponse] = deque(maxlen=256)
+        self._responses: OrderedDict[str, ToolResponse] = OrderedDict()  # by call id
         self.stream_end_pending = False
         self.stats = UplinkStats()
 
@@ -92,9 +97,12 @@ class UplinkBuffer:
         while self._sent and self._sent[0].seq <= seq:
             self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
 
-    def confirm_all(self) -> None:
+    def confirm_all(self) -> int:
+        """Take every sent chunk as read; returns how many were unconfirmed."""
+        n = len(self._sent)
         if self._sent:
             self.confirm(self._sent[-1].seq)
+        return n
 
     def requeue_unconfirmed(self) -> int:
         """The peer went silent: what it never confirmed is sent again, in order."""
@@ -151,17 +159,32 @@ class UplinkBuffer:
             self._video = frame
 
     # tool responses ---------------------------------------------------------
-    def push_response(self, response: ToolResponse) -> None:
-        self._responses.append(response)
+    def push_response(self, response: ToolResponse) -> bool:
+        """Queue an answer; False (nothing queued) if one for this call already waits."""
+        if response.id in self._responses:
+            return False
+        self._responses[response.id] = response
+        return True
 
     def peek_response(self) -> ToolResponse | None:
-        return self._responses[0] if self._responses else None
+        return next(iter(self._responses.values()), None)
 
-    def pop_response(self) -> None:
-        self._responses.popleft()
+    def pop_response(self, response: ToolResponse) -> None:
+        """Remove this answer once sent, unless it was purged or replaced meanwhile."""
+        if self._responses.get(response.id) is response:
+            del self._responses[response.id]
+
+    def replace_response(self, response: ToolResponse) -> None:
+        """Put another answer for the same call in the queued one's place."""
+        if response.id in self._responses:
+            self._responses[response.id] = response
+
+    def purge_responses(self, ids: Iterable[str]) -> list[ToolResponse]:
+        """Take out the answers to these calls (the model cancelled them)."""
+        return [r for i in ids if (r := self._responses.pop(i, None)) is not None]
 
     def drain_responses(self) -> list[ToolResponse]:
-        out = list(self._responses)
+        out = list(self._responses.values())
         self._responses.clear()
         return out
 

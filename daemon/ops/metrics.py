@@ -176,6 +176,21 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        # Live link: what happened to sent-but-unconfirmed audio and to tool answers
+        self.uplink_unconfirmed_at_close = Counter(
+            "edge_live_uplink_unconfirmed_at_close_chunks",
+            "Audio chunks on the socket but not confirmed by a pong when a connection "
+            "ended, by reason (after a stall they are sent again, else taken as delivered)",
+            ["reason"],
+            registry=r,
+        )
+        self.tool_responses_dropped = Counter(
+            "edge_live_tool_responses_dropped",
+            "Tool answers not sent as given, by reason (cancelled by the model, duplicate, "
+            "unserialisable: replaced by an error answer)",
+            ["reason"],
+            registry=r,
+        )
         self.set_link_state("idle")
 
     def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:

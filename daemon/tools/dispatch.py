@@ -3,13 +3,16 @@
 The answer is a result, an error, a timeout, or the model's own cancellation
 (toolCallCancellation: the server no longer waits, so nothing is sent back).
 Answers to calls that were running when the user interrupted the model go back
-SILENT, so the model does not start talking over the user again.
+SILENT, so the model does not start talking over the user again. A result that
+is not JSON (a set, NaN, an object) is answered with an error here: sent as it
+is, it would fail in the link's send loop, not in the tool that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -99,7 +102,9 @@ class ToolDispatcher:
             assert tool is not None
             async with asyncio.timeout(deadline):
                 result = await tool.handler(args)
-            response, outcome = {"output": result}, "ok"
+            response, outcome = _checked({"output": result}, call.name), "ok"
+        except _NotJson:
+            response, outcome = {"error": "internal error (the result is not JSON)"}, "bad_result"
         except InvalidArguments as exc:
             response, outcome = {"error": f"invalid arguments: {exc}"}, "invalid"
         except ToolError as exc:
@@ -123,3 +128,18 @@ class ToolDispatcher:
         self._metrics.tool_calls.labels(known, outcome).inc()
         if self._observer is not None:
             self._observer(call, outcome, response)
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _checked(response: dict[str, Any], tool: str) -> dict[str, Any]:
+    """The response if it encodes as strict JSON (what the Live API reads); else _NotJson."""
+    try:
+        json.dumps(response, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.error("tool %s returned a result that is not JSON (%s); answering with an error",
+                  tool, str(exc)[:120])
+        raise _NotJson from None
+    return response

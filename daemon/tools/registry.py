@@ -15,6 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+# A handler returns JSON values (dict, list, str, number, bool, None); anything else
+# reaches the model as an error answer (see dispatch.py).
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
