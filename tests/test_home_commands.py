@@ -15,7 +15,7 @@ from daemon.home.commands import Command, CommandError, plan_command
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
 from daemon.home.discovery import Discovered
 from daemon.home.executor import CommandExecutor, HomeControl
-from daemon.home.inventory import Device, Inventory
+from daemon.home.inventory import Device, Inventory, StateReported
 from daemon.home.mqtt import MqttConnection, PublishOutcome
 from simulator.broker import PrivateBroker
 from simulator.home import SimButton, SimScene, VirtualHome, default_devices, extra_devices
@@ -197,6 +197,31 @@ async def test_device_that_ignores_commands_is_sent_but_not_confirmed(rig: Rig) 
     assert str(result).startswith("sent but not confirmed")
     assert "state in on" in result.detail
     assert rig.home.received == [(plan.topic, plan.payload)]  # it got there, exactly once
+
+
+@pytest.mark.timeout(30)
+async def test_retained_state_after_a_broker_restart_is_no_confirmation(rig: Rig) -> None:
+    """The broker re-sends the retained "OFF" on resubscribe: it updates the state, but a
+    device that ignored "turn off" is not reported done because of it."""
+    rig.home.set_ignore_commands("living_room_switch")
+    assert rig.inventory.state("sim-living_room_switch")["state"] == "off"
+    plan = plan_command(rig.device("sim-living_room_switch"), "turn_off", {})
+    assert isinstance(plan, Command)
+    reports: list[bool] = []
+    remove = rig.inventory.add_listener(
+        lambda e: reports.append(e.retained)
+        if isinstance(e, StateReported) and e.device.id == "sim-living_room_switch"
+        else None
+    )
+    connects = rig.conn.stats.connects
+    task = asyncio.create_task(rig.executor.execute(plan, deadline=4.0))
+    await eventually(lambda: rig.home.received == [(plan.topic, plan.payload)])
+    await rig.broker.restart()
+    await eventually(lambda: rig.conn.stats.connects > connects and reports == [True], 3.5)
+    result = await task
+    remove()
+    assert result.status == "sent", str(result)  # not "done"
+    assert rig.inventory.state("sim-living_room_switch")["state"] == "off"
 
 
 @pytest.mark.timeout(30)

@@ -4,7 +4,8 @@ One publish (QoS 1, at most once), then wait for a fresh state report that match
 the plan's expectation, all within one deadline (default 3 s). Every call ends in
 exactly one result:
 
-* `done`: the device reported the expected state after we published;
+* `done`: the device reported the expected state after we published (a live
+  report: the broker's retained copy, re-sent on every resubscribe, does not count);
 * `sent`: sent but not confirmed (no matching report in time, the device does not
   report state, or the broker did not acknowledge it);
 * `failed`: nothing was published (device unknown or unavailable, or no broker
@@ -126,7 +127,8 @@ class CommandExecutor:
                 return
             if isinstance(event, StateReported):
                 last["state"] = dict(event.state)
-                if expected is not None and expected.matches(event.state):
+                # A retained copy (re-sent after a reconnect) is no sign the device obeyed.
+                if not event.retained and expected is not None and expected.matches(event.state):
                     confirmed.set_result(event.state)
             elif isinstance(event, AvailabilityChanged) and event.available is False:
                 last["note"] = f"; {device.name} went offline"

@@ -60,6 +60,9 @@ class IncomingMessage(Protocol):
     @property
     def payload(self) -> bytes: ...
 
+    @property
+    def retain(self) -> bool: ...
+
 
 class Cancelable(Protocol):
     def cancel(self) -> None: ...
@@ -167,11 +170,16 @@ class DeviceRemoved:
 
 @dataclass(frozen=True)
 class StateReported:
-    """A state message arrived (even if nothing changed: it is fresh evidence)."""
+    """A state message arrived (even if nothing changed: it is fresh evidence).
+
+    `retained`: the broker's stored copy (sent on every (re)subscribe), which says what
+    the state was at some time, not that the device just acted.
+    """
 
     device: Device
     values: Mapping[str, StateValue]
     state: Mapping[str, StateValue]
+    retained: bool = False
 
 
 @dataclass(frozen=True)
@@ -832,8 +840,8 @@ class Inventory:
             log.warning("ignored discovery config %s", err)
         self._errors[err.where] = err
 
-    def handle_device_message(self, topic: str, payload: bytes) -> None:
-        """A message on some device's state or availability topic."""
+    def handle_device_message(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """A message on some device's state or availability topic (`retain`: a stored copy)."""
         text = payload.decode("utf-8", errors="replace")
         if topic in self._subs or self._source is None:
             # Several devices may share a topic (a bridge's availability, one JSON state
@@ -843,9 +851,11 @@ class Inventory:
         for dev_id in sorted(self._topic_devices.get(topic, ())):
             entry = self._entries.get(dev_id)
             if entry is not None:  # a listener may have removed it meanwhile
-                self._apply_message(entry, topic, text, replay=False)
+                self._apply_message(entry, topic, text, replay=False, retained=retain)
 
-    def _apply_message(self, entry: _Entry, topic: str, text: str, *, replay: bool) -> None:
+    def _apply_message(
+        self, entry: _Entry, topic: str, text: str, *, replay: bool, retained: bool = False
+    ) -> None:
         dev = entry.device
         if topic in dev.availability_topics:
             self.stats.availability_messages += 1
@@ -859,8 +869,9 @@ class Inventory:
             entry.state.update(values)
             if replay:  # old news: not evidence that the device just acted
                 return
-            entry.updated_at = self._clock()
-            self._emit(StateReported(dev, values, dict(entry.state)))
+            if not retained:
+                entry.updated_at = self._clock()
+            self._emit(StateReported(dev, values, dict(entry.state), retained))
 
     def _replay(self, entry: _Entry) -> None:
         for topic in sorted(entry.device.topics):
@@ -922,5 +933,5 @@ class Inventory:
             self._last.pop(topic, None)
         for topic in sorted(wanted - set(self._subs)):
             self._subs[topic] = self._source.subscribe(
-                topic, lambda m: self.handle_device_message(m.topic, m.payload)
+                topic, lambda m: self.handle_device_message(m.topic, m.payload, retain=m.retain)
             )
