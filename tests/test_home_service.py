@@ -287,6 +287,38 @@ async def test_only_the_user_can_confirm_a_sensitive_action() -> None:
         assert (stats.redeemed, stats.declined) == (2, 1) and stats.unconfirmed >= 2
 
 
+def test_another_edge_agents_entities_are_not_devices() -> None:
+    """The daemon in the next room announces its mute switch: not ours to control."""
+    agent, _link, _glasses = make_agent()
+    other = HomeService(Settings(mqtt=MqttSettings(client_id="edge-kitchen")), ToolRegistry(),
+                        Metrics(), agent)
+    assert len(other.entities) == 6
+    mine = HomeService(Settings(), ToolRegistry(), Metrics())
+    inv = mine.inventory
+    for entity in other.entities:
+        config = other.discovery_config(entity)
+        assert inv.handle_discovery(other.discovery_topic(entity), json.dumps(config)) is None
+        # Either mark is enough: the origin, or the device model (an older announcement).
+        config.pop("origin")
+        abbreviated = {**{k: v for k, v in config.items() if k != "device"},
+                       "dev": {"mdl": "edge-agent daemon", "ids": ["x"]}}
+        topic = other.discovery_topic(entity).replace("edge-kitchen", "edge-hall")
+        assert inv.handle_discovery(topic, json.dumps(abbreviated)) is None
+    assert inv.devices() == [] and inv.stats.discovery_edge_agents == 12
+    assert inv.problems() == []
+    # The same switch by anyone else is a device.
+    switch = next(e for e in other.entities if e.object_id == "mute_microphone")
+    config = other.discovery_config(switch)
+    config.pop("origin")
+    config["device"]["model"] = "Relay"
+    topic = "homeassistant/switch/relay/mute/config"
+    assert inv.handle_discovery(topic, json.dumps(config)) is not None
+    assert [d.component for d in inv.devices()] == ["switch"]
+    # A device that becomes an edge-agent entity on the same topic goes away.
+    assert inv.handle_discovery(topic, json.dumps(other.discovery_config(switch))) is None
+    assert inv.devices() == []
+
+
 @pytest.mark.timeout(60)
 async def test_describe_without_a_broker_lists_declared_devices() -> None:
     settings = Settings(

@@ -47,6 +47,10 @@ from daemon.home.discovery import (
 log = logging.getLogger(__name__)
 
 StateValue = str | int | float | bool | tuple[int, ...] | None
+# How an edge-agent daemon announces itself (daemon.tools.home_service): such entities
+# (the mute switch of the glasses in the next room) are never devices for the model.
+EDGE_AGENT_ORIGIN = "edge-agent"
+EDGE_AGENT_MODEL = "edge-agent daemon"
 Handler = Callable[["IncomingMessage"], None]
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -200,6 +204,7 @@ class InventoryStats:
     discovery_unchanged: int = 0
     discovery_removals: int = 0
     discovery_errors: int = 0
+    discovery_edge_agents: int = 0  # another edge-agent daemon's own entities: ignored
     state_messages: int = 0
     state_ignored: int = 0
     availability_messages: int = 0
@@ -303,6 +308,14 @@ def parse_declared_devices(
         seen.add(dev_id)
         devices.append(Device(dev_id, parsed, "config"))
     return devices, errors
+
+
+def _from_edge_agent(entity: EntityConfig) -> bool:
+    """An entity announced by an edge-agent daemon (by its origin or its device model)."""
+    origin = entity.raw.get("origin")
+    if isinstance(origin, Mapping) and origin.get("name") == EDGE_AGENT_ORIGIN:
+        return True
+    return entity.device is not None and entity.device.model == EDGE_AGENT_MODEL
 
 
 def _slug(text: str) -> str:
@@ -771,7 +784,10 @@ class Inventory:
         return errors
 
     def handle_discovery(self, topic: str, payload: bytes | str) -> DiscoveryResult | None:
-        """Apply one discovery message; returns what it was (None: not a config topic)."""
+        """Apply one discovery message; returns what it was.
+
+        None: not a config topic, or an edge-agent daemon's own entity (ours or another's).
+        """
         if self.ignore_nodes:
             where = parse_topic(topic, self.prefix)
             if where is not None and where.node_id in self.ignore_nodes:
@@ -782,6 +798,13 @@ class Inventory:
         if isinstance(result, DiscoveryError):
             self._reject(result)
             return result
+        if isinstance(result, Discovered) and _from_edge_agent(result.entity):
+            self.stats.discovery_edge_agents += 1
+            self._errors.pop(topic, None)
+            dev_id = self._by_disc_topic.get(topic)
+            if dev_id is not None:
+                self.remove(dev_id)
+            return None
         if isinstance(result, Removal):
             self.stats.discovery_removals += 1
             self._errors.pop(topic, None)

@@ -35,7 +35,7 @@ from daemon import __version__
 from daemon.config import MqttSettings, Settings
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate, Evidence
 from daemon.home.executor import CommandExecutor, HomeControl
-from daemon.home.inventory import Inventory
+from daemon.home.inventory import EDGE_AGENT_MODEL, EDGE_AGENT_ORIGIN, Inventory
 from daemon.home.mqtt import (
     MqttConnection,
     MqttMessage,
@@ -319,10 +319,10 @@ class HomeService:
                 "identifiers": [f"edge-agent-{self.node_id}"],
                 "name": f"Edge agent {self.client_id}",
                 "manufacturer": "edge-agent",
-                "model": "edge-agent daemon",
+                "model": EDGE_AGENT_MODEL,
                 "sw_version": __version__,
             },
-            "origin": {"name": "edge-agent", "sw_version": __version__},
+            "origin": {"name": EDGE_AGENT_ORIGIN, "sw_version": __version__},
             **entity.extra,
         }
         if entity.command is not None:
