@@ -55,6 +55,7 @@ class VirtualDevice:
     state: dict[str, Any] = field(default_factory=dict)
     online: bool = True
     ignore_commands: bool = False
+    withdrawn: bool = False  # its config was removed: not announced again
     latency: float | None = None
     received: list[tuple[str, str]] = field(default_factory=list)
 
@@ -701,9 +702,11 @@ class VirtualHome:
         await self.conn.publish(topic, payload, qos=1, retain=retain, timeout=10)
 
     async def announce(self) -> None:
-        """(Re)publish every discovery config."""
+        """(Re)publish every discovery config, except those of withdrawn devices."""
         self.announcements += 1
         for dev in self.devices.values():
+            if dev.withdrawn:
+                continue
             await self._publish(
                 dev.discovery_topic(self.prefix),
                 json.dumps(dev.config),
@@ -711,8 +714,9 @@ class VirtualHome:
             )
 
     async def remove(self, object_id: str) -> None:
-        """Withdraw a device: empty retained discovery payload."""
+        """Withdraw a device: empty retained discovery payload, and no more announcements."""
         dev = self.devices[object_id]
+        dev.withdrawn = True
         await self._publish(dev.discovery_topic(self.prefix), "")
 
     async def set_online(self, object_id: str, online: bool) -> None:

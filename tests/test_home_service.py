@@ -287,6 +287,47 @@ async def test_only_the_user_can_confirm_a_sensitive_action() -> None:
         assert (stats.redeemed, stats.declined) == (2, 1) and stats.unconfirmed >= 2
 
 
+@pytest.mark.timeout(60)
+async def test_reread_forgets_configs_removed_meanwhile() -> None:
+    """Mark and sweep: a config removed while the daemon was away is gone after Home
+    Assistant's birth message makes it re-read discovery; declared devices stay."""
+    declared = ({"component": "switch", "id": "garden_pump", "name": "Garden pump",
+                 "command_topic": "garden/pump/set"},)
+    async with home_rig(default_devices(), proxy=True, status_provider=lambda: {},
+                        mqtt={"devices": declared, "refresh_debounce": 0.05}) as rig:
+        assert rig.home is not None
+        conn, inv = rig.service.conn, rig.service.inventory
+        assert conn is not None
+        scene = rig.home.devices["movie_night"]
+        rig.proxy.accepting = False
+        rig.proxy.cut()
+        await eventually(lambda: not conn.connected)
+        # Removed while the daemon is away (QoS 0: nothing is queued for its session).
+        scene.withdrawn = True  # and the home does not announce it again
+        await rig.watcher.conn.publish(scene.discovery_topic("homeassistant"), "", qos=0,
+                                       retain=True)
+        connects = conn.stats.connects
+        rig.proxy.accepting = True
+        await eventually(lambda: conn.stats.connects > connects and conn.connected, 10)
+        await rig.service.wait_ready(5)
+        await asyncio.sleep(0.5)  # the retained configs the reconnect brought have landed
+        assert inv.get("sim-movie_night") is not None  # stale: nobody said it went away
+        assert "sim-movie_night" in rig.enum(CONTROL_DEVICE)
+
+        await rig.watcher.publish("homeassistant/status", "online")
+        await eventually(lambda: inv.get("sim-movie_night") is None)
+        assert inv.stats.discovery_swept == 1
+        assert len(inv.devices()) == len(default_devices())  # 9 discovered + the pump
+        assert inv.get("garden_pump") is not None
+        await eventually(lambda: "sim-movie_night" not in rig.enum(CONTROL_DEVICE))
+        # A second re-read with nothing gone sweeps nothing.
+        reread = inv.stats.discovery_unchanged
+        await rig.watcher.publish("homeassistant/status", "online")
+        await eventually(lambda: inv.stats.discovery_unchanged >= reread + 9)
+        await asyncio.sleep(0.5)
+        assert inv.stats.discovery_swept == 1 and len(inv.devices()) == 10
+
+
 def test_another_edge_agents_entities_are_not_devices() -> None:
     """The daemon in the next room announces its mute switch: not ours to control."""
     agent, _link, _glasses = make_agent()

@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -205,6 +205,7 @@ class InventoryStats:
     discovery_removals: int = 0
     discovery_errors: int = 0
     discovery_edge_agents: int = 0  # another edge-agent daemon's own entities: ignored
+    discovery_swept: int = 0  # gone from the broker when discovery was re-read
     state_messages: int = 0
     state_ignored: int = 0
     availability_messages: int = 0
@@ -773,6 +774,23 @@ class Inventory:
         self._sync_subscriptions()
         self._emit(DeviceRemoved(entry.device))
         return entry.device
+
+    def sweep(self, seen: Collection[str]) -> list[Device]:
+        """After a full re-read: forget discovered devices whose config topic was not seen.
+
+        Declared devices stay; so do rejected configs that were seen again.
+        """
+        gone = [
+            e.device
+            for e in self._entries.values()
+            if e.device.source == "discovery" and e.device.discovery_topic not in seen
+        ]
+        for device in gone:
+            self.remove(device.id)
+        self.stats.discovery_swept += len(gone)
+        for topic in [t for t in self._errors if t not in seen]:
+            del self._errors[topic]
+        return gone
 
     def load_declared(
         self, entries: Sequence[Any], *, key: str = "mqtt.devices"

@@ -4,7 +4,8 @@ It owns one MQTT connection and keeps three things current:
 
 * the inventory: devices declared in `[[mqtt.devices]]` plus everything announced by
   Home Assistant discovery under `mqtt.discovery_prefix` (re-read when Home
-  Assistant says `<prefix>/status` = online);
+  Assistant says `<prefix>/status` = online; discovered devices whose config did
+  not come back in the re-read are forgotten);
 * the model's device tools (daemon.tools.home_tools), rebuilt after a quiet
   `mqtt.refresh_debounce` so a burst of announcements is one context update;
 * the daemon itself as a Home Assistant device: glasses connected, battery, Live
@@ -213,6 +214,8 @@ class HomeService:
         self._running = False
         self._wake = asyncio.Event()
         self._announce_due = False
+        self._reread = asyncio.Event()
+        self._seen: set[str] | None = None  # discovery topics seen during a re-read
         self._published: dict[str, str] = {}
         self._commanded: dict[str, bool] = {}
         self._disc_subs: list[Subscription] = []
@@ -379,6 +382,7 @@ class HomeService:
                     name="home-tools",
                 )
                 tg.create_task(self._become_ready(conn), name="home-ready")
+                tg.create_task(self._reread_loop(conn), name="home-reread")
                 if self.settings.mqtt.announce and self.entities:
                     tg.create_task(self._own_device_loop(conn), name="home-announce")
                 tg.create_task(self._metrics_loop(), name="home-metrics")
@@ -413,7 +417,9 @@ class HomeService:
         self._disc_subs, self._subs = [], []
 
     def _on_discovery_seen(self, msg: MqttMessage) -> None:
-        """Nothing to do: the inventory handles it; the message counter shows activity."""
+        """The inventory handles it; during a re-read, note which configs are still there."""
+        if self._seen is not None:
+            self._seen.add(msg.topic)
 
     def _on_ha_status(self, msg: MqttMessage) -> None:
         """Home Assistant (re)started: announce ourselves again and re-read discovery.
@@ -426,8 +432,40 @@ class HomeService:
         log.info("Home Assistant is online: re-announcing and re-reading discovery")
         self._announce_due = True
         self._wake.set()
-        if self.conn is not None and self._disc_subs:
-            self.conn.resubscribe(*self._disc_subs)
+        self._reread.set()
+
+    async def _reread_loop(self, conn: MqttConnection) -> None:
+        while True:
+            await self._reread.wait()
+            self._reread.clear()
+            await self.reread(conn)
+
+    async def reread(self, conn: MqttConnection) -> bool:
+        """Re-read every retained discovery config, then sweep what did not come back.
+
+        Mark and sweep: the broker re-sends the retained configs on a new SUBSCRIBE;
+        once they stopped arriving, a discovered device whose config topic was not among
+        them was removed while we were not looking. If the connection changed
+        meanwhile the read may be incomplete: nothing is swept (False).
+        """
+        if not self._disc_subs:
+            return False
+        await conn.wait_connected()
+        connects = conn.stats.connects
+        seen: set[str] = set()
+        self._seen = seen
+        try:
+            conn.resubscribe(*self._disc_subs)
+            if not await conn.wait_subscribed(*self._disc_subs, timeout=10.0):
+                return False
+            await self._settle(conn, 3.0)
+        finally:
+            self._seen = None
+        if conn.stats.connects != connects or not conn.connected:
+            return False
+        for device in self.inventory.sweep(seen):
+            log.info("%s (%s): its discovery config is gone; forgotten", device.id, device.name)
+        return True
 
     def _on_command(self, entity: OwnEntity, msg: MqttMessage) -> None:
         """A switch command from Home Assistant: ON/OFF only, never a retained one."""
