@@ -3,6 +3,9 @@
 Tests use the real broker (persistence, retained messages, last wills and
 persistent sessions behave as in production). `restart()` keeps the port and the
 persistence file, so a test can restart the broker under a running client.
+Optionally it takes only the given users (a mosquitto password file, hashed by
+mosquitto_passwd) and speaks only TLS, with a certificate from a throwaway trustme
+CA (`ca_file`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -39,8 +43,22 @@ def find_mosquitto() -> str | None:
     return shutil.which("mosquitto")
 
 
+def find_mosquitto_passwd(mosquitto: str | None = None) -> str | None:
+    """mosquitto_passwd next to mosquitto, or on PATH (Debian puts it in /usr/bin)."""
+    if mosquitto:
+        sibling = Path(mosquitto).with_name("mosquitto_passwd")
+        if os.access(sibling, os.X_OK):
+            return str(sibling)
+    return shutil.which("mosquitto_passwd")
+
+
 class PrivateBroker:
-    """mosquitto with anonymous access on 127.0.0.1 and its own data directory."""
+    """mosquitto on 127.0.0.1 with its own data directory.
+
+    Anonymous by default; with `users` ({name: password}) only those may connect.
+    With `tls` the listener speaks only TLS (certificate for 127.0.0.1 and localhost,
+    signed by a throwaway CA whose PEM is at `ca_file`).
+    """
 
     def __init__(
         self,
@@ -49,10 +67,17 @@ class PrivateBroker:
         persistence: bool = True,
         workdir: Path | None = None,
         executable: str | None = None,
+        users: Mapping[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
+        for name, password in (users or {}).items():
+            if not name or any(c in name + password for c in ":\n\r") or not password:
+                raise ValueError("users: names and passwords must be non-empty, without ':'")
         self.host = "127.0.0.1"
         self.port = port or 0
         self.persistence = persistence
+        self.users = dict(users or {})
+        self.tls = tls
         self._fixed_port = port is not None
         self._exe = executable or find_mosquitto()
         self._own_dir = workdir is None
@@ -74,6 +99,13 @@ class PrivateBroker:
             raise RuntimeError("broker not started")
         return self._dir
 
+    @property
+    def ca_file(self) -> Path:
+        """The PEM of the CA that signed the broker's certificate (with `tls`)."""
+        if not self.tls:
+            raise RuntimeError("the broker was not started with tls=True")
+        return self.workdir / "ca.pem"
+
     def log_text(self) -> str:
         """mosquitto's own log so far (for failure messages)."""
         try:
@@ -86,9 +118,17 @@ class PrivateBroker:
             self._dir = Path(tempfile.mkdtemp(prefix="edge-mosquitto-"))
         data = self._dir / "data"
         data.mkdir(exist_ok=True)
-        conf = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+        conf = [f"listener {self.port} {self.host}"]
+        readable: list[Path] = []  # for the `mosquitto` user, when run as root
+        if self.tls:
+            conf += self._certificates()
+            readable += [self._dir / "server.pem", self._dir / "server.key"]
+        if self.users:
+            conf += ["allow_anonymous false", f"password_file {self._dir / 'passwd'}"]
+            readable.append(self._dir / "passwd")
+        else:
+            conf.append("allow_anonymous true")
+        conf += [
             "set_tcp_nodelay true",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {data}/",
@@ -107,9 +147,53 @@ class PrivateBroker:
             else:
                 self._dir.chmod(0o755)
                 os.chown(data, user.pw_uid, user.pw_gid)
+                for path in readable:
+                    os.chown(path, user.pw_uid, user.pw_gid)
         path = self._dir / "mosquitto.conf"
         path.write_text("\n".join(conf) + "\n")
         return path
+
+    def _certificates(self) -> list[str]:
+        """A throwaway CA and a server certificate for this host (made once per broker)."""
+        import trustme  # lazily: only brokers with TLS need it
+
+        directory = self.workdir
+        if not (directory / "server.key").exists():
+            ca = trustme.CA()
+            cert = ca.issue_cert(self.host, "localhost")
+            ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+            cert.private_key_pem.write_to_path(str(directory / "server.key"))
+            with (directory / "server.pem").open("wb") as out:
+                for blob in cert.cert_chain_pems:
+                    out.write(blob.bytes())
+            (directory / "server.key").chmod(0o600)
+        return [
+            f"certfile {directory / 'server.pem'}",
+            f"keyfile {directory / 'server.key'}",
+            "tls_version tlsv1.2",
+        ]
+
+    async def _write_password_file(self) -> None:
+        """A mosquitto password file: `mosquitto_passwd -U` hashes `name:password` lines
+        in place, so the passwords never appear on a command line."""
+        path = self.workdir / "passwd"
+        tool = find_mosquitto_passwd(self._exe)
+        if tool is None:
+            raise BrokerError("mosquitto_passwd is not installed (apt-get install mosquitto)")
+        path.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+        path.chmod(0o600)
+        proc = await asyncio.create_subprocess_exec(
+            tool,
+            "-U",
+            str(path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            path.unlink(missing_ok=True)
+            raise BrokerError(f"mosquitto_passwd failed: {out.decode(errors='replace')[-300:]}")
 
     async def start(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Start mosquitto and wait until it accepts connections."""
@@ -117,6 +201,10 @@ class PrivateBroker:
             return
         if self._exe is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="edge-mosquitto-"))
+        if self.users and not (self._dir / "passwd").exists():
+            await self._write_password_file()
         attempts = 1 if self._fixed_port or self.port else 3
         for attempt in range(attempts):
             if not self._fixed_port and (attempt > 0 or not self.port):

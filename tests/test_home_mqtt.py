@@ -387,3 +387,48 @@ async def test_publish_refused_at_once_keeps_its_deadline(broker: PrivateBroker)
 
         client.publish = real  # type: ignore[method-assign]
         assert await conn.publish("a/b", "c", timeout=5.0) is PublishOutcome.ACKED
+
+
+@pytest.mark.timeout(30)
+async def test_tls_with_username_and_password(caplog: pytest.LogCaptureFixture) -> None:
+    """A broker that speaks only TLS and takes only known users: the connection logs in
+    over TLS; a wrong password or a missing CA is a clear error; no password in any log."""
+    caplog.set_level(logging.DEBUG)
+    secret, wrong = "s3cret-Pass-4711", "wrong-Pass-0815"
+    async with PrivateBroker(users={"edge": secret}, tls=True) as broker:
+        settings = MqttSettings(host="127.0.0.1", port=broker.port, client_id="agent",
+                                username="edge", password=SecretStr(secret), tls=True,
+                                ca_file=broker.ca_file)
+
+        def conn_with(**update: object) -> MqttConnection:
+            return MqttConnection(settings.model_copy(update=update), backoff_initial=0.05,
+                                  backoff_max=0.2, connect_timeout=2.0)
+
+        good = conn_with()
+        got = Recorder()
+        async with good:
+            sub = good.subscribe("t/#", got)
+            assert await good.wait_subscribed(sub, timeout=10)
+            assert await good.publish("t/x", "over tls", timeout=5) is PublishOutcome.ACKED
+            await eventually(lambda: got.payloads() == ["over tls"])
+        assert good.stats.connect_failures == 0
+
+        async def refused(conn: MqttConnection) -> str:
+            async with conn:
+                await eventually(lambda: conn.stats.connect_failures >= 2, 10)
+                assert not conn.connected and conn.stats.connects == 0
+            return conn.stats.last_error
+
+        error = await refused(conn_with(password=SecretStr(wrong)))
+        assert error.startswith("the broker refused the login of user 'edge'"), error
+        assert error.endswith("check mqtt.username and mqtt.password")
+        error = await refused(conn_with(username="", password=None))
+        assert error.startswith("the broker refused the login of anonymous"), error
+        error = await refused(conn_with(ca_file=None))  # the system CAs do not know this one
+        assert "CERTIFICATE_VERIFY_FAILED" in error and "mqtt.ca_file" in error
+        plain = conn_with(tls=False)  # the listener speaks only TLS
+        async with plain:
+            await eventually(lambda: plain.stats.connect_failures >= 1, 10)
+            assert plain.stats.connects == 0
+    assert "Not authorized" in caplog.text  # the refusals were logged ...
+    assert secret not in caplog.text and wrong not in caplog.text  # ... without a password

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Self
 
 import aiomqtt
-from aiomqtt.exceptions import MqttCodeError
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError
 
 from daemon.backoff import Backoff
 from daemon.config import MqttSettings
@@ -47,6 +47,8 @@ from daemon.config import MqttSettings
 log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.05  # between attempts when the client refuses a publish at once
+# CONNACK codes for a refused login: MQTT 3.1.1 (4, 5) and as paho reports them (134, 135).
+_LOGIN_REFUSED = frozenset({4, 5, 134, 135})
 
 
 @dataclass(frozen=True)
@@ -478,8 +480,8 @@ class MqttConnection:
                 lasted = await self._connect_and_serve()
             except aiomqtt.MqttError as exc:
                 self.stats.connect_failures += 1
-                self.stats.last_error = str(exc)
-                log.warning("MQTT connect to %s failed: %s", self._where(), exc)
+                self.stats.last_error = self._explain(exc)
+                log.warning("MQTT connect to %s failed: %s", self._where(), self.stats.last_error)
             except Exception as exc:  # a bug or an odd socket error: keep trying
                 self.stats.connect_failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -489,6 +491,23 @@ class MqttConnection:
             delay = self._backoff.next_delay()
             log.info("MQTT reconnecting in %.2fs (after %.1fs)", delay, loop.time() - started)
             await asyncio.sleep(delay)
+
+    def _explain(self, exc: aiomqtt.MqttError) -> str:
+        """The error, with the settings to check when it is a login or certificate problem.
+
+        Never the password: only the user name is named.
+        """
+        code = getattr(exc, "rc", None)
+        value = getattr(code, "value", code)
+        if isinstance(exc, MqttConnectError) and value in _LOGIN_REFUSED:
+            who = f"user {self.settings.username!r}" if self.settings.username else "anonymous"
+            return (
+                f"the broker refused the login of {who} ({exc}); "
+                "check mqtt.username and mqtt.password"
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return f"{exc}; check mqtt.ca_file (the CA that signed the broker's certificate)"
+        return str(exc)
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
