@@ -68,11 +68,26 @@ class TranscriptPrinter:
     def call(self, call: FunctionCall, outcome: str, response: dict[str, Any] | None) -> None:
         self._flush_user()
         args = json.dumps(call.args, sort_keys=True)
-        self._print("tool", f"{call.name}({args}) -> {outcome}: {_short(response)}")
+        self._print("tool", f"{call.name}({args}) -> {outcome}: {_result(response)}")
 
 
-def _short(response: dict[str, Any] | None) -> str:
+# What a device tool did, printed whole: a long message must not hide the command.
+_FACTS = ("status", "mqtt", "state")
+
+
+def _result(response: dict[str, Any] | None) -> str:
+    """The tool's status, MQTT command and confirmed state in full, the rest shortened."""
     if response is None:
         return "(no answer sent)"
-    text = json.dumps(response, sort_keys=True, default=str)
+    output = response.get("output")
+    if not isinstance(output, dict) or not any(k in output for k in _FACTS):
+        return _short(response)
+    facts = {k: output[k] for k in _FACTS if k in output}
+    rest = {k: v for k, v in output.items() if k not in facts}
+    text = json.dumps(facts, sort_keys=True, default=str)
+    return f"{text} {_short(rest)}" if rest else text
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 240 else text[:237] + "..."

@@ -491,3 +491,32 @@ async def test_demo_home_and_scenario_call_turn_the_kitchen_light_on() -> None:
     configured = MqttSettings(host="broker.example", port=1884)
     async with demo_home(configured) as same:
         assert same == configured  # a real broker is never given simulated devices
+
+
+def test_transcript_shows_the_command_and_state_however_long_the_answer() -> None:
+    import io
+
+    from daemon.transcript import TranscriptPrinter
+
+    out = io.StringIO()
+    printer = TranscriptPrinter(out)
+    call = FunctionCall("c1", CONTROL_DEVICE, {"device_id": "sim-desk_lamp", "action": "on"})
+    answer = {
+        "status": "done",
+        "message": "done: " + "a very long explanation " * 20,
+        "device_id": "sim-desk_lamp",
+        "mqtt": {"topic": "sim/desk_lamp/set", "payload": '{"state":"ON"}'},
+        "state": {"state": "on", "brightness": 100, "rgb": [255, 128, 0], "note": "x" * 200},
+    }
+    printer.call(call, "ok", {"output": answer})
+    printer.call(call, "error", {"error": "unknown device " + "z" * 300})
+    printer.call(call, "cancelled", None)
+    done, error, cancelled = out.getvalue().splitlines()
+    facts = json.dumps({k: answer[k] for k in ("mqtt", "state", "status")}, sort_keys=True)
+    assert f" -> ok: {facts} " in done
+    assert '"mqtt": {"payload": "{\\"state\\":\\"ON\\"}", "topic": "sim/desk_lamp/set"}' in done
+    rest = done.split(facts, 1)[1]
+    assert rest.endswith("...")
+    assert '"device_id": "sim-desk_lamp"' in rest and len(rest) <= 241
+    assert error.endswith("...") and len(error.split(" -> error: ", 1)[1]) == 240
+    assert cancelled.endswith("-> cancelled: (no answer sent)")
