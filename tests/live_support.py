@@ -8,11 +8,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
 from daemon.agent import Agent
+from daemon.backoff import Backoff
 from daemon.config import LiveSettings
 from daemon.live.events import LiveEvent, TurnComplete
 from daemon.live.link import LiveLink
@@ -26,6 +27,7 @@ from simulator.probe import read_stamps, stamped_chunk
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 
 KEY = "test-key-0123456789"
+E = TypeVar("E")
 
 
 class Talker(Peripheral):
@@ -80,6 +82,13 @@ def utterances(n: int, speech: float = 0.5, gap: float = 0.9) -> list[tuple[bool
     return out
 
 
+async def until(predicate: Any, limit: float = 10.0) -> None:
+    """Poll until the predicate holds (for state outside the fake server's records)."""
+    async with asyncio.timeout(limit):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
 @dataclass
 class Run:
     server: FakeLiveServer
@@ -97,9 +106,7 @@ class Run:
         return sum(isinstance(e, TurnComplete) for e in self.events)
 
     async def until(self, predicate: Any, limit: float = 10.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                await asyncio.sleep(0.01)
+        await until(predicate, limit)
 
     async def all_audio_delivered(self, limit: float = 10.0) -> None:
         await self.until(
@@ -134,6 +141,45 @@ def live_settings(server: FakeLiveServer, **overrides: Any) -> LiveSettings:
     }
     base.update(overrides)
     return LiveSettings(**base)
+
+
+@contextlib.asynccontextmanager
+async def bare_link(
+    server: FakeLiveServer,
+    metrics: Metrics | None = None,
+    *,
+    backoff: Backoff | None = None,
+    **overrides: Any,
+) -> AsyncIterator[LiveLink]:
+    """A LiveLink with no Agent: the test answers (or not) the model itself."""
+    link = LiveLink(live_settings(server, **overrides), SecretStr(KEY), metrics or Metrics(),
+                    backoff=backoff)
+    task = asyncio.create_task(link.run())
+    try:
+        yield link
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def next_event_of(link: LiveLink, kind: type[E], limit: float = 5.0) -> E:
+    """The next event of this kind; the ones before it are skipped."""
+    async with asyncio.timeout(limit):
+        while True:
+            event = await link.next_event()
+            if isinstance(event, kind):
+                return event
+
+
+def say(link: LiveLink, speech: float = 0.3, silence: float = 0.8, first: int = 0) -> int:
+    """Hand the link one stamped utterance at once; returns the next sequence number."""
+    seq = first
+    for is_speech, seconds in ((True, speech), (False, silence)):
+        for _ in range(round(seconds / 0.02)):
+            link.send_audio(AudioChunk(stamped_chunk(seq, is_speech), 16_000, time.monotonic()))
+            seq += 1
+    return seq
 
 
 @contextlib.asynccontextmanager

@@ -9,19 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from google.genai import types
 from pydantic import SecretStr
 
 from daemon.backoff import Backoff
-from daemon.live.link import LiveFatalError, LiveLink
+from daemon.config import LiveSettings
+from daemon.live.events import LinkStatus, ToolCallCancelled, ToolCallRequest, TurnComplete
+from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink, _Connection
 from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
-from simulator.live_server import FakeLiveServer, Fault, Trigger
-from tests.live_support import KEY, Run, Talker, conversation, live_settings, running, utterances
+from daemon.tools.calls import ToolResponse
+from simulator.live_server import FakeLiveServer, Fault, Trigger, decode_base64
+from simulator.probe import read_stamps
+from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
+from tests.live_support import (
+    KEY,
+    Run,
+    Talker,
+    bare_link,
+    conversation,
+    live_settings,
+    next_event_of,
+    running,
+    say,
+    until,
+    utterances,
+)
 
 pytestmark = pytest.mark.timeout(45)
 
@@ -112,6 +131,9 @@ async def test_goaway_hands_over_to_a_resumed_session(server: FakeLiveServer) ->
     # the client left before the deadline: no 1011 "Deadline expired"
     assert old.close_sent is None or old.close_sent[0] != 1011
     assert run.metrics.value("edge_live_disconnects_total", reason="goaway") == 1
+    # we closed, the server replied: everything sent was read, nothing taken on trust
+    assert run.metrics.value("edge_live_uplink_unconfirmed_at_close_chunks_total",
+                             reason="goaway") == 0
     assert_exactly_once_in_order(run)
     assert_no_call_unanswered(run)
 
@@ -175,6 +197,8 @@ async def test_resume_refused_starts_a_fresh_session(server: FakeLiveServer) -> 
     assert run.metrics.value("edge_live_fresh_sessions_total", reason="resume_refused") == 1
     # audio offered on the refused socket was not lost: it went to the fresh session
     assert_exactly_once_in_order(run)
+    assert server.tool_calls  # the fresh session's first turn called a tool ...
+    assert_no_call_unanswered(run)  # ... and got its answer
 
 
 async def test_setup_that_never_completes_times_out_and_retries(server: FakeLiveServer) -> None:
@@ -188,12 +212,28 @@ async def test_setup_that_never_completes_times_out_and_retries(server: FakeLive
     # the audio spoken while setup hung was buffered and replayed
     assert run.metrics.value("edge_live_uplink_audio_replayed_chunks_total") > 0
     assert_exactly_once_in_order(run)
+    assert server.tool_calls
+    assert_no_call_unanswered(run)
+
+
+def audio_read_after_going_quiet(srv: FakeLiveServer, conn: int) -> list[int]:
+    """Stamps of the audio a quiet server read (recorded) but did not act on."""
+    rec = srv.connections[conn]
+    quiet_at = next(t for t, fault in rec.faults if fault == "go_quiet")
+    out: list[int] = []
+    for m in rec.messages:
+        audio = m.message.get("realtime_input", {}).get("audio") if m.t >= quiet_at else None
+        if audio:
+            out += [s for s in read_stamps(decode_base64(audio["data"])) if s is not None]
+    return out
 
 
 async def test_a_server_gone_quiet_is_detected_as_a_stall(server: FakeLiveServer) -> None:
     armed = server.arm(Fault.GO_QUIET, Trigger.TURN_COMPLETE, n=1)
     talker = Talker(utterances(4), speed=1.0)
-    async with running(server, talker, stall_timeout=0.6, ping_interval=0.2) as run:
+    confirm = 0.1  # a pong confirms the audio before it at most this often
+    async with running(server, talker, stall_timeout=0.6, ping_interval=0.2,
+                       confirm_interval=confirm) as run:
         await armed.wait()
         await run.until(lambda: len(server.connections) >= 2, limit=5)
         await run.until(lambda: any(t.turn_complete_at and t.connection >= 1
@@ -202,14 +242,31 @@ async def test_a_server_gone_quiet_is_detected_as_a_stall(server: FakeLiveServer
     assert run.metrics.value("edge_live_disconnects_total", reason="stall") == 1
     assert server.connections[1].resumed
     assert server.connections[1].requested_handle == handles_issued_on(server, 0)[-1]
-    # A wedged server confirms nothing: what it did not confirm is sent again, so
-    # nothing is lost; only the last confirmation window (<= 0.2 s) may repeat.
+    assert_no_call_unanswered(run)
+    # A wedged server confirms nothing, so everything sent after the last pong is
+    # sent again, in order, and nothing is lost. The resend cannot be exact: the
+    # server read (and acted on) the chunks between that pong and the moment it
+    # went quiet, and nothing tells the client which they were (the Developer
+    # API has no lastConsumedClientMessageIndex). So exactly those repeat: one
+    # contiguous block at the head of the resend, at most one confirmation
+    # window long (confirm / 20 ms chunks, plus one in flight with the ping).
     seqs = [s for s in run.received_seqs() if s is not None]
     assert set(seqs) == set(range(run.talker.sent))
     first_new = next(i for i, (_, conn) in enumerate(run.received()) if conn == 1)
-    assert seqs[:first_new] == sorted(seqs[:first_new])
-    assert seqs[first_new:] == list(range(seqs[first_new], run.talker.sent))
-    assert len(seqs) - len(set(seqs)) <= 0.2 / 0.02 + 2
+    old, new = seqs[:first_new], seqs[first_new:]
+    assert old == list(range(len(old)))
+    assert new == list(range(new[0], run.talker.sent))
+    duplicates = set(old) & set(new)
+    assert duplicates == set(range(new[0], len(old)))
+    assert len(duplicates) <= confirm / 0.02 + 1, len(duplicates)
+    # The resend (counted) is exactly the unconfirmed tail: the repeated block plus
+    # what the quiet server read but ignored (one more if a chunk was still on
+    # its way when the client gave up on the socket).
+    resent = int(run.metrics.value("edge_live_uplink_unconfirmed_at_close_chunks_total",
+                                   reason="stall"))
+    ignored = audio_read_after_going_quiet(server, 0)
+    assert ignored == list(range(len(old), len(old) + len(ignored)))
+    assert len(duplicates) + len(ignored) <= resent <= len(duplicates) + len(ignored) + 1
 
 
 async def test_replay_bound_drops_oldest_and_counts(server: FakeLiveServer) -> None:
@@ -242,13 +299,6 @@ async def test_unknown_model_is_a_clear_fatal_error() -> None:
             async with asyncio.timeout(5):
                 await link.run()
         assert len(srv.connections) == 1
-
-
-class _LongestJitter(random.Random):
-    """Full jitter that always draws its ceiling: the schedule becomes exact."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return b
 
 
 async def test_unreachable_endpoint_backs_off(tmp_path: Path) -> None:
@@ -347,3 +397,205 @@ async def test_a_changed_tool_set_reaches_the_model_mid_session(server: FakeLive
             await task
     assert "open_blinds" in str(updates()[0])
     assert len(server.connections) == 1  # updated in place, no reconnect
+
+
+async def test_unconfirmed_audio_at_a_server_close_is_counted_as_delivered(
+    server: FakeLiveServer,
+) -> None:
+    # Only the first message is followed by a confirming ping; with pings 60 s and
+    # confirmations 10 s apart, every later chunk on the socket stays unconfirmed.
+    armed = server.arm(Fault.CLOSE, Trigger.AUDIO_CHUNK, n=90, code=1011)
+    talker = Talker(utterances(3))
+    async with running(server, talker, ping_interval=60, confirm_interval=10,
+                       stall_timeout=60) as run:
+        await armed.wait()
+        await run.until(lambda: run.turns_completed() >= 3)
+        await run.all_audio_delivered()
+    on_first = sum(conn == 0 for _, conn in run.received())
+    assert on_first == 90
+    # taken as delivered (not resent: exactly once), and counted
+    assert run.metrics.value("edge_live_uplink_unconfirmed_at_close_chunks_total",
+                             reason="closed:1011") == on_first - 1
+    assert_exactly_once_in_order(run)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "key"),
+    [
+        (1007, "API key not valid. Please pass a valid API key.", "GEMINI_API_KEY"),
+        (1008, "API key not valid. Please pass a valid API key.", "GEMINI_API_KEY"),
+        (1007, "Invalid value at 'setup.generation_config.speech_config.voice_config."
+               "prebuilt_voice_config.voice_name' (TYPE_STRING)", "live.voice"),
+        (1007, "Request contains an invalid argument.", "live"),
+    ],
+)
+async def test_a_setup_that_can_never_succeed_is_fatal_at_once(
+    server: FakeLiveServer, code: int, reason: str, key: str
+) -> None:
+    await server.inject(Fault.REJECT_SETUP, code=code, reason=reason, count=5)
+    link = LiveLink(live_settings(server), SecretStr(KEY), Metrics())
+    with pytest.raises(LiveFatalError) as err:
+        async with asyncio.timeout(5):
+            await link.run()
+    msg = str(err.value)
+    assert msg.startswith(f"{key}: "), msg
+    assert "\n" not in msg and KEY not in msg
+    assert len(server.connections) == 1  # no retry storm
+    assert link.state == "failed"
+
+
+async def test_a_resume_refused_for_the_key_is_fatal_not_a_fresh_start(
+    server: FakeLiveServer,
+) -> None:
+    link = LiveLink(live_settings(server), SecretStr(KEY), Metrics())
+    task = asyncio.create_task(link.run())
+    await until(lambda: link.handle is not None and link.connected)
+    await server.inject(Fault.REJECT_SETUP, code=1007, count=5,
+                        reason="API key not valid. Please pass a valid API key.")
+    await server.inject(Fault.CLOSE, code=1011)
+    with pytest.raises(LiveFatalError, match=r"^GEMINI_API_KEY: "):
+        async with asyncio.timeout(5):
+            await task
+    assert server.connections[1].requested_handle is not None
+    assert len(server.connections) == 2
+
+
+class _LongestJitter(random.Random):
+    """Full jitter that always draws its ceiling: the schedule becomes exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+async def test_a_policy_close_during_setup_is_retried_with_backoff(
+    server: FakeLiveServer,
+) -> None:
+    # 1008 is also a passing field problem (FACTS): not fatal unless "not found".
+    await server.inject(Fault.REJECT_SETUP, code=1008, reason="Request violates a policy.",
+                        count=3)
+    metrics = Metrics()
+    backoff = Backoff(0.1, 1.0, rng=_LongestJitter())
+    async with bare_link(server, metrics, backoff=backoff) as link:
+        status = await next_event_of(link, LinkStatus)
+        while status.state != "connected":
+            status = await next_event_of(link, LinkStatus)
+        assert backoff.failures == 3
+    assert metrics.value("edge_live_connects_total", result="setup_closed") == 3
+    assert metrics.value("edge_live_connects_total", result="fresh") == 1
+    starts = [c.started_at for c in server.connections]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # retries at once, then after 0.1 s, then after 0.2 s (plus the time an attempt takes)
+    assert len(gaps) == 3 and gaps[1] >= 0.1 - 0.01 and gaps[2] >= 0.2 - 0.01, gaps
+
+
+async def test_backoff_resets_only_after_a_stable_connection(server: FakeLiveServer) -> None:
+    await server.inject(Fault.REJECT_SETUP, code=1008, count=3)  # failures 1, 2, 3
+    server.arm(Fault.CLOSE, Trigger.SETUP_COMPLETE, n=1, code=1011, connection=3)
+    backoff = Backoff(0.05, 1.0, rng=_LongestJitter())
+    stable = 0.4
+    async with bare_link(server, backoff=backoff, stable_after=stable) as link:
+        # connection 3 closes at once: up for less than stable_after, no reset
+        await until(lambda: len(server.connections) >= 5 and link.connected)
+        assert backoff.failures == 4
+        await asyncio.sleep(stable + 0.2)  # connection 4 is now stable
+        await server.inject(Fault.CLOSE, code=1011)
+        await until(lambda: len(server.connections) >= 6 and link.connected)
+        # reset, then one failure counted for this loss: the retry was immediate
+        assert backoff.failures == 1
+    assert server.connections[5].resumed
+
+
+async def test_goaway_the_client_is_slow_to_act_on_then_1011_still_resumes(
+    tmp_path: Path,
+) -> None:
+    # Replies take 1 s of real time, and the client will not hand over in the
+    # middle of one; the server's 1011 "Deadline expired" comes first.
+    turn = Turn(user="turn", reply="a long reply", audio=ReplyAudio(duration_ms=1000))
+    first = Turn(user="turn one", reply="first: {result}", audio=ReplyAudio(duration_ms=1000),
+                 tool_calls=(ToolCallSpec(name="agent_status", args={}),))
+    scenario = Scenario(turns=(first, turn), loop=True)
+    async with FakeLiveServer(api_key=KEY, scenario=scenario, pace_audio=True) as server:
+        goaway = server.arm(Fault.GOAWAY, Trigger.REPLY_CHUNK, n=1, time_left=30.0)
+        talker = Talker(utterances(3, gap=3.0))
+        async with running(server, talker) as run:
+            await goaway.wait()
+            # the deadline close, right after a chunk the server read (none in flight)
+            closed = server.arm(Fault.CLOSE, Trigger.AUDIO_CHUNK, n=3, code=1011,
+                                reason="Deadline expired", connection=0)
+            await closed.wait()
+            await run.until(lambda: run.turns_completed() >= 2, limit=15)
+            await run.all_audio_delivered()
+        assert not server.internal_errors
+    assert len(server.connections) == 2
+    old, new = server.connections
+    assert old.close_sent == (1011, "Deadline expired")
+    assert run.metrics.value("edge_live_downlink_messages_total", kind="go_away") == 1
+    assert run.metrics.value("edge_live_disconnects_total", reason="goaway") == 0
+    assert run.metrics.value("edge_live_disconnects_total", reason="closed:1011") == 1
+    assert new.resumed
+    assert new.requested_handle == handles_issued_on(server, 0)[-1]
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)
+
+
+def tool_turn(*calls: ToolCallSpec) -> Scenario:
+    return Scenario(turns=(Turn(user="do it", reply="result: {result}",
+                                cancelled_reply="never mind", audio=ReplyAudio(duration_ms=100),
+                                tool_calls=calls),), loop=True)
+
+
+async def test_an_answer_the_sdk_cannot_encode_is_replaced_by_an_error_answer() -> None:
+    async with FakeLiveServer(api_key=KEY, scenario=tool_turn(ToolCallSpec("odd"))) as server:
+        metrics = Metrics()
+        async with bare_link(server, metrics) as link:
+            say(link)
+            (call,) = (await next_event_of(link, ToolCallRequest)).calls
+            # not via the dispatcher (which checks): the link must not wedge on it
+            link.send_tool_response(ToolResponse(call.id, call.name, {"output": {1, 2}},
+                                                 "WHEN_IDLE"))
+            await next_event_of(link, TurnComplete)
+            say(link, first=100)  # and the conversation goes on on the same socket
+            await next_event_of(link, ToolCallRequest)
+        assert not server.internal_errors
+    (resp,) = server.tool_responses
+    assert (resp.id, resp.response) == (call.id, UNENCODABLE_ANSWER)
+    assert not server.unexpected_tool_responses
+    assert len(server.connections) == 1
+    assert metrics.value("edge_live_tool_responses_dropped_total", reason="unserialisable") == 1
+
+
+async def test_an_answer_after_the_model_cancelled_is_not_sent() -> None:
+    scenario = tool_turn(ToolCallSpec("slow", cancel_after_ms=50))
+    async with FakeLiveServer(api_key=KEY, scenario=scenario) as server:
+        metrics = Metrics()
+        async with bare_link(server, metrics) as link:
+            say(link)
+            (call,) = (await next_event_of(link, ToolCallRequest)).calls
+            cancelled = await next_event_of(link, ToolCallCancelled)
+            assert cancelled.ids == (call.id,)
+            link.send_tool_response(ToolResponse(call.id, call.name, {"output": "late"}))
+            await next_event_of(link, TurnComplete)
+            await asyncio.sleep(0.1)  # time for a wrongly sent answer to arrive
+    assert not server.tool_responses and not server.unexpected_tool_responses
+    assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 1
+    assert metrics.value("edge_tool_responses_lost_total") == 0
+
+
+async def test_an_answer_queued_when_the_cancellation_arrives_is_purged() -> None:
+    # Offline (no socket), so the answers stay queued; the messages are the SDK's own.
+    metrics = Metrics()
+    link = LiveLink(LiveSettings(), SecretStr(KEY), metrics)
+    conn = _Connection(established_at=0.0, resumed=False)
+    calls = [types.FunctionCall(id=i, name="t", args={}) for i in ("c1", "c2")]
+    await link._on_message(
+        types.LiveServerMessage(tool_call=types.LiveServerToolCall(function_calls=calls)), conn
+    )
+    for i in ("c1", "c2"):
+        link.send_tool_response(ToolResponse(i, "t", {"output": i}))
+    await link._on_message(types.LiveServerMessage(
+        tool_call_cancellation=types.LiveServerToolCallCancellation(ids=["c1"])), conn)
+    assert [r.id for r in link._uplink.drain_responses()] == ["c2"]
+    assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 1
+    link.send_tool_response(ToolResponse("c1", "t", {"output": "again"}))  # late: not queued
+    assert link._uplink.peek_response() is None
+    assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 2
