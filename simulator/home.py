@@ -8,7 +8,8 @@ silently ignore commands. The devices interpret commands with their own small
 state machines, deliberately independent of daemon.home.commands, so a round trip
 checks the daemon against an outside view of the protocol.
 
-Run it on its own with `edge-agent sim home --host H --port P` (see `main`).
+Run it on its own with `edge-agent sim home --host H --port P`, optionally with
+`--offline ID` and `--ignore ID` (see `main`).
 """
 
 from __future__ import annotations
@@ -790,15 +791,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0.0, help="seconds before devices answer")
     p.add_argument("--client-id", default="edge-sim-home")
     p.add_argument("--extra", action="store_true", help="add the JSON lamp and blinds")
+    p.add_argument(
+        "--offline",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="start this device unavailable (it also ignores commands); repeatable",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="this device takes commands but never acts or reports; repeatable",
+    )
     return p
 
 
-async def _serve(args: argparse.Namespace) -> int:
+def _apply_faults(devices: Sequence[VirtualDevice], offline: list[str], ignore: list[str]) -> str:
+    """Mark devices offline or ignoring by object id (`kitchen_light` or `sim-kitchen_light`).
+
+    Returns an error naming the unknown ids and the known ones, or "" if all were found.
+    """
+    by_id = {d.object_id: d for d in devices}
+    unknown = [i for i in offline + ignore if i.removeprefix("sim-") not in by_id]
+    if unknown:
+        return f"unknown device {', '.join(unknown)}; known: {', '.join(sorted(by_id))}"
+    for ident in offline:
+        by_id[ident.removeprefix("sim-")].online = False
+    for ident in ignore:
+        by_id[ident.removeprefix("sim-")].ignore_commands = True
+    return ""
+
+
+async def _serve(args: argparse.Namespace, devices: Sequence[VirtualDevice]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    devices = default_devices() + (extra_devices() if args.extra else [])
     try:
         async with VirtualHome(
             args.host,
@@ -808,8 +838,13 @@ async def _serve(args: argparse.Namespace) -> int:
             client_id=args.client_id,
             latency=args.latency,
         ) as home:
+            faults = "".join(
+                f", {label}: {', '.join(ids)}"
+                for label, ids in (("offline", args.offline), ("ignoring", args.ignore))
+                if ids
+            )
             print(
-                f"virtual home: {len(home.devices)} devices on {args.host}:{args.port}",
+                f"virtual home: {len(home.devices)} devices on {args.host}:{args.port}{faults}",
                 flush=True,
             )
             await stop.wait()
@@ -829,4 +864,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.port < 65536 or args.latency < 0:
         print("edge-agent sim home: --port must be 1..65535, --latency >= 0", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args))
+    devices = default_devices() + (extra_devices() if args.extra else [])
+    problem = _apply_faults(devices, args.offline, args.ignore)
+    if problem:
+        print(f"edge-agent sim home: {problem}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(args, devices))

@@ -535,6 +535,7 @@ async def test_sim_home_command_line(broker: PrivateBroker) -> None:
     assert main(["--help"]) == 0
     assert main(["--port", "0"]) == 2
     assert main(["--bogus"]) == 2
+    assert main(["--offline", "front_door", "--port", str(broker.port)]) == 2  # no such id
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -545,16 +546,31 @@ async def test_sim_home_command_line(broker: PrivateBroker) -> None:
         str(broker.port),
         "--latency",
         "0.01",
+        "--offline",
+        "garage_door",
+        "--ignore",
+        "sim-kitchen_light",
         stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 15)
         assert b"10 devices" in line
+        assert b"offline: garage_door, ignoring: sim-kitchen_light" in line
         async with agent(broker) as conn:
             inv = Inventory()
             inv.attach(conn)
-            await eventually(lambda: len(inv.devices()) == 10)
+            await eventually(
+                lambda: len(inv.devices()) == 10
+                and inv.available("sim-thermostat") is True
+                and inv.state("sim-living_room_switch").get("state") == "off"
+                and inv.state("sim-kitchen_light").get("state") == "off"
+            )
+            assert inv.available("sim-garage_door") is False
+            await conn.publish("sim/kitchen_light/set", "ON")
+            await conn.publish("sim/living_room_switch/set", "ON")  # answered: after the light
+            await eventually(lambda: inv.state("sim-living_room_switch").get("state") == "on")
+            assert inv.state("sim-kitchen_light")["state"] == "off"  # ignored
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
