@@ -508,7 +508,7 @@ class LiveLink:
             except genai_errors.APIError as exc:
                 code = exc.code if isinstance(exc.code, int) else 1006
                 conn.finish(_close_reason(code))
-                self.last_error = f"server closed the connection ({code}: {exc.message or ''})"
+                self.last_error = f"server closed the connection ({code}: {_close_text(exc)})"
                 return
             except websockets.exceptions.ConnectionClosed as exc:
                 conn.finish(_close_reason(exc.rcvd.code if exc.rcvd else 1006))
@@ -614,6 +614,12 @@ def _abort(session: genai.live.AsyncSession) -> None:
         transport.abort()
 
 
+def _close_text(exc: genai_errors.APIError) -> str:
+    """The close reason the server gave (the SDK keeps a close's reason in `details`)."""
+    text = exc.message or (exc.details if isinstance(exc.details, str) else "") or str(exc)
+    return text.replace("\n", " ")[:200]
+
+
 def _close_reason(code: int) -> str:
     return f"closed:{code}"
 
@@ -644,7 +650,7 @@ def _classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSet
     shapes, and passing), is retried with backoff.
     """
     code = exc.code
-    text = str(exc.message or exc).replace("\n", " ")
+    text = _close_text(exc)
     lowered = text.lower()
     if "api key not valid" in lowered or "api_key_invalid" in lowered:
         return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API ({code}: {text[:160]})")
