@@ -13,7 +13,7 @@ import pytest
 from daemon.config import MqttSettings
 from daemon.home.commands import Command, CommandError, plan_command
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
-from daemon.home.discovery import Discovered
+from daemon.home.discovery import Discovered, parse_discovery
 from daemon.home.executor import CommandExecutor, HomeControl
 from daemon.home.inventory import Device, Inventory, StateReported
 from daemon.home.mqtt import MqttConnection, PublishOutcome
@@ -340,6 +340,42 @@ async def test_cancel_before_publishing_publishes_nothing(rig: Rig) -> None:
     await rig.barrier()
     await asyncio.sleep(0.2)
     assert rig.home.received == []
+
+
+def _device(config: dict[str, Any]) -> Device:
+    found = parse_discovery("homeassistant/light/x/config", json.dumps(config))
+    assert isinstance(found, Discovered), found
+    return Device("light.x", found.entity, "discovery", found.topic.topic)
+
+
+def _plan(device: Device, action: str, args: dict[str, Any] | None = None) -> Command:
+    plan = plan_command(device, action, args)
+    assert isinstance(plan, Command), plan
+    return plan
+
+
+@pytest.mark.timeout(30)
+def test_default_light_hs_xy_colour_and_brightness_on_command_type() -> None:
+    hs = _device({"cmd_t": "l/set", "stat_t": "l/state", "hs_cmd_t": "l/hs",
+                  "bri_cmd_t": "l/bri", "bri_scl": 100, "bri_cmd_tpl": "dim:{{ value }}",
+                  "on_cmd_type": "brightness"})
+    color = _plan(hs, "set_color", {"rgb": [255, 128, 0]})
+    assert (color.topic, color.payload) == ("l/hs", "30.1,100.0")
+    assert color.expected is not None and color.expected.describe() == "state in on"
+    on = _plan(hs, "turn_on")
+    assert (on.topic, on.payload) == ("l/bri", "dim:100")  # turned on by brightness, not ON
+    assert on.expected is not None and on.expected.describe() == "state in on"
+    off = _plan(hs, "turn_off")
+    assert (off.topic, off.payload) == ("l/set", "OFF")
+    xy = _device({"cmd_t": "l/set", "xy_cmd_t": "l/xy", "bri_cmd_t": "l/bri",
+                  "bri_stat_t": "l/bri/state", "on_cmd_type": "brightness"})
+    color = _plan(xy, "set_color", {"rgb": [255, 0, 0]})
+    assert (color.topic, color.payload, color.expected) == ("l/xy", "0.6401,0.33", None)
+    on = _plan(xy, "turn_on")
+    assert (on.topic, on.payload) == ("l/bri", "255")
+    assert on.expected is not None and on.expected.describe() == "brightness ≈ 100"
+    first = _device({"cmd_t": "l/set", "bri_cmd_t": "l/bri", "on_cmd_type": "first"})
+    assert (_plan(first, "turn_on").topic, _plan(first, "turn_on").payload) == ("l/set", "ON")
 
 
 @pytest.mark.timeout(30)

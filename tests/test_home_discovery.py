@@ -323,6 +323,34 @@ def test_every_component_parses_with_capabilities() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_default_light_with_hs_or_xy_topics_and_on_command_type() -> None:
+    hs = entity("light", {"cmd_t": "l/set", "hs_cmd_t": "l/hs", "xy_cmd_t": "l/xy",
+                          "bri_cmd_t": "l/bri", "on_cmd_type": "brightness"})
+    assert (hs.spec.color, hs.spec.hs_command_topic, hs.spec.xy_command_topic) == (
+        "hs", "l/hs", None)  # one colour topic is used, the first that fits
+    assert hs.spec.on_command_type == "brightness"
+    assert [a.name for a in hs.actions] == ["turn_on", "turn_off", "set_brightness", "set_color"]
+    assert hs.command_topics == {"l/set", "l/bri", "l/hs"}
+    xy = entity("light", {"cmd_t": "l/set", "xy_cmd_t": "l/xy", "on_cmd_type": "first"})
+    assert (xy.spec.color, xy.spec.xy_command_topic, xy.spec.on_command_type) == (
+        "xy", "l/xy", "first")
+    assert xy.command_topics == {"l/set", "l/xy"}
+    rgb = entity("light", {"cmd_t": "l/set", "rgb_cmd_t": "l/rgb", "hs_cmd_t": "l/hs"})
+    assert rgb.spec.color == "rgb" and rgb.command_topics == {"l/set", "l/rgb"}
+    # hue/sat templates take two variables: not offered, and said so.
+    templ = entity("light", {"cmd_t": "l/set", "hs_cmd_t": "l/hs",
+                             "hs_command_template": "{{ hue }}/{{ sat }}"})
+    assert templ.spec.color == "" and "set_color" not in [a.name for a in templ.actions]
+    assert any("hs_command_template" in n for n in templ.notes)
+    # "brightness" needs a brightness command to turn the light on with.
+    plain = entity("light", {"cmd_t": "l/set", "on_command_type": "brightness"})
+    assert plain.spec.on_command_type == "last" and any("on_command_type" in n
+                                                       for n in plain.notes)
+    bad = disc("light", "odd", {"cmd_t": "l/set", "on_cmd_type": "sideways"})
+    assert isinstance(bad, DiscoveryError) and "on_command_type must be one of" in str(bad)
+
+
+@pytest.mark.timeout(30)
 def test_device_block_area_name_and_availability() -> None:
     ent = entity(
         "light",

@@ -59,6 +59,19 @@ EXTRA_CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("light", {"uniq_id": "x-xy", "schema": "json", "cmd_t": "x/xy/set", "sup_clrm": ["xy"]}),
     (
+        "light",
+        {
+            "uniq_id": "x-dim-hs",
+            "cmd_t": "x/dimhs/set",
+            "bri_cmd_t": "x/dimhs/bri",
+            "bri_scl": 1000,
+            "on_cmd_type": "brightness",
+            "hs_cmd_t": "x/dimhs/hs",
+            "xy_cmd_t": "x/dimhs/xy",
+        },
+    ),
+    ("light", {"uniq_id": "x-def-xy", "cmd_t": "x/defxy/set", "xy_cmd_t": "x/defxy/xy"}),
+    (
         "fan",
         {
             "uniq_id": "x-fan",
@@ -133,6 +146,9 @@ _SHORT = {
     "min_mirs": "min_mireds",
     "max_mirs": "max_mireds",
     "rgb_cmd_t": "rgb_command_topic",
+    "hs_cmd_t": "hs_command_topic",
+    "xy_cmd_t": "xy_command_topic",
+    "on_cmd_type": "on_command_type",
     "sup_clrm": "supported_color_modes",
     "pct_cmd_t": "percentage_command_topic",
     "pct_cmd_tpl": "percentage_command_template",
@@ -214,6 +230,19 @@ def stepped(lo: float, hi: float, step: float) -> Check:
     return check
 
 
+def pair_text(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> Check:
+    """Two decimal numbers, "a.a,b.b", each in its range (default-schema hs, xy colours)."""
+
+    def check(p: str) -> bool:
+        parts = p.split(",")
+        if len(parts) != 2 or not all(re.fullmatch(r"\d+\.\d+", x) for x in parts):
+            return False
+        a, b = float(parts[0]), float(parts[1])
+        return lo_a <= a <= hi_a and lo_b <= b <= hi_b
+
+    return check
+
+
 def rgb_text(p: str) -> bool:
     parts = p.split(",")
     return len(parts) == 3 and all(re.fullmatch(r"\d{1,3}", c) and int(c) <= 255 for c in parts)
@@ -275,7 +304,15 @@ def allow_list(component: str, raw: dict[str, Any]) -> dict[str, Check]:
         scale = c.get("brightness_scale", 255)
         add("brightness_command_topic", integer(1, scale, c.get("brightness_command_template")))
         add("color_temp_command_topic", integer(ct_lo, ct_hi))
-        add("rgb_command_topic", rgb_text)
+        # One colour topic: RGB if there is one, else hue/saturation, else x/y.
+        colour = {
+            "rgb_command_topic": rgb_text,
+            "hs_command_topic": pair_text(0, 360, 0, 100),
+            "xy_command_topic": pair_text(0, 1, 0, 1),
+        }
+        key = next((k for k in colour if isinstance(c.get(k), str)), None)
+        if key is not None:
+            add(key, colour[key])
     elif component in ("switch", "scene"):
         add("command_topic", literal(c.get("payload_on", "ON"), c.get("payload_off", "OFF")))
     elif component == "fan":

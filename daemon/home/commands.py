@@ -305,6 +305,12 @@ def _build_light(spec: LightSpec, action: str, args: Mapping[str, ArgValue]) -> 
         exp = Expect("state", (word,)) if spec.state_topic else None
         if spec.schema == "json":
             return spec.command_topic, _json({"state": word.upper()}), _expect(exp)
+        if action == "turn_on" and spec.on_command_type == "brightness":
+            assert spec.brightness_command_topic is not None  # checked when parsed
+            if exp is None and spec.brightness_state_topic:
+                exp = Expect("brightness", number=100, tolerance=1.0)
+            payload = _templated(spec.brightness_command_template, str(spec.brightness_scale))
+            return spec.brightness_command_topic, payload, _expect(exp)
         payload = spec.payload_on if action == "turn_on" else spec.payload_off
         return spec.command_topic, payload, _expect(exp)
     if action == "set_brightness":
@@ -340,14 +346,22 @@ def _build_light(spec: LightSpec, action: str, args: Mapping[str, ArgValue]) -> 
         if spec.schema == "json":
             color: dict[str, float | int]
             if spec.color == "hs":
-                h, s, _v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
-                color = {"h": round(h * 360, 1), "s": round(s * 100, 1)}
+                h, s = _rgb_to_hs(r, g, b)
+                color = {"h": h, "s": s}
             elif spec.color == "xy":
                 x, y = _rgb_to_xy(r, g, b)
                 color = {"x": x, "y": y}
             else:
                 color = {"r": r, "g": g, "b": b}
             return spec.command_topic, _json({"state": "ON", "color": color}), _expect(on)
+        if spec.color == "hs":  # Home Assistant's default schema: "hue,saturation"
+            assert spec.hs_command_topic is not None
+            h, s = _rgb_to_hs(r, g, b)
+            return spec.hs_command_topic, f"{h:.1f},{s:.1f}", _expect(on)
+        if spec.color == "xy":  # "x,y"
+            assert spec.xy_command_topic is not None
+            x, y = _rgb_to_xy(r, g, b)
+            return spec.xy_command_topic, f"{x},{y}", _expect(on)
         assert spec.rgb_command_topic is not None
         exp = Expect("rgb", ((r, g, b),)) if spec.rgb_state_topic else on
         payload = _templated(spec.rgb_command_template, f"{r},{g},{b}")
@@ -465,6 +479,12 @@ def _format_step(value: float, step: float) -> str:
 
 def _json(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _rgb_to_hs(r: int, g: int, b: int) -> tuple[float, float]:
+    """Hue in degrees 0..360 and saturation in percent, one decimal each."""
+    h, s, _v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+    return (round(h * 360, 1), round(s * 100, 1))
 
 
 def _rgb_to_xy(r: int, g: int, b: int) -> tuple[float, float]:

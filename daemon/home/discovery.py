@@ -423,6 +423,12 @@ class LightSpec:
     rgb_command_template: CommandTemplate | None = None
     rgb_state_topic: str | None = None
     rgb_template: ValueTemplate | None = None
+    # Default schema without an RGB topic: colour as "hue,saturation" or "x,y" text.
+    hs_command_topic: str | None = None
+    xy_command_topic: str | None = None
+    # Default schema: "brightness" lights are turned on by a brightness command, not ON.
+    # ("first"/"last" order ON against attribute commands; one action is one publish.)
+    on_command_type: Literal["last", "first", "brightness"] = "last"
 
 
 @dataclass(frozen=True)
@@ -995,6 +1001,13 @@ def _parse_availability(rd: _Reader) -> Availability:
     return Availability(tuple(topics), mode)
 
 
+_ON_COMMAND_TYPES: dict[str, Literal["last", "first", "brightness"]] = {
+    "last": "last",
+    "first": "first",
+    "brightness": "brightness",
+}
+
+
 def _parse_light(rd: _Reader) -> LightSpec:
     schema = rd.data.get("schema", "default")
     if schema == "basic":
@@ -1029,6 +1042,27 @@ def _parse_light(rd: _Reader) -> LightSpec:
     bri_topic = rd.topic("brightness_command_topic")
     ct_topic = rd.topic("color_temp_command_topic")
     rgb_topic = rd.topic("rgb_command_topic")
+    color: Literal["rgb", "hs", "xy", ""] = "rgb" if rgb_topic is not None and ok_rgb else ""
+    hs_topic = xy_topic = None
+    if not color:  # HA's hue/sat and x/y templates take two variables: not offered
+        for mode in ("hs", "xy"):
+            topic = rd.topic(f"{mode}_command_topic")
+            if topic is None:
+                continue
+            if rd.has(f"{mode}_command_template"):
+                rd.notes.append(f"{mode}_command_template is not supported; {mode} not offered")
+                continue
+            if mode == "hs":
+                color, hs_topic = "hs", topic
+            else:
+                color, xy_topic = "xy", topic
+            break
+    on_type = _ON_COMMAND_TYPES.get(str(rd.text("on_command_type", "last")))
+    if on_type is None:
+        raise _Invalid("on_command_type must be one of last, first, brightness")
+    if on_type == "brightness" and not (bri_topic is not None and ok_bri):
+        rd.notes.append("on_command_type brightness without a brightness command: ON is sent")
+        on_type = "last"
     return LightSpec(
         schema="default",
         command_topic=command_topic,
@@ -1050,11 +1084,14 @@ def _parse_light(rd: _Reader) -> LightSpec:
         color_temp_command_template=ct_tpl,
         color_temp_state_topic=rd.topic("color_temp_state_topic"),
         color_temp_template=rd.value_template("color_temp_value_template"),
-        color="rgb" if rgb_topic is not None and ok_rgb else "",
+        color=color,
         rgb_command_topic=rgb_topic if ok_rgb else None,
         rgb_command_template=rgb_tpl,
         rgb_state_topic=rd.topic("rgb_state_topic"),
         rgb_template=rd.value_template("rgb_value_template"),
+        hs_command_topic=hs_topic,
+        xy_command_topic=xy_topic,
+        on_command_type=on_type,
     )
 
 
@@ -1407,6 +1444,8 @@ def command_topics(spec: ComponentSpec) -> frozenset[str]:
         "brightness_command_topic",
         "color_temp_command_topic",
         "rgb_command_topic",
+        "hs_command_topic",
+        "xy_command_topic",
         "percentage_command_topic",
         "preset_mode_command_topic",
         "oscillation_command_topic",
