@@ -17,6 +17,7 @@ spoke); a "no" consumes it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import time
@@ -302,14 +303,14 @@ class ConfirmationGate:
                     )
                 self.book.stats.unconfirmed += 1
                 token = self.book.key(token)
-                left = max(0.0, pending.expires_at - self.book.clock())
+                left = max(1, math.ceil(pending.expires_at - self.book.clock()))
                 return Decision(
                     "confirm",
                     token,
                     f"Nothing was done: the user has not confirmed yet; ask them: {what}? "
                     "Only the user can confirm, by saying yes or tapping their glasses; "
                     "then call again with the same arguments and confirmation token "
-                    f"{token!r} within {left:.0f} seconds.",
+                    f"{token!r} within {left} seconds.",
                 )
         fresh = self.book.request(device_id, action, args)
         bad = "That confirmation is expired, used or for a different action. "
