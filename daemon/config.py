@@ -145,6 +145,9 @@ class PeripheralSettings(_Section):
     kiosk: KioskPeripheralSettings = KioskPeripheralSettings()
 
 
+_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})  # pydantic's spellings of true
+
+
 class MqttSettings(_Section):
     host: str = ""
     port: int = Field(1883, ge=1, le=65535)
@@ -162,6 +165,16 @@ class MqttSettings(_Section):
     state_interval: float = Field(30.0, gt=0, le=3600)  # re-publish its states this often
     refresh_debounce: float = Field(0.5, ge=0, le=10)  # quiet time before tools are rebuilt
     max_described_devices: int = Field(50, ge=0, le=10_000)  # listed in the tool description
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_port(cls, data: Any) -> Any:
+        """MQTT over TLS listens on 8883 by convention: the default follows `tls`."""
+        if isinstance(data, dict) and "port" not in data:
+            tls = data.get("tls")
+            if tls is True or (isinstance(tls, str) and tls.strip().lower() in _TRUE):
+                return {**data, "port": 8883}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> MqttSettings:

@@ -267,3 +267,21 @@ def test_cli_bad_peripheral_file_exits_2_naming_the_key(tmp_path: Path, key: str
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"edge-agent: peripheral.file.{key}: "), lines
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "port"),
+    [
+        ("", {}, 1883),
+        ("[mqtt]\ntls = true\n", {}, 8883),
+        ("", {"EDGE_AGENT_MQTT__TLS": "true"}, 8883),
+        ("[mqtt]\ntls = true\nport = 1884\n", {}, 1884),
+        ("[mqtt]\ntls = false\n", {}, 1883),
+    ],
+)
+def test_mqtt_port_defaults_to_8883_with_tls(
+    tmp_path: Path, toml: str, env: dict[str, str], port: int
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    assert load_settings(path, environ=env).mqtt.port == port
