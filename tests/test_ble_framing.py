@@ -9,15 +9,19 @@ import pytest
 from daemon.peripherals.ble.framing import (
     AudioFrame,
     AudioPacketTracker,
+    ButtonDecoder,
     FrameAudio,
     FrameFlags,
     FrameMessageDecoder,
+    FrameTap,
     PacketKind,
     Photo,
     PhotoAssembler,
     complete_jpeg,
     frame_data_messages,
+    frame_tap_message,
     omi_audio_notifications,
+    omi_button_notification,
     omi_photo_chunks,
 )
 from daemon.peripherals.ble.profile import load_profile
@@ -140,10 +144,45 @@ def test_big_backwards_jump_is_a_reset() -> None:
     assert t.stats.resets == 1
 
 
-def test_restart_to_zero_just_after_start_is_a_reset() -> None:
-    t = AudioPacketTracker()
+def test_late_or_repeated_packet_zero_after_the_wrap_is_a_stale_duplicate() -> None:
+    # 65535, 0, 1, 0, 2: the second 0 is old audio, not a restart; 2 follows 1.
+    t = AudioPacketTracker(reorder_window=8)
+    out: list[bytes] = []
+    kinds = []
+    for pid, payload in ((65535, b"a"), (0, b"b"), (1, b"c"), (0, b"B"), (2, b"d")):
+        push = t.push(pkt(pid, payload=payload))
+        kinds.append(push.kind)
+        out += [f.payload for f in push.frames]
+    assert kinds == [
+        PacketKind.FIRST,
+        PacketKind.CONTIGUOUS,
+        PacketKind.CONTIGUOUS,
+        PacketKind.DUPLICATE,
+        PacketKind.CONTIGUOUS,
+    ]
+    assert out == [b"a", b"b", b"c", b"d"]  # nothing sent twice
+    assert (t.stats.duplicates, t.stats.gaps, t.stats.resets) == (1, 0, 0)
+
+
+def test_packet_zero_from_far_away_is_a_reset() -> None:
+    t = AudioPacketTracker(reorder_window=8)
+    t.push(pkt(9))  # just outside the window of 0
+    r = t.push(pkt(0, payload=b"r"))
+    assert r.kind is PacketKind.RESET and r.frames[0].discontinuity
+
+
+def test_restart_to_zero_just_after_start_is_found_by_the_stale_run() -> None:
+    # 0 three ids after a start looks like a late packet; the ids counting up from it
+    # are the restart (as for any restart whose first packets were lost).
+    t = AudioPacketTracker(reorder_window=8)
     t.push(pkt(3))
-    assert t.push(pkt(0)).kind is PacketKind.RESET
+    kinds = [t.push(pkt(i)).kind for i in (0, 1, 2, 3)]
+    assert kinds == [
+        PacketKind.DUPLICATE,
+        PacketKind.DUPLICATE,
+        PacketKind.RESET,
+        PacketKind.CONTIGUOUS,
+    ]
 
 
 def test_implausible_forward_jump_is_a_reset() -> None:
@@ -565,6 +604,47 @@ def test_frame_flags_come_from_the_profile() -> None:
     assert d.push(b"\x01\x05abc") is None  # default layout means nothing here
     assert d.push(b"\x02\x10ab") == FrameAudio(b"ab")
     assert FrameMessageDecoder(flags).push(b"\x01\x05ab") == FrameAudio(b"ab")
+
+
+def test_frame_tap_message_is_a_tap() -> None:
+    flags = FrameFlags(tap=0x09)
+    d = FrameMessageDecoder(flags)
+    assert frame_tap_message(flags) == b"\x01\x09"
+    assert d.push(b"\x01\x09") == FrameTap()
+    assert d.push(b"\x01\x09extra") == FrameTap()  # a payload is allowed and ignored
+    assert d.stats.taps == 2
+    # without a tap flag in the profile, 0x09 is just an unknown flag
+    plain = FrameMessageDecoder(FrameFlags())
+    assert plain.push(b"\x01\x09") is None
+    assert plain.stats.unknown_flag == 1 and plain.stats.taps == 0
+    with pytest.raises(ValueError, match="no tap flag"):
+        frame_tap_message(FrameFlags())
+
+
+def test_frame_tap_flag_must_differ_from_the_others() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        FrameFlags(tap=0x05)
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        FrameFlags(tap=256)
+
+
+def test_omi_button_single_tap_is_a_tap_other_events_are_not() -> None:
+    b = ButtonDecoder()
+    assert omi_button_notification(1) == b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    assert b.push(omi_button_notification(1))
+    assert not b.push(omi_button_notification(2))  # double tap
+    assert not b.push(omi_button_notification(5))  # release
+    assert b.push(b"\x01")  # a one-byte form is read the same way
+    assert not b.push(b"")
+    assert not b.push(bytes(9))
+    assert (b.stats.notifications, b.stats.taps) == (6, 2)
+    assert (b.stats.other_events, b.stats.malformed) == (2, 2)
+
+
+def test_button_tap_events_come_from_the_profile() -> None:
+    b = ButtonDecoder((2, 6))
+    assert not b.push(omi_button_notification(1))
+    assert b.push(omi_button_notification(2)) and b.push(omi_button_notification(6))
 
 
 def test_frame_flags_validation() -> None:

@@ -20,9 +20,11 @@ from daemon.media.opus import OpusDecoder, OpusError
 from daemon.media.resample import Resampler
 from daemon.peripherals.ble.framing import (
     AudioPacketTracker,
+    ButtonDecoder,
     FrameAudio,
     FrameFlags,
     FrameMessageDecoder,
+    FrameTap,
     PacketKind,
     Photo,
     PhotoAssembler,
@@ -133,6 +135,50 @@ def test_tracker_emits_only_whole_original_frames_in_order(
         assert out + flushed == frames
         assert t.stats.gaps == 0
         assert t.stats.frames_dropped == 0
+
+
+@FUZZ
+@given(
+    st.one_of(st.integers(0, 0xFFFF), st.integers(0xFFF0, 0xFFFF)),
+    st.integers(1, 60),
+    st.integers(0, 8),
+    st.data(),
+)
+def test_tracker_stale_repeats_within_the_window_are_only_duplicates(
+    start: int, count: int, window: int, data: st.DataObject
+) -> None:
+    # A contiguous stream (often across 65535 -> 0) with, after any packet, a late or
+    # repeated copy of one up to `window` ids back - id 0 included: every frame comes
+    # out exactly once, and nothing counts as a gap or a reset.
+    frames = [bytes((i % 251 + 1,)) * 3 for i in range(count)]
+    notes = [
+        pkt
+        for f, i in zip(frames, range(count), strict=True)
+        for pkt in omi_audio_notifications(start + i, f, 100)[0]
+    ]
+    stream: list[bytes] = []
+    for i, note in enumerate(notes):
+        stream.append(note)
+        if i and data.draw(st.booleans()):
+            back = data.draw(st.integers(0, min(i, window)))
+            stream.append(notes[i - back])
+    t = AudioPacketTracker(fragment_payload_max=100, reorder_window=window)
+    out = [f.payload for n in stream for f in t.push(n).frames]
+    assert out == frames
+    assert t.stats.gaps == t.stats.resets == 0
+    assert t.stats.duplicates == len(stream) - len(notes)
+
+
+@FUZZ
+@given(st.integers(0, 8), st.data())
+def test_tracker_zero_far_from_the_last_id_is_a_reset(window: int, data: st.DataObject) -> None:
+    max_gap = 1024
+    last = data.draw(st.integers(window + 1, 0x10000 - max_gap - 2))
+    t = AudioPacketTracker(reorder_window=window, max_gap=max_gap)
+    t.push(struct.pack("<HB", last, 0) + b"a")
+    push = t.push(struct.pack("<HB", 0, 0) + b"b")
+    assert push.kind is PacketKind.RESET
+    assert [f.discontinuity for f in push.frames] == [True]
 
 
 # ==================================================================== photos
@@ -252,13 +298,12 @@ def test_photo_many_faults_emit_only_whole_jpegs(
 
 
 # ============================================================= Frame messages
+# Any message layout a profile can give: any prefix, distinct flags, with or without tap.
 frame_flags = st.builds(
-    FrameFlags,
-    data_prefix=st.just(1),
-    audio=st.just(5),
-    audio_final=st.just(6),
-    photo=st.just(7),
-    photo_final=st.just(8),
+    lambda prefix, flags, tap: FrameFlags(prefix, *flags[:4], tap=flags[4] if tap else None),
+    st.integers(0, 255),
+    st.lists(st.integers(0, 255), min_size=5, max_size=5, unique=True),
+    st.booleans(),
 )
 
 
@@ -271,7 +316,8 @@ def _check_frame(d: FrameMessageDecoder, stream: list[bytes]) -> list[Photo]:
             assert complete_jpeg(event.jpeg) == event.jpeg
             photos.append(event)
         else:
-            assert event is None or isinstance(event, FrameAudio)
+            assert event is None or isinstance(event, FrameAudio | FrameTap)
+            assert not isinstance(event, FrameTap) or d.flags.tap == data[1]
     return photos
 
 
@@ -282,20 +328,37 @@ def test_frame_random_bytes(stream: list[bytes]) -> None:
 
 
 @FUZZ
-@given(
-    st.lists(
-        st.builds(
-            lambda flag, body: bytes((1, flag)) + body,
-            st.one_of(st.sampled_from([5, 6, 7, 8]), st.integers(0, 255)),
-            st.binary(max_size=250),
-        ),
-        max_size=80,
+@given(frame_flags, st.data())
+def test_frame_adversarial_messages(flags: FrameFlags, data: st.DataObject) -> None:
+    own = [flags.audio, flags.audio_final, flags.photo, flags.photo_final]
+    if flags.tap is not None:
+        own.append(flags.tap)
+    stream = data.draw(
+        st.lists(
+            st.builds(
+                lambda prefix, flag, body: bytes((prefix, flag)) + body,
+                st.one_of(st.just(flags.data_prefix), st.integers(0, 255)),
+                st.one_of(st.sampled_from(own), st.integers(0, 255)),
+                st.binary(max_size=250),
+            ),
+            max_size=80,
+        )
     )
-)
-def test_frame_adversarial_messages(stream: list[bytes]) -> None:
-    d = FrameMessageDecoder(FrameFlags(), max_photo_bytes=2048)
+    d = FrameMessageDecoder(flags, max_photo_bytes=2048)
     _check_frame(d, stream)
-    assert d.stats.notifications == len(stream)
+    s = d.stats
+    assert s.notifications == len(stream)
+    assert s.taps == sum(1 for m in stream if m[0] == flags.data_prefix and m[1] == flags.tap)
+
+
+@FUZZ
+@given(st.lists(notification, max_size=60), st.lists(st.integers(-5, 10), max_size=3))
+def test_button_decoder_random_bytes(stream: list[bytes], events: list[int]) -> None:
+    b = ButtonDecoder(tuple(events) or (1,))
+    taps = sum(b.push(n) for n in stream)
+    s = b.stats
+    assert s.notifications == len(stream) and s.taps == taps
+    assert s.taps + s.other_events + s.malformed == len(stream)
 
 
 @FUZZ
@@ -306,11 +369,15 @@ def test_frame_endless_photo_chunks_stay_bounded(n: int, size: int) -> None:
 
 
 @FUZZ
-@given(st.lists(st.integers(0, 2000), min_size=1, max_size=3), st.integers(1, 240), st.data())
+@given(
+    st.lists(st.integers(0, 2000), min_size=1, max_size=3),
+    st.integers(1, 240),
+    frame_flags,
+    st.data(),
+)
 def test_frame_damaged_photo_emits_only_originals(
-    sizes: list[int], max_payload: int, data: st.DataObject
+    sizes: list[int], max_payload: int, flags: FrameFlags, data: st.DataObject
 ) -> None:
-    flags = FrameFlags()
     originals = [make_jpeg(n, seed=i) for i, n in enumerate(sizes)]
     stream: list[bytes] = []
     for jpeg in originals:

@@ -20,6 +20,7 @@ Layouts (see device_profiles/README.md):
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -94,7 +95,9 @@ class AudioPacketTracker:
     Continuity: the next id (65535 -> 0 included) is contiguous; up to `max_gap` ids
     ahead is a gap; up to `reorder_window` ids back is a stale duplicate (ignored) unless
     three such packets count up in a row, which is a device restart whose first packets
-    were lost; anything else - a jump back to 0, far back or far ahead - is a reset, and
+    were lost. Id 0 is no exception: a late or repeated 0 shortly after the wrap (or
+    after a start) is a stale duplicate, not a restart. Anything else - a jump back to 0
+    or a small id from far away, far back or far ahead - is a reset, and
     the next frame carries `discontinuity` so the codec starts afresh instead of
     concealing. Loss estimates (`AudioFrame.lost_before`) are in frames: missing packet
     ids divided by the mean fragments per frame seen so far, plus any incomplete frame
@@ -166,9 +169,10 @@ class AudioPacketTracker:
             return PacketKind.DUPLICATE, 0
         if d == 1:
             return PacketKind.CONTIGUOUS, 0
-        if U16 - d <= self.reorder_window and pid != 0:
-            # A few ids back: a stale repeat - unless such packets keep counting up on
-            # their own, which is a device that restarted and lost its first packets.
+        if U16 - d <= self.reorder_window:
+            # A few ids back (0 too, late or repeated just after 65535 -> 0 or a start):
+            # a stale repeat - unless such packets keep counting up on their own, which
+            # is a device that restarted and lost its first packets.
             run = self._stale_run + 1 if self._stale_id == (pid - 1) % U16 else 1
             self._stale_id, self._stale_run = pid, run
             if run >= self.STALE_RUN_RESET:
@@ -537,20 +541,27 @@ def omi_photo_chunks(
 # =================================================== Brilliant Labs Frame messages
 @dataclass(frozen=True, slots=True)
 class FrameFlags:
-    """Frame message-layer bytes: data prefix and per-message flags (from the profile)."""
+    """Frame message-layer bytes: data prefix and per-message flags (from the profile).
+
+    `tap` (None: the app sends none) is edge-agent's own convention for its companion
+    Lua app: a data message with this flag means the wearer tapped the glasses.
+    """
 
     data_prefix: int = 0x01
     audio: int = 0x05
     audio_final: int = 0x06
     photo: int = 0x07
     photo_final: int = 0x08
+    tap: int | None = None
 
     def __post_init__(self) -> None:
-        values = (self.data_prefix, self.audio, self.audio_final, self.photo, self.photo_final)
-        if any(not 0 <= v <= 0xFF for v in values):
+        flags: tuple[int, ...] = (self.audio, self.audio_final, self.photo, self.photo_final)
+        if self.tap is not None:
+            flags += (self.tap,)
+        if any(not 0 <= v <= 0xFF for v in (self.data_prefix, *flags)):
             raise ValueError("frame flags must be byte values 0..255")
-        if len(set(values[1:])) != 4:
-            raise ValueError("frame audio/photo flags must be distinct")
+        if len(set(flags)) != len(flags):
+            raise ValueError("frame audio/photo/tap flags must be distinct")
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +572,12 @@ class FrameAudio:
     final: bool = False
 
 
-FrameEvent = FrameAudio | Photo
+@dataclass(frozen=True, slots=True)
+class FrameTap:
+    """The wearer tapped the glasses (a data message with the profile's tap flag)."""
+
+
+FrameEvent = FrameAudio | Photo | FrameTap
 
 
 @dataclass(slots=True)
@@ -576,6 +592,7 @@ class FrameStats:
     photos: int = 0
     oversize: int = 0
     not_jpeg: int = 0
+    taps: int = 0
 
 
 class FrameMessageDecoder:
@@ -609,7 +626,7 @@ class FrameMessageDecoder:
         self._photo += data
 
     def push(self, notification: bytes) -> FrameEvent | None:
-        """Feed one notification; returns audio bytes or a completed photo, else None."""
+        """Feed one notification; returns audio bytes, a completed photo or a tap."""
         stats, flags = self.stats, self.flags
         stats.notifications += 1
         if not notification:
@@ -646,8 +663,18 @@ class FrameMessageDecoder:
                 return None
             stats.photos += 1
             return Photo(jpeg)
+        if flag == flags.tap:
+            stats.taps += 1
+            return FrameTap()
         stats.unknown_flag += 1
         return None
+
+
+def frame_tap_message(flags: FrameFlags) -> bytes:
+    """The data message the companion app sends for a tap (simulator and tests)."""
+    if flags.tap is None:
+        raise ValueError("this Frame profile has no tap flag")
+    return bytes((flags.data_prefix, flags.tap))
 
 
 def frame_data_messages(
@@ -672,3 +699,48 @@ def frame_data_messages(
         flag = last if final and i == len(chunks) - 1 else normal
         out.append(bytes((flags.data_prefix, flag)) + chunk)
     return out
+
+
+# ============================================================ button (omi family)
+OMI_BUTTON_SINGLE_TAP: Final = 1
+
+
+@dataclass(slots=True)
+class ButtonStats:
+    notifications: int = 0
+    taps: int = 0
+    other_events: int = 0  # double tap, release and the like: not a confirmation
+    malformed: int = 0
+
+
+class ButtonDecoder:
+    """Button characteristic notifications to taps.
+
+    omi firmware notifies ``int32[2]`` little-endian, the first the event code (1 single
+    tap, 2 double tap, 3 long tap, 4 press, 5 release, 6 triple tap), the second 0; the
+    first 1..4 bytes are read as a signed little-endian integer, so a shorter form is
+    accepted too. Only codes in `tap_events` count as a tap; more than 8 bytes, or none,
+    is malformed.
+    """
+
+    def __init__(self, tap_events: tuple[int, ...] = (OMI_BUTTON_SINGLE_TAP,)) -> None:
+        self.tap_events = frozenset(tap_events)
+        self.stats = ButtonStats()
+
+    def push(self, notification: bytes) -> bool:
+        """True if this notification is a tap."""
+        self.stats.notifications += 1
+        if not 1 <= len(notification) <= 8:
+            self.stats.malformed += 1
+            return False
+        event = int.from_bytes(notification[:4], "little", signed=True)
+        if event in self.tap_events:
+            self.stats.taps += 1
+            return True
+        self.stats.other_events += 1
+        return False
+
+
+def omi_button_notification(event: int) -> bytes:
+    """What omi firmware notifies for a button `event` (simulator and tests)."""
+    return struct.pack("<ii", event, 0)
