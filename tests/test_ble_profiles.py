@@ -11,7 +11,9 @@ from daemon.peripherals.ble.framing import FrameFlags
 from daemon.peripherals.ble.profile import (
     BATTERY_LEVEL_UUID,
     BATTERY_SERVICE_UUID,
+    Discovery,
     ProfileError,
+    TapSpec,
     default_profile_dir,
     list_profiles,
     load_all,
@@ -102,7 +104,11 @@ def test_omi_profile_facts() -> None:
     assert p.downlink.kind == "pcm16"
     assert p.downlink.rate == 8000
     assert p.downlink.length_prefix == "u32le"
+    assert p.downlink.chunk_bytes == 400
     assert p.frame_flags is None
+    assert p.tap == TapSpec("button", (1,))
+    assert p.characteristics.button == "23ba7925-0000-1000-7450-346eac492e92"
+    assert p.characteristics.button_service == "23ba7924-0000-1000-7450-346eac492e92"
 
 
 def test_omiglass_photo_settings_and_commands() -> None:
@@ -141,22 +147,49 @@ def test_frame_profile_uses_message_layer_and_bonding() -> None:
     assert p.characteristics.photo_data == FRAME_RX
     assert p.characteristics.audio_control == FRAME_TX
     assert p.characteristics.codec_id is None
-    assert p.frame_flags == FrameFlags(0x01, 0x05, 0x06, 0x07, 0x08)
+    assert p.frame_flags == FrameFlags(0x01, 0x05, 0x06, 0x07, 0x08, tap=0x09)
+    assert p.tap == TapSpec("frame")
     assert p.audio.control is not None
     assert p.audio.control.start.startswith(b"\x01")
     assert p.photo.control is not None
     assert p.photo.control.interval(10) == b"\x01\x0e\x0a"
 
 
-def test_discovery_matches_name_prefix_or_service_uuid() -> None:
+def test_discovery_needs_the_name_and_the_service_uuid() -> None:
     omi = load_profile("omi")
-    assert omi.matches_advertisement("Omi", [])
-    assert omi.matches_advertisement("Friend 2", [])
-    assert omi.matches_advertisement(None, ["19B10000-E8F2-537E-4F6C-D104768A1214"])
-    assert not omi.matches_advertisement("Frame 4F", ["not-a-uuid", "180F"])
+    assert omi.matches_advertisement("Omi", [OMI_SERVICE.upper()])
+    assert omi.matches_advertisement("Friend 2", ["not-a-uuid", OMI_SERVICE])
+    # the omi family shares its service UUID: the name tells them apart
+    assert not omi.matches_advertisement("OMI Glass", [OMI_SERVICE])
+    assert not omi.matches_advertisement("OpenGlass", [OMI_SERVICE])
+    assert not omi.matches_advertisement(None, [OMI_SERVICE])
+    assert not omi.matches_advertisement("Omi", [])
+    assert not omi.matches_advertisement("Omi", ["not-a-uuid", "180F"])
+    assert load_profile("omiglass").matches_advertisement("OMI Glass", [OMI_SERVICE])
     frame = load_profile("frame")
-    assert frame.matches_advertisement("Frame 4F")
-    assert not frame.matches_advertisement("Omi")
+    assert frame.matches_advertisement("Frame 4F", ["7A230001-5475-A6A4-654C-8431F6AD49C4"])
+    assert not frame.matches_advertisement("Omi", ["7A230001-5475-A6A4-654C-8431F6AD49C4"])
+
+
+def test_discovery_by_one_list_alone() -> None:
+    by_name = Discovery(name_prefixes=("Test",))
+    assert by_name.matches("Test 1") and not by_name.matches("Other", [OMI_SERVICE])
+    by_uuid = Discovery(service_uuids=(OMI_SERVICE,))
+    assert by_uuid.matches(None, [OMI_SERVICE]) and not by_uuid.matches("Test", [])
+
+
+def test_button_tap_source_with_its_own_events(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\n',
+        'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\nbutton = "2A6E"\n',
+    )
+    p = load_profile(write(tmp_path, text + '\n[tap]\nsource = "button"\nevents = [2, 6]\n'))
+    assert p.tap == TapSpec("button", (2, 6))
+    assert p.characteristics.button == normalize_uuid("2A6E")
+    assert p.characteristics.button_service is None  # looked up in any service
+    default = load_profile(write(tmp_path, text + '\n[tap]\nsource = "button"\n', "d"))
+    assert default.tap.events == (1,)  # omi's single tap
+    assert load_profile(write(tmp_path, BASE, "none")).tap == TapSpec()
 
 
 # ------------------------------------------------------------------------ UUIDs
@@ -366,8 +399,77 @@ BAD_CASES = [
         BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
         + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 5\n"
         "photo = 7\nphoto_final = 8\n",
-        "frame_protocol.audio: frame audio/photo flags must be distinct",
+        "frame_protocol.audio: frame audio/photo/tap flags must be distinct",
         id="flags-not-distinct",
+    ),
+    pytest.param(
+        BASE + '\n[tap]\nsource = "button"\n',
+        'characteristics.button: required by tap.source = "button"',
+        id="tap-button-without-characteristic",
+    ),
+    pytest.param(
+        BASE + '\n[tap]\nsource = "knock"\n',
+        "tap.source: unknown value 'knock'",
+        id="tap-unknown-source",
+    ),
+    pytest.param(
+        BASE + '\n[tap]\nsource = "frame"\n',
+        'tap.source: a "frame" tap needs audio.framing = "frame"',
+        id="tap-frame-without-frame-framing",
+    ),
+    pytest.param(
+        BASE + '\n[tap]\nsource = "none"\nevents = [1]\n',
+        'tap.events: only tap.source = "button" has event codes',
+        id="tap-events-without-button",
+    ),
+    pytest.param(
+        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
+        + '\n[tap]\nsource = "frame"\n'
+        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+        "photo = 7\nphoto_final = 8\n",
+        'frame_protocol.tap: required by tap.source = "frame"',
+        id="tap-frame-without-flag",
+    ),
+    pytest.param(
+        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
+        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+        "photo = 7\nphoto_final = 8\ntap = 7\n",
+        "frame_protocol.audio: frame audio/photo/tap flags must be distinct",
+        id="tap-flag-not-distinct",
+    ),
+    pytest.param(
+        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
+        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+        "photo = 7\nphoto_final = 8\ntap = 9\n",
+        'frame_protocol.tap: only used with tap.source = "frame"',
+        id="tap-flag-without-tap",
+    ),
+    pytest.param(
+        BASE.replace("[audio]", 'speaker = "19B10003-E8F2-537E-4F6C-D104768A1214"\n\n[audio]')
+        + '\n[downlink]\nkind = "pcm16"\nrate = 8000\nchunk_bytes = 515\n',
+        "downlink.chunk_bytes: 515 is not a whole number of samples",
+        id="chunk-odd",
+    ),
+    pytest.param(
+        BASE.replace("min_mtu = 100", "min_mtu = 100\nmax_mtu = 256").replace(
+            "[audio]", 'speaker = "19B10003-E8F2-537E-4F6C-D104768A1214"\n\n[audio]'
+        )
+        + '\n[downlink]\nkind = "pcm16"\nrate = 8000\nchunk_bytes = 400\n',
+        "downlink.chunk_bytes: 400 does not fit one write at the largest MTU 256 "
+        r"\(at most 253 bytes\)",
+        id="chunk-above-max-mtu",
+    ),
+    pytest.param(
+        BASE.replace("[audio]", 'speaker = "19B10003-E8F2-537E-4F6C-D104768A1214"\n\n[audio]')
+        + '\n[downlink]\nkind = "pcm16"\nrate = 8000\nchunk_bytes = 516\n',
+        "downlink.chunk_bytes: 516 does not fit one write at the largest MTU 517",
+        id="chunk-above-att-limit",
+    ),
+    pytest.param(
+        BASE.replace("[audio]", 'speaker = "19B10003-E8F2-537E-4F6C-D104768A1214"\n\n[audio]')
+        + '\n[downlink]\nkind = "opus"\nrate = 16000\nchunk_bytes = 100\n',
+        "downlink.chunk_bytes: only pcm16 downlinks are written in chunks",
+        id="chunk-opus",
     ),
     pytest.param(
         _replace('display_name = "Test glasses"', 'display_name = "  "'),

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 from daemon.media.codecs import CODEC_KINDS, CodecSpec
+from daemon.media.types import SAMPLE_WIDTH
 from daemon.peripherals.ble.framing import (
     DEFAULT_MAX_PHOTO_BYTES,
+    OMI_BUTTON_SINGLE_TAP,
     OMI_PHOTO_CHUNK_BYTES,
     FrameFlags,
 )
@@ -29,12 +31,15 @@ from daemon.peripherals.ble.framing import (
 BLUETOOTH_BASE_UUID_SUFFIX: Final = "-0000-1000-8000-00805f9b34fb"
 BATTERY_SERVICE_UUID: Final = "0000180f" + BLUETOOTH_BASE_UUID_SUFFIX
 BATTERY_LEVEL_UUID: Final = "00002a19" + BLUETOOTH_BASE_UUID_SUFFIX
+MAX_ATT_MTU: Final = 517
+ATT_WRITE_HEADER: Final = 3  # opcode + handle: a write carries at most MTU - 3 bytes
 
 AudioFraming = Literal["omi", "frame"]
 PhotoFraming = Literal["omi", "frame", "none"]
 DownlinkKind = Literal["none", "pcm16", "opus"]
 IntervalEncoding = Literal["u8", "i8", "u16le"]
 LengthPrefix = Literal["none", "u32le"]
+TapSource = Literal["none", "button", "frame"]
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _INTERVAL_RANGES: Final = {"u8": (0, 0xFF), "i8": (-128, 127), "u16le": (0, 0xFFFF)}
@@ -66,13 +71,21 @@ def normalize_uuid(value: str) -> str:
 # ============================================================== schema dataclasses
 @dataclass(frozen=True, slots=True)
 class Discovery:
-    """How a scan recognises the device: advertised name prefix or service UUID."""
+    """How a scan recognises the device: advertised name prefix and service UUID.
+
+    Every list given must match: the omi family shares one service UUID, so only the
+    name tells an omi from a nearby omiGlass or OpenGlass.
+    """
 
     name_prefixes: tuple[str, ...] = ()
     service_uuids: tuple[str, ...] = ()
 
     def matches(self, name: str | None, service_uuids: Iterable[str] = ()) -> bool:
-        if name and any(name.startswith(p) for p in self.name_prefixes):
+        if self.name_prefixes and not (
+            name and any(name.startswith(p) for p in self.name_prefixes)
+        ):
+            return False
+        if not self.service_uuids:
             return True
         wanted = set(self.service_uuids)
         for u in service_uuids:
@@ -95,6 +108,8 @@ class Characteristics:
     photo_data: str | None = None  # notify: photo chunks
     photo_control: str | None = None  # write: photo commands
     speaker: str | None = None  # write: downlink audio
+    button_service: str | None = None  # service holding `button` (None: search all)
+    button: str | None = None  # notify: button events (tap.source = "button")
     battery_service: str = BATTERY_SERVICE_UUID
     battery_level: str = BATTERY_LEVEL_UUID
 
@@ -167,6 +182,14 @@ class DownlinkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TapSpec:
+    """Where a deliberate tap on the device comes from (source "none": it cannot tap)."""
+
+    source: TapSource = "none"
+    events: tuple[int, ...] = ()  # button: event codes that are a tap
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceProfile:
     name: str  # file stem
     display_name: str
@@ -180,6 +203,7 @@ class DeviceProfile:
     max_mtu: int | None = None
     bonding_required: bool = False
     frame_flags: FrameFlags | None = None  # set when any framing is "frame"
+    tap: TapSpec = TapSpec()
 
     def matches_advertisement(self, name: str | None, service_uuids: Iterable[str] = ()) -> bool:
         return self.discovery.matches(name, service_uuids)
@@ -269,6 +293,17 @@ class _Table:
                 raise self.error(f"{key}[{i}]", f"bad UUID {text!r}") from None
         return tuple(out)
 
+    def integers(self, key: str, default: tuple[int, ...], lo: int, hi: int) -> tuple[int, ...]:
+        if key not in self.data:
+            self.used.add(key)
+            return default
+        value = self._get(key, default)
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
+        ):
+            raise self.error(key, f"expected a list of integers {lo}..{hi}")
+        return tuple(int(v) for v in value)
+
     def byte_string(self, key: str, default: object = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default:
@@ -353,6 +388,8 @@ def _parse(data: Mapping[str, Any], file: Path) -> DeviceProfile:
         photo_data=ch_t.uuid("photo_data", None),
         photo_control=ch_t.uuid("photo_control", None),
         speaker=ch_t.uuid("speaker", None),
+        button_service=ch_t.uuid("button_service", None),
+        button=ch_t.uuid("button", None),
         battery_service=ch_t.uuid("battery_service", BATTERY_SERVICE_UUID),
         battery_level=ch_t.uuid("battery_level", BATTERY_LEVEL_UUID),
     )
@@ -434,7 +471,37 @@ def _parse(data: Mapping[str, Any], file: Path) -> DeviceProfile:
                 raise dl_t.error("rate", str(exc)) from None
             if chars.speaker is None:
                 raise ch_t.error("speaker", f"required by downlink.kind = {kind!r}")
+            if chunk and kind != "pcm16":
+                raise dl_t.error("chunk_bytes", "only pcm16 downlinks are written in chunks")
+            if chunk % SAMPLE_WIDTH:
+                raise dl_t.error("chunk_bytes", f"{chunk} is not a whole number of samples")
+            att_max = (max_mtu or MAX_ATT_MTU) - ATT_WRITE_HEADER
+            if chunk > att_max:
+                raise dl_t.error(
+                    "chunk_bytes",
+                    f"{chunk} does not fit one write at the largest MTU "
+                    f"{max_mtu or MAX_ATT_MTU} (at most {att_max} bytes)",
+                )
             downlink = DownlinkSpec(kind, rate, frame_ms, chunk, prefix)
+
+    # tap (optional)
+    tap = TapSpec()
+    tap_t = root.table("tap")
+    if tap_t is not None:
+        source = tap_t.choice("source", get_args(TapSource))
+        events: tuple[int, ...] = ()
+        if source == "button":
+            events = tap_t.integers("events", (OMI_BUTTON_SINGLE_TAP,), lo=-(2**31), hi=2**31 - 1)
+            if not events:
+                raise tap_t.error("events", "give at least one event code")
+            if chars.button is None:
+                raise ch_t.error("button", 'required by tap.source = "button"')
+        elif tap_t.has("events"):
+            raise tap_t.error("events", 'only tap.source = "button" has event codes')
+        if source == "frame" and audio.framing != "frame":
+            raise tap_t.error("source", 'a "frame" tap needs audio.framing = "frame"')
+        tap_t.finish()
+        tap = TapSpec(source, events)
 
     # frame message layer
     flags = None
@@ -450,12 +517,17 @@ def _parse(data: Mapping[str, Any], file: Path) -> DeviceProfile:
                 audio_final=fp_t.integer("audio_final", lo=0, hi=255),
                 photo=fp_t.integer("photo", lo=0, hi=255),
                 photo_final=fp_t.integer("photo_final", lo=0, hi=255),
+                tap=fp_t.integer("tap", None, lo=0, hi=255),
             )
         except ValueError as exc:
             if isinstance(exc, ProfileError):
                 raise
             raise fp_t.error("audio", str(exc)) from None
         fp_t.finish()
+        if tap.source == "frame" and flags.tap is None:
+            raise fp_t.error("tap", 'required by tap.source = "frame"')
+        if tap.source != "frame" and flags.tap is not None:
+            raise fp_t.error("tap", 'only used with tap.source = "frame"')
     root.finish()
 
     return DeviceProfile(
@@ -471,6 +543,7 @@ def _parse(data: Mapping[str, Any], file: Path) -> DeviceProfile:
         max_mtu=max_mtu,
         bonding_required=bonding,
         frame_flags=flags,
+        tap=tap,
     )
 
 
