@@ -149,6 +149,10 @@ class StreamDecoder:
     (`discontinuity`). Losses up to `max_conceal_ms` are filled - Opus with libopus PLC
     (and in-band FEC for the last lost frame when the codec carries it), PCM/µ-law with
     silence - so the timeline stays continuous; longer holes are left out and counted.
+
+    `on_native`, if given, sees every piece of decoded PCM at the codec's own rate just
+    before resampling (concealment included): the one place where a PCM device's bytes
+    can be compared bit for bit, since the resampler's last bits vary between instances.
     """
 
     def __init__(
@@ -159,8 +163,10 @@ class StreamDecoder:
         fec: bool = True,
         max_conceal_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
+        on_native: Callable[[bytes], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.on_native = on_native
         self.out_rate = out_rate
         self.stats = DecoderStats()
         self._fec = fec
@@ -222,6 +228,8 @@ class StreamDecoder:
         return b"".join(parts)
 
     def _chunk(self, native: bytes, captured_at: float | None) -> AudioChunk | None:
+        if native and self.on_native is not None:
+            self.on_native(native)
         pcm = self._resampler.process(native) if native else b""
         if not pcm:
             return None
