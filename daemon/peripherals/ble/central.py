@@ -62,6 +62,19 @@ async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
     _consume(task)
 
 
+def reraise_pending_cancel() -> None:
+    """Raise CancelledError if this task was asked to stop and the request got lost.
+
+    A cancel that lands inside a Bumble HCI or GATT request, or in an asyncio.wait_for
+    whose step finished at the same moment (Python 3.11), can surface as a timeout, a
+    BleakError or even a normal return; a loop that goes on after those must still
+    stop when asked.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve a finished clean-up step's outcome so nothing is left unobserved."""
     if task.done() and not task.cancelled() and task.exception() is not None:
@@ -188,14 +201,16 @@ class BleCentral:
         scanner = BleakScanner(on_advertisement, backend=self.backend.scanner)
         await scanner.start()
         try:
+            reraise_pending_cancel()
             async with asyncio.timeout(self.scan_timeout):
                 return await found
         except TimeoutError:
             self.stats.scan_misses += 1
             return None
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(scanner.stop(), 2.0)
+            # Not wait_for: on Python 3.11 it returns normally when the stop finishes in
+            # the same step as a cancel of ours, and the cancelled supervisor scans on.
+            await bounded(scanner.stop(), 2.0, "BLE scan stop")
 
     # ------------------------------------------------------------------ connect
     async def connect(self, found: ScanResult) -> Link:
@@ -306,6 +321,7 @@ class BleCentral:
         """Keep a link up until cancelled; `session(link)` returns why the link ended."""
         try:
             while True:
+                reraise_pending_cancel()
                 link = await self._establish()
                 if link is None:
                     if self._unseen_scans == 0:  # seen but failed: back off

@@ -13,8 +13,14 @@ catches anything else, so a malformed packet is a counter, never a crash.
 
 Downlink: the model's 24 kHz PCM is resampled to the device's rate (and Opus-encoded if
 the profile says so), queued (bounded, every drop counted by reason) and written in
-MTU-sized writes paced in real time. Glasses without a speaker hand playback to an
-optional fallback (e.g. a kiosk speaker) or count it as dropped ("no_speaker").
+MTU-sized writes paced in real time. Whenever no connected device speaker can play it -
+the profile has none, the connected device lacks the characteristic (a production omi),
+its MTU cannot carry the profile's write size, or no glasses are connected - playback
+goes to the optional local fallback (e.g. a kiosk speaker), else it is counted as
+dropped ("no_speaker" / "not_connected").
+
+Taps: a button characteristic (omi family) or a Frame data message, as the profile's
+`[tap]` says, becomes `sink.user_tap()` (counted in `media.taps`).
 """
 
 from __future__ import annotations
@@ -39,11 +45,20 @@ from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, VideoFrame, pcm_duration
 from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
-from daemon.peripherals.ble.central import BleCentral, Link, SetupError, bounded
+from daemon.peripherals.ble.central import (
+    BleCentral,
+    Link,
+    SetupError,
+    bounded,
+    reraise_pending_cancel,
+)
 from daemon.peripherals.ble.framing import (
     AudioPacketTracker,
+    ButtonDecoder,
     FrameAudio,
+    FrameEvent,
     FrameMessageDecoder,
+    FrameTap,
     Photo,
     PhotoAssembler,
 )
@@ -52,12 +67,14 @@ from daemon.peripherals.ble.profile import DeviceProfile
 log = logging.getLogger(__name__)
 
 GATT_TIMEOUT: Final = 3.0
+PHOTO_COMMAND_TIMEOUT: Final = 2 * GATT_TIMEOUT  # queued behind others, then written
 SEGMENT_SECONDS: Final = 1.0  # longest length-prefixed utterance written at once
 TAIL_FLUSH_SECONDS: Final = 0.15  # no new model audio for this long: flush the resampler
 
 
 class PhotoUnavailable(RuntimeError):
-    """No photo can be taken now: not connected, or the device has no camera control."""
+    """No photo can be taken now: not connected, the device has no camera control, the
+    camera is switched off, or the command was not written in time."""
 
 
 class Speaker(Protocol):
@@ -83,7 +100,9 @@ class MediaStats:
     late_notifications: int = 0  # arrived after their session ended
     codec_read_failures: int = 0
     unknown_codec: int = 0  # device reported an id the profile lacks: default used
-    missing_characteristics: int = 0  # optional ones (photo, battery, control, speaker)
+    missing_characteristics: int = 0  # optional ones (photo, control, speaker, button)
+    speaker_mtu_too_small: int = 0  # links whose MTU cannot carry downlink.chunk_bytes
+    taps: int = 0  # deliberate taps handed to the sink
     watchdog_disconnects: int = 0
     battery_read_failures: int = 0
     control_writes: int = 0
@@ -241,12 +260,40 @@ class _Session:
         ):
             if wanted and got is None:
                 stats.missing_characteristics += 1
+        chunk = p.downlink.chunk_bytes
+        if self.speaker is not None and chunk > self.link.mtu - 3:
+            # The firmware counts its writes by this size (omi: 400 B each), so smaller
+            # or long (prepared) writes would garble the audio: leave the speaker alone.
+            stats.speaker_mtu_too_small += 1
+            log.warning(
+                "BLE: MTU %d cannot carry the speaker's %d-byte writes; speaker not used",
+                self.link.mtu,
+                chunk,
+            )
+            self.speaker = None
+        if p.tap.source == "button":
+            await self._subscribe_button()
         if p.audio.control is not None and self.audio_control is not None:
             async with asyncio.timeout(GATT_TIMEOUT):
                 await self._write(self.audio_control, p.audio.control.start)
-        interval = owner.photo_interval
-        if interval is not None and self.photo_control is not None:
-            self.queue_command(owner._interval_command(interval))
+        if self.photo_control is not None:
+            if not owner.camera_enabled:
+                self.queue_command(owner._interval_command(None))
+            elif owner.photo_interval is not None:
+                self.queue_command(owner._interval_command(owner.photo_interval))
+
+    async def _subscribe_button(self) -> None:
+        """The optional button: absent or refusing notifications costs only the taps."""
+        ch = self.owner.profile.characteristics
+        button = self._char(ch.button, ch.button_service)
+        if button is None:
+            self.owner.media_stats.missing_characteristics += 1
+            return
+        try:
+            await self._subscribe(button, self._on_button)
+        except (BleakError, TimeoutError) as exc:
+            self.owner.media_stats.missing_characteristics += 1
+            log.info("BLE: button notifications unavailable: %s", exc)
 
     async def _subscribe(self, char: BleakGATTCharacteristic, callback: Any) -> None:
         async with asyncio.timeout(GATT_TIMEOUT):
@@ -274,15 +321,19 @@ class _Session:
                         hook(frame.packet_id, now)
                     self._decode(frame.payload, frame.lost_before, frame.discontinuity, now)
             elif owner.frame_decoder is not None:
-                event = owner.frame_decoder.push(bytes(data))
-                if isinstance(event, FrameAudio):
-                    if event.pcm:
-                        self._decode(event.pcm, 0, False, now)
-                elif isinstance(event, Photo):
-                    self._emit_photo(event, now)
+                self._frame_event(owner.frame_decoder.push(bytes(data)), now)
         except Exception:  # a bug, not bad input; keep the stream alive
             owner.media_stats.callback_errors += 1
             log.exception("BLE audio notification handling failed")
+
+    def _frame_event(self, event: FrameEvent | None, now: float) -> None:
+        if isinstance(event, FrameAudio):
+            if event.pcm:
+                self._decode(event.pcm, 0, False, now)
+        elif isinstance(event, Photo):
+            self._emit_photo(event, now)
+        elif isinstance(event, FrameTap):
+            self._tap()
 
     def _on_photo(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         owner = self.owner
@@ -291,16 +342,31 @@ class _Session:
             return
         owner.media_stats.photo_notifications += 1
         try:
-            photo: object = None
             if owner.photo_assembler is not None:
                 photo = owner.photo_assembler.push(bytes(data))
+                if photo is not None:
+                    self._emit_photo(photo, time.monotonic())
             elif owner.frame_decoder is not None:
-                photo = owner.frame_decoder.push(bytes(data))
-            if isinstance(photo, Photo):
-                self._emit_photo(photo, time.monotonic())
+                self._frame_event(owner.frame_decoder.push(bytes(data)), time.monotonic())
         except Exception:
             owner.media_stats.callback_errors += 1
             log.exception("BLE photo notification handling failed")
+
+    def _on_button(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
+        owner = self.owner
+        if not self.active:
+            owner.media_stats.late_notifications += 1
+            return
+        try:
+            if owner.button_decoder is not None and owner.button_decoder.push(bytes(data)):
+                self._tap()
+        except Exception:
+            owner.media_stats.callback_errors += 1
+            log.exception("BLE button notification handling failed")
+
+    def _tap(self) -> None:
+        self.owner.media_stats.taps += 1
+        self.sink.user_tap()
 
     def _on_battery(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         if self.active and data:
@@ -378,7 +444,7 @@ class _Session:
                 self.owner.media_stats.control_write_errors += 1
                 if done is not None and not done.done():
                     done.set_exception(PhotoUnavailable(f"camera command failed: {exc}"))
-                _reraise_pending_cancel()
+                reraise_pending_cancel()
                 continue
             if done is not None and not done.done():
                 done.set_result(None)
@@ -389,9 +455,9 @@ class _Session:
         assert char is not None
         dl = owner.profile.downlink
         no_response = "write-without-response" in char.properties
-        limit = self.link.mtu - 3
-        if dl.chunk_bytes:
-            limit = min(limit, dl.chunk_bytes) if no_response else dl.chunk_bytes
+        # Exactly chunk_bytes per write when the profile fixes it (setup checked that
+        # it fits the MTU), else as much as one write carries; never a long write.
+        limit = dl.chunk_bytes or self.link.mtu - 3
         limit = max(SAMPLE_WIDTH, limit - limit % SAMPLE_WIDTH)
         play_clock = 0.0
         remaining = 0  # bytes still owed to the current length-prefixed utterance
@@ -443,7 +509,7 @@ class _Session:
         except (BleakError, TimeoutError) as exc:
             self.owner.playback_stats.write_errors += 1
             log.debug("BLE speaker write failed: %s", exc)
-            _reraise_pending_cancel()
+            reraise_pending_cancel()
             return False
         self.owner.playback_stats.writes += 1
         return True
@@ -498,14 +564,6 @@ class _Session:
                     await self.client.stop_notify(char)
 
 
-def _reraise_pending_cancel() -> None:
-    """A cancel that arrived inside a GATT write may surface as a timeout or a
-    BleakError; a loop that goes on after those must still stop when asked."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class BlePeripheral(Peripheral):
     """Smart glasses described by a device profile, over bleak (BlueZ or the virtual radio)."""
 
@@ -528,11 +586,15 @@ class BlePeripheral(Peripheral):
         speaker_fallback: Speaker | None = None,
         rng: random.Random | None = None,
         on_audio_frame: Callable[[int, float], None] | None = None,
+        on_native_pcm: Callable[[bytes, int], None] | None = None,
     ) -> None:
         """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
         each reassembled omi audio frame's packet id and its notification's receive time
         (`time.monotonic()`), just before the frame is decoded and handed to the sink.
         Unset, it costs one test per notification.
+
+        `on_native_pcm` (tests) sees the decoded audio at the device codec's own rate,
+        with that rate, before it is resampled to 16 kHz (see `StreamDecoder`).
         """
         self.profile = profile
         self.backend = open_backend(backend) if isinstance(backend, str) else backend
@@ -542,6 +604,7 @@ class BlePeripheral(Peripheral):
         self.opus_bitrate = opus_bitrate
         self.speaker_fallback = speaker_fallback
         self.on_audio_frame = on_audio_frame
+        self.on_native_pcm = on_native_pcm
         self.central = BleCentral(
             profile,
             self.backend,
@@ -556,6 +619,7 @@ class BlePeripheral(Peripheral):
         self.playback_stats = PlaybackStats()
         self.battery: int | None = None
         self.photo_interval: float | None = None
+        self.camera_enabled = True
         self.last_photo_rotation = 0
         # Framing state lives across connections so its counters are cumulative.
         self.tracker = AudioPacketTracker() if profile.audio.framing == "omi" else None
@@ -573,6 +637,9 @@ class BlePeripheral(Peripheral):
             if profile.photo.framing == "omi"
             else None
         )
+        self.button_decoder = (
+            ButtonDecoder(profile.tap.events) if profile.tap.source == "button" else None
+        )
         self._decoders: dict[int, StreamDecoder] = {}
         self._retired_decoder_stats: list[DecoderStats] = []
         self._session: _Session | None = None
@@ -589,7 +656,9 @@ class BlePeripheral(Peripheral):
     def _decoder_for(self, codec_id: int, spec: CodecSpec) -> StreamDecoder:
         decoder = self._decoders.get(codec_id)
         if decoder is None:
-            decoder = self._decoders[codec_id] = StreamDecoder(spec)
+            hook = self.on_native_pcm
+            on_native = None if hook is None else (lambda pcm: hook(pcm, spec.rate))
+            decoder = self._decoders[codec_id] = StreamDecoder(spec, on_native=on_native)
         else:
             decoder.reset()
         return decoder
@@ -660,8 +729,10 @@ class BlePeripheral(Peripheral):
     def _take_packet(self) -> bytes:
         packet = self._pb_queue.popleft()
         self._pb_queued_bytes -= len(packet)
-        self._pb_queued_seconds = max(
-            0.0, self._pb_queued_seconds - self.profile.downlink.frame_ms / 1000
+        self._pb_queued_seconds = (
+            max(0.0, self._pb_queued_seconds - self.profile.downlink.frame_ms / 1000)
+            if self._pb_queue
+            else 0.0  # no float residue: an empty queue holds exactly nothing
         )
         return packet
 
@@ -675,24 +746,25 @@ class BlePeripheral(Peripheral):
                 head = head[:need]
             out += head
         self._pb_queued_bytes -= len(out)
-        self._pb_queued_seconds = max(
-            0.0, self._pb_queued_seconds - pcm_duration(len(out), self.profile.downlink.rate)
+        self._pb_queued_seconds = (
+            max(0.0, self._pb_queued_seconds - pcm_duration(len(out), self.profile.downlink.rate))
+            if self._pb_queue
+            else 0.0  # no float residue: an empty queue holds exactly nothing
         )
         return bytes(out)
 
     def play(self, pcm: bytes, rate: int) -> None:
         seconds = pcm_duration(len(pcm), rate)
         dl = self.profile.downlink
-        if dl.kind == "none":
+        session = self._session
+        if session is None or session.speaker is None:  # no device speaker to play it
             if self.speaker_fallback is not None:
                 self.speaker_fallback.play(pcm, rate)
                 self.playback_stats.fallback_seconds += seconds
+            elif session is None and dl.kind != "none":
+                self._drop("not_connected", seconds)
             else:
                 self._drop("no_speaker", seconds)
-            return
-        session = self._session
-        if session is None or session.speaker is None:
-            self._drop("not_connected" if session is None else "no_speaker", seconds)
             return
         if self._pb_queued_seconds + seconds > self.max_playback_seconds:
             self._drop("overflow", seconds)
@@ -747,31 +819,41 @@ class BlePeripheral(Peripheral):
         self._pb_carry = data[offset:]
 
     def flush_playback(self) -> float:
-        if self.profile.downlink.kind == "none":
-            return self.speaker_fallback.flush_playback() if self.speaker_fallback else 0.0
-        return self._drop_queue("interrupted")
+        """Both outputs are flushed: a reply may have begun on one and gone on on the other."""
+        dropped = self._drop_queue("interrupted")
+        if self.speaker_fallback is not None:
+            dropped += self.speaker_fallback.flush_playback()
+        return dropped
 
     def playback_pending(self) -> float:
-        if self.profile.downlink.kind == "none":
-            return self.speaker_fallback.playback_pending() if self.speaker_fallback else 0.0
-        return self._pb_queued_seconds + max(0.0, self._play_clock - time.monotonic())
+        pending = self._pb_queued_seconds + max(0.0, self._play_clock - time.monotonic())
+        if self.speaker_fallback is not None:
+            pending += self.speaker_fallback.playback_pending()
+        return pending
 
     # ---------------------------------------------------------------- camera
     async def take_photo(self) -> None:
         """Ask the glasses for one photo now; it arrives later through `sink.video()`.
 
-        Raises PhotoUnavailable if not connected or the device has no camera control.
+        Raises PhotoUnavailable if not connected, the device has no camera control, the
+        camera is switched off, or the command was not written in time.
         """
         control = self.profile.photo.control
         if control is None:
             raise PhotoUnavailable(f"{self.profile.display_name} has no camera control")
+        if not self.camera_enabled:
+            raise PhotoUnavailable("the camera is switched off")
         session = self._session
         if session is None or session.photo_control is None:
             raise PhotoUnavailable("glasses not connected")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         session.queue_command(control.one_shot, done)
-        async with asyncio.timeout(GATT_TIMEOUT * 2):
-            await done
+        try:
+            async with asyncio.timeout(PHOTO_COMMAND_TIMEOUT):
+                await done
+        except TimeoutError:
+            self.media_stats.control_write_errors += 1
+            raise PhotoUnavailable("the camera command was not written in time") from None
 
     def set_photo_interval(self, seconds: float | None) -> None:
         """A photo every `seconds` (clamped to the device's range), None to stop.
@@ -784,8 +866,26 @@ class BlePeripheral(Peripheral):
             raise ValueError("photo interval must be positive (or None to stop)")
         self.photo_interval = seconds
         session = self._session
-        if session is not None and session.photo_control is not None:
+        if self.camera_enabled and session is not None and session.photo_control is not None:
             session.queue_command(self._interval_command(seconds))
+
+    def set_camera_enabled(self, enabled: bool) -> None:
+        """The user's camera switch. Off stops interval capture on the device (and
+        refuses one-shot photos); on resumes the interval set by `set_photo_interval`.
+        Remembered and applied after every reconnect; a device without camera control
+        has nothing to switch.
+        """
+        changed = enabled != self.camera_enabled
+        self.camera_enabled = enabled
+        session = self._session
+        if self.profile.photo.control is None or session is None or not changed:
+            return
+        if session.photo_control is None:
+            return
+        if not enabled:
+            session.queue_command(self._interval_command(None))
+        elif self.photo_interval is not None:
+            session.queue_command(self._interval_command(self.photo_interval))
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
@@ -805,6 +905,7 @@ class BlePeripheral(Peripheral):
             "codec": codec.describe() if codec is not None else None,
             "codec_id": session.codec_id if session is not None else None,
             "photo_rotation_degrees": self.last_photo_rotation,
+            "camera_enabled": self.camera_enabled,
         }
         if self.battery is not None:
             out["battery"] = self.battery
@@ -816,6 +917,8 @@ class BlePeripheral(Peripheral):
             out["frame_framing"] = asdict(self.frame_decoder.stats)
         if self.photo_assembler is not None:
             out["photo_framing"] = asdict(self.photo_assembler.stats)
+        if self.button_decoder is not None:
+            out["button"] = asdict(self.button_decoder.stats)
         out["decoder"] = _sum_decoder_stats(
             [*self._retired_decoder_stats, *(d.stats for d in self._decoders.values())]
         )
