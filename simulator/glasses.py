@@ -3,12 +3,21 @@
 Why: the daemon's BLE path (scan, connect, MTU, bonding, framing, codecs, photos,
 speaker, reconnects) must be exercised end to end on a machine with no radio. Any
 profile in device_profiles/ can be served: its service and characteristics, its
-advertised name and service UUID, the codec id characteristic, a battery service. The
-microphone streams a WAV file encoded with the profile's codec and framing (Opus 20 ms,
-PCM16/PCM8, µ-law; omi packet ids with wraparound; the Frame message layer), paced in
-real time on an absolute schedule. Photos (a given JPEG or a synthetic one) are sent as
-the profile frames them when asked through the photo control characteristic. What
-arrives on the speaker characteristic is decoded and recorded to a WAV file.
+advertised name and service UUID, the codec id characteristic, a battery service, a
+button. The microphone streams a WAV file encoded with the profile's codec and framing
+(Opus 20 ms, PCM16/PCM8, µ-law; omi packet ids with wraparound; the Frame message
+layer), paced in real time on an absolute schedule. Photos (a given JPEG or a synthetic
+one) are sent as the profile frames them when asked through the photo control
+characteristic. What arrives on the speaker characteristic is decoded and recorded to a
+WAV file. A tap (`tap()`, or the `tap-at` fault) is sent the way the profile's `[tap]`
+says: a button notification or a Frame data message.
+
+The microphone never stops on its own, like real firmware: once the WAV has played
+(event ``audio_end``) the glasses stream silence, encoded in the codec, until a fault
+silences them; with `loop` the WAV repeats instead. The WAV position belongs to the
+glasses, not to a connection: a reconnect goes on where the last connection stopped
+(what the wearer said while the link was down is not heard again), unless
+`rewind_on_connect` starts every connection from the top.
 
 Like the firmware: nothing streams until the MTU reaches the profile's `min_mtu`, a
 notification never exceeds MTU - 3 (Bumble would silently truncate it), bonded profiles
@@ -54,7 +63,9 @@ from daemon.media.wav import read_wav
 from daemon.peripherals.ble.framing import (
     FrameFlags,
     frame_data_messages,
+    frame_tap_message,
     omi_audio_notifications,
+    omi_button_notification,
     omi_photo_chunks,
 )
 from daemon.peripherals.ble.profile import (
@@ -73,6 +84,7 @@ BATTERY_SERVICE: Final = "0000180f" + BLUETOOTH_BASE_UUID_SUFFIX
 _RATE_KEYS: Final = ("drop", "duplicate", "reorder", "malformed")
 _INDEX_KEYS: Final = ("drop-at", "duplicate-at", "reorder-at", "malformed-at", "photo-drop-at")
 _TIME_KEYS: Final = ("silent-after", "silent-for", "disconnect-after", "vanish-after")
+_TIMES_KEYS: Final = ("tap-at",)
 
 
 # ===================================================================== photos
@@ -240,11 +252,13 @@ class Faults:
     silent_for: float | None = None  # ... for this long (None: until the link ends)
     disconnect_after: float | None = None  # terminate the connection
     vanish_after: float | None = None  # radio gone: stop advertising, links time out
+    tap_at: frozenset[float] = frozenset()  # the wearer taps the glasses at these times
     seed: int = 0
 
     @classmethod
     def parse(cls, specs: list[str]) -> Faults:
-        """``name=value`` items, e.g. ``drop=0.05``, ``drop-at=3,4``, ``silent-after=2``.
+        """``name=value`` items, e.g. ``drop=0.05``, ``drop-at=3,4``, ``silent-after=2``,
+        ``tap-at=1.5,4``.
 
         ValueError with one line naming the item on any mistake.
         """
@@ -270,10 +284,17 @@ class Faults:
                     if seconds < 0:
                         raise ValueError("seconds are >= 0")
                     values[name.replace("-", "_")] = seconds
+                elif name in _TIMES_KEYS:
+                    times = {float(v) for v in raw.split(",") if v.strip()}
+                    if not times or any(t < 0 for t in times):
+                        raise ValueError("give seconds >= 0, e.g. 1.5,4")
+                    values[name.replace("-", "_")] = frozenset(times)
                 elif name == "seed":
                     values["seed"] = int(raw)
                 else:
-                    known = ", ".join((*_RATE_KEYS, *_INDEX_KEYS, *_TIME_KEYS, "seed"))
+                    known = ", ".join(
+                        (*_RATE_KEYS, *_INDEX_KEYS, *_TIME_KEYS, *_TIMES_KEYS, "seed")
+                    )
                     raise ValueError(f"unknown fault (known: {known})")
             except ValueError as exc:
                 raise ValueError(f"--fault {spec!r}: {exc}") from None
@@ -287,6 +308,7 @@ class GlassesStats:
     connections: int = 0
     disconnections: int = 0
     audio_frames: int = 0
+    silence_frames: int = 0  # of audio_frames: sent after the WAV ended
     audio_notifications: int = 0
     dropped: int = 0
     duplicated: int = 0
@@ -303,6 +325,8 @@ class GlassesStats:
     speaker_decode_errors: int = 0
     speaker_overflow: int = 0  # more PCM than the length prefix announced
     speaker_record_dropped: int = 0
+    taps: int = 0
+    taps_skipped: int = 0  # tapped while nobody was subscribed (or not yet encrypted)
     commands: dict[str, int] = field(default_factory=dict)
     unknown_commands: int = 0
     faults_fired: list[str] = field(default_factory=list)
@@ -438,6 +462,8 @@ class VirtualGlasses:
         pcm: bytes = b"",
         pcm_rate: int = 16_000,
         loop: bool = False,
+        rewind_on_connect: bool = False,
+        speaker: bool = True,
         codec_id: int | None = None,
         name: str | None = None,
         address: str | None = None,
@@ -450,7 +476,10 @@ class VirtualGlasses:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_audio_notify: Callable[[bytes, float], None] | None = None,
     ) -> None:
-        """`on_audio_notify` is a measurement hook (bench/ble_pipeline.py): called with
+        """`loop` repeats the WAV; without it silence follows. `rewind_on_connect` starts
+        the WAV over on every connection instead of going on where it was. `speaker`
+        False serves no speaker characteristic even if the profile has one (a production
+        omi). `on_audio_notify` is a measurement hook (bench/ble_pipeline.py): called with
         every notification on the audio characteristic and `time.monotonic()` just before
         it is handed to the BLE stack. Unset, it costs one attribute test per notification.
         """
@@ -466,6 +495,10 @@ class VirtualGlasses:
         self.address = address or default_address(p.name, self.name)
         self.pcm = _resample(pcm, pcm_rate, spec.rate)
         self.loop = loop
+        self.rewind_on_connect = rewind_on_connect
+        self.speaker = speaker and p.downlink.kind != "none"
+        self._position = 0  # bytes of `pcm` streamed (wraps with `loop`)
+        self._audio_ended = False  # `audio_end` emitted: silence from now on
         self.jpeg = jpeg if jpeg is not None else synthetic_jpeg(160, 120, seed=1, detail=0.5)
         self.battery = battery
         self.faults = faults or Faults()
@@ -556,6 +589,31 @@ class VirtualGlasses:
         if link is not None:
             await self._send_malformed(link)
 
+    async def tap(self) -> bool:
+        """The wearer taps the glasses; False if the profile has no tap or nobody listens."""
+        p, link = self.profile, self._link
+        if p.tap.source == "none":
+            raise ValueError(f"profile {p.name!r} has no tap source")
+        if p.tap.source == "button":
+            char = self._chars.get(p.characteristics.button or "")
+            value = omi_button_notification(p.tap.events[0])
+        else:
+            char = self._chars.get(p.characteristics.audio_data)
+            value = frame_tap_message(p.frame_flags or FrameFlags())
+        if (
+            link is None
+            or char is None
+            or char.handle not in link.subscribed
+            or not self._secure_ok(link)
+        ):
+            self.stats.taps_skipped += 1
+            self._emit("tap", sent=False)
+            return False
+        await self._notify(link, char, value)
+        self.stats.taps += 1
+        self._emit("tap", sent=True)
+        return True
+
     # ------------------------------------------------------------- GATT setup
     def _build_services(self, device: Device) -> None:
         p, ch = self.profile, self.profile.characteristics
@@ -582,10 +640,7 @@ class VirtualGlasses:
             ch.photo_control if p.photo.control else None,
             props.WRITE | props.WRITE_WITHOUT_RESPONSE,
         )
-        want(
-            ch.speaker if p.downlink.kind != "none" else None,
-            props.WRITE | props.WRITE_WITHOUT_RESPONSE,
-        )
+        want(ch.speaker if self.speaker else None, props.WRITE | props.WRITE_WITHOUT_RESPONSE)
 
         characteristics: list[gatt.Characteristic[bytes]] = []
         for uuid, flags in wanted.items():
@@ -605,7 +660,11 @@ class VirtualGlasses:
         service_uuid = ch.service or (
             p.discovery.service_uuids[0] if p.discovery.service_uuids else ch.audio_data
         )
+        if p.tap.source == "button" and ch.button is not None and ch.button_service is None:
+            characteristics.append(self._button_char())
         device.add_service(gatt.Service(_bumble_uuid(service_uuid), characteristics))
+        if p.tap.source == "button" and ch.button is not None and ch.button_service is not None:
+            device.add_service(gatt.Service(_bumble_uuid(ch.button_service), [self._button_char()]))
         if self.battery is not None:
             reader: Any = gatt.CharacteristicValue(read=lambda _c: bytes([self.battery or 0]))
             level: gatt.Characteristic[bytes] = gatt.Characteristic(
@@ -613,6 +672,20 @@ class VirtualGlasses:
             )
             self._chars["battery"] = level
             device.add_service(gatt.Service(_bumble_uuid(ch.battery_service), [level]))
+
+    def _button_char(self) -> gatt.Characteristic[bytes]:
+        """omi's button: read gives the last event (none yet: 0), notify sends events."""
+        ch, perms = self.profile.characteristics, gatt.Characteristic.Permissions
+        read = perms.READABLE | (
+            perms.READ_REQUIRES_ENCRYPTION if self.profile.bonding_required else perms(0)
+        )
+        assert ch.button is not None
+        props = gatt.Characteristic.Properties
+        char: gatt.Characteristic[bytes] = gatt.Characteristic(
+            _bumble_uuid(ch.button), props.READ | props.NOTIFY, read, omi_button_notification(0)
+        )
+        self._chars[ch.button] = char
+        return char
 
     # ------------------------------------------------------------------- run
     async def __aenter__(self) -> VirtualGlasses:
@@ -780,6 +853,8 @@ class VirtualGlasses:
         spec = self.codec
         encoder = _Encoder(spec)
         frame_s, frame_bytes = spec.frame_ms / 1000, encoder.frame_bytes
+        if self.rewind_on_connect:
+            self._position, self._audio_ended = 0, False
         try:
             while True:
                 await link.stream_ok.wait()
@@ -787,7 +862,7 @@ class VirtualGlasses:
                     await asyncio.sleep(0.01)  # firmware: nothing useful below min_mtu
                 self._emit("streaming", mtu=int(link.conn.att_mtu))
                 start = asyncio.get_running_loop().time()
-                position, k = 0, 0
+                k = 0
                 while link.stream_ok.is_set():
                     due = start + k * frame_s
                     delay = due - asyncio.get_running_loop().time()
@@ -797,32 +872,34 @@ class VirtualGlasses:
                         break
                     k += 1
                     self._advance_clock(frame_s)
-                    if position >= len(self.pcm):
-                        if not self.loop or not self.pcm:
-                            await self._end_of_audio(link)
-                            return
-                        position = 0
-                    chunk = self.pcm[position : position + frame_bytes]
-                    position += frame_bytes
+                    chunk = self._next_pcm(frame_bytes)
                     if self._silent_until is not None:
                         if time.monotonic() < self._silent_until:
                             continue
                         self._silent_until = None
-                    await self._send_audio_frame(link, encoder.encode(chunk))
+                    await self._send_audio_frame(link, encoder.encode(chunk), not chunk)
         finally:
             encoder.close()
 
-    async def _end_of_audio(self, link: _Link) -> None:
-        flags = self.profile.frame_flags
-        if self.profile.audio.framing == "frame" and flags is not None:
-            final = frame_data_messages(flags, "audio", b"", 1, final=True)
-            await self._notify(link, self._chars[self.profile.characteristics.audio_data], final[0])
-        self._emit("audio_end")
+    def _next_pcm(self, size: int) -> bytes:
+        """The next frame of the WAV (padded by the encoder), b"" for silence after it."""
+        if self._position >= len(self.pcm):
+            if self.loop and self.pcm:
+                self._position = 0
+            else:
+                if not self._audio_ended:
+                    self._audio_ended = True
+                    self._emit("audio_end")
+                return b""
+        chunk = self.pcm[self._position : self._position + size]
+        self._position += size
+        return chunk
 
-    async def _send_audio_frame(self, link: _Link, frame: bytes) -> None:
+    async def _send_audio_frame(self, link: _Link, frame: bytes, silence: bool = False) -> None:
         p = self.profile
         mtu = int(link.conn.att_mtu)
         self.stats.audio_frames += 1
+        self.stats.silence_frames += silence
         if p.audio.framing == "omi":
             notes, self._packet_id = omi_audio_notifications(self._packet_id, frame, mtu - 6)
         else:
@@ -995,6 +1072,10 @@ class VirtualGlasses:
             self.stats.speaker_utterances += 1
             self._emit("speaker_utterance", bytes=link.speaker_remaining)
             return
+        if link.speaker_remaining is not None:  # the prefix counts written bytes (Opus too)
+            if len(value) > link.speaker_remaining:
+                self.stats.speaker_overflow += 1
+            link.speaker_remaining = max(0, link.speaker_remaining - len(value))
         if dl.kind == "opus":
             if self._speaker_decoder is None:
                 self._speaker_decoder = OpusDecoder(dl.rate)
@@ -1005,17 +1086,13 @@ class VirtualGlasses:
                 return
         else:
             pcm = value
-            if link.speaker_remaining is not None:
-                if len(pcm) > link.speaker_remaining:
-                    self.stats.speaker_overflow += 1
-                link.speaker_remaining = max(0, link.speaker_remaining - len(pcm))
         self.stats.speaker_bytes += len(pcm)
         self._record(pcm)
 
     # --------------------------------------------------------------- recorder
     def _open_recorder(self) -> None:
         path = self._record_path
-        if path is None or self.profile.downlink.kind == "none":
+        if path is None or not self.speaker:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         rec = wave.open(str(path), "wb")  # noqa: SIM115 - lives as long as the glasses
@@ -1058,12 +1135,20 @@ class VirtualGlasses:
     async def _fault_clock(self) -> None:
         """Fires the time-based faults once each, on the streamed-seconds clock."""
         f = self.faults
-        if f.silent_after is None and f.disconnect_after is None and f.vanish_after is None:
+        if (
+            f.silent_after is None
+            and f.disconnect_after is None
+            and f.vanish_after is None
+            and not f.tap_at
+        ):
             return
         while True:
             await asyncio.sleep(0.02)
             if self._due("silent", f.silent_after):
                 self.go_silent(f.silent_for)
+            for at in sorted(f.tap_at):
+                if self._due(f"tap@{at:g}", at):
+                    await self.tap()
             if self._due("disconnect", f.disconnect_after):
                 await self.disconnect()
             if self._due("vanish", f.vanish_after):
@@ -1082,7 +1167,19 @@ def _parser() -> argparse.ArgumentParser:
         "--transport", required=True, help="Bumble transport, e.g. tcp-client:127.0.0.1:9001"
     )
     p.add_argument("--wav", type=Path, help="16-bit WAV to stream as the microphone")
-    p.add_argument("--loop", action="store_true", help="repeat the WAV forever")
+    p.add_argument(
+        "--loop", action="store_true", help="repeat the WAV forever (default: silence after it)"
+    )
+    p.add_argument(
+        "--rewind-on-connect",
+        action="store_true",
+        help="start the WAV over on every connection (default: go on where it was)",
+    )
+    p.add_argument(
+        "--no-speaker",
+        action="store_true",
+        help="serve no speaker characteristic, like a production omi",
+    )
     p.add_argument("--codec", type=int, help="codec id to report (default: the profile's)")
     p.add_argument("--name", help="advertised name (default: the profile's first prefix)")
     p.add_argument("--address", help="static random address (default: derived from the name)")
@@ -1098,7 +1195,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="drop|duplicate|reorder|malformed=RATE, drop-at|duplicate-at|reorder-at|"
         "malformed-at|photo-drop-at=I,J, silent-after|silent-for|disconnect-after|"
-        "vanish-after=SECONDS, seed=N (repeatable)",
+        "vanish-after=SECONDS, tap-at=SECONDS,SECONDS (the wearer taps), seed=N "
+        "(repeatable)",
     )
     p.add_argument("--verbose", action="store_true")
     return p
@@ -1159,6 +1257,8 @@ def main(argv: list[str] | None = None) -> int:
             pcm=pcm,
             pcm_rate=rate,
             loop=args.loop,
+            rewind_on_connect=args.rewind_on_connect,
+            speaker=not args.no_speaker,
             codec_id=args.codec,
             name=args.name,
             address=args.address,
