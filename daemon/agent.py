@@ -32,7 +32,7 @@ from daemon.live.events import (
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
-from daemon.peripherals.base import Peripheral
+from daemon.peripherals.base import CameraUnavailable, Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
@@ -95,7 +95,7 @@ class Agent:
         self._utterance_open = False
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
-        if hasattr(peripheral, "take_photo"):
+        if peripheral.has_camera:
             registry.register(Tool("look", LOOK_DESCRIPTION,
                                    {"type": "object", "properties": {}}, self._look,
                                    deadline=LOOK_SECONDS + 1))
@@ -134,16 +134,13 @@ class Agent:
 
     async def _look(self, _args: dict[str, Any]) -> str:
         """The `look` tool: take a photo now and send it, whatever the talk policy."""
-        take = getattr(self.peripheral, "take_photo", None)
-        if take is None:
-            raise ToolError("this device has no camera")
         if not self.camera_enabled:
             raise ToolError("the user has switched the camera off")
         self._frame_sent = asyncio.Event()
         self._frame_wanted_until = time.monotonic() + LOOK_SECONDS
         try:
-            await take()
-        except RuntimeError as exc:
+            await self.peripheral.take_photo()
+        except CameraUnavailable as exc:
             self._frame_wanted_until = 0.0
             raise ToolError(str(exc)) from None
         try:
@@ -160,7 +157,9 @@ class Agent:
         self.mic_muted = muted
 
     def set_camera_enabled(self, enabled: bool) -> None:
+        """The user's camera switch: frames are withheld here and capture stops there."""
         self.camera_enabled = enabled
+        self.peripheral.set_camera_enabled(enabled)
 
     def input_paused(self) -> None:
         self.input_done = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -38,10 +38,18 @@ class Camera(Peripheral):
     def __init__(self) -> None:
         self.sink: MediaSink | None = None
         self.photos = 0
+        self.camera_switch: list[bool] = []
 
     async def run(self, sink: MediaSink) -> None:
         self.sink = sink
         await asyncio.Future()
+
+    @property
+    def has_camera(self) -> bool:
+        return True
+
+    def set_camera_enabled(self, enabled: bool) -> None:
+        self.camera_switch.append(enabled)
 
     async def take_photo(self) -> None:
         self.photos += 1
@@ -94,6 +102,7 @@ def test_no_frames_while_the_model_speaks(agent: Agent) -> None:
 
 def test_camera_switch_and_mute_withhold_everything(agent: Agent) -> None:
     agent.set_camera_enabled(False)
+    assert cast(Camera, agent.peripheral).camera_switch == [False]  # capture stops there too
     agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
     agent.video(VideoFrame(b"x", 0.0))
     assert sent_frame(agent) is None
@@ -102,6 +111,19 @@ def test_camera_switch_and_mute_withhold_everything(agent: Agent) -> None:
     agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
     assert agent.link._uplink.audio_chunks == before
     assert agent.metrics.value("edge_uplink_withheld_total", kind="audio") == 1
+
+
+def test_no_look_tool_without_a_camera() -> None:
+    class Microphone(Camera):
+        @property
+        def has_camera(self) -> bool:
+            return False
+
+    metrics = Metrics()
+    link = LiveLink(LiveSettings(), SecretStr("k" * 20), metrics)
+    agent = Agent(link, Microphone(), ToolRegistry(), metrics)
+    assert "look" not in agent.registry.names()
+    assert "agent_status" in agent.registry.names()
 
 
 async def test_look_tool_sends_a_photo_even_when_idle(agent: Agent) -> None:

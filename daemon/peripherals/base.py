@@ -25,6 +25,10 @@ class MediaSink(Protocol):
         """The wearer tapped the device: a deliberate gesture (it confirms an action)."""
 
 
+class CameraUnavailable(RuntimeError):
+    """No photo can be taken now; the message says why (no camera, switched off, ...)."""
+
+
 class Peripheral(ABC):
     kind: str = ""
 
@@ -43,6 +47,18 @@ class Peripheral(ABC):
     def playback_pending(self) -> float:
         """Seconds of model audio queued but not yet played."""
         return 0.0
+
+    @property
+    def has_camera(self) -> bool:
+        """Whether `take_photo` can ever work (the model is offered `look` only then)."""
+        return False
+
+    async def take_photo(self) -> None:
+        """Ask for one photo now; it arrives later through `sink.video()`."""
+        raise CameraUnavailable("this device has no camera")
+
+    def set_camera_enabled(self, enabled: bool) -> None:  # noqa: B027 - a no-op by default
+        """The user's camera switch; a device without a camera has nothing to switch."""
 
     def status(self) -> dict[str, Any]:
         return {"kind": self.kind}

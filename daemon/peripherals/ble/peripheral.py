@@ -43,7 +43,7 @@ from daemon.media.codecs import CodecSpec, DecoderStats, StreamDecoder
 from daemon.media.opus import OpusEncoder, OpusError
 from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, VideoFrame, pcm_duration
-from daemon.peripherals.base import MediaSink, Peripheral
+from daemon.peripherals.base import CameraUnavailable, MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
 from daemon.peripherals.ble.central import (
     BleCentral,
@@ -72,7 +72,7 @@ SEGMENT_SECONDS: Final = 1.0  # longest length-prefixed utterance written at onc
 TAIL_FLUSH_SECONDS: Final = 0.15  # no new model audio for this long: flush the resampler
 
 
-class PhotoUnavailable(RuntimeError):
+class PhotoUnavailable(CameraUnavailable):
     """No photo can be taken now: not connected, the device has no camera control, the
     camera is switched off, or the command was not written in time."""
 
@@ -832,6 +832,10 @@ class BlePeripheral(Peripheral):
         return pending
 
     # ---------------------------------------------------------------- camera
+    @property
+    def has_camera(self) -> bool:
+        return self.profile.photo.control is not None
+
     async def take_photo(self) -> None:
         """Ask the glasses for one photo now; it arrives later through `sink.video()`.
 
