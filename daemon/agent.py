@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -96,9 +96,7 @@ class Agent:
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
         if peripheral.has_camera:
-            registry.register(Tool("look", LOOK_DESCRIPTION,
-                                   {"type": "object", "properties": {}}, self._look,
-                                   deadline=LOOK_SECONDS + 1))
+            registry.register(look_tool(self._look))
         registry.add_listener(link.tools_changed)
 
     # -- MediaSink -------------------------------------------------------------
@@ -326,6 +324,12 @@ class Agent:
         status = self.status()
         status["peripheral"] = self.peripheral.status()
         return self.link.state in ("connected", "connecting"), status
+
+
+def look_tool(handler: Callable[[dict[str, Any]], Awaitable[str]]) -> Tool:
+    """The `look` tool, offered when the peripheral has a camera."""
+    return Tool("look", LOOK_DESCRIPTION, {"type": "object", "properties": {}}, handler,
+                deadline=LOOK_SECONDS + 1)
 
 
 def _loud(pcm: bytes) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from daemon import __version__
-from daemon.agent import Agent
+from daemon.agent import Agent, look_tool
 from daemon.config import (
     ConfigError,
     Settings,
@@ -378,10 +378,28 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = ToolRegistry(settings.tools.deadline)
-    registry.register(status_tool(dict))
+    registry.register(status_tool(dict))  # the tools the Agent adds, with their schemas
+    if _has_camera(settings):
+        registry.register(look_tool(_no_photo))
     text = asyncio.run(HomeService(settings, registry, Metrics()).snapshot(timeout=3.0))
     print(text)
     return EXIT_OK
+
+
+def _has_camera(settings: Settings) -> bool:
+    """Whether the configured peripheral has a camera, without opening it."""
+    if settings.peripheral.kind != "ble":
+        return False
+    from daemon.peripherals.ble.profile import ProfileError, load_profile
+
+    try:
+        return load_profile(settings.peripheral.ble.profile).has_camera
+    except ProfileError as exc:
+        raise UsageError(f"peripheral.ble.profile: {exc}") from None
+
+
+async def _no_photo(_args: dict[str, Any]) -> str:
+    raise RuntimeError("`devices` only describes the tools")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

@@ -234,6 +234,9 @@ async def test_devices_prints_what_sim_home_announced(tmp_path: Path) -> None:
             (tmp_path / "none.toml").write_text("")
             proc = await _spawn("devices", env=env)
             out, err = await asyncio.wait_for(proc.communicate(), 20)
+            glasses = await _spawn("devices", "--peripheral", "ble", env={
+                **env, "EDGE_AGENT_PERIPHERAL__BLE__PROFILE": "omiglass"})
+            with_camera, _ = await asyncio.wait_for(glasses.communicate(), 20)
             home.send_signal(signal.SIGTERM)
             await asyncio.wait_for(home.wait(), 10)
         finally:
@@ -246,6 +249,9 @@ async def test_devices_prints_what_sim_home_announced(tmp_path: Path) -> None:
     assert "sim-front_door" in text
     assert '"name": "control_device"' in text
     assert '"name": "agent_status"' in text
+    assert '"name": "look"' not in text  # the file peripheral has no camera ...
+    assert glasses.returncode == 0
+    assert '"name": "look"' in with_camera.decode()  # ... omiGlass has
 
 
 async def test_a_key_echoed_by_the_server_never_reaches_the_output(

@@ -834,7 +834,7 @@ class BlePeripheral(Peripheral):
     # ---------------------------------------------------------------- camera
     @property
     def has_camera(self) -> bool:
-        return self.profile.photo.control is not None
+        return self.profile.has_camera
 
     async def take_photo(self) -> None:
         """Ask the glasses for one photo now; it arrives later through `sink.video()`.

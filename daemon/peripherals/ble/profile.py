@@ -205,6 +205,11 @@ class DeviceProfile:
     frame_flags: FrameFlags | None = None  # set when any framing is "frame"
     tap: TapSpec = TapSpec()
 
+    @property
+    def has_camera(self) -> bool:
+        """Photos on request: the device has photo commands."""
+        return self.photo.control is not None
+
     def matches_advertisement(self, name: str | None, service_uuids: Iterable[str] = ()) -> bool:
         return self.discovery.matches(name, service_uuids)
 
