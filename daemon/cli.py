@@ -196,6 +196,7 @@ async def _serve(
     exit_when_idle: float | None = None,
     printer: Any = None,
     input_done: asyncio.Event | None = None,
+    speaker_wav: Path | None = None,
 ) -> int:
     from daemon.live.link import LiveFatalError, LiveLink
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
@@ -208,6 +209,15 @@ async def _serve(
         peripheral = make_peripheral(settings.peripheral)
     except PeripheralUnavailable as exc:
         raise UsageError(str(exc)) from None
+    closers: list[Callable[[], None]] = []
+    if speaker_wav is not None:  # the demo's glasses have no speaker: a WAV stands in
+        from daemon.peripherals.ble.peripheral import BlePeripheral
+        from daemon.peripherals.file import FilePeripheral
+
+        assert isinstance(peripheral, BlePeripheral)
+        fallback = FilePeripheral(None, speaker_wav)
+        peripheral.speaker_fallback = fallback
+        closers.append(fallback.close)
     link = LiveLink(settings.live, key, metrics, declarations=registry.declarations)
     agent = Agent(
         link,
@@ -220,6 +230,8 @@ async def _serve(
     home = HomeService(settings, registry, metrics, agent)
     try:
         async with contextlib.AsyncExitStack() as stack:
+            for close in closers:
+                stack.callback(close)
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
                 home_task = tg.create_task(home.run(), name="home")
@@ -285,6 +297,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
     output = Path(args.output) if args.output else Path("out/demo-reply.wav")
     input_wav = Path(args.input) if args.input else ASSETS / "home_demo.wav"
     input_done: asyncio.Event | None = None
+    speaker_wav: Path | None = None
     async with contextlib.AsyncExitStack() as stack:
         if key is None:
             from simulator.live_server import FakeLiveServer
@@ -312,8 +325,9 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
             peripheral = peripheral.model_copy(update={"file": fs})
         elif peripheral.kind == "ble" and peripheral.ble.backend == "bluez" and not args.radio:
             input_done = asyncio.Event()
-            backend = await _demo_glasses(stack, peripheral.ble.profile, input_wav, output,
-                                          input_done)
+            backend, has_speaker = await _demo_glasses(stack, peripheral.ble.profile, input_wav,
+                                                       output, input_done)
+            speaker_wav = None if has_speaker else output
             ble = peripheral.ble.model_copy(update={"backend": backend})
             peripheral = peripheral.model_copy(update={"ble": ble})
             print(f"edge-agent demo: virtual {peripheral.ble.profile} glasses on a virtual radio",
@@ -322,7 +336,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
             update={"live": live, "peripheral": peripheral, "mqtt": mqtt}
         )
         code = await _serve(settings, key, exit_when_idle=2.0, printer=printer,
-                            input_done=input_done)
+                            input_done=input_done, speaker_wav=speaker_wav)
     print(f"edge-agent demo: the model's audio is in {output}", flush=True)
     return code
 
@@ -330,8 +344,11 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
 async def _demo_glasses(
     stack: contextlib.AsyncExitStack, profile_name: str, wav: Path, speaker_wav: Path,
     done: asyncio.Event,
-) -> str:
-    """A virtual radio and virtual glasses that speak `wav`; returns the daemon's backend."""
+) -> tuple[str, bool]:
+    """A virtual radio and virtual glasses that speak `wav`.
+
+    Returns the daemon's backend and whether the glasses have a speaker to record.
+    """
     from daemon.media.wav import WavError, read_wav
     from daemon.peripherals.ble.profile import ProfileError, load_profile
     from simulator.glasses import VirtualGlasses
@@ -353,7 +370,7 @@ async def _demo_glasses(
         VirtualGlasses(profile, radio.transport(0), pcm=pcm, record_speaker=speaker_wav,
                        on_event=on_event)
     )
-    return f"virtual:{radio.transport(1)}"
+    return f"virtual:{radio.transport(1)}", profile.downlink.kind != "none"
 
 
 # -- sim, devices, doctor ---------------------------------------------------------

@@ -218,6 +218,9 @@ class PrivateBroker:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=self._log,
+                # Ctrl-C in a terminal signals the whole process group: the broker must
+                # outlive its clients' clean disconnect, so only we stop it.
+                start_new_session=True,
             )
             if await self._wait_ready(timeout):
                 return

@@ -593,7 +593,7 @@ class MqttConnection:
                 self._dispatch(message)
         except aiomqtt.MqttError as exc:
             self.stats.last_error = str(exc)
-            log.warning("MQTT connection to %s lost: %s", self._where(), exc)
+            log.warning("MQTT connection to %s as %s lost: %s", self._where(), self.client_id, exc)
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
         self.stats.messages_received += 1
