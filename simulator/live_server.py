@@ -33,7 +33,11 @@ activityStart/activityEnd delimit speech. Barge-in sends
 ``serverContent{interrupted:true}`` then ``turnComplete``. A reply that was
 being streamed when its connection dropped is lost (the script moves on); a
 tool call that was pending is carried by the session and may be answered on
-a connection that resumed it.
+a connection that resumed it. An answer to a call the session already got an
+answer for (a client resending one it could not know had arrived) is ignored
+and recorded in ``duplicate_tool_responses`` (and, like every answer to no
+pending call, in ``unexpected_tool_responses``): the service documents no
+error for it, and closing the session would punish the careful client.
 
 Faults (:class:`Fault`) can be injected at once with :meth:`FakeLiveServer.inject`
 or armed on a scripted point with :meth:`FakeLiveServer.arm` (:class:`Trigger`)
@@ -75,7 +79,8 @@ from urllib.parse import parse_qs
 import numpy as np
 import trustme
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidState
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from simulator.scenario import (
@@ -122,6 +127,7 @@ _MAX_REASON_BYTES = 123  # RFC 6455: control frame payload 125 minus the code
 _MAX_MESSAGE_BYTES = 16 * 2**20
 _UTTERANCE_QUEUE = 32
 _HANDLES_PER_SESSION = 32
+_ANSWERED_CALLS = 1000
 _TASK_CANCEL_TIMEOUT = 5.0
 
 _DEFAULT_REASONS: dict[int, str] = {
@@ -161,6 +167,7 @@ class Fault(enum.Enum):
 
 
 _CONNECTION_FAULTS = frozenset({Fault.GOAWAY, Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET})
+_FRAME_FAULTS = frozenset({Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET})
 
 
 class Trigger(enum.Enum):
@@ -180,6 +187,12 @@ class Trigger(enum.Enum):
     """After the Nth toolCall message is sent."""
     TOOL_RESPONSE = "tool_response"
     """After the Nth toolResponse message that answered a pending call."""
+    TOOL_RESPONSE_UNREAD = "tool_response_unread"
+    """When the Nth toolResponse frame arrives, before it is read: the fault
+    (ABORT, CLOSE or GO_QUIET only) hits as the frame is parsed, so neither the
+    answer nor anything after it is acted on, and a ping right behind it gets
+    no pong ahead of the close (websockets answers pings while parsing, before
+    the handler could see the message)."""
     REPLY_CHUNK = "reply_chunk"
     """After the Nth modelTurn audio chunk is sent."""
     TURN_COMPLETE = "turn_complete"
@@ -371,6 +384,7 @@ class SessionState:
     video_frames: int = 0
     text_chars: int = 0
     awaiting: _AwaitingTools | None = None
+    answered_calls: deque[str] = field(default_factory=lambda: deque(maxlen=_ANSWERED_CALLS))
     system_instruction: Any = None
     tools: Any = None
 
@@ -574,6 +588,29 @@ class _MutedTransport(asyncio.Transport):
         return self._inner.get_protocol()
 
 
+class _FrameHookConnection(ServerConnection):
+    """A server connection that shows each client frame to a hook as it is parsed.
+
+    Lets a fault hit a message before the handler reads it and before anything
+    behind it (a ping) is answered: the frame-level TOOL_RESPONSE_UNREAD trigger.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_frame: Callable[[Frame], None] | None = None
+        parse = self.protocol.recv_frame
+
+        def recv_frame(frame: Frame) -> None:
+            if self.on_frame is not None:
+                try:
+                    self.on_frame(frame)
+                except Exception:  # a bug in the hook must not break the protocol
+                    log.exception("fake Live server: frame hook failed")
+            parse(frame)
+
+        self.protocol.recv_frame = recv_frame  # type: ignore[method-assign]
+
+
 @dataclass
 class _Utterance:
     t: float
@@ -763,6 +800,7 @@ class FakeLiveServer:
         self.tool_calls: deque[ToolCallRecord] = deque(maxlen=record_limit)
         self.tool_responses: deque[ToolResponseRecord] = deque(maxlen=record_limit)
         self.unexpected_tool_responses: deque[ToolResponseRecord] = deque(maxlen=record_limit)
+        self.duplicate_tool_responses: deque[ToolResponseRecord] = deque(maxlen=record_limit)
         self.tool_cancellations: deque[ToolCancellationRecord] = deque(maxlen=record_limit)
         self.utterances: deque[UtteranceRecord] = deque(maxlen=record_limit)
         self.turns: deque[TurnRecord] = deque(maxlen=record_limit)
@@ -819,6 +857,7 @@ class FakeLiveServer:
             open_timeout=10.0,
             max_size=_MAX_MESSAGE_BYTES,
             server_header=None,
+            create_connection=_FrameHookConnection,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("fake Live server listening on %s", self.base_url)
@@ -961,6 +1000,8 @@ class FakeLiveServer:
         """
         if fault not in _CONNECTION_FAULTS:
             raise ValueError(f"{fault} is not a connection fault; use inject(count=...)")
+        if trigger is Trigger.TOOL_RESPONSE_UNREAD and fault not in _FRAME_FAULTS:
+            raise ValueError(f"{fault} cannot hit a frame as it is parsed")
         if n < 1:
             raise ValueError("n must be >= 1")
         armed = ArmedFault(
@@ -1006,23 +1047,38 @@ class FakeLiveServer:
 
     async def _apply(self, conn: _Conn, spec: _FaultSpec) -> None:
         """Carry out one connection fault (also used by armed triggers)."""
+        if spec.fault is not Fault.GOAWAY:
+            self._cut(conn, spec)
+            return
         rec = conn.record
         rec.faults.append((time.monotonic(), spec.fault.value))
         self._notify()
         if conn.ended or conn.quiet:
             return
-        if spec.fault is Fault.GOAWAY:
-            await self._send(conn, {"goAway": {"timeLeft": _duration(spec.time_left)}})
-            rec.goaway_sent_at = time.monotonic()
-            self._spawn(conn, self._goaway_deadline(conn, spec.time_left), "goaway-deadline")
-        elif spec.fault is Fault.ABORT:
+        await self._send(conn, {"goAway": {"timeLeft": _duration(spec.time_left)}})
+        rec.goaway_sent_at = time.monotonic()
+        self._spawn(conn, self._goaway_deadline(conn, spec.time_left), "goaway-deadline")
+
+    def _cut(self, conn: _Conn, spec: _FaultSpec, *, at_frame: bool = False) -> None:
+        """ABORT, CLOSE or GO_QUIET, without awaiting: a frame hook applies them mid-parse."""
+        rec = conn.record
+        rec.faults.append((time.monotonic(), spec.fault.value))
+        self._notify()
+        if conn.ended or conn.quiet:
+            return
+        if spec.fault is Fault.ABORT:
             conn.closing = True
             rec.aborted = True
             conn.ws.transport.abort()
         elif spec.fault is Fault.CLOSE:
             reason = spec.reason if spec.reason is not None else _DEFAULT_REASONS.get(spec.code, "")
             conn.closing = True
-            self._spawn(conn, self._close(conn, spec.code, reason), "fault-close")
+            if at_frame:
+                # The close frame goes out ahead of the pong to any ping behind this frame.
+                with contextlib.suppress(InvalidState):
+                    conn.ws.protocol.send_close(spec.code, _clip_reason(reason))
+            else:
+                self._spawn(conn, self._close(conn, spec.code, reason), "fault-close")
         elif spec.fault is Fault.GO_QUIET:
             conn.quiet = True
             rec.quiet = True
@@ -1042,6 +1098,29 @@ class FakeLiveServer:
         lead = min(max(self.goaway_lead_s, 0.0), self.connection_lifetime_s)
         await asyncio.sleep(self.connection_lifetime_s - lead)
         await self._apply(conn, _FaultSpec(Fault.GOAWAY, time_left=lead))
+
+    def _on_frame(self, conn: _Conn, frame: Frame) -> None:
+        """Fire TOOL_RESPONSE_UNREAD on a whole toolResponse frame of a live connection."""
+        if not any(a.trigger is Trigger.TOOL_RESPONSE_UNREAD for a in self._armed):
+            return
+        if frame.opcode not in (Opcode.TEXT, Opcode.BINARY) or not frame.fin:
+            return
+        if not conn.live or conn.finished() or conn.quiet:
+            return
+        try:
+            msg = json.loads(bytes(frame.data))
+        except ValueError:
+            return
+        if not isinstance(msg, dict) or len(msg) != 1:
+            return
+        if _KINDS.get(next(iter(msg))) != "tool_response":
+            return
+        for armed in list(self._armed):
+            if armed.trigger is Trigger.TOOL_RESPONSE_UNREAD and armed._count(conn.index):
+                self._armed.remove(armed)
+                armed._mark(conn.index)
+                self._cut(conn, armed.spec, at_frame=True)
+                return
 
     async def _fire(self, conn: _Conn, trigger: Trigger) -> None:
         """Count a scripted point and apply any armed fault that is now due."""
@@ -1107,6 +1186,8 @@ class FakeLiveServer:
             ),
         )
         self._conns.append(conn)
+        if isinstance(ws, _FrameHookConnection):
+            ws.on_frame = functools.partial(self._on_frame, conn)
         self._notify()
         try:
             await self._serve(conn)
@@ -1554,9 +1635,13 @@ class FakeLiveServer:
             )
             call = awaiting.calls.get(call_id) if awaiting and isinstance(call_id, str) else None
             if call is None or call.state != "pending":
+                # Ignored: the service most plausibly drops an id it no longer waits for.
                 self.unexpected_tool_responses.append(record)
+                if call_id in session.answered_calls:
+                    self.duplicate_tool_responses.append(record)
                 continue
             call.state = "answered"
+            session.answered_calls.append(call.id)
             call.response = record.response
             call.scheduling = record.scheduling
             self.tool_responses.append(record)

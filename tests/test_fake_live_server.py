@@ -364,6 +364,74 @@ async def test_unexpected_tool_response_is_recorded_not_fatal(server: FakeLiveSe
     assert len(server.tool_responses) == 1
 
 
+async def read_until_tool_call(session: Any) -> types.FunctionCall:
+    async for msg in session.receive():
+        if msg.tool_call is not None:
+            (call,) = msg.tool_call.function_calls or []
+            return call
+    raise AssertionError("no tool call")
+
+
+@pytest.mark.parametrize(("fault", "code"), [(Fault.ABORT, 1006), (Fault.CLOSE, 1011),
+                                             (Fault.GO_QUIET, None)])
+async def test_a_tool_response_cut_before_it_is_read(
+    server: FakeLiveServer, fault: Fault, code: int | None
+) -> None:
+    armed = server.arm(fault, Trigger.TOOL_RESPONSE_UNREAD)
+    async with connect(server, close_timeout=0.3) as session:
+        handle = await first_handle(session)
+        await say(session)
+        call = await read_until_tool_call(session)
+        await session.send_tool_response(function_responses=[
+            types.FunctionResponse(id=call.id, name=call.name, response={"output": "up"})])
+        pong = await session._ws.ping()  # right behind the answer, as the daemon does
+        if code is None:
+            with pytest.raises(TimeoutError):  # a quiet server answers nothing
+                await asyncio.wait_for(asyncio.shield(pong), 0.5)
+        else:
+            with pytest.raises(errors.APIError) as info:
+                await read_until_closed(session)
+            assert info.value.code == code
+    assert await armed.wait() == 0
+    await server.wait_until(lambda: not server.connections[0].open)
+    # no pong got through ahead of the cut: nothing confirms the answer to the client
+    assert not (pong.done() and not pong.cancelled() and pong.exception() is None)
+    assert [m.kind for m in server.connections[0].messages][-1] == "tool_response"
+    assert not server.tool_responses  # on the wire, never read
+    state = server.session_for_handle(handle)
+    assert state is not None and state.pending_tool_calls == [call.id]
+    async with connect(server, handle=handle) as session:  # the answer sent again
+        await session.send_tool_response(function_responses=[
+            types.FunctionResponse(id=call.id, name=call.name, response={"output": "up"})])
+        turn = await collect_turn(session)
+    assert turn.output_text == "The agent is running: up"
+    assert [r.connection for r in server.tool_responses] == [1]
+    assert not server.unexpected_tool_responses
+
+
+async def test_an_answer_given_twice_is_ignored_and_recorded_as_a_duplicate(
+    server: FakeLiveServer,
+) -> None:
+    async with connect(server) as session:
+        await say(session)
+        first = await collect_turn(session, answer={"output": "ok"})
+        handle = await first_handle(session)
+    (call,) = first.tool_calls
+    async with connect(server, handle=handle) as session:
+        # a client that could not know the answer had arrived sends it again
+        await session.send_tool_response(function_responses=[
+            types.FunctionResponse(id=call.id, name=call.name, response={"output": "ok"}),
+            types.FunctionResponse(id="bogus", name="x", response={}),
+        ])
+        await say(session)
+        turn = await collect_turn(session)  # ignored: the session goes on
+    assert turn.output_text == "You're welcome."
+    assert [(r.id, r.connection) for r in server.duplicate_tool_responses] == [(call.id, 1)]
+    assert [r.id for r in server.unexpected_tool_responses] == [call.id, "bogus"]
+    assert [r.id for r in server.tool_responses] == [call.id]
+    assert server.connections[1].close_sent is None or server.connections[1].close_sent[0] == 1000
+
+
 async def test_tool_call_cancellation_and_late_answer() -> None:
     scenario = Scenario(
         turns=(
@@ -607,6 +675,8 @@ async def test_inject_without_connection_raises(server: FakeLiveServer) -> None:
         await server.inject(Fault.ABORT)
     with pytest.raises(ValueError, match="connection fault"):
         server.arm(Fault.REJECT_KEY, Trigger.SETUP_COMPLETE)
+    with pytest.raises(ValueError, match="as it is parsed"):
+        server.arm(Fault.GOAWAY, Trigger.TOOL_RESPONSE_UNREAD)
 
 
 # ------------------------------------------------------- raw wire format

@@ -146,3 +146,42 @@ def test_peek_batch_takes_whole_chunks_up_to_the_size() -> None:
     assert [p.seq for p in ub.peek_batch(0.05)] == [1, 2, 3]
     assert [p.seq for p in ub.peek_batch(1.0)] == [1, 2, 3, 4, 5]
     assert ub.audio_chunks == 5  # peeking takes nothing
+
+
+def test_a_sent_answer_is_kept_until_confirmed_and_requeued_first() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in "123":
+        ub.push_response(ToolResponse(i, "a", {}))
+    for _ in "12":
+        head = ub.peek_response()
+        assert head is not None
+        ub.response_sent(head)
+    mark = ub.last_response_seq  # a ping sent now covers "1" and "2"
+    assert ub.unconfirmed_responses == 2
+    assert not ub.push_response(ToolResponse("1", "a", {"again": True}))  # still one per call
+    head = ub.peek_response()
+    assert head is not None and head.id == "3"
+    ub.response_sent(head)
+    ub.confirm_responses(mark - 1)  # the pong for a ping sent after "1" only
+    assert [r.id for r in ub.requeue_unconfirmed_responses()] == ["2", "3"]
+    assert ub.unconfirmed_responses == 0
+    ub.push_response(ToolResponse("4", "a", {}))
+    assert [r.id for r in ub.drain_responses()] == ["2", "3", "4"]  # resent first, in order
+
+
+def test_confirmed_or_cancelled_answers_are_never_requeued() -> None:
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in "123":
+        ub.push_response(ToolResponse(i, "a", {}))
+        head = ub.peek_response()
+        assert head is not None
+        ub.response_sent(head)
+    ub.confirm_responses(1)
+    assert ub.purge_responses(["2"]) == []  # sent, so not counted as a queued drop ...
+    assert [r.id for r in ub.requeue_unconfirmed_responses()] == ["3"]  # ... but not resent
+    head = ub.peek_response()
+    assert head is not None
+    ub.purge_responses(["3"])  # cancelled while being sent again: not kept
+    ub.response_sent(head)
+    assert ub.unconfirmed_responses == 0 and not ub.has_work()
+    assert ub.confirm_all_responses() == 0

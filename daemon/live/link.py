@@ -91,6 +91,7 @@ class LiveLink:
         self._turn_active = False
         self._expected_calls: set[str] = set()
         self._cancelled_calls: OrderedDict[str, None] = OrderedDict()  # recent, bounded
+        self._resending: set[str] = set()  # answers requeued after a connection ended
         self._conn: _Connection | None = None
         self._tools_dirty = False
         self._ping_outstanding = False
@@ -328,7 +329,16 @@ class LiveLink:
         - GoAway: the socket was closed by us; if the server replied to the
           close, it read everything, and nothing is counted.
         Audio the socket refused is still pending and goes out after the resume.
+
+        Tool answers are different: one lost on the way leaves the resumed
+        session waiting for it forever (the model goes silent), while one that
+        arrives twice is ignored (or refused) by the server. So every answer no
+        pong confirmed is sent again, first, if the session is resumed; a fresh
+        session drops it (_start_fresh). Only a close the server replied to (our
+        own, after GoAway) proves they were read.
         """
+        read_all = reason == "stopped" or (reason == "goaway" and _close_replied(session))
+        self._settle_answers(read_all, reason)
         if reason == "stall":
             n = self._uplink.requeue_unconfirmed()
             if n:
@@ -336,12 +346,24 @@ class LiveLink:
                 log.warning("%d audio chunk(s) unconfirmed by the stalled server; resending", n)
             return
         n = self._uplink.confirm_all()
-        if reason == "stopped" or (reason == "goaway" and _close_replied(session)):
+        if read_all:
             return
         if n:
             self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(n)
             log.info("%d audio chunk(s) were sent but unconfirmed when the connection ended "
                      "(%s); taken as delivered", n, reason)
+
+    def _settle_answers(self, delivered: bool, reason: str) -> None:
+        if delivered:
+            self._uplink.confirm_all_responses()
+            return
+        again = self._uplink.requeue_unconfirmed_responses()
+        if again:
+            ids = {r.id for r in again}
+            self._resending |= ids
+            self._expected_calls |= ids
+            log.warning("%d tool answer(s) unconfirmed when the connection ended (%s); "
+                        "sending again if the session resumes", len(again), reason)
 
     def _start_fresh(self) -> None:
         """A new session knows none of the old one's calls: their answers have no taker."""
@@ -352,12 +374,14 @@ class LiveLink:
             log.warning("%d tool answer(s) belong to the ended session and are dropped", n)
         self._expected_calls.clear()
         self._cancelled_calls.clear()
+        self._resending.clear()
         self._turn_active = False
 
     def _calls_cancelled(self, ids: list[str]) -> None:
         """The model no longer waits for these calls: an answer already queued is not sent,
         and one that comes later is not queued."""
         self._expected_calls.difference_update(ids)
+        self._resending.difference_update(ids)
         for call_id in ids:
             self._cancelled_calls[call_id] = None
         while len(self._cancelled_calls) > REMEMBERED_CANCELLATIONS:
@@ -390,6 +414,7 @@ class LiveLink:
         ub = self._uplink
         ws = getattr(session, "_ws", None)
         self._ping_outstanding = False
+        self._wake.set()  # what the last connection left (a requeued answer) goes first
         try:
             if self._tools_dirty:
                 await self._send_tools(session)
@@ -400,7 +425,11 @@ class LiveLink:
                     if self._tools_dirty:
                         await self._send_tools(session)
                     elif (resp := ub.peek_response()) is not None:
-                        await self._send_response(session, resp)
+                        if await self._send_response(session, resp):
+                            if ws is not None:
+                                await self._ping(ws, conn)  # confirm the answer at once
+                            else:  # nothing can confirm it: taken as delivered
+                                ub.confirm_all_responses()
                     elif (frame := ub.take_video()) is not None:
                         try:
                             await session.send_realtime_input(
@@ -448,12 +477,13 @@ class LiveLink:
             log.warning("Live send failed: %s", _brief(exc))
             conn.finish("send_error")
 
-    async def _send_response(self, session: genai.live.AsyncSession, resp: ToolResponse) -> None:
-        """Send one answer. One the SDK cannot encode is replaced by an error answer.
+    async def _send_response(self, session: genai.live.AsyncSession, resp: ToolResponse) -> bool:
+        """Send one answer; True once it is on the socket (kept until a pong confirms it).
 
-        The SDK encodes before it sends, so such an answer never reached the
-        socket; left at the head of the queue it would fail every connection
-        from then on, and the call must still get an answer.
+        One the SDK cannot encode is replaced by an error answer: the SDK encodes
+        before it sends, so such an answer never reached the socket; left at the
+        head of the queue it would fail every connection from then on, and the
+        call must still get an answer.
         """
         try:
             await session.send_tool_response(function_responses=[wire.function_response(resp)])
@@ -471,9 +501,15 @@ class LiveLink:
                 self._uplink.replace_response(
                     ToolResponse(resp.id, resp.name, dict(UNENCODABLE_ANSWER), resp.scheduling)
                 )
-            return
-        self._uplink.pop_response(resp)
+            return False
+        self._uplink.response_sent(resp)
         self._expected_calls.discard(resp.id)
+        if resp.id in self._resending:
+            self._resending.discard(resp.id)
+            self._metrics.tool_responses_resent.inc()
+            log.info("tool response %s (%s) sent again on the resumed session",
+                     resp.id, resp.name)
+        return True
 
     def _audio_batch(self) -> tuple[list[PendingAudio], float]:
         """The chunks for the next audio message, or how long to wait for more.
@@ -572,19 +608,21 @@ class LiveLink:
 
     async def _ping(self, ws: Any, conn: _Connection) -> None:
         seq = self._uplink.last_sent_seq
+        answers = self._uplink.last_response_seq
         self._last_ping_at = time.monotonic()
         self._ping_outstanding = True
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):
             waiter = await ws.ping()
-            waiter.add_done_callback(lambda f: self._pong(f, conn, seq))
+            waiter.add_done_callback(lambda f: self._pong(f, conn, seq, answers))
 
-    def _pong(self, fut: asyncio.Future[float], conn: _Connection, seq: int) -> None:
+    def _pong(self, fut: asyncio.Future[float], conn: _Connection, seq: int, answers: int) -> None:
         """A pong proves the peer read everything sent before its ping."""
         self._ping_outstanding = False
         if not fut.cancelled() and fut.exception() is None:
             conn.last_alive = time.monotonic()
             if not conn.ended.is_set():
                 self._uplink.confirm(seq)
+                self._uplink.confirm_responses(answers)
 
     # -- helpers -----------------------------------------------------------------
     async def _emit(self, event: LiveEvent) -> None:

@@ -10,6 +10,8 @@ Beyond the bound the oldest audio is dropped, and every drop is counted.
 Tool answers are not bounded by count: each one answers a call the server still
 waits for, and a dropped answer leaves the model silent for good. They are
 bounded by the calls the session has open instead, one answer per call id.
+Like audio, a sent answer stays until a pong confirms it: an answer that
+crossed a closing socket is sent again when the session is resumed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class UplinkBuffer:
         self._video_interval = 1.0 / video_fps
         self._next_video_at: float | None = None
         self._responses: OrderedDict[str, ToolResponse] = OrderedDict()  # by call id
+        # sent, not yet confirmed: call id -> (send number, answer), in send order
+        self._sent_responses: OrderedDict[str, tuple[int, ToolResponse]] = OrderedDict()
+        self._response_seq = 0
         self.stream_end_pending = False
         self.stats = UplinkStats()
 
@@ -160,8 +165,9 @@ class UplinkBuffer:
 
     # tool responses ---------------------------------------------------------
     def push_response(self, response: ToolResponse) -> bool:
-        """Queue an answer; False (nothing queued) if one for this call already waits."""
-        if response.id in self._responses:
+        """Queue an answer; False (nothing queued) if one for this call already waits
+        or is on the socket unconfirmed."""
+        if response.id in self._responses or response.id in self._sent_responses:
             return False
         self._responses[response.id] = response
         return True
@@ -170,9 +176,54 @@ class UplinkBuffer:
         return next(iter(self._responses.values()), None)
 
     def pop_response(self, response: ToolResponse) -> None:
-        """Remove this answer once sent, unless it was purged or replaced meanwhile."""
+        """Remove this answer for good, unless it was purged or replaced meanwhile."""
         if self._responses.get(response.id) is response:
             del self._responses[response.id]
+
+    def response_sent(self, response: ToolResponse) -> None:
+        """The answer reached the socket: it is kept until a pong confirms it.
+
+        One purged while it was being sent (the model cancelled the call) is not
+        kept: nobody waits for it any more.
+        """
+        if self._responses.get(response.id) is not response:
+            return
+        del self._responses[response.id]
+        self._response_seq += 1
+        self._sent_responses[response.id] = (self._response_seq, response)
+
+    @property
+    def last_response_seq(self) -> int:
+        """The send number of the newest answer sent: a ping's mark for confirm_responses."""
+        return self._response_seq
+
+    @property
+    def unconfirmed_responses(self) -> int:
+        return len(self._sent_responses)
+
+    def confirm_responses(self, seq: int) -> None:
+        """The peer has read every answer sent up to this send number."""
+        while self._sent_responses:
+            call_id, (n, _) = next(iter(self._sent_responses.items()))
+            if n > seq:
+                break
+            del self._sent_responses[call_id]
+
+    def confirm_all_responses(self) -> int:
+        """Take every sent answer as read; returns how many were unconfirmed."""
+        n = len(self._sent_responses)
+        self._sent_responses.clear()
+        return n
+
+    def requeue_unconfirmed_responses(self) -> list[ToolResponse]:
+        """The connection ended before a pong: the unconfirmed answers go first again,
+        in the order they were sent."""
+        again = [r for _, r in self._sent_responses.values()]
+        self._sent_responses.clear()
+        queued = self._responses
+        self._responses = OrderedDict((r.id, r) for r in again)
+        self._responses.update(queued)
+        return again
 
     def replace_response(self, response: ToolResponse) -> None:
         """Put another answer for the same call in the queued one's place."""
@@ -180,11 +231,20 @@ class UplinkBuffer:
             self._responses[response.id] = response
 
     def purge_responses(self, ids: Iterable[str]) -> list[ToolResponse]:
-        """Take out the answers to these calls (the model cancelled them)."""
-        return [r for i in ids if (r := self._responses.pop(i, None)) is not None]
+        """Take out the answers to these calls (the model cancelled them); returns the
+        queued ones. Sent ones are forgotten too: they must not be sent again."""
+        out = []
+        for i in ids:
+            self._sent_responses.pop(i, None)
+            if (r := self._responses.pop(i, None)) is not None:
+                out.append(r)
+        return out
 
     def drain_responses(self) -> list[ToolResponse]:
-        out = list(self._responses.values())
+        """Every answer not known to have arrived (unconfirmed first, then queued)."""
+        out = [r for _, r in self._sent_responses.values()]
+        out += self._responses.values()
+        self._sent_responses.clear()
         self._responses.clear()
         return out
 

@@ -191,6 +191,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.tool_responses_resent = Counter(
+            "edge_live_tool_responses_resent",
+            "Tool answers sent again on a resumed session: no pong confirmed them before "
+            "their connection ended",
+            registry=r,
+        )
         self.set_link_state("idle")
 
     def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
