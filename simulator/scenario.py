@@ -11,7 +11,7 @@ File format (TOML shown; JSON uses the same structure and keys)::
 
     [[turns]]
     user = "What's the status of the agent?"   # input transcription to report
-    reply = "The agent is running: {result}"   # output transcription
+    reply = "{status}"       # output transcription (see the placeholders below)
     audio_ms = 1200          # generated reply tone length (default 1000)
     tone_hz = 440            # tone frequency (default 440)
     chirp_to_hz = 880        # optional: sweep tone_hz -> chirp_to_hz
@@ -34,6 +34,9 @@ File format (TOML shown; JSON uses the same structure and keys)::
 tool call: a string if the response is ``{"output": "..."}`` or
 ``{"result": "..."}``, otherwise compact JSON. ``{result[key]}`` picks one
 field; ``{results[name]}`` picks the response of the call named ``name``.
+``{status}`` is what a model would say about an ``agent_status`` result (the
+call of that name, else the first): one short sentence on the link, the
+glasses or microphone and the battery, never the JSON itself.
 Unknown keys are an error, so a typo never silently changes a test.
 """
 
@@ -62,6 +65,7 @@ __all__ = [
     "Turn",
     "Usage",
     "default_scenario",
+    "describe_status",
     "format_reply",
     "home_demo_scenario",
     "load_scenario",
@@ -222,12 +226,54 @@ def home_demo_scenario() -> Scenario:
             ),
             Turn(
                 user="What's the status of the agent?",
-                reply="The agent is running: {result}",
+                reply="{status}",
                 audio=ReplyAudio(duration_ms=1500.0, tone_hz=440.0, chirp_to_hz=660.0),
                 tool_calls=(ToolCallSpec(name="agent_status"),),
             ),
         )
     )
+
+
+def describe_status(response: Mapping[str, Any] | None) -> str:
+    """Say an agent_status result the way a model would: a sentence, not its JSON.
+
+    Takes the function response as sent (``{"output": {...}}``) or the status
+    itself; reads the link state, the peripheral and the battery, and ignores
+    what it does not know, so a changed status never breaks the demo.
+    """
+    status: Any = response or {}
+    if isinstance(status, Mapping) and len(status) == 1 and "error" in status:
+        return f"I couldn't read my status: {status['error']}."
+    if isinstance(status, Mapping) and set(status) <= {"output", "result"} and status:
+        status = next(iter(status.values()))
+    if not isinstance(status, Mapping):
+        return f"I'm up and running: {status}." if status else "I'm up and running."
+    parts: list[str] = []
+    link = status.get("live_link")
+    if isinstance(link, str) and link:
+        parts.append(f"the Live link is {link}")
+    peripheral = status.get("peripheral")
+    peripheral = peripheral if isinstance(peripheral, Mapping) else {}
+    kind = peripheral.get("kind")
+    if kind == "ble":
+        device = peripheral.get("device") or peripheral.get("name") or "glasses"
+        connected = "connected" if peripheral.get("connected") else "not connected"
+        parts.append(f"the {device} is {connected}")
+    elif kind == "kiosk":
+        parts.append("I'm listening on the local microphone")
+    elif kind == "file":
+        parts.append("I'm listening to a recording")
+    elif isinstance(kind, str) and kind:
+        parts.append(f"the {kind} peripheral is in use")
+    battery = status.get("battery_percent", peripheral.get("battery"))
+    if isinstance(battery, int | float) and not isinstance(battery, bool):
+        parts.append(f"the battery is at {round(battery)} percent")
+    if status.get("microphone_muted") is True:
+        parts.append("the microphone is muted")
+    if not parts:
+        return "I'm up and running."
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"I'm up and running: {listed}."
 
 
 class _JsonView(dict[str, Any]):
@@ -263,10 +309,14 @@ def format_reply(
     """
     first = _result_value(responses[0][1]) if responses else ""
     by_name = {name: _result_value(resp) for name, resp in responses}
+    status = ""
+    if "{status" in template:
+        asked = dict(responses).get("agent_status", responses[0][1] if responses else None)
+        status = describe_status(asked)
     try:
-        return template.format(result=first, results=by_name)
+        return template.format(result=first, results=by_name, status=status)
     except (KeyError, IndexError, ValueError, AttributeError, TypeError):
-        return template.replace("{result}", str(first))
+        return template.replace("{result}", str(first)).replace("{status}", status)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -46,7 +46,9 @@ from simulator.scenario import (
     ToolCallSpec,
     Turn,
     default_scenario,
+    describe_status,
     format_reply,
+    home_demo_scenario,
     load_scenario,
 )
 
@@ -850,6 +852,31 @@ def test_format_reply_and_default_scenario() -> None:
     assert [t.user for t in scenario.turns] == ["What's the status of the agent?", "Thank you."]
     assert scenario.turns[0].tool_calls[0].name == "agent_status"
     assert scenario.turns[1].reply == "You're welcome."
+
+
+def test_the_demo_says_the_status_in_words_not_json() -> None:
+    turn = home_demo_scenario().turns[1]
+    assert turn.tool_calls[0].name == "agent_status"
+    glasses = {"live_link": "connected", "sessions": 1, "uptime_s": 12.5,
+               "peripheral": {"kind": "ble", "device": "Brilliant Labs Frame",
+                              "connected": True, "battery": 87, "mtu": 247},
+               "battery_percent": 87, "microphone_muted": False, "last_user_text": "x{y}"}
+    said = format_reply(turn.reply, [("agent_status", {"output": glasses})])
+    assert said == ("I'm up and running: the Live link is connected, the Brilliant Labs "
+                    "Frame is connected and the battery is at 87 percent.")
+    file_input = {"live_link": "connected", "peripheral": {"kind": "file", "input": "a.wav"}}
+    said = format_reply(turn.reply, [("agent_status", {"output": file_input})])
+    assert said == "I'm up and running: the Live link is connected and I'm listening to a recording."
+    gone = {**glasses, "peripheral": {"kind": "ble", "device": "Omi", "connected": False}}
+    del gone["battery_percent"]
+    assert describe_status({"output": gone}) == (
+        "I'm up and running: the Live link is connected and the Omi is not connected.")
+    assert describe_status({"error": "timed out after 1 s"}) == (
+        "I couldn't read my status: timed out after 1 s.")
+    assert describe_status({"output": {}}) == "I'm up and running."
+    # picked by name when other calls come first
+    assert "percent" in format_reply("{status}", [("x", {"output": 1}),
+                                                  ("agent_status", {"output": glasses})])
 
 
 # -------------------------------------------------------------- standalone
