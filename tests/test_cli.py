@@ -106,13 +106,20 @@ async def test_crash_traceback_never_shows_the_key(tmp_path: Path) -> None:
     assert SECRET.encode() not in out + err
 
 
-@pytest.mark.parametrize("peripheral", ["ble", "file"])
-async def test_demo_runs_a_whole_conversation(tmp_path: Path, peripheral: str) -> None:
+@pytest.mark.parametrize(
+    ("peripheral", "profile"),
+    [("ble", "omi"), ("ble", "frame"), ("file", "omi")],
+    ids=["omi-speaker", "frame-no-speaker", "file"],
+)
+async def test_demo_runs_a_whole_conversation(
+    tmp_path: Path, peripheral: str, profile: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
     env["EDGE_AGENT_CONFIG"] = str(tmp_path / "none.toml")
     (tmp_path / "none.toml").write_text("")
     out_wav = tmp_path / "demo.wav"
-    proc = await _spawn("demo", "--peripheral", peripheral, "--output", str(out_wav), env=env)
+    proc = await _spawn("demo", "--peripheral", peripheral, "--profile", profile,
+                        "--output", str(out_wav), env=env)
     out, err = await asyncio.wait_for(proc.communicate(), 50)
     text = out.decode()
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -125,6 +132,9 @@ async def test_demo_runs_a_whole_conversation(tmp_path: Path, peripheral: str) -
     assert "agent_status({}) -> ok" in text
     with wave.open(str(out_wav)) as wf:  # the model's voice reached the speaker
         assert wf.getnframes() > wf.getframerate() * 0.5
+    # a demo of nothing going wrong logs nothing going wrong
+    assert not [line for line in err.decode().splitlines() if " WARNING " in line
+                or " ERROR " in line], err.decode()[-2000:]
 
 
 async def test_sim_live_serves_until_sigterm() -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from daemon.backoff import Backoff
 from daemon.config import LiveSettings
 from daemon.live.events import LinkStatus, ToolCallCancelled, ToolCallRequest, TurnComplete
 from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink, _Connection
-from daemon.media.types import VideoFrame
+from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.tools.calls import ToolResponse
 from simulator.live_server import FakeLiveServer, Fault, Trigger, decode_base64
@@ -726,3 +727,23 @@ async def test_an_unconfirmed_answer_is_dropped_when_the_session_starts_fresh() 
     assert not server.unexpected_tool_responses
     assert metrics.value("edge_tool_responses_lost_total") == 1
     assert metrics.value("edge_live_tool_responses_resent_total") == 0
+
+
+def test_large_chunks_go_up_at_once_and_only_short_ones_wait() -> None:
+    """Frame's 104 ms PCM notifications once waited for a partner, as if a backlog."""
+    now = time.monotonic()
+
+    def link_with(chunk_ms: int, *durations: float) -> LiveLink:
+        link = LiveLink(LiveSettings(uplink_chunk_ms=chunk_ms), SecretStr(KEY), Metrics())
+        for d in durations:
+            link.send_audio(AudioChunk(bytes(round(d * 32_000) // 2 * 2), 16_000, now))
+        return link
+
+    batch, wait = link_with(20, 0.104)._audio_batch()
+    assert (len(batch), wait) == (1, 0.0)
+    batch, wait = link_with(40, 0.104)._audio_batch()
+    assert (len(batch), wait) == (1, 0.0)
+    batch, wait = link_with(40, 0.02)._audio_batch()  # pairing: the first waits briefly
+    assert len(batch) == 1 and 0 < wait <= 0.04
+    batch, wait = link_with(20, *[0.02] * 30)._audio_batch()  # a backlog: 200 ms messages
+    assert (len(batch), wait) == (10, 0.0)

@@ -517,12 +517,15 @@ class LiveLink:
         Each message costs about as much CPU as the audio in it (bench/live_uplink.py),
         so 20 ms frames (BLE) go up in pairs: live.uplink_chunk_ms. The wait is
         bounded: the first chunk never waits longer than that, and a backlog after
-        a reconnect goes up in larger messages to catch up quickly.
+        a reconnect goes up in larger messages to catch up quickly. Only waiting
+        for a short message's partner adds delay; a backlog takes what is there.
         """
         ub = self._uplink
         want = self._s.uplink_chunk_ms / 1000
-        if ub.pending_seconds > 2 * want:
-            want = max(want, REPLAY_MESSAGE_SECONDS)
+        if ub.pending_seconds > 2 * want:  # a backlog (or large chunks): never wait
+            batch = ub.peek_batch(max(want, REPLAY_MESSAGE_SECONDS))
+            if sum(item.chunk.duration for item in batch) >= want - 1e-9:
+                return batch, 0.0
         batch = ub.peek_batch(want)
         have = sum(item.chunk.duration for item in batch)
         if have >= want - 1e-9 or ub.stream_end_pending:
