@@ -209,15 +209,12 @@ async def _serve(
         peripheral = make_peripheral(settings.peripheral)
     except PeripheralUnavailable as exc:
         raise UsageError(str(exc)) from None
-    closers: list[Callable[[], None]] = []
     if speaker_wav is not None:  # the demo's glasses have no speaker: a WAV stands in
         from daemon.peripherals.ble.peripheral import BlePeripheral
         from daemon.peripherals.file import FilePeripheral
 
         assert isinstance(peripheral, BlePeripheral)
-        fallback = FilePeripheral(None, speaker_wav)
-        peripheral.speaker_fallback = fallback
-        closers.append(fallback.close)
+        peripheral.speaker_fallback = FilePeripheral(None, speaker_wav)
     link = LiveLink(settings.live, key, metrics, declarations=registry.declarations)
     agent = Agent(
         link,
@@ -230,8 +227,7 @@ async def _serve(
     home = HomeService(settings, registry, metrics, agent)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            for close in closers:
-                stack.callback(close)
+            stack.callback(peripheral.close)  # also when the daemon fails to start
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
                 home_task = tg.create_task(home.run(), name="home")

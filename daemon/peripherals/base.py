@@ -60,5 +60,8 @@ class Peripheral(ABC):
     def set_camera_enabled(self, enabled: bool) -> None:  # noqa: B027 - a no-op by default
         """The user's camera switch; a device without a camera has nothing to switch."""
 
+    def close(self) -> None:  # noqa: B027 - a no-op by default
+        """Release what the constructor opened; safe to call more than once."""
+
     def status(self) -> dict[str, Any]:
         return {"kind": self.kind}

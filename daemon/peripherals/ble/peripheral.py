@@ -86,6 +86,8 @@ class Speaker(Protocol):
 
     def playback_pending(self) -> float: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(slots=True)
 class MediaStats:
@@ -890,6 +892,10 @@ class BlePeripheral(Peripheral):
             session.queue_command(self._interval_command(None))
         elif self.photo_interval is not None:
             session.queue_command(self._interval_command(self.photo_interval))
+
+    def close(self) -> None:
+        if self.speaker_fallback is not None:
+            self.speaker_fallback.close()
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
