@@ -194,6 +194,7 @@ class ToolsSettings(_Section):
     deadline: float = Field(5.0, gt=0, le=120)
     confirm_ttl: float = Field(30.0, gt=0, le=600)
     confirm_deadline: float = Field(3.0, gt=0, le=60)
+    confirm_wait: float = Field(1.5, ge=0, le=10)  # a confirming call waits for the user's yes
     sensitive: tuple[str, ...] = ("lock", "garage", "gate", "alarm_control_panel")
 
 

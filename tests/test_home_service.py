@@ -203,7 +203,8 @@ class Conversation:
 @pytest.mark.timeout(60)
 async def test_only_the_user_can_confirm_a_sensitive_action() -> None:
     agent, link, glasses = make_agent()
-    async with home_rig(default_devices(), agent=agent, tools={"confirm_ttl": 1.5}) as rig:
+    async with home_rig(default_devices(), agent=agent,
+                        tools={"confirm_ttl": 3.0, "confirm_wait": 0.4}) as rig:
         assert rig.home is not None and glasses.sink is agent
         lock = rig.home.devices["front_door_lock"]
         chat = Conversation(link)
@@ -277,14 +278,25 @@ async def test_only_the_user_can_confirm_a_sensitive_action() -> None:
 
         # Expiry: a yes that comes after the token's time is up does nothing.
         asked = await chat.control(unlock)
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(3.1)
         await chat.user("Yes.")
         late = await chat.control({**unlock, "confirmation_token": asked["confirmation_token"]})
         assert late["status"] == "needs_confirmation" and "expired" in late["message"]
         await nothing_sent()
         assert lock.state["state"] == "locked"
+
+        # The transcript of a yes can trail the model's call that relies on it: the
+        # call waits briefly for the answer instead of failing.
+        asked = await chat.control(unlock)
+        trailing = asyncio.create_task(
+            chat.control({**unlock, "confirmation_token": asked["confirmation_token"]}))
+        await asyncio.sleep(0.15)
+        assert not trailing.done()
+        await chat.user("Yes.")
+        assert (await trailing)["status"] == "done"
+        await eventually(lambda: lock.state["state"] == "unlocked")
         stats = rig.service.gate.book.stats
-        assert (stats.redeemed, stats.declined) == (2, 1) and stats.unconfirmed >= 2
+        assert (stats.redeemed, stats.declined) == (3, 1) and stats.unconfirmed >= 2
 
 
 @pytest.mark.timeout(60)

@@ -16,6 +16,7 @@ spoke); a "no" consumes it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+ANSWER_POLL_SECONDS = 0.05
 DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "alarm_control_panel")
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes: the model reads it back
 
@@ -205,6 +207,17 @@ class ConfirmationBook:
             return None
         return entry
 
+    def peek(
+        self, token: str, device_id: str, action: str, args: Mapping[str, Any] | None
+    ) -> Pending | None:
+        """Like `check`, but changes and counts nothing."""
+        entry = self._pending.get(self.key(token))
+        if entry is None or self.clock() >= entry.expires_at:
+            return None
+        if not secrets.compare_digest(entry.binding, _canonical(device_id, action, args)):
+            return None
+        return entry
+
     def consume(self, token: str) -> None:
         """The token has been answered (acted on, or declined): it never works again."""
         self._pending.pop(self.key(token), None)
@@ -257,10 +270,13 @@ class ConfirmationGate:
         book: ConfirmationBook,
         sensitive: Iterable[str] = DEFAULT_SENSITIVE,
         evidence: Evidence | None = None,
+        *,
+        answer_wait: float = 1.5,
     ) -> None:
         self.book = book
         self.sensitive = tuple(sensitive)
         self.evidence = evidence
+        self.answer_wait = answer_wait  # see `decide`
 
     def is_sensitive(
         self, device_id: str, device_name: str, component: str, device_class: str | None
@@ -268,6 +284,41 @@ class ConfirmationGate:
         return is_sensitive(
             component, device_class, self.sensitive, device_id=device_id, name=device_name
         )
+
+    async def decide(
+        self,
+        *,
+        device_id: str,
+        device_name: str,
+        component: str,
+        device_class: str | None,
+        action: str,
+        args: Mapping[str, Any] | None,
+        token: str | None,
+    ) -> Decision:
+        """`check`, after waiting up to `answer_wait` s for the user's answer to a valid token.
+
+        The transcript of a spoken yes can arrive after the model's call that relies
+        on it; a short wait turns that race into a confirmation instead of a retry.
+        """
+        request: dict[str, Any] = dict(
+            device_id=device_id, device_name=device_name, component=component,
+            device_class=device_class, action=action, args=args, token=token,
+        )
+        evidence = self.evidence
+        grace = self.answer_wait
+        if grace > 0 and token and evidence is not None and self.is_sensitive(
+            device_id, device_name, component, device_class
+        ):
+            pending = self.book.peek(token, device_id, action, args)
+            if pending is not None:
+                loop = asyncio.get_running_loop()
+                life = pending.expires_at - self.book.clock()  # never outwait the token
+                end = loop.time() + min(grace, life - ANSWER_POLL_SECONDS)
+                # The evidence is a plain callable: polled, briefly.
+                while evidence(pending.issued_at) is None and loop.time() < end:  # noqa: ASYNC110
+                    await asyncio.sleep(ANSWER_POLL_SECONDS)
+        return self.check(**request)
 
     def check(
         self,

@@ -231,7 +231,7 @@ class HomeControl:
         plan = plan_command(found, action, args)
         if isinstance(plan, CommandError):
             return ActionOutcome("error", plan.message, found.id)
-        decision = self.gate.check(
+        decision = await self.gate.decide(
             device_id=found.id,
             device_name=found.name,
             component=found.component,

@@ -197,7 +197,8 @@ class HomeService:
             deadline=tools.confirm_deadline,
         )
         self.gate = ConfirmationGate(
-            ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive, evidence
+            ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive, evidence,
+            answer_wait=tools.confirm_wait,
         )
         self.control = HomeControl(self.inventory, self.executor, self.gate)
         self.tools = HomeTools(

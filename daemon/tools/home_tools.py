@@ -126,8 +126,11 @@ class HomeTools:
         self._on_refresh = on_refresh
         self._registered: set[str] = set()
         self._dirty = asyncio.Event()
-        # The call may need the whole confirmation deadline plus the publish itself.
-        self.call_deadline = max(registry.default_deadline, control.executor.deadline + 1.0)
+        # The call may wait for the user's answer, then the whole confirmation deadline,
+        # plus the publish itself.
+        self.call_deadline = max(
+            registry.default_deadline, control.gate.answer_wait + control.executor.deadline + 1.0
+        )
 
     # ------------------------------------------------------------------ schema
 
