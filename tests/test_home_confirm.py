@@ -220,28 +220,31 @@ def test_gate_without_evidence_never_proceeds() -> None:
 
 
 @pytest.mark.timeout(30)
-async def test_decide_waits_briefly_for_a_trailing_yes_and_never_past_the_token() -> None:
+async def test_a_call_waits_briefly_for_a_trailing_yes_and_never_past_the_token() -> None:
     clock = FakeClock()
     user = FakeUser(clock)
     gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user,
                             answer_wait=0.5)
-    first = await gate.decide(**COMMON, token=None)  # no token: no wait
+    await gate.await_answer(None, "lock.front", "unlock", {})  # no token: no wait
+    first = gate.check(**COMMON, token=None)
     assert first.verdict == "confirm" and first.token
     clock.now += 1
     loop = asyncio.get_running_loop()
     loop.call_later(0.1, user.says, True)  # the transcript arrives after the call
     t0 = loop.time()
-    assert (await gate.decide(**COMMON, token=first.token)).verdict == "proceed"
+    await gate.await_answer(first.token, "lock.front", "unlock", {})
+    assert gate.check(**COMMON, token=first.token).verdict == "proceed"
     assert 0.05 < loop.time() - t0 < 0.45
     # No answer: the call waits answer_wait, then says so.
-    asked = await gate.decide(**COMMON, token=None)
+    asked = gate.check(**COMMON, token=None)
     t0 = loop.time()
     assert asked.token is not None
-    unanswered = await gate.decide(**COMMON, token=asked.token)
+    await gate.await_answer(asked.token, "lock.front", "unlock", {})
+    unanswered = gate.check(**COMMON, token=asked.token)
     assert unanswered.verdict == "confirm" and unanswered.token == asked.token
     assert 0.4 < loop.time() - t0 < 1.0
     # A token about to expire is not outwaited.
     clock.now += 9.8
     t0 = loop.time()
-    await gate.decide(**COMMON, token=asked.token)
+    await gate.await_answer(asked.token, "lock.front", "unlock", {})
     assert loop.time() - t0 < 0.3

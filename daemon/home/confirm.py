@@ -276,7 +276,7 @@ class ConfirmationGate:
         self.book = book
         self.sensitive = tuple(sensitive)
         self.evidence = evidence
-        self.answer_wait = answer_wait  # see `decide`
+        self.answer_wait = answer_wait  # see `await_answer`
 
     def is_sensitive(
         self, device_id: str, device_name: str, component: str, device_class: str | None
@@ -285,40 +285,27 @@ class ConfirmationGate:
             component, device_class, self.sensitive, device_id=device_id, name=device_name
         )
 
-    async def decide(
-        self,
-        *,
-        device_id: str,
-        device_name: str,
-        component: str,
-        device_class: str | None,
-        action: str,
-        args: Mapping[str, Any] | None,
-        token: str | None,
-    ) -> Decision:
-        """`check`, after waiting up to `answer_wait` s for the user's answer to a valid token.
+    async def await_answer(
+        self, token: str | None, device_id: str, action: str, args: Mapping[str, Any] | None
+    ) -> None:
+        """Before `check`: wait up to `answer_wait` s for the user's answer to a live token.
 
         The transcript of a spoken yes can arrive after the model's call that relies
         on it; a short wait turns that race into a confirmation instead of a retry.
+        Tokens exist only for sensitive actions, so a live one says enough.
         """
-        request: dict[str, Any] = dict(
-            device_id=device_id, device_name=device_name, component=component,
-            device_class=device_class, action=action, args=args, token=token,
-        )
         evidence = self.evidence
-        grace = self.answer_wait
-        if grace > 0 and token and evidence is not None and self.is_sensitive(
-            device_id, device_name, component, device_class
-        ):
-            pending = self.book.peek(token, device_id, action, args)
-            if pending is not None:
-                loop = asyncio.get_running_loop()
-                life = pending.expires_at - self.book.clock()  # never outwait the token
-                end = loop.time() + min(grace, life - ANSWER_POLL_SECONDS)
-                # The evidence is a plain callable: polled, briefly.
-                while evidence(pending.issued_at) is None and loop.time() < end:  # noqa: ASYNC110
-                    await asyncio.sleep(ANSWER_POLL_SECONDS)
-        return self.check(**request)
+        if self.answer_wait <= 0 or not token or evidence is None:
+            return
+        pending = self.book.peek(token, device_id, action, args)
+        if pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        life = pending.expires_at - self.book.clock()  # never outwait the token
+        end = loop.time() + min(self.answer_wait, life - ANSWER_POLL_SECONDS)
+        # The evidence is a plain callable: polled, briefly.
+        while evidence(pending.issued_at) is None and loop.time() < end:  # noqa: ASYNC110
+            await asyncio.sleep(ANSWER_POLL_SECONDS)
 
     def check(
         self,

@@ -231,7 +231,8 @@ class HomeControl:
         plan = plan_command(found, action, args)
         if isinstance(plan, CommandError):
             return ActionOutcome("error", plan.message, found.id)
-        decision = await self.gate.decide(
+        await self.gate.await_answer(confirmation, found.id, plan.action, plan.args)
+        decision = self.gate.check(
             device_id=found.id,
             device_name=found.name,
             component=found.component,
