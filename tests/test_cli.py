@@ -48,13 +48,18 @@ async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+async def _streaming(server: FakeLiveServer) -> None:
+    """The daemon is connected and its audio reaches the server."""
+    await server.wait_until(lambda: len(server.connections) >= 1 and bool(server.audio_chunks),
+                            timeout=20)
+
+
 async def test_sigterm_stops_cleanly_within_two_seconds(
     server: FakeLiveServer, tmp_path: Path
 ) -> None:
     proc = await _spawn("run", "--log-level", "debug", env=_env(server, tmp_path))
     try:
-        await server.wait_until(lambda: len(server.connections) >= 1 and bool(server.audio_chunks),
-                                timeout=20)
+        await _streaming(server)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 10)
@@ -270,8 +275,7 @@ async def test_a_key_echoed_by_the_server_never_reaches_the_output(
     """The service may quote what it was sent (close reasons); the daemon logs reasons."""
     proc = await _spawn("run", "--log-level", "debug", env=_env(server, tmp_path))
     try:
-        await server.wait_until(lambda: len(server.connections) >= 1 and bool(server.audio_chunks),
-                                timeout=20)
+        await _streaming(server)
         await server.inject(Fault.CLOSE, code=1011, reason=f"internal error, key={SECRET}")
         await server.wait_until(lambda: len(server.connections) >= 2, timeout=10)
         proc.send_signal(signal.SIGTERM)
