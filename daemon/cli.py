@@ -14,9 +14,10 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -30,6 +31,9 @@ from daemon.config import (
     resolve_config_path,
 )
 from daemon.ops.metrics import Metrics
+
+if TYPE_CHECKING:
+    from daemon.ops.state import StateStore
 
 log = logging.getLogger("daemon")
 
@@ -205,8 +209,9 @@ async def _serve(
 
     metrics = Metrics()
     registry = ToolRegistry(settings.tools.deadline)
+    state = _state_store(settings)
     try:
-        peripheral = make_peripheral(settings.peripheral)
+        peripheral = make_peripheral(settings.peripheral, state=state)
     except PeripheralUnavailable as exc:
         raise UsageError(str(exc)) from None
     if speaker_wav is not None:  # the demo's glasses have no speaker: a WAV stands in
@@ -243,6 +248,19 @@ async def _serve(
             first = first.exceptions[0]
         raise UsageError(str(first)) from None
     return EXIT_OK
+
+
+def _state_store(settings: Settings) -> StateStore:
+    """The state directory (`$STATE_DIRECTORY`, else `ops.state_dir`), or memory only."""
+    from daemon.ops.state import StateStore, state_dir_from
+
+    store = StateStore(state_dir_from(settings.ops.state_dir, os.environ))
+    if not store.persistent:
+        log.warning(
+            "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned glasses and "
+            "the microphone and camera switches are kept in memory only"
+        )
+    return store
 
 
 async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
@@ -328,8 +346,13 @@ async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | N
             peripheral = peripheral.model_copy(update={"ble": ble})
             print(f"edge-agent demo: virtual {peripheral.ble.profile} glasses on a virtual radio",
                   flush=True)
+        ops = settings.ops
+        if ops.state_dir is None and not os.environ.get("STATE_DIRECTORY"):
+            # A demo's pinned glasses and switches must not outlive it.
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-demo-"))
+            ops = ops.model_copy(update={"state_dir": Path(tmp)})
         settings = settings.model_copy(
-            update={"live": live, "peripheral": peripheral, "mqtt": mqtt}
+            update={"live": live, "peripheral": peripheral, "mqtt": mqtt, "ops": ops}
         )
         code = await _serve(settings, key, exit_when_idle=2.0, printer=printer,
                             input_done=input_done, speaker_wav=speaker_wav)

@@ -202,6 +202,9 @@ class OpsSettings(_Section):
     health_port: int = Field(0, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # Where state that must survive a restart lives when systemd's $STATE_DIRECTORY
+    # is not set (the pinned glasses, the microphone and camera switches, ...).
+    state_dir: OptionalPath = None
 
 
 class Settings(_Section):

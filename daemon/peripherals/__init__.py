@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from daemon.config import ConfigError, PeripheralSettings
+from daemon.ops.state import StateStore
 from daemon.peripherals.base import Peripheral
 
 
@@ -13,7 +14,8 @@ class PeripheralUnavailable(ConfigError):
     """
 
 
-def make_peripheral(settings: PeripheralSettings) -> Peripheral:
+def make_peripheral(settings: PeripheralSettings, *, state: StateStore | None = None) -> Peripheral:
+    """The configured peripheral; `state` keeps what must survive a restart (pinned glasses)."""
     if settings.kind == "file":
         from daemon.peripherals.file import FilePeripheral
 

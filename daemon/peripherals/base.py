@@ -22,7 +22,10 @@ class MediaSink(Protocol):
         """Audio not yet sent upstream; a faster-than-real-time source waits on it."""
 
     def user_tap(self) -> None:
-        """The wearer tapped the device: a deliberate gesture (it confirms an action)."""
+        """The wearer tapped the device: a deliberate gesture (it confirms an action).
+
+        Called only for a trusted device (see `Peripheral.input_trusted`).
+        """
 
 
 class CameraUnavailable(RuntimeError):
@@ -47,6 +50,16 @@ class Peripheral(ABC):
     def playback_pending(self) -> float:
         """Seconds of model audio queued but not yet played."""
         return 0.0
+
+    @property
+    def input_trusted(self) -> bool:
+        """Whether what the microphone and taps deliver now comes from the user's own device.
+
+        A local microphone or file is the user's; glasses are trusted only while the
+        connected device is the pinned one. Speech or a tap from an untrusted device
+        never confirms a sensitive action.
+        """
+        return True
 
     @property
     def has_camera(self) -> bool:
