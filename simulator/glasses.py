@@ -21,9 +21,10 @@ glasses, not to a connection: a reconnect goes on where the last connection stop
 
 Like the firmware: nothing streams until the MTU reaches the profile's `min_mtu`, a
 notification never exceeds MTU - 3 (Bumble would silently truncate it), bonded profiles
-serve their characteristics to encrypted links only, and every per-connection task ends
-with the connection. Faults (`Faults`) drop, duplicate, reorder or corrupt audio
-notifications by rate or by index, drop photo chunks, go silent, disconnect or vanish.
+serve their characteristics to encrypted links only (the bond survives a restart with
+`bond_store`, as in flash), and every per-connection task ends with the connection.
+Faults (`Faults`) drop, duplicate, reorder or corrupt audio notifications by rate or by
+index, drop photo chunks, go silent, disconnect or vanish.
 
 Run it with ``edge-agent sim glasses`` (`main`) or in process with `VirtualGlasses`.
 """
@@ -54,6 +55,7 @@ import soxr
 from bumble import gatt, hci
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
+from bumble.keys import JsonKeyStore
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
@@ -471,6 +473,7 @@ class VirtualGlasses:
         battery: int | None = 87,
         faults: Faults | None = None,
         record_speaker: Path | None = None,
+        bond_store: Path | None = None,
         packet_id_start: int = 0,
         advertising_interval_ms: float = ADV_INTERVAL_MS,
         on_event: Callable[[dict[str, Any]], None] | None = None,
@@ -482,6 +485,8 @@ class VirtualGlasses:
         omi). `on_audio_notify` is a measurement hook (bench/ble_pipeline.py): called with
         every notification on the audio characteristic and `time.monotonic()` just before
         it is handed to the BLE stack. Unset, it costs one attribute test per notification.
+        `bond_store` keeps bonds in a JSON file, so a restarted device still holds them
+        as real firmware does in flash; without it a restart forgets every bond.
         """
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         p = self.profile
@@ -509,6 +514,7 @@ class VirtualGlasses:
         self._on_event = on_event
         self._on_audio_notify = on_audio_notify
         self._record_path = record_speaker
+        self.bond_store = bond_store
         self._recorder: wave.Wave_write | None = None
         self._speaker_decoder: OpusDecoder | None = None
         self._rng = random.Random(self.faults.seed)
@@ -731,6 +737,11 @@ class VirtualGlasses:
                 self._transport.sink,
             )
             self._device = device
+            # Like the firmware: the identity handed out when bonding is the static random
+            # address the glasses advertise, not the virtual controller's public one.
+            device.config.identity_address_type = hci.Address.RANDOM_DEVICE_ADDRESS
+            if self.bond_store is not None:
+                device.keystore = JsonKeyStore(self.address, str(self.bond_store))
             device.gatt_server.max_mtu = self.profile.max_mtu or 517
             device.advertising_data = _advertising_data(
                 self.name,
@@ -1186,6 +1197,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg", type=Path, help="photo to send (default: a synthetic JPEG)")
     p.add_argument("--battery", type=int, default=87, help="battery percent (default 87)")
     p.add_argument("--record-speaker", type=Path, help="write speaker audio to this WAV")
+    p.add_argument(
+        "--bond-store",
+        type=Path,
+        help="keep bonds in this JSON file across restarts (default: forgotten on exit)",
+    )
     p.add_argument("--packet-id-start", type=int, default=0, help="first omi packet id")
     p.add_argument("--adv-interval-ms", type=float, default=ADV_INTERVAL_MS)
     p.add_argument(
@@ -1266,6 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
             battery=args.battery,
             faults=faults,
             record_speaker=args.record_speaker,
+            bond_store=args.bond_store,
             packet_id_start=args.packet_id_start,
             advertising_interval_ms=args.adv_interval_ms,
             on_event=_print_event,

@@ -24,6 +24,7 @@ import json
 import logging
 import signal
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
@@ -36,6 +37,7 @@ from bumble.transport.common import PacketParser
 log = logging.getLogger(__name__)
 
 DEFAULT_SUPERVISION_TIMEOUT: Final = 1.0
+MAX_LATENCY: Final = 1.0
 LOOPBACK: Final = "127.0.0.1"
 
 
@@ -81,12 +83,20 @@ class _Controller(Controller):
 
 
 class _HciSocket(asyncio.Protocol):
-    """One TCP client speaking H4 HCI to a participant's controller."""
+    """One TCP client speaking H4 HCI to a participant's controller.
+
+    With a radio `latency`, what the host sends reaches its controller that much later,
+    in order (a busy radio: the air is slower than loopback). Races that loopback hides,
+    such as a notification still in flight when its subscription ends, then happen
+    every time instead of once in a while.
+    """
 
     def __init__(self, slot: _Participant) -> None:
         self.slot = slot
         self.transport: asyncio.Transport | None = None
         self.parser = PacketParser()
+        self._delayed: deque[tuple[float, bytes]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     # host <- controller
     def on_packet(self, packet: bytes) -> None:
@@ -100,15 +110,40 @@ class _HciSocket(asyncio.Protocol):
         self.slot.attach(self)
 
     def data_received(self, data: bytes) -> None:
+        latency = self.slot.radio.latency
+        if not latency:
+            self._feed(data)
+            return
+        loop = asyncio.get_running_loop()
+        self._delayed.append((loop.time() + latency, data))
+        if self._timer is None:
+            self._timer = loop.call_at(self._delayed[0][0], self._release)
+
+    def _release(self) -> None:
+        """Feed every delayed piece that is due, oldest first; then wait for the next."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        while self._delayed and self._delayed[0][0] <= loop.time():
+            self._feed(self._delayed.popleft()[1])
+        if self._delayed and self.transport is not None:
+            self._timer = loop.call_at(self._delayed[0][0], self._release)
+
+    def _feed(self, data: bytes) -> None:
+        if self.transport is None:  # gone while its bytes were in the air
+            return
         try:
             self.parser.feed_data(data)
         except Exception:  # bad framing: this client is not speaking HCI
             self.slot.radio.stats.bad_hci += 1
             log.warning("participant %d: bad HCI bytes; closing", self.slot.index)
-            if self.transport is not None:
-                self.transport.close()
+            self._delayed.clear()
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._delayed.clear()
         self.slot.detach(self)
         self.transport = None
 
@@ -205,6 +240,7 @@ class VirtualRadio:
 
     `transport(i)` is the Bumble transport string participant ``i`` opens. Ports are
     ephemeral unless `port_base` is given (then ``port_base + i``). Loopback only.
+    `latency` delays every packet a host sends by that many seconds, in order.
     """
 
     def __init__(
@@ -214,12 +250,16 @@ class VirtualRadio:
         port_base: int = 0,
         host: str = LOOPBACK,
         supervision_timeout: float = DEFAULT_SUPERVISION_TIMEOUT,
+        latency: float = 0.0,
     ) -> None:
         if participants < 1:
             raise ValueError("a radio needs at least one participant")
+        if not 0.0 <= latency <= MAX_LATENCY:
+            raise ValueError(f"latency must be 0..{MAX_LATENCY:g} s")
         self.host = host
         self.port_base = port_base
         self.supervision_timeout = max(0.0, supervision_timeout)
+        self.latency = latency
         self.stats = RadioStats()
         self.link = LocalLink()  # type: ignore[no-untyped-call]
         self._slots = [_Participant(self, i) for i in range(participants)]
@@ -283,6 +323,7 @@ class VirtualRadio:
             "transports": self.transports(),
             "ports": [s.port for s in self._slots],
             "supervision_timeout": self.supervision_timeout,
+            "latency": self.latency,
         }
 
 
@@ -303,6 +344,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_SUPERVISION_TIMEOUT,
         help="seconds before a vanished participant's links end (default 1.0)",
     )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help=f"seconds added to every packet a participant sends, 0..{MAX_LATENCY:g} "
+        "(default 0)",
+    )
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
@@ -313,7 +361,10 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with VirtualRadio(
-        args.ports, port_base=args.port_base, supervision_timeout=args.supervision_timeout
+        args.ports,
+        port_base=args.port_base,
+        supervision_timeout=args.supervision_timeout,
+        latency=args.latency,
     ) as radio:
         print(json.dumps(radio.describe()), flush=True)
         await stop.wait()
@@ -331,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.supervision_timeout < 0:
         print("edge-agent sim radio: --supervision-timeout: must be >= 0", file=sys.stderr)
+        return 2
+    if not 0 <= args.latency <= MAX_LATENCY:
+        print(f"edge-agent sim radio: --latency: must be 0..{MAX_LATENCY:g}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

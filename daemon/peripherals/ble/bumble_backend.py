@@ -35,6 +35,7 @@ from bleak.exc import BleakError, BleakGATTProtocolError
 from bumble import att, core, hci
 from bumble.core import AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
+from bumble.gatt import GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR as _CCCD
 from bumble.keys import KeyStore, MemoryKeyStore
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
@@ -189,6 +190,10 @@ class BumbleAdapter:
                     f"virtual radio at {self.transport_spec!r} is not reachable: {exc}"
                 ) from exc
             device = Device.with_hci(self.name, self.address, transport.source, transport.sink)
+            # Identify by the address used on the air: the virtual controller also has a
+            # public address, which pairing would otherwise hand out as the identity, and
+            # a bond stored under it is never found when the peer connects again.
+            device.config.identity_address_type = hci.Address.RANDOM_DEVICE_ADDRESS
             device.keystore = self.keystore
             device.on(device.EVENT_ADVERTISEMENT, self._on_advertisement)
             try:
@@ -293,6 +298,20 @@ class BumbleAdapter:
             if conn.peer_address == address and conn not in owned:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.disconnect(), 1.0)
+
+    async def has_bond(self, address: str) -> bool:
+        """Whether the key store holds a bond with `address` (as pairing stored it)."""
+        peer: hci.Address | None = None
+        for client in self._clients:
+            conn = client._connection
+            if conn is not None and client.address.upper() == address.upper():
+                peer = conn.peer_address
+        if peer is None:
+            try:
+                peer = parse_address(address)
+            except BleakError:
+                return False
+        return await self.keystore.get(str(peer)) is not None
 
     def register(self, client: BumbleClient) -> None:
         self._clients.add(client)
@@ -485,19 +504,30 @@ class BumbleClient(BaseBleakClient):
                 log.exception("disconnected callback failed")
 
     # ---------------------------------------------------------------- pairing
-    async def pair(self, *args: Any, **kwargs: Any) -> None:
-        """Encrypt with a stored bond if there is one, else pair (Just Works) and bond."""
+    async def pair(self, *args: Any, existing_bond_only: bool = False, **kwargs: Any) -> None:
+        """Encrypt with a stored bond if there is one, else pair (Just Works) and bond.
+
+        `existing_bond_only` (pinned glasses): a missing or rejected bond is an error,
+        never a new pairing, or a device copying the pinned address would just bond.
+        That is what BlueZ does for a bonded device.
+        """
         conn, _ = self._require()
         if _encrypted(conn):
             return
         keys = await self._adapter.keystore.get(str(conn.peer_address))
+        if keys is None and existing_bond_only:
+            raise BleakError("this host holds no bond with the device")
         if keys is not None:
             try:
                 await _gatt("encrypt", conn.encrypt())
                 if _encrypted(conn):
                     return
+                if existing_bond_only:
+                    raise BleakError("the stored bond did not encrypt the link")
             except BleakError as exc:
                 self._require()  # the peer dropped the link: nothing more to try
+                if existing_bond_only:
+                    raise BleakError(f"the stored bond was rejected: {exc}") from exc
                 log.info("stored bond with %s rejected (%s); pairing again", self.address, exc)
         await _gatt("pairing", conn.pair())
         if not _encrypted(conn):
@@ -562,10 +592,22 @@ class BumbleClient(BaseBleakClient):
             raise
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
+        """Tell the peer first, forget the callback last.
+
+        Bumble's own unsubscribe drops the callback before it writes the CCCD, so what
+        the peer sent before it took the write (a streaming microphone always has
+        something in flight) arrived to no subscriber and logged a warning. ATT keeps
+        order on a link: once the write is answered nothing more can come.
+        """
         _, peer = self._require()
-        subscriber = self._subscribers.pop(characteristic.handle, None)
-        if subscriber is not None:
-            await _gatt("unsubscribe", peer.unsubscribe(characteristic.obj, subscriber))
+        subscriber = self._subscribers.get(characteristic.handle)
+        if subscriber is None:
+            return
+        cccd = characteristic.obj.get_descriptor(_CCCD)
+        if cccd is not None:
+            await _gatt("unsubscribe", peer.write_value(cccd, b"\x00\x00", with_response=True))
+        self._subscribers.pop(characteristic.handle, None)
+        await _gatt("unsubscribe", peer.unsubscribe(characteristic.obj, subscriber))
 
 
 def bind(adapter: BumbleAdapter) -> tuple[type[BumbleScanner], type[BumbleClient]]:

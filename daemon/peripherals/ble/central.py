@@ -10,6 +10,9 @@ is not used because it depends on BlueZ's D-Bus API.
 
 `BleCentral.run(session)` loops: scan -> connect -> `session(link)` (the media code,
 returning why it ended) -> disconnect -> backoff -> scan again, until cancelled.
+Which device a scan may take, and whether it must prove a bond, is `Pinning`'s call:
+once the user's glasses are pinned, look-alikes are refused and counted; a bond the host
+itself lost is renewed only with the pinned address, once per run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from bleak.exc import BleakError
 
 from daemon.backoff import Backoff
 from daemon.peripherals.ble.backends import BleBackend
+from daemon.peripherals.ble.pinning import Pinning, clean_name
 from daemon.peripherals.ble.profile import DeviceProfile
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 LinkState = Literal["idle", "scanning", "connecting", "connected", "backoff", "stopped"]
 DISCONNECT_TIMEOUT: Final = 3.0
 DEFAULT_ATT_MTU: Final = 23  # what an MTU reads as before the exchange (or BlueZ's acquire)
+REFUSED_PER_SCAN: Final = 64  # look-alike addresses remembered per scan (each counted once)
 
 
 async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
@@ -157,10 +162,12 @@ class BleCentral:
         backoff_initial: float = 0.5,
         backoff_cap: float = 30.0,
         rng: random.Random | None = None,
+        pinning: Pinning | None = None,
     ) -> None:
+        """`address` pins explicitly when no `pinning` is given (PinError if malformed)."""
         self.profile = profile
         self.backend = backend
-        self.address = address.strip().upper()
+        self.pinning = pinning or Pinning(profile.name, configured=address)
         self.scan_timeout = scan_timeout
         self.connect_timeout = connect_timeout
         self.mtu_timeout = mtu_timeout
@@ -174,19 +181,29 @@ class BleCentral:
     def _count(self, table: dict[str, int], reason: str) -> None:
         table[reason] = table.get(reason, 0) + 1
 
-    def matches(self, device: BLEDevice, adv: AdvertisementData) -> bool:
-        if self.address:
-            return device.address.upper() == self.address
-        return self.profile.matches_advertisement(adv.local_name, adv.service_uuids)
-
     # --------------------------------------------------------------------- scan
     async def scan(self) -> ScanResult | None:
-        """A fresh scan (never a cached device: BlueZ forgets devices); None on timeout."""
+        """A fresh scan (never a cached device: BlueZ forgets devices); None on timeout.
+
+        A look-alike that is not the pinned device is refused once per scan each.
+        """
         self.stats.scans += 1
         found: asyncio.Future[ScanResult] = asyncio.get_running_loop().create_future()
+        refused: set[str] = set()
 
         def on_advertisement(device: BLEDevice, adv: AdvertisementData) -> None:
-            if found.done() or not self.matches(device, adv):
+            if found.done():
+                return
+            looks = self.profile.matches_advertisement(adv.local_name, adv.service_uuids)
+            verdict = self.pinning.decide(device.address, looks)
+            if verdict == "ignore":
+                return
+            if verdict == "refuse":
+                address = device.address.upper()
+                if address not in refused:
+                    if len(refused) < REFUSED_PER_SCAN:
+                        refused.add(address)
+                    self.pinning.refuse(address, "device")
                 return
             found.set_result(
                 ScanResult(
@@ -231,15 +248,49 @@ class BleCentral:
                     "mtu", f"MTU {mtu} is below the profile's minimum {self.profile.min_mtu}"
                 )
             if self.profile.bonding_required:
-                try:
-                    async with asyncio.timeout(self.connect_timeout):
-                        await client.pair()
-                except (BleakError, TimeoutError, NotImplementedError) as exc:
-                    raise SetupError("bond", f"bonding failed: {exc}") from exc
+                await self._bond(client, found.address)
         except BaseException:
             await bounded(client.disconnect(), DISCONNECT_TIMEOUT, "BLE disconnect")
             raise
         return Link(client, found, mtu, lost)
+
+    async def _bond(self, client: BleakClient, address: str) -> None:
+        """Bond; pinned glasses that bonded must use the bond this host already holds.
+
+        Unless this host holds no bond at all for them (its bond store lost it, or the
+        virtual host restarted): then the device at the pinned address is paired anew,
+        once per run, as `Pinning.may_rebond` allows. A bond the host holds but the
+        device cannot use is always refused.
+        """
+        keep = self.pinning.must_keep_bond(address)
+        renew = False
+        try:
+            if keep:
+                held = await self.backend.bonded(client)
+                renew = held is False and self.pinning.may_rebond(address)
+                if held is None:
+                    raise BleakError("cannot tell whether this host holds its bond")
+                if held is False and not renew:
+                    raise BleakError("this host holds no bond with it (lost again after "
+                                     "it was renewed in this run; restart to renew it once "
+                                     "more)")
+            async with asyncio.timeout(self.connect_timeout):
+                if keep and not renew:
+                    await client.pair(existing_bond_only=True)
+                else:
+                    await client.pair()
+            if renew:
+                if await self.backend.bonded(client) is not True:
+                    raise BleakError("paired anew, but this host kept no bond")
+                self.pinning.rebonded(address)
+        except (BleakError, TimeoutError, NotImplementedError) as exc:
+            if keep:
+                detail = str(exc) or type(exc).__name__
+                if renew:  # the host had lost the bond; pairing anew did not work either
+                    detail = f"this host had lost the bond, and pairing anew failed: {detail}"
+                self.pinning.refuse(address, "bond", detail)
+                raise SetupError("pin_bond", f"the pinned bond was not proven: {detail}") from exc
+            raise SetupError("bond", f"bonding failed: {exc}") from exc
 
     async def _acquire_mtu(self, client: BleakClient, lost: asyncio.Event) -> int:
         """The negotiated MTU; waits a little while it still reads as the default 23."""
@@ -286,7 +337,9 @@ class BleCentral:
             link = await self.connect(found)
         except SetupError as exc:
             self._count(self.stats.connect_failures, exc.reason)
-            log.warning("BLE %s: %s", found.address, exc)
+            # A refused pinned bond was warned about by Pinning, at most once a minute.
+            level = logging.INFO if exc.reason == "pin_bond" else logging.WARNING
+            log.log(level, "BLE %s: %s", found.address, exc)
             return None
         except TimeoutError:
             self._count(self.stats.connect_failures, "timeout")
@@ -302,7 +355,7 @@ class BleCentral:
         self.stats.last_connect_seconds = time.monotonic() - started
         log.info(
             "BLE connected to %s (%s) in %.2f s, MTU %d",
-            found.name,
+            clean_name(found.name),
             found.address,
             self.stats.last_connect_seconds,
             link.mtu,

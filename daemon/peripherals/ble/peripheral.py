@@ -20,7 +20,11 @@ goes to the optional local fallback (e.g. a kiosk speaker), else it is counted a
 dropped ("no_speaker" / "not_connected").
 
 Taps: a button characteristic (omi family) or a Frame data message, as the profile's
-`[tap]` says, becomes `sink.user_tap()` (counted in `media.taps`).
+`[tap]` says, becomes `sink.user_tap()` (counted in `media.taps`) - only while the link
+is to the pinned glasses (`input_trusted`); any other tap is dropped and counted in
+`pin.untrusted_taps`. The pin (`pinning.Pinning`) is taken at the first audio decoded
+on a link, kept in the state directory, and from then on decides which device the
+central may connect to at all.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from daemon.media.codecs import CodecSpec, DecoderStats, StreamDecoder
 from daemon.media.opus import OpusEncoder, OpusError
 from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, VideoFrame, pcm_duration
+from daemon.ops.state import StateStore
 from daemon.peripherals.base import CameraUnavailable, MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
 from daemon.peripherals.ble.central import (
@@ -62,6 +67,7 @@ from daemon.peripherals.ble.framing import (
     Photo,
     PhotoAssembler,
 )
+from daemon.peripherals.ble.pinning import Pinning
 from daemon.peripherals.ble.profile import DeviceProfile
 
 log = logging.getLogger(__name__)
@@ -171,6 +177,7 @@ class _Session:
             asyncio.Queue(maxsize=8)
         )
         self.wakeup = asyncio.Event()  # playback queued
+        self.pin_checked = False  # the first audio of this link went through Pinning
 
     # ------------------------------------------------------------ lookups
     def _char(self, uuid: str | None, service: str | None = None) -> BleakGATTCharacteristic | None:
@@ -367,7 +374,11 @@ class _Session:
             log.exception("BLE button notification handling failed")
 
     def _tap(self) -> None:
-        self.owner.media_stats.taps += 1
+        owner = self.owner
+        if not owner.input_trusted:  # not (yet) the pinned glasses: a tap confirms nothing
+            owner.pinning.stats.untrusted_taps += 1
+            return
+        owner.media_stats.taps += 1
         self.sink.user_tap()
 
     def _on_battery(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
@@ -386,6 +397,12 @@ class _Session:
         stats.audio_seconds += chunk.duration
         self.last_audio = now
         self.link.healthy = True
+        if not self.pin_checked:  # the link really works: services found, audio decoded
+            self.pin_checked = True
+            found = self.link.found
+            self.owner.pinning.confirm(
+                found.address, found.name, bonded=self.owner.profile.bonding_required
+            )
         self.sink.audio(chunk)
 
     def _emit_photo(self, photo: Photo, now: float) -> None:
@@ -518,6 +535,11 @@ class _Session:
 
     # -------------------------------------------------------------- run
     async def run(self) -> str:
+        pinning, address = self.owner.pinning, self.link.found.address
+        if not pinning.allows(address):  # the central refuses these; never carry their media
+            pinning.refuse(address, "device")
+            self.active = False
+            return "refused"
         try:
             await self._setup()
         except (BleakError, TimeoutError, SetupError) as exc:
@@ -589,6 +611,7 @@ class BlePeripheral(Peripheral):
         rng: random.Random | None = None,
         on_audio_frame: Callable[[int, float], None] | None = None,
         on_native_pcm: Callable[[bytes, int], None] | None = None,
+        state: StateStore | None = None,
     ) -> None:
         """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
         each reassembled omi audio frame's packet id and its notification's receive time
@@ -597,9 +620,17 @@ class BlePeripheral(Peripheral):
 
         `on_native_pcm` (tests) sees the decoded audio at the device codec's own rate,
         with that rate, before it is resampled to 16 kHz (see `StreamDecoder`).
+
+        `state` keeps the pinned glasses across restarts (memory only without it), and
+        its directory fixes the virtual host's address (never a key is stored there);
+        `address` pins explicitly (PinError if it is not a Bluetooth address).
         """
         self.profile = profile
-        self.backend = open_backend(backend) if isinstance(backend, str) else backend
+        self.backend = (
+            open_backend(backend, state_dir=state.directory if state is not None else None)
+            if isinstance(backend, str)
+            else backend
+        )
         self.silence_timeout = max(0.1, silence_timeout)
         self.max_playback_seconds = max_playback_seconds
         self.playback_lead = max(0.0, playback_lead)
@@ -607,15 +638,16 @@ class BlePeripheral(Peripheral):
         self.speaker_fallback = speaker_fallback
         self.on_audio_frame = on_audio_frame
         self.on_native_pcm = on_native_pcm
+        self.pinning = Pinning(profile.name, state, configured=address)
         self.central = BleCentral(
             profile,
             self.backend,
-            address=address,
             scan_timeout=scan_timeout,
             connect_timeout=connect_timeout,
             backoff_initial=backoff_initial,
             backoff_cap=backoff_cap,
             rng=rng,
+            pinning=self.pinning,
         )
         self.media_stats = MediaStats()
         self.playback_stats = PlaybackStats()
@@ -833,6 +865,17 @@ class BlePeripheral(Peripheral):
             pending += self.speaker_fallback.playback_pending()
         return pending
 
+    # ----------------------------------------------------------------- trust
+    @property
+    def input_trusted(self) -> bool:
+        """Only while the link is to the pinned glasses (before the first pin: never)."""
+        session = self._session
+        return session is not None and self.pinning.trusted(session.link.found.address)
+
+    @property
+    def can_tap(self) -> bool:
+        return self.profile.tap.source != "none"
+
     # ---------------------------------------------------------------- camera
     @property
     def has_camera(self) -> bool:
@@ -921,6 +964,7 @@ class BlePeripheral(Peripheral):
             out["battery"] = self.battery
         out["link"] = asdict(self.central.stats)
         out["media"] = asdict(self.media_stats)
+        out["pin"] = {**self.pinning.status(), "trusted": self.input_trusted}
         if self.tracker is not None:
             out["audio_framing"] = asdict(self.tracker.stats)
         if self.frame_decoder is not None:
