@@ -1011,6 +1011,26 @@ class FakeLiveServer:
         self._armed.append(armed)
         return armed
 
+    async def send_raw(
+        self, message: Mapping[str, Any] | str | bytes, *, connection: int | None = None
+    ) -> int:
+        """Send any server message, valid or not, on ``connection`` or the live one.
+
+        A mapping goes out as JSON (recorded in ``sent`` like the scripted ones);
+        ``str`` and ``bytes`` go out verbatim, as a text or binary frame. For
+        tests of what a client does with messages the real service could send
+        but the script never does (a rate of 0, an odd byte of PCM, a negative
+        token count). Returns the connection index used.
+        """
+        conn = self._find_conn(connection)
+        if conn is None or conn.finished():
+            raise RuntimeError("no live connection to send a message on")
+        if isinstance(message, str | bytes):
+            await conn.ws.send(message)
+        else:
+            await self._send(conn, dict(message))
+        return conn.index
+
     def disarm_all(self) -> None:
         """Forget every armed fault and next-N counter."""
         self._armed.clear()

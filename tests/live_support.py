@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -56,6 +56,9 @@ class Talker(Peripheral):
         await asyncio.Future()
 
     def play(self, pcm: bytes, rate: int) -> None:
+        # What a real speaker needs (the file peripheral's numpy and soxr fail on less).
+        if len(pcm) % 2 or not 8_000 <= rate <= 48_000:
+            raise ValueError(f"unplayable model audio: {len(pcm)} bytes at {rate} Hz")
         self.played += pcm
 
     def flush_playback(self) -> float:
@@ -97,6 +100,7 @@ class Run:
     metrics: Metrics
     events: list[LiveEvent] = field(default_factory=list)
     calls: list[tuple[FunctionCall, str]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
 
     @property
     def link(self) -> LiveLink:
@@ -106,7 +110,15 @@ class Run:
         return sum(isinstance(e, TurnComplete) for e in self.events)
 
     async def until(self, predicate: Any, limit: float = 10.0) -> None:
-        await until(predicate, limit)
+        """Poll; an Agent that stopped fails at once, with its own exception."""
+
+        def holds() -> bool:
+            if self.task is not None and self.task.done():
+                self.task.result()  # raises what ended the Agent
+                raise AssertionError("the Agent stopped")
+            return bool(predicate())
+
+        await until(holds, limit)
 
     async def all_audio_delivered(self, limit: float = 10.0) -> None:
         await self.until(
@@ -149,11 +161,15 @@ async def bare_link(
     metrics: Metrics | None = None,
     *,
     backoff: Backoff | None = None,
+    refused_backoff: Backoff | None = None,
+    declarations: Callable[[], list[dict[str, Any]]] = list,
+    fallback_declarations: Callable[[], list[dict[str, Any]]] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[LiveLink]:
     """A LiveLink with no Agent: the test answers (or not) the model itself."""
     link = LiveLink(live_settings(server, **overrides), SecretStr(KEY), metrics or Metrics(),
-                    backoff=backoff)
+                    backoff=backoff, refused_backoff=refused_backoff, declarations=declarations,
+                    fallback_declarations=fallback_declarations)
     task = asyncio.create_task(link.run())
     try:
         yield link
@@ -184,18 +200,23 @@ def say(link: LiveLink, speech: float = 0.3, silence: float = 0.8, first: int = 
 
 @contextlib.asynccontextmanager
 async def running(
-    server: FakeLiveServer, talker: Talker, *, tool_deadline: float = 2.0, **overrides: Any
+    server: FakeLiveServer,
+    talker: Talker,
+    *,
+    tool_deadline: float = 2.0,
+    refused_backoff: Backoff | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Run]:
     metrics = Metrics()
     registry = ToolRegistry(tool_deadline)
     link = LiveLink(live_settings(server, **overrides), SecretStr(KEY), metrics,
-                    declarations=registry.declarations)
+                    declarations=registry.declarations, refused_backoff=refused_backoff)
     run: Run
     agent = Agent(link, talker, registry, metrics,
                   on_event=lambda e: run.events.append(e),
                   on_call=lambda c, outcome, _: run.calls.append((c, outcome)))
     run = Run(server, agent, talker, metrics)
-    task = asyncio.create_task(agent.run())
+    task = run.task = asyncio.create_task(agent.run())
     try:
         yield run
     finally:

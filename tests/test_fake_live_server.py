@@ -749,6 +749,22 @@ async def test_invalid_messages_close_1007(server: FakeLiveServer, message: Any)
     assert info.value.rcvd.reason
 
 
+async def test_send_raw_delivers_any_message_verbatim(server: FakeLiveServer) -> None:
+    with pytest.raises(RuntimeError, match="no live connection"):
+        await server.send_raw({"usageMetadata": {}})
+    async with await raw_connect(server) as ws:
+        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
+        assert "setupComplete" in await raw_recv_json(ws)
+        bad = {"usageMetadata": {"promptTokenCount": -1}}
+        assert await server.send_raw(bad) == 0
+        assert await raw_recv_json(ws) == bad
+        await server.send_raw("{not json")
+        assert await asyncio.wait_for(ws.recv(), timeout=5) == "{not json"
+        await server.send_raw(b"\x00\x01")
+        assert await asyncio.wait_for(ws.recv(), timeout=5) == b"\x00\x01"
+    assert [m.message for m in server.connections[0].sent if m.kind == "usageMetadata"] == [bad]
+
+
 async def test_first_message_must_be_setup(server: FakeLiveServer) -> None:
     async with await raw_connect(server) as ws:
         await ws.send(json.dumps({"realtimeInput": {"text": "hi"}}))

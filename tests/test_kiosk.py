@@ -61,3 +61,64 @@ def test_kiosk_captures_and_plays_bit_exact(tmp_path: Path) -> None:
     # the second playback was flushed before it played
     assert report["dropped"] > 0.3
     assert report["status"]["kind"] == "kiosk"
+
+
+PLAY_AT_OTHER_RATES = """
+import asyncio, contextlib, sys
+import numpy as np
+from daemon.peripherals.kiosk import KioskPeripheral
+
+class Sink:
+    def audio(self, chunk): pass
+    def video(self, frame): pass
+    def input_paused(self): pass
+    def backlog_seconds(self): return 0.0
+
+def tone(rate):
+    return (np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate) * 5000).astype("<i2").tobytes()
+
+async def main():
+    kiosk = KioskPeripheral("edgecap", "edgeplay", block_ms=40)
+    task = asyncio.create_task(kiosk.run(Sink()))
+    await asyncio.sleep(0.3)
+    for rate in (16_000, 48_000, 24_000):  # half a second each
+        kiosk.play(tone(rate), rate)
+    while kiosk.playback_pending() > 0:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+asyncio.run(main())
+"""
+
+
+def test_kiosk_plays_model_audio_at_any_sane_rate(tmp_path: Path) -> None:
+    """The Live API speaks 24 kHz, but a 16 or 48 kHz reply must play, not raise."""
+    pytest.importorskip("pyaudio")
+    cap, play = tmp_path / "mic.raw", tmp_path / "speaker.raw"
+    cap.write_bytes(bytes(640 * 2 * 25))
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(cap=cap, play=play))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", PLAY_AT_OTHER_RATES], env=env,
+                       capture_output=True, text=True, timeout=45,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    played = np.frombuffer(play.read_bytes(), "<i2").astype(np.float64)
+    loud = np.flatnonzero(np.abs(played) > 50)
+    sound = played[loud[0] : loud[-1] + 1]
+    # The file device is unpaced: between two play() calls it may have played
+    # silence (whole callbacks of zeros). Cut those out; a tone is never 0 for long.
+    quiet = np.flatnonzero(np.abs(sound) > 0)
+    gaps = np.flatnonzero(np.diff(quiet) > 100)
+    keep = np.ones(len(sound), dtype=bool)
+    for g in gaps:
+        keep[quiet[g] + 1 : quiet[g + 1]] = False
+    sound = sound[keep]
+    # three half-second tones, all converted to the 24 kHz the device runs at
+    assert abs(len(sound) - 36_000) < 120, len(sound)
+    for third in np.array_split(sound, 3):
+        spectrum = np.abs(np.fft.rfft(third * np.hanning(len(third))))
+        assert abs(np.argmax(spectrum) * 24_000 / len(third) - 440) < 5
+        assert np.max(np.abs(third)) == pytest.approx(5000, rel=0.05)

@@ -8,12 +8,14 @@ arrived exactly once and in order (by sequence number, not by count).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.genai import types
@@ -21,7 +23,13 @@ from pydantic import SecretStr
 
 from daemon.backoff import Backoff
 from daemon.config import LiveSettings
-from daemon.live.events import LinkStatus, ToolCallCancelled, ToolCallRequest, TurnComplete
+from daemon.live.events import (
+    LinkStatus,
+    ModelAudio,
+    ToolCallCancelled,
+    ToolCallRequest,
+    TurnComplete,
+)
 from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink, _Connection
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
@@ -464,20 +472,66 @@ async def test_a_setup_that_can_never_succeed_is_fatal_at_once(
     assert link.state == "failed"
 
 
-async def test_a_resume_refused_for_the_key_is_fatal_not_a_fresh_start(
+async def test_a_key_refused_at_a_resume_later_is_waited_out_not_a_fresh_start(
     server: FakeLiveServer,
 ) -> None:
-    link = LiveLink(live_settings(server), SecretStr(KEY), Metrics())
+    # After a first good connection a refusal is not the configuration: no exit 2.
+    metrics = Metrics()
+    refused = Backoff(2.0, 2.0, immediate_first=False, rng=_ShortestJitter())
+    link = LiveLink(live_settings(server), SecretStr(KEY), metrics, refused_backoff=refused)
     task = asyncio.create_task(link.run())
-    await until(lambda: link.handle is not None and link.connected)
-    await server.inject(Fault.REJECT_SETUP, code=1007, count=5,
-                        reason="API key not valid. Please pass a valid API key.")
-    await server.inject(Fault.CLOSE, code=1011)
-    with pytest.raises(LiveFatalError, match=r"^GEMINI_API_KEY: "):
-        async with asyncio.timeout(5):
+    try:
+        await until(lambda: link.handle is not None and link.connected)
+        handle = link.handle
+        await server.inject(Fault.REJECT_SETUP, code=1007, count=1,
+                            reason="API key not valid. Please pass a valid API key.")
+        await server.inject(Fault.CLOSE, code=1011)
+        await until(lambda: link.problem is not None)
+        assert link.state == "backoff" and not task.done()
+        assert link.problem.startswith("the Live API refused the connection: GEMINI_API_KEY: ")
+        await until(lambda: link.connected and len(server.connections) == 3)
+        assert link.problem is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert server.connections[1].requested_handle is not None
-    assert len(server.connections) == 2
+    assert server.connections[1].requested_handle == handle
+    assert server.connections[2].requested_handle == handle  # resumed, not started afresh
+    assert server.connections[2].resumed
+    # the jitter drew 0: still half the ceiling, never a quick retry
+    assert server.connections[2].started_at - server.connections[1].started_at >= 1.0
+    assert metrics.value("edge_live_refusals_total", reason="key_rejected") == 1
+    assert metrics.value("edge_live_fresh_sessions_total", reason="resume_refused") == 0
+
+
+async def test_a_refusal_later_in_life_backs_off_long_says_why_and_loses_no_audio(
+    server: FakeLiveServer,
+) -> None:
+    talker = Talker(utterances(3))
+    refused = Backoff(0.5, 1.0, immediate_first=False, rng=_LongestJitter())
+    async with running(server, talker, refused_backoff=refused) as run:
+        await run.until(lambda: run.turns_completed() >= 1)
+        await server.inject(Fault.REJECT_KEY, count=2)  # Google's passing 403s
+        await server.inject(Fault.CLOSE, code=1011)
+        await run.until(lambda: run.link.state == "backoff" and run.link.problem)
+        healthy, details = run.agent.healthy()
+        assert not healthy
+        assert "GEMINI_API_KEY: rejected by the Live API (HTTP 403)" in details["live_problem"]
+        assert "next attempt in" in details["live_problem"]
+        await run.until(lambda: len(server.connections) == 2 and run.link.connected)
+        await run.until(lambda: run.turns_completed() >= 3)
+        await run.all_audio_delivered()
+        healthy, details = run.agent.healthy()
+        assert healthy and "live_problem" not in details
+    first, second = (h.t for h in server.rejected_handshakes)
+    assert second - first >= 0.5 - 0.01  # then doubled
+    assert server.connections[1].started_at - second >= 1.0 - 0.01
+    assert server.connections[1].resumed
+    assert run.metrics.value("edge_live_refusals_total", reason="http_403") == 2
+    statuses = [e.state for e in run.events if isinstance(e, LinkStatus)]
+    assert statuses.count("refused") == 2 and "failed" not in statuses
+    assert_exactly_once_in_order(run)  # what was said while refused went up afterwards
+    assert_no_call_unanswered(run)
 
 
 class _LongestJitter(random.Random):
@@ -485,6 +539,13 @@ class _LongestJitter(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return b
+
+
+class _ShortestJitter(random.Random):
+    """Full jitter that always draws its floor."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
 
 
 async def test_a_policy_close_during_setup_is_retried_with_backoff(
@@ -747,3 +808,151 @@ def test_large_chunks_go_up_at_once_and_only_short_ones_wait() -> None:
     assert len(batch) == 1 and 0 < wait <= 0.04
     batch, wait = link_with(20, *[0.02] * 30)._audio_batch()  # a backlog: 200 ms messages
     assert (len(batch), wait) == (10, 0.0)
+
+
+# -- one malformed message never ends the conversation (issue 12, item 9) ----------
+def _reply_audio(mime: str, pcm: bytes) -> dict[str, object]:
+    data = base64.b64encode(pcm).decode("ascii")
+    return {"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": mime,
+                                                                       "data": data}}]}}}
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("audio_rate", _reply_audio("audio/pcm;rate=0", bytes(960))),
+        ("audio_rate", _reply_audio("audio/pcm;rate=-24000", bytes(960))),
+        ("audio_odd_length", _reply_audio("audio/pcm;rate=24000", bytes(961))),
+        ("usage_negative", {"usageMetadata": {"promptTokenCount": -5, "responseTokenCount": 3,
+                                              "totalTokenCount": -2}}),
+    ],
+    ids=["rate-0", "rate-negative", "odd-pcm", "negative-tokens"],
+)
+async def test_a_malformed_server_message_is_dropped_counted_and_the_talk_goes_on(
+    server: FakeLiveServer, reason: str, message: dict[str, object]
+) -> None:
+    talker = Talker(utterances(2))
+    async with running(server, talker) as run:
+        await server.wait_until(lambda: server.live_connection is not None)
+        for _ in range(2):
+            await server.send_raw(message)
+        await run.until(lambda: run.turns_completed() >= 2)
+        await run.all_audio_delivered()
+    assert run.metrics.value("edge_live_messages_dropped_total", reason=reason) == 2
+    # the replies that came after it were played in full, on the same socket
+    assert len(talker.played) == 2 * 24_000 * 2 * 0.2
+    assert len(server.connections) == 1
+    assert_exactly_once_in_order(run)
+    assert_no_call_unanswered(run)
+
+
+# -- a rejected setup is retried once with the built-in tools (issue 12, item 10) ---
+def _decl(name: str) -> dict[str, Any]:
+    return {"name": name, "description": f"the {name} tool",
+            "parameters": {"type": "object", "properties": {}}}
+
+
+BUILT_IN = [_decl("agent_status")]
+WITH_HOME = [*BUILT_IN, _decl("control_device"), _decl("list_devices")]
+
+
+def tool_names(obj: Any) -> list[str]:
+    """Names of the function declarations anywhere in a setup or context update."""
+    if isinstance(obj, list):
+        return [n for item in obj for n in tool_names(item)]
+    if not isinstance(obj, dict):
+        return []
+    out: list[str] = []
+    for key, value in obj.items():
+        if key in ("functionDeclarations", "function_declarations"):
+            out += [d["name"] for d in value]
+        else:
+            out += tool_names(value)
+    return out
+
+
+def context_updates(srv: FakeLiveServer, conn: int) -> list[dict[str, Any]]:
+    return [m.message for m in srv.connections[conn].messages if m.kind == "context_update"]
+
+
+def chat() -> Scenario:
+    return Scenario(turns=(Turn(user="hi", reply="hello", audio=ReplyAudio(duration_ms=100)),),
+                    loop=True)
+
+
+async def test_a_setup_rejected_with_the_home_tools_is_retried_once_with_the_built_in_ones(
+) -> None:
+    async with FakeLiveServer(api_key=KEY, scenario=chat()) as server:
+        await server.inject(Fault.REJECT_SETUP, code=1007, count=1)
+        metrics = Metrics()
+        tools = list(WITH_HOME)
+        async with bare_link(server, metrics, declarations=lambda: tools,
+                             fallback_declarations=lambda: BUILT_IN) as link:
+            await until(lambda: link.connected)
+            assert link.problem is not None
+            assert "built-in tools only (left out: control_device, list_devices)" in link.problem
+            say(link)
+            await next_event_of(link, ModelAudio)  # the conversation works without them
+            link.tools_changed()  # the same set: still only the built-in tools
+            await until(lambda: len(context_updates(server, 1)) == 1)
+            tools.append(_decl("look"))  # the set changed: all of it is offered again
+            link.tools_changed()
+            await until(lambda: len(context_updates(server, 1)) == 2)
+            assert link.problem is None
+    assert tool_names(server.connections[0].setup) == [d["name"] for d in WITH_HOME]
+    assert server.connections[0].close_sent is not None
+    assert server.connections[0].close_sent[0] == 1007
+    assert tool_names(server.connections[1].setup) == ["agent_status"]
+    first, second = (tool_names(u) for u in context_updates(server, 1))
+    assert first == ["agent_status"]
+    assert second == [d["name"] for d in tools]
+    assert metrics.value("edge_live_tool_fallbacks_total") == 1
+    assert metrics.value("edge_live_refusals_total", reason="setup_rejected") == 1
+    assert len(server.connections) == 2
+
+
+async def test_a_setup_rejected_without_the_home_tools_too_is_fatal_on_the_first_connection(
+    server: FakeLiveServer,
+) -> None:
+    await server.inject(Fault.REJECT_SETUP, code=1007, count=2)
+    metrics = Metrics()
+    link = LiveLink(live_settings(server), SecretStr(KEY), metrics,
+                    declarations=lambda: WITH_HOME, fallback_declarations=lambda: BUILT_IN)
+    with pytest.raises(LiveFatalError, match=r"^live: the Live API rejected the session setup"):
+        async with asyncio.timeout(5):
+            await link.run()
+    assert link.state == "failed"
+    assert [tool_names(c.setup) for c in server.connections] == [
+        [d["name"] for d in WITH_HOME], ["agent_status"]]
+    assert metrics.value("edge_live_tool_fallbacks_total") == 1
+    assert metrics.value("edge_live_refusals_total", reason="setup_rejected") == 2
+
+
+async def test_a_setup_rejected_twice_later_in_life_is_waited_out_then_offered_whole(
+) -> None:
+    async with FakeLiveServer(api_key=KEY, scenario=chat()) as server:
+        metrics = Metrics()
+        async with bare_link(server, metrics, declarations=lambda: WITH_HOME,
+                             fallback_declarations=lambda: BUILT_IN,
+                             refused_backoff_initial=0.6, refused_backoff_max=1.2) as link:
+            await until(lambda: link.connected and link.handle is not None)
+            # the resume, the fresh setup, and the fresh setup without the home's tools
+            await server.inject(Fault.REJECT_SETUP, code=1007, count=3)
+            await server.inject(Fault.CLOSE, code=1011)
+            await until(lambda: link.state == "backoff" and len(server.connections) >= 4)
+            assert link.problem is not None
+            assert link.problem.startswith("the Live API refused the connection: live: ")
+            await until(lambda: len(server.connections) == 5 and link.connected)
+            assert link.problem is None
+            say(link)
+            await next_event_of(link, ModelAudio)
+    resume, fresh, fallback, later = list(server.connections)[1:]
+    assert resume.requested_handle is not None
+    assert fresh.requested_handle is None and fallback.requested_handle is None
+    assert tool_names(fresh.setup) == [d["name"] for d in WITH_HOME]
+    assert tool_names(fallback.setup) == ["agent_status"]
+    assert tool_names(later.setup) == [d["name"] for d in WITH_HOME]  # tried whole again
+    assert later.started_at - fallback.started_at >= 0.3  # half the first ceiling at least
+    assert metrics.value("edge_live_refusals_total", reason="setup_rejected") == 2
+    assert metrics.value("edge_live_tool_fallbacks_total") == 1
+    assert metrics.value("edge_live_fresh_sessions_total", reason="resume_refused") == 1

@@ -102,3 +102,65 @@ def test_function_response_scheduling() -> None:
     fr = wire.function_response(ToolResponse("a", "t", {"output": 1}, "SILENT"))
     assert fr.scheduling == types.FunctionResponseScheduling.SILENT
     assert wire.function_response(ToolResponse("a", "t", {})).scheduling is None
+
+
+def audio_msg(mime: str | None, pcm: bytes) -> types.LiveServerMessage:
+    blob = {"data": pcm} if mime is None else {"data": pcm, "mime_type": mime}
+    return msg({"server_content": {"model_turn": {"parts": [{"inline_data": blob}]}}})
+
+
+@pytest.mark.parametrize(
+    ("mime", "pcm", "reason"),
+    [
+        ("audio/pcm;rate=0", bytes(480), "audio_rate"),
+        ("audio/pcm;rate=-24000", bytes(480), "audio_rate"),
+        ("audio/pcm;rate=abc", bytes(480), "audio_rate"),
+        ("audio/pcm;rate=1000000000", bytes(480), "audio_rate"),
+        ("audio/pcm;rate=4000", bytes(480), "audio_rate"),
+        ("audio/pcm;rate=24000", bytes(481), "audio_odd_length"),
+        ("audio/pcm", bytes(3), "audio_odd_length"),
+        ("image/jpeg", bytes(480), "audio_format"),
+    ],
+)
+def test_unplayable_audio_is_dropped_with_a_reason(mime: str, pcm: bytes, reason: str) -> None:
+    events, ctl = wire.translate(msg({"server_content": {
+        "model_turn": {"parts": [
+            {"inline_data": {"data": pcm, "mime_type": mime}},
+            {"inline_data": {"data": b"\x01\x02", "mime_type": "audio/pcm;rate=24000"}},
+        ]},
+        "turn_complete": True,
+    }}))
+    # the bad part goes, the good part and the rest of the message stay
+    assert events == [ModelAudio(b"\x01\x02", 24000), TurnComplete()]
+    assert ctl.dropped == [reason]
+    assert ctl.audio_bytes == 2
+
+
+@pytest.mark.parametrize(
+    ("mime", "rate"),
+    [(None, 24000), ("audio/pcm", 24000), ("audio/pcm;rate=16000", 16000),
+     ("Audio/PCM; Rate=48000", 48000), ("audio/pcm;codec=pcm;rate=8000", 8000)],
+)
+def test_playable_audio_keeps_its_rate(mime: str | None, rate: int) -> None:
+    events, ctl = wire.translate(audio_msg(mime, bytes(rate // 50)))  # 10 ms
+    assert events == [ModelAudio(bytes(rate // 50), rate)]
+    assert ctl.dropped == []
+    assert ctl.audio_seconds == pytest.approx(0.01)
+
+
+def test_negative_token_counts_are_dropped_and_the_rest_kept() -> None:
+    events, ctl = wire.translate(msg({
+        "usage_metadata": {"prompt_token_count": -5, "response_token_count": 3,
+                           "total_token_count": -2},
+        "server_content": {"turn_complete": True},
+    }))
+    assert events == [TurnComplete()]
+    assert ctl.dropped == ["usage_negative"]
+
+
+def test_events_cannot_be_built_invalid() -> None:
+    for pcm, rate in ((bytes(2), 0), (bytes(2), -1), (bytes(3), 24000), (bytes(2), 10**9)):
+        with pytest.raises(ValueError, match="model audio"):
+            ModelAudio(pcm, rate)
+    with pytest.raises(ValueError, match="negative"):
+        Usage(1, -1, 0)

@@ -3,14 +3,19 @@
 A supervisor loop owns the connection. Each connection runs three tasks (send,
 receive, watchdog) in a TaskGroup and ends with one reason; the reason decides
 what comes next: a planned handover (GoAway), an immediate resume, backoff, a
-fresh session (resume refused), or a fatal error (bad key, unknown model) that
-stops the daemon with a clear message instead of a retry storm.
+fresh session (resume refused), or a refusal (bad key, unknown model, rejected
+setup). A refusal of the first connection after start is fatal: it stops the
+daemon with a clear message instead of a retry storm. Later the same answer
+may be passing or caused by what changed since (tools built from MQTT devices),
+so the link waits minutes, retries, and says why in `problem`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import ssl
 import time
@@ -32,6 +37,7 @@ from daemon.live import wire
 from daemon.live.events import LinkStatus, LiveEvent
 from daemon.live.uplink import PendingAudio, UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.logsetup import clip, scrub
 from daemon.ops.metrics import Metrics
 from daemon.tools.calls import ToolResponse
 
@@ -45,10 +51,15 @@ REPLAY_MESSAGE_SECONDS = 0.2
 
 
 class LiveFatalError(Exception):
-    """Retrying cannot help (rejected key, unknown model, wrong endpoint).
+    """Retrying soon cannot help (rejected key, unknown model, wrong endpoint, setup).
 
-    The message is one line naming the setting to fix.
+    The message is one line naming the setting to fix; `kind` is the metric
+    reason. Raised out of LiveLink.run only for the first connection after start.
     """
+
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -76,12 +87,27 @@ class LiveLink:
         metrics: Metrics,
         *,
         declarations: Callable[[], list[dict[str, Any]]] = list,
+        fallback_declarations: Callable[[], list[dict[str, Any]]] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
+        refused_backoff: Backoff | None = None,
     ) -> None:
+        """`fallback_declarations`: the tools to offer alone, once, after a fresh
+        setup with all of them was rejected (the built-in ones, without the home's)."""
         self._s = settings
         self._metrics = metrics
         self._declarations = declarations
+        self._fallback = fallback_declarations
+        self._fallback_for: str | None = None  # fingerprint of the full tool set refused
+        self._attempt_used_fallback = False
+        self._tools_note: str | None = None
+        self._ever_connected = False
+        self._refused_backoff = refused_backoff or Backoff(
+            settings.refused_backoff_initial, settings.refused_backoff_max, immediate_first=False
+        )
+        self._refusal: str | None = None
+        self._retry_at = 0.0
+        self._drops: dict[str, int] = {}  # malformed message parts by reason, for the log
         self._events: asyncio.Queue[LiveEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._uplink = UplinkBuffer(settings.replay_seconds, settings.video_fps)
         self._wake = asyncio.Event()
@@ -126,6 +152,18 @@ class LiveLink:
     @property
     def handle(self) -> str | None:
         return self._handle
+
+    @property
+    def problem(self) -> str | None:
+        """Why the link is not all it should be, for /healthz; None when it is.
+
+        A refusal it is waiting out (until the next connection succeeds), or a
+        session that only set up without the home's tools.
+        """
+        if self._refusal is not None:
+            left = self._retry_at - time.monotonic()
+            return f"{self._refusal}; next attempt in {left:.1f} s" if left > 0 else self._refusal
+        return self._tools_note
 
     @property
     def replay_seconds(self) -> float:
@@ -213,10 +251,7 @@ class LiveLink:
                 try:
                     conn = await self._connect_and_serve(lost_at)
                 except LiveFatalError as exc:
-                    self.last_error = str(exc)
-                    self._set_state("failed")
-                    await self._emit(LinkStatus("failed", str(exc)))
-                    raise
+                    delay = await self._refused(exc)
                 except _Refused as exc:
                     self._metrics.link_connects.labels(exc.kind).inc()
                     self.last_error = exc.detail
@@ -254,9 +289,76 @@ class LiveLink:
             if self.state != "failed":
                 self._set_state("stopped")
 
+    async def _refused(self, exc: LiveFatalError) -> float:
+        """The API refused a connection: how long to wait before the next attempt.
+
+        Raises `exc` when this is still the first connection after start: then it
+        is the configuration (exit 2). Later, Google can answer 403 for passing
+        reasons, and the setup carries tools built from MQTT devices, so the link
+        waits minutes (doubling, jittered down to half, never short) and tries
+        again. A rejected fresh setup is first retried once, at once, with the
+        built-in tools only.
+        """
+        self._metrics.live_refusals.labels(exc.kind).inc()
+        self.last_error = str(exc)
+        if exc.kind == "setup_rejected" and self._fall_back_to_builtin_tools(exc):
+            return 0.0
+        self._fallback_for = None  # giving up on this set: the next attempt offers all
+        self._tools_note = None
+        if not self._ever_connected:
+            self._set_state("failed")
+            await self._emit(LinkStatus("failed", str(exc)))
+            raise exc
+        ceiling = self._refused_backoff.ceiling()
+        delay = (ceiling + self._refused_backoff.next_delay()) / 2
+        self._refusal = scrub(f"the Live API refused the connection: {exc}")
+        self._retry_at = time.monotonic() + delay
+        log.error("%s; trying again in %.1f s", self._refusal, delay)
+        await self._emit(LinkStatus("refused", self._refusal))
+        return delay
+
+    def _fall_back_to_builtin_tools(self, exc: LiveFatalError) -> bool:
+        """After a rejected fresh setup, offer only the built-in tools (once): True if so.
+
+        The home's tools are built from what MQTT devices announce, so an odd or
+        hostile device name can make the API reject the whole setup; a voice
+        without the home is better than none. They are offered again once their
+        declarations change.
+        """
+        if self._fallback is None or self._attempt_used_fallback:
+            return False
+        full = self._declarations()
+        left_out = sorted({d["name"] for d in full} - {d["name"] for d in self._fallback()})
+        if not left_out:
+            return False
+        self._fallback_for = _fingerprint(full)
+        self._metrics.live_tool_fallbacks.inc()
+        self._tools_note = scrub(
+            "the Live API rejected the session setup with every tool; running with the "
+            f"built-in tools only (left out: {', '.join(left_out)})"
+        )
+        log.warning("%s; trying again at once with the built-in tools only (left out: %s)",
+                    exc, ", ".join(left_out))
+        return True
+
+    def _offered_declarations(self) -> list[dict[str, Any]]:
+        """Every tool, or the built-in ones while the full set is one a setup was
+        rejected with."""
+        full = self._declarations()
+        if self._fallback is None or self._fallback_for is None:
+            return full
+        if _fingerprint(full) == self._fallback_for:
+            return self._fallback()
+        log.info("the tool set changed since the Live API rejected it: offering every tool again")
+        self._fallback_for = None
+        self._tools_note = None
+        return full
+
     async def _connect_and_serve(self, lost_at: float | None) -> _Connection:
         handle = self._handle
-        config = wire.connect_config(self._s, self._declarations(), handle)
+        declarations = self._offered_declarations()
+        self._attempt_used_fallback = self._fallback_for is not None
+        config = wire.connect_config(self._s, declarations, handle)
         self._tools_dirty = False
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -275,6 +377,9 @@ class LiveLink:
 
             now = time.monotonic()
             resumed = handle is not None
+            self._ever_connected = True
+            self._refusal = None
+            self._refused_backoff.reset()
             conn = _Connection(established_at=now, resumed=resumed, last_alive=now)
             self._conn = conn
             self.session_count += 1
@@ -535,7 +640,7 @@ class LiveLink:
 
     async def _send_tools(self, session: genai.live.AsyncSession) -> None:
         self._tools_dirty = False
-        tools: list[Any] = list(wire.function_tools(self._declarations()))
+        tools: list[Any] = list(wire.function_tools(self._offered_declarations()))
         await session.send_context_update(tools=tools)
 
     async def _receive_loop(self, session: genai.live.AsyncSession, conn: _Connection) -> None:
@@ -561,8 +666,10 @@ class LiveLink:
         events, ctl = wire.translate(msg)
         for kind in ctl.kinds:
             self._metrics.downlink_messages.labels(kind).inc()
-        if ctl.audio_bytes:
-            self._metrics.downlink_audio_seconds.inc(ctl.audio_bytes / 48_000)
+        if ctl.audio_seconds:
+            self._metrics.downlink_audio_seconds.inc(ctl.audio_seconds)
+        for reason in ctl.dropped:
+            self._dropped(reason)
         if ctl.resumable is not None:
             self._resumable = ctl.resumable
         if ctl.new_handle:
@@ -631,6 +738,14 @@ class LiveLink:
     async def _emit(self, event: LiveEvent) -> None:
         await self._events.put(event)
 
+    def _dropped(self, reason: str) -> None:
+        """A malformed part of a server message was not passed on: counted, and
+        logged the 1st, 2nd, 4th, 8th... time (a broken stream must not flood the log)."""
+        self._metrics.live_messages_dropped.labels(reason).inc()
+        n = self._drops[reason] = self._drops.get(reason, 0) + 1
+        if n & (n - 1) == 0:
+            log.warning("malformed Live message part dropped (%s, %d so far)", reason, n)
+
     def _set_state(self, state: str) -> None:
         self.state = state
         self._metrics.set_link_state(state)
@@ -658,7 +773,7 @@ def _abort(session: genai.live.AsyncSession) -> None:
 def _close_text(exc: genai_errors.APIError) -> str:
     """The close reason the server gave (the SDK keeps a close's reason in `details`)."""
     text = exc.message or (exc.details if isinstance(exc.details, str) else "") or str(exc)
-    return text.replace("\n", " ")[:200]
+    return clip(text.replace("\n", " "), 200)  # scrubbed before it is cut
 
 
 def _close_reason(code: int) -> str:
@@ -667,25 +782,27 @@ def _close_reason(code: int) -> str:
 
 def _brief(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+    return clip(f"{type(exc).__name__}: {text}", 200) if text else type(exc).__name__
 
 
 def _classify_status(status: int, s: LiveSettings) -> Exception:
     if status in (401, 403):
-        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API (HTTP {status})")
+        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API (HTTP {status})",
+                              f"http_{status}")
     if status == 404:
         return LiveFatalError(
             f"live.base_url: no Live endpoint at {s.base_url or 'the default URL'} "
-            f"for api_version {s.api_version} (HTTP 404)"
+            f"for api_version {s.api_version} (HTTP 404)",
+            "http_404",
         )
     return _Refused("http_error", f"handshake refused with HTTP {status}")
 
 
 def _classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSettings) -> Exception:
-    """A close before setup completed: fatal when the same setup can never succeed.
+    """A close before setup completed: a refusal when the same setup cannot succeed soon.
 
-    A rejected key and an unknown model are permanent; so is 1007 (invalid
-    argument) on a fresh setup, which carries nothing but our own settings.
+    A rejected key and an unknown model are refusals; so is 1007 (invalid
+    argument) on a fresh setup, which carries our own settings and the tools.
     1007 on a resume means the handle is bad: start fresh. Anything else,
     notably a 1008 policy close (seen in the field on some function-call
     shapes, and passing), is retried with backoff.
@@ -694,15 +811,18 @@ def _classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSet
     text = _close_text(exc)
     lowered = text.lower()
     if "api key not valid" in lowered or "api_key_invalid" in lowered:
-        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API ({code}: {text[:160]})")
+        return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API ({code}: {text[:160]})",
+                              "key_rejected")
     if code == 1008 and "not found" in lowered:
-        return LiveFatalError(f"live.model: {s.model!r} is not available ({text[:160]})")
+        return LiveFatalError(f"live.model: {s.model!r} is not available ({text[:160]})",
+                              "model_unavailable")
     if code == 1007 and resuming:
         return _Refused("resume_refused", f"close 1007 during setup: {text[:160]}")
     if code == 1007:
         return LiveFatalError(
             f"{_setup_key(lowered)}: the Live API rejected the session setup "
-            f"(1007: {text[:160]})"
+            f"(1007: {text[:160]})",
+            "setup_rejected",
         )
     return _Refused("setup_closed", f"server closed during setup ({code}: {text[:160]})")
 
@@ -720,6 +840,12 @@ def _setup_key(reason: str) -> str:
     """The setting a setup rejection points at, else the [live] section as a whole."""
     flat = reason.replace("_", "")  # the service names fields in either case style
     return next((key for word, key in _SETUP_FIELDS if word in flat), "live")
+
+
+def _fingerprint(declarations: list[dict[str, Any]]) -> str:
+    """Identifies a tool set, to tell whether the one a setup was rejected with changed."""
+    text = json.dumps(declarations, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _ssl_context(s: LiveSettings) -> ssl.SSLContext:

@@ -26,7 +26,9 @@ from daemon.live.events import (
     ToolCallRequest,
     TurnComplete,
     Usage,
+    audio_problem,
 )
+from daemon.media.types import DOWNLINK_RATE, pcm_duration
 from daemon.tools.calls import FunctionCall, ToolResponse
 
 AUDIO_MIME = "audio/pcm;rate=16000"
@@ -118,9 +120,17 @@ class Control:
     cancelled_ids: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     audio_bytes: int = 0
+    audio_seconds: float = 0.0
+    dropped: list[str] = field(default_factory=list)  # parts not passed on, by reason
 
 
 def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
+    """The Agent's events in a server message, and what it means for the link.
+
+    Only valid events come out: a part the Agent could not use (audio at a rate of
+    0 or with half a sample, negative token counts) is dropped here and named in
+    `Control.dropped`, and the rest of the message still counts.
+    """
     events: list[LiveEvent] = []
     ctl = Control()
     upd = msg.session_resumption_update
@@ -146,8 +156,17 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
             for part in sc.model_turn.parts:
                 blob = part.inline_data
                 if blob is not None and blob.data:
+                    rate = _pcm_rate(blob.mime_type)
+                    if rate is None:
+                        ctl.dropped.append("audio_format")
+                        continue
+                    problem = audio_problem(blob.data, rate)
+                    if problem is not None:
+                        ctl.dropped.append(problem)
+                        continue
                     ctl.audio_bytes += len(blob.data)
-                    events.append(ModelAudio(blob.data, _rate(blob.mime_type)))
+                    ctl.audio_seconds += pcm_duration(len(blob.data), rate)
+                    events.append(ModelAudio(blob.data, rate))
         if sc.output_transcription is not None and sc.output_transcription.text:
             events.append(
                 OutputTranscript(
@@ -179,13 +198,12 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
     if msg.usage_metadata is not None:
         ctl.kinds.append("usage_metadata")
         um = msg.usage_metadata
-        events.append(
-            Usage(
-                um.prompt_token_count or 0,
-                um.response_token_count or 0,
-                um.total_token_count or 0,
-            )
-        )
+        counts = (um.prompt_token_count or 0, um.response_token_count or 0,
+                  um.total_token_count or 0)
+        if min(counts) < 0:
+            ctl.dropped.append("usage_negative")
+        else:
+            events.append(Usage(*counts))
     if msg.setup_complete is not None:
         ctl.kinds.append("setup_complete")
     if not ctl.kinds:
@@ -193,10 +211,19 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
     return events, ctl
 
 
-def _rate(mime: str | None) -> int:
-    if mime and "rate=" in mime:
-        try:
-            return int(mime.split("rate=", 1)[1].split(";", 1)[0])
-        except ValueError:
-            pass
-    return 24_000
+def _pcm_rate(mime: str | None) -> int | None:
+    """The rate of `audio/pcm[;rate=N]` (24 kHz when unnamed, 0 when unreadable);
+    None for any other kind of data."""
+    if not mime:
+        return DOWNLINK_RATE
+    kind, *params = mime.split(";")
+    if kind.strip().lower() != "audio/pcm":
+        return None
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "rate":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return 0
+    return DOWNLINK_RATE

@@ -186,7 +186,11 @@ class Microphone:
 
 
 class Speaker:
-    """Plays mono 16-bit PCM from a bounded buffer; silence when it runs dry."""
+    """Plays mono 16-bit PCM from a bounded buffer; silence when it runs dry.
+
+    `rate` is what the device is asked to run at; audio at any other rate is
+    resampled to what it was opened at (the model may not always speak 24 kHz).
+    """
 
     def __init__(self, device: str, rate: int, *, max_seconds: float = 60.0) -> None:
         self._device_name = device
@@ -196,6 +200,7 @@ class Speaker:
         self._buffered = 0
         self._lock = threading.Lock()
         self._resampler: Resampler | None = None
+        self._dev_rate = rate  # until open() learns the rate the device runs at
         self.stats = AudioDeviceStats()
         self._stream: Any = None
         self.played_seconds = 0.0
@@ -206,7 +211,7 @@ class Speaker:
 
         dev = find_device(self._device_name, output=True)
         dev_rate = _open_rate(dev, self.rate, output=True)
-        self._resampler = Resampler(self.rate, dev_rate)
+        self._resampler = None  # made for the rate of the first audio played
         self._dev_rate = dev_rate
         frames = dev_rate // 50
 
@@ -247,10 +252,15 @@ class Speaker:
         return b"".join(parts)
 
     def play(self, pcm: bytes, rate: int) -> None:
-        if rate != self.rate:
-            raise ValueError(f"speaker expects {self.rate} Hz, got {rate} Hz")
-        if self._resampler is not None:
-            pcm = self._resampler.process(pcm)
+        """Queue audio at `rate` (any positive rate): converted to the device's."""
+        tail = b""
+        resampler = self._resampler
+        if resampler is None or resampler.in_rate != rate or resampler.out_rate != self._dev_rate:
+            if resampler is not None:  # the end of the audio at the old rate
+                tail = resampler.flush()
+            log.debug("speaker: audio at %d Hz, played at %d Hz", rate, self._dev_rate)
+            resampler = self._resampler = Resampler(rate, self._dev_rate)
+        pcm = tail + resampler.process(pcm)
         with self._lock:
             if self._buffered + len(pcm) > self._max_bytes:
                 self.stats.dropped_seconds += pcm_duration(len(pcm), self._dev_rate)
@@ -259,15 +269,17 @@ class Speaker:
             self._buffered += len(pcm)
 
     def flush_playback(self) -> float:
+        if self._resampler is not None:  # nor the filter's tail of what was cut
+            self._resampler.reset()
         with self._lock:
             dropped = self._buffered
             self._buf.clear()
             self._buffered = 0
-        return pcm_duration(dropped, getattr(self, "_dev_rate", self.rate))
+        return pcm_duration(dropped, self._dev_rate)
 
     def playback_pending(self) -> float:
         with self._lock:
-            return pcm_duration(self._buffered, getattr(self, "_dev_rate", self.rate))
+            return pcm_duration(self._buffered, self._dev_rate)
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
