@@ -16,6 +16,7 @@ from daemon.live.events import (
     ToolCallCancelled,
     TurnComplete,
 )
+from daemon.ops.logsetup import scrub
 from daemon.tools.calls import FunctionCall
 
 
@@ -89,5 +90,5 @@ def _result(response: dict[str, Any] | None) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+    text = scrub(json.dumps(value, sort_keys=True, default=str))  # before the cut: see clip()
     return text if len(text) <= 240 else text[:237] + "..."

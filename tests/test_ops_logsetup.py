@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -276,3 +278,205 @@ async def test_asyncio_handler_scrubs_callback_errors(stream: io.StringIO) -> No
     assert "RuntimeError: callback saw ***" in out
     assert "context with ***" in out
     assert_clean(out, secret)
+
+
+# -- pieces of a secret: cut messages, prefixes, suffixes, printed output ---------------
+
+
+def new_key() -> str:
+    """A unique 39-character key shaped like a Google API key."""
+    return "AIzaSy" + uuid.uuid4().hex + "Q"
+
+
+def assert_no_piece(output: str, secret: str) -> None:
+    """Not the secret, nor any run of FRAGMENT_LENGTH of its characters."""
+    n = logsetup.FRAGMENT_LENGTH
+    pieces = [secret[i : i + n] for i in range(len(secret) - n + 1)]
+    leaked = [p for p in pieces if p in output]
+    assert not leaked, f"pieces of the secret in the output: {leaked}"
+
+
+def test_a_key_cut_at_200_characters_is_still_hidden(stream: io.StringIO) -> None:
+    """The field report: an error cut at 200 characters kept 26 of the key's 39."""
+    key = new_key()
+    assert len(key) == 39
+    logsetup.setup_logging("info", "text", [key], stream=stream)
+    head = "server closed the connection (1008: request rejected, " + "x" * 200
+    reason = (head[: 200 - 26 - len(" key=")] + f" key={key}")[:200]
+    assert reason.endswith(key[:26])  # what the daemon used to log
+    logging.getLogger("daemon.live").warning("link lost: %s", reason)
+    out = stream.getvalue()
+    assert_no_piece(out, key)
+    assert out.rstrip().endswith("key=***")
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [
+        lambda k: k[:26],  # a prefix, as left by a cut
+        lambda k: k[:8],  # the shortest prefix that is hidden
+        lambda k: k[-12:],  # a suffix
+        lambda k: k[10:18],  # any run of 8 in the middle
+        lambda k: quote(k, safe="")[:20],  # a cut URL-encoded spelling
+    ],
+    ids=["prefix26", "prefix8", "suffix", "middle", "url-encoded"],
+)
+def test_pieces_of_a_secret_are_hidden(stream: io.StringIO, piece: Any) -> None:
+    for key in (new_key(), new_secret()):
+        logsetup.setup_logging("info", "json", [key], stream=stream)
+        text = piece(key)
+        logging.getLogger("daemon.live").info("using %s.", text, extra={"detail": f"[{text}]"})
+        line = json.loads(stream.getvalue().splitlines()[-1])
+        assert line["msg"] == "using ***."
+        assert line["detail"] == "[***]"
+
+
+def test_short_pieces_and_ordinary_text_are_left_alone() -> None:
+    key = new_key()
+    logsetup.add_secret(key)
+    n = logsetup.FRAGMENT_LENGTH
+    assert logsetup.scrub(f"id {key[: n - 1]} and more") == f"id {key[: n - 1]} and more"
+    text = "edge_tool_calls_total{outcome=\"ok\",tool=\"control_device\"} 3.0\n"
+    assert logsetup.scrub(text) == text
+    # Two pieces side by side become one mark; the text around them stays.
+    assert logsetup.scrub(f"<{key[:12]}{key[20:30]}>") == "<***>"
+
+
+def test_clip_scrubs_before_it_cuts() -> None:
+    key = new_key()
+    logsetup.add_secret(key)
+    text = "x" * 195 + key  # cut at 200, only 5 characters of the key would be left
+    assert key[:5] in text[:200]
+    clipped = logsetup.clip(text, 200)
+    assert clipped == "x" * 195 + "***"
+    assert logsetup.clip(key, 2) == "**"
+
+
+def test_a_cut_key_in_a_traceback_is_hidden(stream: io.StringIO) -> None:
+    key = new_key()
+    logsetup.setup_logging("info", "text", [key], stream=stream)
+
+    def handshake(header: str) -> None:
+        raise PermissionError(f"rejected x-goog-api-key: {header}")
+
+    try:
+        try:
+            handshake(key[:26])
+        except PermissionError as exc:
+            raise RuntimeError(str(exc)[:40]) from exc
+    except RuntimeError:
+        logging.getLogger("daemon.live").exception("connect failed")
+    out = stream.getvalue()
+    assert "Traceback (most recent call last)" in out
+    assert "PermissionError: rejected x-goog-api-key: ***" in out
+    assert_no_piece(out, key)
+
+
+def test_scrubbing_stream_scrubs_whole_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    key = new_key()
+    logsetup.add_secret(key)
+    raw = io.StringIO()
+    out = logsetup.ScrubbingStream(raw)
+    print("split", key[:13], file=out, end="")  # the key arrives in two writes
+    assert raw.getvalue() == ""  # a partial line waits ...
+    print(key[13:], "done", file=out)
+    assert raw.getvalue() == "split *** done\n"
+    print("prompt> ", key[-9:], end="", file=out, flush=True)  # ... or a flush
+    assert raw.getvalue().endswith("prompt>  ***")
+
+
+def test_scrubbed_stdio_covers_print_and_is_undone(capsys: pytest.CaptureFixture[str]) -> None:
+    key = new_key()
+    logsetup.add_secret(key)
+    before = sys.stdout, sys.stderr
+    with logsetup.scrubbed_stdio():
+        print(f"key {key}")
+        print(f"cut {key[:26]}", file=sys.stderr)
+        with logsetup.scrubbed_stdio():  # nested: not wrapped twice
+            assert isinstance(sys.stdout, logsetup.ScrubbingStream)
+            assert not isinstance(sys.stdout.raw, logsetup.ScrubbingStream)
+    assert (sys.stdout, sys.stderr) == before
+    captured = capsys.readouterr()
+    assert captured.out == "key ***\n"
+    assert captured.err == "cut ***\n"
+
+
+def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_doctor_output_is_scrubbed(tmp_path: Path) -> None:
+    """`doctor` prints, it does not log: a path holding a cut key is printed scrubbed."""
+    key = new_key()
+    (tmp_path / "empty.toml").write_text("")
+    proc = _run_cli(
+        "doctor", "--ca-file", f"/nonexistent/{key[:26]}/ca.pem",
+        env={"GEMINI_API_KEY": key, "EDGE_AGENT_CONFIG": str(tmp_path / "empty.toml")},
+    )
+    text = proc.stdout + proc.stderr
+    assert "/nonexistent/***/ca.pem" in text, text
+    assert_no_piece(text, key)
+
+
+def test_devices_output_is_scrubbed(tmp_path: Path) -> None:
+    key = new_key()
+    config = tmp_path / "edge-agent.toml"
+    config.write_text(
+        "[[mqtt.devices]]\n"
+        'component = "light"\nid = "lamp"\n'
+        f'name = "Lamp {key}"\n'
+        'command_topic = "home/lamp/set"\n'
+    )
+    proc = _run_cli("devices", env={"GEMINI_API_KEY": key, "EDGE_AGENT_CONFIG": str(config)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "lamp: Lamp ***" in proc.stdout
+    assert_no_piece(proc.stdout + proc.stderr, key)
+
+
+def test_crash_after_any_command_is_scrubbed() -> None:
+    """main() installs the crash hook for every command, not only run and demo."""
+    key = new_key()
+    program = (
+        "import os, sys\n"
+        "from daemon.cli import main\n"
+        "main(['doctor'])\n"
+        "raise RuntimeError('handshake with ' + os.environ['GEMINI_API_KEY'][:26])\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=REPO,
+        env={**clean, "GEMINI_API_KEY": key, "EDGE_AGENT_CONFIG": "/nonexistent/none.toml"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "RuntimeError: handshake with ***" in proc.stderr
+    assert_no_piece(proc.stdout + proc.stderr, key)
+
+
+def test_the_demo_transcript_scrubs_before_it_shortens() -> None:
+    """A tool answer cut at 240 characters for the transcript: no piece of the key left."""
+    from daemon.tools.calls import FunctionCall
+    from daemon.transcript import TranscriptPrinter
+
+    key = new_key()
+    logsetup.add_secret(key)
+    out = io.StringIO()
+    printer = TranscriptPrinter(out)
+    error = "e" * (237 - len('{"error": "') - 4) + key + "f" * 50  # a cut there keeps 4
+    printer.call(FunctionCall("c1", "control_device", {}), "error", {"error": error})
+    line = out.getvalue()
+    assert "***" in line
+    assert key[:4] not in line

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -209,3 +210,145 @@ def test_registry_notifies_listeners() -> None:
     r.unregister("t")
     r.unregister("t")
     assert seen == [1, 1]
+
+
+# -- bounded metric series -----------------------------------------------------------
+
+
+def _series(metrics: Metrics, name: str) -> set[str]:
+    """The `tool` label values of every sample of metric family `name`."""
+    return {
+        sample.labels["tool"]
+        for family in metrics.registry.collect()
+        if family.name == name
+        for sample in family.samples
+        if "tool" in sample.labels
+    }
+
+
+async def test_invented_tool_names_share_one_series(h: Harness) -> None:
+    """A series per name the model invents would grow /metrics without bound."""
+    h.dispatcher.submit([FunctionCall(f"c{i}", f"made_up_{i}", {}) for i in range(50)])
+    h.dispatcher.submit([FunctionCall("ok", "set_level", {"level": 1})])
+    await h.settle(51)
+    allowed = {*h.registry.names(), "unknown"}
+    assert _series(h.metrics, "edge_tool_calls") <= allowed
+    assert _series(h.metrics, "edge_tool_call_seconds") == {"set_level", "unknown"}
+    assert h.metrics.value("edge_tool_calls_total", tool="unknown", outcome="invalid") == 50
+    assert h.metrics.value("edge_tool_call_seconds_count", tool="unknown") == 50
+    assert "made_up" not in h.metrics.render().decode()
+
+
+# -- calls that arrive before the tools are ready ------------------------------------
+
+
+class Readiness:
+    """The readiness hook the daemon passes in (HomeService.wait_ready's contract)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.asked: list[float] = []
+
+    async def __call__(self, timeout: float) -> bool:  # noqa: ASYNC109
+        self.asked.append(timeout)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        return self.event.is_set()
+
+
+async def _noop(_: dict[str, Any]) -> str:
+    return "done"
+
+
+async def test_a_call_before_the_tools_are_ready_waits_for_them(h: Harness) -> None:
+    ready = Readiness()
+    h.dispatcher.wait_for_tools(ready, timeout=5.0)
+    h.dispatcher.submit([FunctionCall("c1", "control_device", {})])
+    await asyncio.sleep(0.1)
+    assert h.responses == []  # held, not answered "unknown tool"
+    h.registry.register(Tool("control_device", "the home's tool", {"type": "object"}, _noop))
+    ready.event.set()
+    await h.settle(1)
+    assert h.responses[0].response == {"output": "done"}
+    assert h.outcomes == [("c1", "ok")]
+    assert h.metrics.value("edge_tool_ready_waits_total", result="ready") == 1
+
+
+async def test_the_wait_for_the_tools_is_bounded(h: Harness) -> None:
+    ready = Readiness()
+    h.dispatcher.wait_for_tools(ready, timeout=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    h.dispatcher.submit([FunctionCall("c1", "control_device", {})])
+    await h.settle(1)
+    assert 0.15 < loop.time() - started < 3
+    assert "unknown tool 'control_device'" in h.responses[0].response["error"]
+    assert h.outcomes == [("c1", "invalid")]
+    assert h.metrics.value("edge_tool_ready_waits_total", result="timeout") == 1
+
+
+async def test_once_ready_an_unknown_tool_is_answered_at_once(h: Harness) -> None:
+    ready = Readiness()
+    ready.event.set()
+    h.dispatcher.wait_for_tools(ready, timeout=5.0)
+    h.dispatcher.submit([FunctionCall("c1", "open_pod_bay_doors", {}),
+                         FunctionCall("c2", "set_level", {"level": 2})])
+    await h.settle(2)
+    assert "unknown tool" in {r.id: r for r in h.responses}["c1"].response["error"]
+    assert ready.asked == [0]  # asked once without waiting; a known tool never asks
+    assert h.metrics.value("edge_tool_ready_waits_total", result="ready") == 0
+    assert h.metrics.value("edge_tool_ready_waits_total", result="timeout") == 0
+
+
+async def test_a_failing_readiness_hook_still_gets_the_call_answered(h: Harness) -> None:
+    async def broken(_timeout: float) -> bool:
+        raise OSError("broker gone")
+
+    h.dispatcher.wait_for_tools(broken)
+    h.dispatcher.submit([FunctionCall("c1", "control_device", {})])
+    await h.settle(1)
+    assert "unknown tool" in h.responses[0].response["error"]
+    assert h.metrics.value("edge_tool_ready_waits_total", result="timeout") == 1
+
+
+async def test_a_held_call_can_be_cancelled_by_the_model(h: Harness) -> None:
+    h.dispatcher.wait_for_tools(Readiness(), timeout=5.0)
+    h.dispatcher.submit([FunctionCall("c1", "control_device", {})])
+    await asyncio.sleep(0.05)
+    h.dispatcher.cancel(["c1"])
+    await h.settle(1)
+    assert h.responses == []
+    assert h.outcomes == [("c1", "cancelled")]
+    assert h.dispatcher.in_flight == 0
+
+
+@pytest.mark.timeout(60)
+async def test_the_first_device_call_right_after_start_finds_the_home_tools() -> None:
+    """End to end on a real broker: the call arrives before the home's first inventory."""
+    from daemon.config import MqttSettings, Settings
+    from daemon.tools.home_service import HomeService
+    from simulator.home import demo_home
+    from simulator.scenario import home_demo_scenario
+
+    call = home_demo_scenario().turns[0].tool_calls[0]
+    async with demo_home(MqttSettings()) as mqtt:
+        registry, metrics = ToolRegistry(), Metrics()
+        service = HomeService(Settings(mqtt=mqtt), registry, metrics)
+        answers: list[ToolResponse] = []
+        dispatcher = ToolDispatcher(registry, metrics, answers.append)
+        dispatcher.wait_for_tools(service.wait_ready, timeout=10.0)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(dispatcher.run())]
+            await asyncio.sleep(0)
+            assert registry.get(call.name) is None  # what the model's first call meets
+            dispatcher.submit([FunctionCall("first", call.name, dict(call.args))])
+            tasks.append(tg.create_task(service.run()))
+            async with asyncio.timeout(15):
+                while not answers:
+                    await asyncio.sleep(0.01)
+            for task in tasks:
+                task.cancel()
+    assert "output" in answers[0].response, answers[0].response
+    assert answers[0].response["output"]["status"] in ("done", "sent")
+    assert metrics.value("edge_tool_ready_waits_total", result="ready") == 1

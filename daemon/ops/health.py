@@ -4,6 +4,12 @@ Two read-only endpoints do not justify a dependency, and a hand-written server
 lets every limit be explicit: a bounded request head, a read deadline, a cap on
 concurrent connections and one request per connection. Whatever a client sends,
 the worst it can cost is one small, short-lived task, and `close()` ends them all.
+
+Loopback is not a trust boundary on a kiosk: a browser page can reach it through
+DNS rebinding, so only loopback Host values are served. At the cap, the connection
+that has sat longest without a complete request is dropped to make room, so a
+crowd of idle sockets cannot lock out (or fail) the next health probe. What is
+served never holds conversation text (see `_public`), nor a registered secret.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from daemon.config import OpsSettings
+from daemon.ops.logsetup import scrub
 from daemon.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -37,9 +44,19 @@ MAX_CONNECTIONS = 16
 _ALLOWED_METHODS = ("GET", "HEAD")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/1\.[01]")
+_LOOPBACK_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
+ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# What marks a key as conversation (what was said or heard), never served: these
+# anywhere in the key, and the short words as whole words of it (snake, kebab, camel).
+_CONVERSATION_PARTS = ("transcript", "utterance", "conversation", "dialog", "caption")
+_CONVERSATION_WORDS = frozenset({
+    "text", "texts", "words", "speech", "said", "heard", "prompt", "reply", "replies",
+})
+_KEY_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -55,11 +72,28 @@ class _BadRequest(Exception):
 
 
 class _Request:
-    __slots__ = ("method", "path")
+    __slots__ = ("authority", "hosts", "method", "path", "version")
 
-    def __init__(self, method: str, path: str) -> None:
+    def __init__(
+        self, method: str, path: str, version: str, hosts: list[str], authority: str | None
+    ) -> None:
         self.method = method
         self.path = path
+        self.version = version
+        self.hosts = hosts  # every Host header's value, in order
+        self.authority = authority  # host[:port] of an absolute-form target, else None
+
+
+class _Connection:
+    """One client, and whether it may be dropped to make room (no request yet, or done)."""
+
+    __slots__ = ("idle", "opened", "shed", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, opened: float) -> None:
+        self.writer = writer
+        self.opened = opened
+        self.idle = True
+        self.shed = False
 
 
 class _Response:
@@ -124,7 +158,7 @@ class HealthServer:
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[_Connection] = set()  # admitted, not shed, not finished
         self._closing = False
         self._routes: dict[str, Callable[[], _Response]] = {
             "/healthz": self._healthz,
@@ -161,8 +195,8 @@ class HealthServer:
         if server is not None:
             server.close()
         # Abort first so nothing waits on a slow peer, then cancel and reap.
-        for writer in list(self._writers):
-            writer.transport.abort()
+        for conn in list(self._connections):
+            conn.writer.transport.abort()
         while self._tasks:
             tasks = list(self._tasks)
             for task in tasks:
@@ -190,42 +224,82 @@ class HealthServer:
         if task is None or self._closing:
             writer.transport.abort()
             return
+        conn = _Connection(writer, asyncio.get_running_loop().time())
         self._tasks.add(task)
-        self._writers.add(writer)
         clean = False
         try:
-            if len(self._tasks) > self._max_connections:
-                await self._send(writer, _text(503, "too many connections"), include_body=True)
+            if self._admit(conn):
+                await self._serve(conn, reader, writer)
+            else:  # every slot is writing an answer, which lasts a moment
+                conn.idle = False
+                await self._send(writer, _text(503, "busy, try again"), include_body=True)
                 await self._linger(reader, writer)
-            else:
-                await self._serve(reader, writer)
-            clean = True
+            clean = not conn.shed
         except (ConnectionError, TimeoutError):
             pass  # the peer went away or stopped reading: nothing left to say
         except Exception:
             log.exception("health server connection failed")
         finally:
-            self._writers.discard(writer)
+            self._connections.discard(conn)
             self._tasks.discard(task)
             if clean:
                 writer.close()
             else:
                 writer.transport.abort()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _admit(self, conn: _Connection) -> bool:
+        """Make room for `conn` at the cap by dropping the longest-idle connection.
+
+        Only a connection with no request yet (or one already answered) is dropped:
+        a probe that has sent its request is never cut off by a newcomer. False when
+        every slot is busy answering, which lasts no longer than writing a response.
+        """
+        if len(self._connections) >= self._max_connections:
+            idle = [c for c in self._connections if c.idle]
+            if not idle:
+                self._refused("busy")
+                return False
+            victim = min(idle, key=lambda c: c.opened)
+            victim.shed = True
+            self._connections.discard(victim)
+            victim.writer.transport.abort()  # its reader sees EOF; its task ends at once
+            self._refused("idle_shed")
+        self._connections.add(conn)
+        return True
+
+    def _refused(self, reason: str) -> None:
+        self._metrics.health_refused.labels(reason).inc()
+
+    async def _serve(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             async with asyncio.timeout(self._read_timeout):
                 request = await self._read_request(reader)
         except TimeoutError:
+            if conn.shed:
+                return
+            self._refused("timeout")
+            conn.idle = False
             await self._send(writer, _text(408, "request timeout"), include_body=True)
             return
         except _BadRequest as err:
+            if conn.shed:
+                return
             log.debug("health server: bad request: %s", err)
-            await self._send(writer, _text(400, f"bad request: {err}"), include_body=True)
-            await self._linger(reader, writer)
+            self._refused("bad_request")
+            await self._reject(conn, reader, _text(400, f"bad request: {err}"))
             return
-        if request is None:
-            return  # connected and closed without a request
+        if request is None or conn.shed:
+            return  # connected and closed without a request, or dropped to make room
+        conn.idle = False
+        refusal = _host_refusal(request)
+        if refusal is not None:
+            reason, response = refusal
+            log.debug("health server: %s", response.body.decode().strip())
+            self._refused(reason)
+            await self._reject(conn, reader, response)
+            return
         route = self._routes.get(request.path)
         if route is None:
             response = _text(404, "not found")
@@ -268,6 +342,15 @@ class HealthServer:
                 raise _BadRequest("incomplete request body") from None
         return request
 
+    async def _reject(
+        self, conn: _Connection, reader: asyncio.StreamReader, response: _Response
+    ) -> None:
+        """Answer an error, then linger as an idle connection that can be shed."""
+        conn.idle = False
+        await self._send(conn.writer, response, include_body=True)
+        conn.idle = True
+        await self._linger(reader, conn.writer)
+
     async def _send(
         self, writer: asyncio.StreamWriter, response: _Response, *, include_body: bool
     ) -> None:
@@ -301,14 +384,62 @@ class HealthServer:
             log.exception("health check raised")
             healthy, details = False, {"error": "health check failed"}
         body = json.dumps(
-            {"status": "ok" if healthy else "unhealthy", "details": details},
-            default=str,
+            {"status": "ok" if healthy else "unhealthy", "details": _public(details)},
+            default=lambda value: scrub(str(value)),
             sort_keys=True,
         )
         return _Response(200 if healthy else 503, body.encode("utf-8") + b"\n", JSON_CONTENT_TYPE)
 
     def _render_metrics(self) -> _Response:
-        return _Response(200, self._metrics.render(), METRICS_CONTENT_TYPE)
+        text = self._metrics.render().decode("utf-8")
+        return _Response(200, scrub(text).encode("utf-8"), METRICS_CONTENT_TYPE)
+
+
+def _public(value: object) -> object:
+    """`value` without conversation text at any depth, and with secrets scrubbed.
+
+    A key naming what was said or heard (`last_user_text`, `transcript`, ...) is
+    dropped unless its value is a plain number or flag: /healthz is readable by any
+    local process and must never become a transcript of the household.
+    """
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            name = scrub(str(key))
+            if _is_conversation(name) and not isinstance(item, int | float | None):
+                continue
+            out[name] = _public(item)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_public(item) for item in value]
+    if isinstance(value, str):
+        return scrub(value)
+    return value
+
+
+def _is_conversation(key: str) -> bool:
+    """Whether a key names conversation text."""
+    lowered = key.lower()
+    return any(part in lowered for part in _CONVERSATION_PARTS) or any(
+        word.lower() in _CONVERSATION_WORDS for word in _KEY_WORD.findall(key)
+    )
+
+
+def _host_refusal(request: _Request) -> tuple[str, _Response] | None:
+    """Why the request's Host is not served (a counter reason and the answer), or None.
+
+    A browser lured by DNS rebinding sends the attacker's name as Host; only the
+    loopback names are served. HTTP/1.1 requires a Host header; HTTP/1.0 may omit it.
+    """
+    allowed = ", ".join(ALLOWED_HOSTS)
+    if len(request.hosts) > 1:
+        return "bad_host", _text(400, "bad request: more than one Host header")
+    if not request.hosts and request.version == "HTTP/1.1":
+        return "no_host", _text(400, f"bad request: missing Host header (use one of {allowed})")
+    for value in (*request.hosts, *filter(None, [request.authority])):
+        if not _LOOPBACK_HOST.fullmatch(value):
+            return "bad_host", _text(403, f"forbidden: only Host {allowed} is served")
+    return None
 
 
 def _head_end(buf: bytearray) -> int:
@@ -333,14 +464,18 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
     method, target, version = parts
     if not _TOKEN.fullmatch(method) or not _VERSION.fullmatch(version):
         raise _BadRequest("malformed request line")
+    authority: str | None = None
     if target.startswith(("http://", "https://")):
-        slash = target.find("/", target.index("//") + 2)
+        start = target.index("//") + 2
+        slash = target.find("/", start)
+        authority = target[start:slash] if slash >= 0 else target[start:]
         target = target[slash:] if slash >= 0 else "/"
     if not target.startswith("/") or any(c.isspace() or ord(c) < 0x21 for c in target):
         raise _BadRequest("malformed request target")
     path = target.split("?", 1)[0].split("#", 1)[0]
 
     lengths: set[str] = set()
+    hosts: list[str] = []
     for raw in lines[1:]:
         line = raw.decode("latin-1")
         name, sep, value = line.partition(":")
@@ -352,6 +487,8 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
             raise _BadRequest("request bodies with transfer-encoding are not accepted")
         if lowered == "content-length":
             lengths.update(v.strip(" \t") for v in value.split(","))
+        elif lowered == "host":
+            hosts.append(value)
     body_length = 0
     if lengths:
         if len(lengths) != 1:
@@ -360,7 +497,7 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
         if not text.isdigit() or len(text) > 12:
             raise _BadRequest("malformed content-length")
         body_length = int(text)
-    return _Request(method, path), body_length
+    return _Request(method, path, version, hosts, authority), body_length
 
 
 def health_server_from_settings(

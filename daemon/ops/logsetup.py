@@ -8,12 +8,19 @@ plain log argument. The same scrubber guards what is printed without logging
 (uncaught exceptions in the main thread, in other threads, in __del__, and in
 asyncio callbacks), so a secret never reaches stderr or the journal.
 
+Text is often cut short (an error's reason, a close message) and a cut secret is no
+longer the whole secret, so the scrubber also hides any run of FRAGMENT_LENGTH or
+more characters taken from a secret, and `clip()` scrubs before it cuts. Commands
+that print rather than log get the same treatment through `scrubbed_stdio()`.
+
 Module is named `logsetup` so it does not shadow the standard `logging`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import logging
 import re
@@ -21,7 +28,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TextIO
 from urllib.parse import quote, quote_plus
@@ -29,6 +37,8 @@ from urllib.parse import quote, quote_plus
 REDACTED = "***"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not scrubbed: replacing every "a1" would mangle logs and hide nothing."""
+FRAGMENT_LENGTH = 8
+"""A run this long of a secret's characters is hidden even when the rest was cut off."""
 
 LogFormat = Literal["text", "json"]
 
@@ -40,9 +50,23 @@ _LEVELS = {
     "critical": logging.CRITICAL,
 }
 
+
+@dataclass(frozen=True)
+class _Matcher:
+    """Everything `scrub()` needs, swapped as one value so readers never need the lock."""
+
+    whole: re.Pattern[str]
+    """Every spelling of every secret, longest first."""
+    fragments: frozenset[str]
+    """Every FRAGMENT_LENGTH-long piece of every spelling."""
+    runs: re.Pattern[str] | None
+    """Runs of FRAGMENT_LENGTH or more characters that secrets use: the only places
+    a fragment can be, found at C speed before the per-position look-ups."""
+
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_matcher: _Matcher | None = None
 
 _crash_log = logging.getLogger("daemon.crash")
 
@@ -70,7 +94,7 @@ def _forms(secret: str) -> set[str]:
 
 def add_secret(value: str | None) -> None:
     """Register a value that must never be printed; None, empty and short values are ignored."""
-    global _pattern
+    global _matcher
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
     with _lock:
@@ -82,15 +106,59 @@ def add_secret(value: str | None) -> None:
             forms |= _forms(secret)
         # Longest first: at one position the regex takes the first alternative that matches.
         alternatives = sorted(forms, key=lambda f: (-len(f), f))
-        _pattern = re.compile("|".join(re.escape(f) for f in alternatives))
+        fragments = frozenset(
+            form[i : i + FRAGMENT_LENGTH]
+            for form in forms
+            for i in range(len(form) - FRAGMENT_LENGTH + 1)
+        )
+        alphabet = sorted({c for fragment in fragments for c in fragment})
+        runs = (
+            re.compile(f"[{''.join(re.escape(c) for c in alphabet)}]{{{FRAGMENT_LENGTH},}}")
+            if fragments
+            else None
+        )
+        _matcher = _Matcher(
+            re.compile("|".join(re.escape(f) for f in alternatives)), fragments, runs
+        )
 
 
 def scrub(text: str) -> str:
-    """`text` with every registered secret (in any known spelling) replaced by ***."""
-    pattern = _pattern
-    if pattern is None or not text:
+    """`text` with every registered secret (in any known spelling), and every piece of
+    one at least FRAGMENT_LENGTH long, replaced by ***."""
+    matcher = _matcher
+    if matcher is None or not text:
         return text
-    return pattern.sub(REDACTED, text)
+    text = matcher.whole.sub(REDACTED, text)
+    if matcher.runs is None:
+        return text
+    spans: list[tuple[int, int]] = []
+    for run in matcher.runs.finditer(text):
+        start, end = run.span()
+        for i in range(start, end - FRAGMENT_LENGTH + 1):
+            if text[i : i + FRAGMENT_LENGTH] in matcher.fragments:
+                stop = i + FRAGMENT_LENGTH
+                if spans and spans[-1][1] >= i:  # overlaps or touches the previous hit
+                    spans[-1] = (spans[-1][0], stop)
+                else:
+                    spans.append((i, stop))
+    if not spans:
+        return text
+    out: list[str] = []
+    last = 0
+    for start, stop in spans:
+        out += (text[last:start], REDACTED)
+        last = stop
+    out.append(text[last:])
+    return "".join(out)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` scrubbed, then cut to `limit` characters.
+
+    In that order: cutting first can leave a piece of a secret too short to be
+    recognised as one, and the piece is still a piece of the key.
+    """
+    return scrub(text)[: max(limit, 0)]
 
 
 # -- formatting -----------------------------------------------------------------
@@ -254,6 +322,83 @@ def _unraisablehook(args: sys.UnraisableHookArgs) -> None:
             traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
         )
     _write_stderr(f"{where}\n{text}")
+
+
+class ScrubbingStream(io.TextIOBase):
+    """A text stream that scrubs what it passes on to `raw`, a line at a time.
+
+    Whole lines, because `print()` writes its pieces in separate calls; a partial
+    line waits for its newline, a flush, or PENDING_LIMIT characters.
+    """
+
+    PENDING_LIMIT = 64 * 1024
+
+    def __init__(self, raw: TextIO) -> None:
+        super().__init__()
+        self.raw = raw
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            if len(self._pending) > self.PENDING_LIMIT:
+                cut = len(self._pending)
+            else:
+                cut = self._pending.rfind("\n") + 1
+            if cut:
+                out, self._pending = self._pending[:cut], self._pending[cut:]
+                self.raw.write(scrub(out))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            out, self._pending = self._pending, ""
+            if out:
+                self.raw.write(scrub(out))
+        self.raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.raw.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.raw.errors
+
+
+@contextlib.contextmanager
+def scrubbed_stdio() -> Iterator[None]:
+    """`sys.stdout` and `sys.stderr` scrubbed for the duration: for commands that print.
+
+    The originals are back afterwards (what was written is flushed first), so an
+    in-process caller such as a test is left as it was.
+    """
+    installed: list[tuple[str, TextIO, ScrubbingStream]] = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, ScrubbingStream):
+            continue
+        wrapper = ScrubbingStream(stream)
+        setattr(sys, name, wrapper)
+        installed.append((name, stream, wrapper))
+    try:
+        yield
+    finally:
+        for name, stream, wrapper in reversed(installed):
+            with contextlib.suppress(Exception):
+                wrapper.flush()
+            if getattr(sys, name) is wrapper:
+                setattr(sys, name, stream)
 
 
 def install_excepthook(secrets: Iterable[str] = ()) -> None:

@@ -6,6 +6,12 @@ Answers to calls that were running when the user interrupted the model go back
 SILENT, so the model does not start talking over the user again. A result that
 is not JSON (a set, NaN, an object) is answered with an error here: sent as it
 is, it would fail in the link's send loop, not in the tool that made it.
+
+Metrics name a tool only if the registry knows it: the model can invent any name,
+and a series per invented name would grow without bound. Right after start the
+home's device tools are not registered yet (they wait for the MQTT inventory's
+first read), so a call to a tool not (yet) known waits, bounded, for the tools to
+be ready before it is answered "unknown tool".
 """
 
 from __future__ import annotations
@@ -16,19 +22,27 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from daemon.ops.logsetup import clip
 from daemon.ops.metrics import Metrics
 from daemon.tools.calls import FunctionCall, ToolResponse
-from daemon.tools.registry import InvalidArguments, ToolError, ToolRegistry
+from daemon.tools.registry import InvalidArguments, Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 _REMEMBERED_IDS = 512
+UNKNOWN_TOOL = "unknown"
+"""The metric label of every tool name the registry does not know."""
+READY_WAIT = 5.0
+"""How long a call to a tool not yet registered waits for the tools to be ready."""
 
 
 Observer = Callable[[FunctionCall, str, dict[str, Any] | None], None]
+ReadyHook = Callable[[float], Awaitable[bool]]
+"""`await hook(timeout)`: True once every tool that will come is registered, False if
+not within `timeout` seconds (0: at once, without waiting)."""
 
 
 class ToolDispatcher:
@@ -47,6 +61,13 @@ class ToolDispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._interrupt_epoch = 0
+        self._ready: ReadyHook | None = None
+        self._ready_wait = READY_WAIT
+
+    def wait_for_tools(self, ready: ReadyHook, timeout: float = READY_WAIT) -> None:
+        """Hold calls to unknown tools up to `timeout` s until `ready` says all are in."""
+        self._ready = ready
+        self._ready_wait = timeout
 
     @property
     def in_flight(self) -> int:
@@ -92,10 +113,25 @@ class ToolDispatcher:
     def mark_interrupted(self) -> None:
         self._interrupt_epoch += 1
 
+    async def _tool(self, name: str) -> Tool | None:
+        """The registered tool, after waiting (bounded) for the tools if not ready yet."""
+        tool = self._registry.get(name)
+        if tool is not None or self._ready is None:
+            return tool
+        try:
+            if await self._ready(0):
+                return None  # all tools are in: the name is unknown
+            ready = await self._ready(self._ready_wait)
+        except Exception:
+            log.exception("waiting for the tools to be ready failed")
+            ready = False
+        self._metrics.tool_ready_waits.labels("ready" if ready else "timeout").inc()
+        return self._registry.get(name)
+
     async def _run_call(self, call: FunctionCall, epoch: int) -> None:
         started = time.monotonic()
         response: dict[str, Any]
-        tool = self._registry.get(call.name)
+        tool = await self._tool(call.name)
         deadline = (tool.deadline if tool else None) or self._registry.default_deadline
         try:
             args = self._registry.validate(call.name, call.args)
@@ -115,7 +151,9 @@ class ToolDispatcher:
             log.exception("tool %s failed", call.name)
             response, outcome = {"error": f"internal error ({type(exc).__name__})"}, "error"
         self._running.pop(call.id, None)
-        self._metrics.tool_seconds.labels(call.name).observe(time.monotonic() - started)
+        self._metrics.tool_seconds.labels(self._label(call.name)).observe(
+            time.monotonic() - started
+        )
         if tool is not None and tool.blocking:
             scheduling = None
         else:
@@ -123,9 +161,12 @@ class ToolDispatcher:
         self._respond(ToolResponse(call.id, call.name, response, scheduling))
         self._finish(call, outcome, response)
 
+    def _label(self, name: str) -> str:
+        """The tool's name if registered, else UNKNOWN_TOOL: series bounded by the registry."""
+        return name if self._registry.get(name) is not None else UNKNOWN_TOOL
+
     def _finish(self, call: FunctionCall, outcome: str, response: dict[str, Any] | None) -> None:
-        known = call.name if self._registry.get(call.name) else "unknown"
-        self._metrics.tool_calls.labels(known, outcome).inc()
+        self._metrics.tool_calls.labels(self._label(call.name), outcome).inc()
         if self._observer is not None:
             self._observer(call, outcome, response)
 
@@ -140,6 +181,6 @@ def _checked(response: dict[str, Any], tool: str) -> dict[str, Any]:
         json.dumps(response, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         log.error("tool %s returned a result that is not JSON (%s); answering with an error",
-                  tool, str(exc)[:120])
+                  tool, clip(str(exc), 120))
         raise _NotJson from None
     return response
