@@ -13,8 +13,15 @@ availability and state, ten kinds); once its inventory holds all of them and the
 tools name them, it reports again. The difference is the cost of the inventory,
 its subscriptions and the 500-device tool schemas.
 
+CPU per call: what one tool call costs the event loop (validation, then the
+handler up to its first wait), worst cases included: a colour argument with a
+million items, a 2000-word list_devices query over 300 devices, a 10-word query
+over 5000 devices, and the search itself (Inventory.find) for those queries. The
+target is 10 ms per call: the event loop also carries the audio.
+
     .venv/bin/python bench/home_tools.py                 # ~15 s
     .venv/bin/python bench/home_tools.py --calls 200     # quicker
+    .venv/bin/python bench/home_tools.py --cpu-only      # just the CPU per call
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ TARGETS = {
     "confirmed_p50_ms": 5.0,
     "confirmed_p99_ms": 20.0,
     "rss_500_mb": 20.0,
+    "call_cpu_ms": 10.0,
 }
 
 
@@ -301,6 +309,113 @@ async def measure_footprint(count: int) -> dict[str, float]:
     }
 
 
+# -------------------------------------------------------------- CPU per call
+
+
+def _home_of(count: int) -> Any:
+    """A HomeService without a broker, its inventory filled with `count` devices."""
+    from daemon.config import Settings
+    from daemon.home.discovery import Discovered
+    from daemon.ops.metrics import Metrics
+    from daemon.tools.home_service import HomeService
+    from daemon.tools.registry import ToolRegistry
+
+    service = HomeService(Settings(), ToolRegistry(), Metrics())
+    for dev in many_devices(count):
+        found = service.inventory.handle_discovery(
+            dev.discovery_topic("homeassistant"), json.dumps(dev.config)
+        )
+        assert isinstance(found, Discovered), found
+    service.tools.refresh()
+    return service
+
+
+def _words(count: int, seed: int) -> str:
+    """A query mixing device words, near misses and noise."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = ["light", "lamp", "room", "kitchn", "switch", "fan", "blinds", "lock", "door",
+             "thermostat", "scene", "temperature", "contact", "please", "turn", "on", "the",
+             "bedroom", "garage", "window", "zebra", "quantum"]
+    return " ".join(
+        rng.choice(vocab) if rng.random() < 0.7 else str(rng.randrange(500))
+        for _ in range(count)
+    )
+
+
+async def _call_cpu(service: Any, name: str, args: dict[str, Any], repeat: int) -> list[float]:
+    """CPU (this thread) of validate + handler per call, in ms."""
+    from daemon.tools.registry import ToolError
+
+    registry = service.registry
+    out: list[float] = []
+    for _ in range(repeat):
+        started = time.thread_time()
+        try:
+            checked = registry.validate(name, args)
+            tool = registry.get(name)
+            await tool.handler(checked)
+        except ToolError:
+            pass  # refused: still one answer, and its cost is what counts
+        out.append((time.thread_time() - started) * 1000)
+    return out
+
+
+def _find_cpu(service: Any, query: str, repeat: int) -> list[float]:
+    out: list[float] = []
+    for i in range(repeat):
+        started = time.thread_time()
+        service.inventory.find(query + (" " * i), limit=1000)  # new text: no memo hit
+        out.append((time.thread_time() - started) * 1000)
+    return out
+
+
+async def measure_cpu(repeat: int = 20) -> dict[str, tuple[float, float]]:
+    """(median, max) CPU ms per call for each case."""
+    small, large = _home_of(300), _home_of(5000)
+    light = "sim-light_0"
+    cases: dict[str, tuple[float, float]] = {}
+
+    def put(label: str, ms: list[float]) -> None:
+        cases[label] = (statistics.median(ms), max(ms))
+
+    million = {"device_id": light, "action": "set_color", "args": {"rgb": [255] * 1_000_000}}
+    put("control_device, rgb of 1M items (300)", await _call_cpu(small, "control_device",
+                                                                  million, repeat))
+    put("list_devices, 2000-word query (300)", await _call_cpu(
+        small, "list_devices", {"query": _words(2000, 1)}, repeat))
+    broad = "light lamp switch fan blinds lock thermostat scene temperature contact"
+    put("list_devices, 10 broad words (5000)", await _call_cpu(
+        large, "list_devices", {"query": broad}, repeat))
+    put("list_devices, 10 mixed words (5000)", await _call_cpu(
+        large, "list_devices", {"query": _words(10, 2)}, repeat))
+    put("list_devices, all (5000)", await _call_cpu(large, "list_devices", {}, repeat))
+    put("list_devices, area (5000)", await _call_cpu(
+        large, "list_devices", {"area": "Room 7"}, repeat))
+    put("get_device_state (5000)", await _call_cpu(
+        large, "get_device_state", {"device_id": light}, repeat))
+    put("control_device, unknown id (5000)", await _call_cpu(
+        large, "control_device", {"device_id": "sim-nothing", "action": "turn_on"}, repeat))
+    put("control_device, turn_on, no broker (5000)", await _call_cpu(
+        large, "control_device", {"device_id": light, "action": "turn_on"}, repeat))
+    put("Inventory.find, 2000 words (300)", _find_cpu(small, _words(2000, 3), repeat))
+    put("Inventory.find, 10 broad words (5000)", _find_cpu(large, broad, repeat))
+    put("Inventory.find, 10 mixed words (5000)", _find_cpu(large, _words(10, 4), repeat))
+    return cases
+
+
+def report_cpu(cases: dict[str, tuple[float, float]]) -> bool:
+    target = TARGETS["call_cpu_ms"]
+    ok = True
+    print(f"CPU per call on the event loop, median / max ms (target <= {target:g} ms):")
+    for label, (median, worst) in cases.items():
+        met = worst <= target
+        ok &= met
+        print(f"  {label:<42} {median:8.3f} / {worst:8.3f} ms  {'met' if met else 'MISSED'}")
+    return ok
+
+
 def report(lat: dict[str, float], foot: dict[str, float]) -> bool:
     ok = True
 
@@ -338,17 +453,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU per call")
     parser.add_argument("--child", nargs=3, metavar=("HOST", "PORT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         host, port, count = args.child
         asyncio.run(child(host, int(port), int(count)))
         return 0
+    cpu = asyncio.run(measure_cpu())
+    if args.cpu_only:
+        ok = report_cpu(cpu)
+        if args.json:
+            print(json.dumps({"cpu": cpu}))
+        return 0 if ok else 1
     lat = asyncio.run(measure_latency(args.calls, args.warmup))
     foot = asyncio.run(measure_footprint(args.devices))
     ok = report(lat, foot)
+    ok &= report_cpu(cpu)
     if args.json:
-        print(json.dumps({"latency": lat, "footprint": foot}))
+        print(json.dumps({"latency": lat, "footprint": foot, "cpu": cpu}))
     return 0 if ok else 1
 
 

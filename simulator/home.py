@@ -396,10 +396,25 @@ class SimBlinds(VirtualDevice):
 
 
 class SimLock(VirtualDevice):
-    """Lock with custom payloads and state words (abbreviated keys)."""
+    """Lock with custom payloads and state words (abbreviated keys).
 
-    def __init__(self, object_id: str, name: str, area: str) -> None:
+    With `open_payload` it can also unlatch the door (Home Assistant's `open`): it
+    reports "open" while the door is held open, then "unlocked".
+    """
+
+    def __init__(
+        self,
+        object_id: str,
+        name: str,
+        area: str,
+        *,
+        open_payload: str | None = None,
+        hold_open: float = 0.2,
+    ) -> None:
         base = f"sim/{object_id}"
+        opening: dict[str, Any] = (
+            {"pl_open": open_payload, "stat_open": "open"} if open_payload else {}
+        )
         super().__init__(
             "lock",
             object_id,
@@ -412,11 +427,15 @@ class SimLock(VirtualDevice):
                 "pl_unlk": "unlock_door",
                 "stat_locked": "locked",
                 "stat_unlocked": "unlocked",
+                **opening,
                 **_avty(base),
                 "dev": _dev(f"sim-{object_id}", name, area, "Smart lock"),
             },
             state={"state": "locked"},
         )
+        self.open_payload = open_payload
+        self.hold_open = hold_open
+        self.openings = 0
 
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
@@ -425,11 +444,83 @@ class SimLock(VirtualDevice):
         return [(f"{self.base}/state", self.state["state"])]
 
     def on_command(self, topic: str, payload: str) -> list[Step]:
+        if self.open_payload is not None and payload == self.open_payload:
+            self.openings += 1
+            self.state["state"] = "unlocked"
+            t = f"{self.base}/state"
+            return [(0.0, t, "open"), (self.hold_open, t, "unlocked")]
         words = {"lock_door": "locked", "unlock_door": "unlocked"}
         if payload not in words:
             return []
         self.state["state"] = words[payload]
         return self._now()
+
+
+class SimAlarmPanel(VirtualDevice):
+    """Alarm panel (Home Assistant's alarm_control_panel), abbreviated keys.
+
+    Arming goes through "arming" (the exit delay) to "armed_<mode>"; DISARM disarms.
+    With `remote_code` the panel wants the user's code with a disarm (REMOTE_CODE,
+    which the daemon never has): a bare DISARM is refused, arming needs none.
+    """
+
+    PAYLOADS = {
+        "ARM_HOME": "armed_home",
+        "ARM_AWAY": "armed_away",
+        "ARM_NIGHT": "armed_night",
+        "ARM_VACATION": "armed_vacation",
+    }
+
+    def __init__(
+        self,
+        object_id: str,
+        name: str,
+        area: str,
+        *,
+        features: Sequence[str] = ("arm_home", "arm_away", "arm_night"),
+        remote_code: bool = False,
+        exit_delay: float = 0.1,
+    ) -> None:
+        base = f"sim/{object_id}"
+        code: dict[str, Any] = {"code": "REMOTE_CODE", "cod_arm_req": False} if remote_code else {}
+        super().__init__(
+            "alarm_control_panel",
+            object_id,
+            {
+                "name": name,
+                "uniq_id": f"sim-{object_id}",
+                "cmd_t": f"{base}/set",
+                "stat_t": f"{base}/state",
+                "sup_feat": list(features),
+                "pl_arm_nite": "ARM_NIGHT",
+                **code,
+                **_avty(base),
+                "dev": _dev(f"sim-{object_id}", name, area, "Alarm panel"),
+            },
+            state={"state": "disarmed"},
+        )
+        self.features = tuple(features)
+        self.remote_code = remote_code
+        self.exit_delay = exit_delay
+        self.refused = 0
+
+    def command_topics(self) -> set[str]:
+        return {f"{self.base}/set"}
+
+    def state_messages(self) -> list[tuple[str, str]]:
+        return [(f"{self.base}/state", self.state["state"])]
+
+    def on_command(self, topic: str, payload: str) -> list[Step]:
+        t = f"{self.base}/state"
+        armed = self.PAYLOADS.get(payload)
+        if armed is not None and armed.replace("armed_", "arm_") in self.features:
+            self.state["state"] = armed
+            return [(0.0, t, "arming"), (self.exit_delay, t, armed)]
+        if payload == "DISARM" and not self.remote_code:
+            self.state["state"] = "disarmed"
+            return self._now()
+        self.refused += 1
+        return []
 
 
 class SimThermostat(VirtualDevice):
@@ -617,6 +708,16 @@ def extra_devices() -> list[VirtualDevice]:
     ]
 
 
+def security_devices() -> list[VirtualDevice]:
+    """Entry points: an alarm panel, one that wants the user's code to disarm, and a
+    lock that can unlatch (open) the door."""
+    return [
+        SimAlarmPanel("house_alarm", "House alarm", "Hallway"),
+        SimAlarmPanel("shed_alarm", "Shed alarm", "Garden", remote_code=True),
+        SimLock("back_door_lock", "Back door lock", "Kitchen", open_payload="open_door"),
+    ]
+
+
 class VirtualHome:
     """Runs a set of virtual devices on a broker until the context exits."""
 
@@ -790,7 +891,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="homeassistant", help="discovery prefix")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before devices answer")
     p.add_argument("--client-id", default="edge-sim-home")
-    p.add_argument("--extra", action="store_true", help="add the JSON lamp and blinds")
+    p.add_argument(
+        "--extra",
+        action="store_true",
+        help="add the JSON lamp, the blinds, two alarm panels and a lock that opens",
+    )
     p.add_argument(
         "--offline",
         action="append",
@@ -864,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.port < 65536 or args.latency < 0:
         print("edge-agent sim home: --port must be 1..65535, --latency >= 0", file=sys.stderr)
         return 2
-    devices = default_devices() + (extra_devices() if args.extra else [])
+    devices = default_devices() + (extra_devices() + security_devices() if args.extra else [])
     problem = _apply_faults(devices, args.offline, args.ignore)
     if problem:
         print(f"edge-agent sim home: {problem}", file=sys.stderr)

@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 
+import aiomqtt
 import paho.mqtt.client as paho
 import pytest
 from aiomqtt.exceptions import MqttCodeError
 from pydantic import SecretStr
 
-from daemon.config import MqttSettings
+from daemon.config import MqttSettings, default_client_id
 from daemon.home.mqtt import (
     MqttConnection,
     MqttMessage,
     NotPublished,
     PublishOutcome,
+    _counting_queue,
     topic_matches,
 )
 from simulator.broker import PrivateBroker
@@ -39,12 +42,18 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 
 class Proxy:
-    """Loopback TCP relay; can refuse clients, swallow downstream bytes, or cut links."""
+    """Loopback TCP relay; can refuse clients, swallow downstream bytes, or cut links.
 
-    def __init__(self, port: int) -> None:
+    With `mqtt5 = False` it answers an MQTT 5 CONNECT as a 3.1.1-only broker does
+    (CONNACK "unacceptable protocol version") and relays 3.1.1 ones.
+    """
+
+    def __init__(self, port: int, *, mqtt5: bool = True) -> None:
         self.target = port
         self.accepting = True
         self.swallow_downstream = False
+        self.mqtt5 = mqtt5
+        self.refused_mqtt5 = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -79,11 +88,21 @@ class Proxy:
             if not self.accepting:
                 c_writer.transport.abort()
                 return
+            first = b""
+            if not self.mqtt5:
+                first = await c_reader.read(65536)
+                if _protocol_level(first) == 5:
+                    self.refused_mqtt5 += 1
+                    c_writer.write(b"\x20\x02\x00\x01")  # 3.1.1 CONNACK: bad protocol
+                    await c_writer.drain()
+                    c_writer.transport.abort()
+                    return
             try:
                 b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.target)
             except OSError:
                 c_writer.transport.abort()
                 return
+            b_writer.write(first)
             self._writers |= {c_writer, b_writer}
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -113,6 +132,18 @@ class Proxy:
             other.transport.abort()
             self._writers.discard(writer)
             self._writers.discard(other)
+
+
+def _protocol_level(connect: bytes) -> int | None:
+    """The protocol level of a CONNECT packet (4: MQTT 3.1.1, 5: MQTT 5)."""
+    if not connect or connect[0] != 0x10:
+        return None
+    i = 1
+    while i < len(connect) and connect[i] & 0x80:  # remaining length, a varint
+        i += 1
+    name_at = i + 1
+    level_at = name_at + 2 + 4  # length-prefixed "MQTT"
+    return connect[level_at] if len(connect) > level_at else None
 
 
 def connection(port: int, client_id: str, **kw: object) -> MqttConnection:
@@ -295,12 +326,20 @@ async def test_handler_errors_and_cancelled_subscriptions(broker: PrivateBroker)
         s2 = conn.subscribe("t/+", good)
         assert await conn.wait_subscribed(s1, s2, timeout=5)
         await conn.publish("t/1", "a")
-        await eventually(lambda: good.payloads() == ["a"])
-        assert conn.stats.handler_errors == 1
+        # MQTT 5: the broker sends one copy per matching filter; each goes to its own.
+        await eventually(lambda: good.payloads() == ["a"] and conn.stats.handler_errors == 1)
+        await conn.publish("t/2", "z")
+        await eventually(lambda: good.payloads() == ["a", "z"] and conn.stats.handler_errors == 2)
+        barrier = Recorder()
+        assert await conn.wait_subscribed(conn.subscribe("u", barrier), timeout=5)
+        await conn.publish("u", "end")  # delivered after every copy of "z"
+        await eventually(lambda: barrier.payloads() == ["end"])
+        assert conn.stats.handler_errors == 2  # still once per message and handler
+        assert good.payloads() == ["a", "z"]
         s2.cancel()
         await conn.publish("t/2", "b")
-        await eventually(lambda: conn.stats.handler_errors == 2)
-        assert good.payloads() == ["a"]
+        await eventually(lambda: conn.stats.handler_errors == 3)
+        assert good.payloads() == ["a", "z"]
         with pytest.raises(ValueError, match="filter"):
             conn.subscribe("a/#/b", good)
         with pytest.raises(ValueError, match="topic"):
@@ -432,3 +471,139 @@ async def test_tls_with_username_and_password(caplog: pytest.LogCaptureFixture) 
             assert plain.stats.connects == 0
     assert "Not authorized" in caplog.text  # the refusals were logged ...
     assert secret not in caplog.text and wrong not in caplog.text  # ... without a password
+
+
+# ------------------------------------------------------ no message can hurt us (issue 12)
+
+
+async def publish_raw(port: int, messages: list[tuple[str, int, str]]) -> None:
+    """Retained discovery-like messages `(topic, size, fill)` made and sent by another
+    process: their bytes never exist in this one."""
+    script = (
+        "import sys, paho.mqtt.client as m\n"
+        "c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='raw-publisher')\n"
+        "c.connect('127.0.0.1', int(sys.argv[1])); c.loop_start()\n"
+        "for spec in sys.argv[2:]:\n"
+        "    topic, size, fill = spec.split('|')\n"
+        "    body = ('{\"name\": \"' + fill * int(size) + '\", \"cmd_t\": \"x/set\"}').encode()\n"
+        "    c.publish(topic, body, qos=1, retain=True).wait_for_publish(30)\n"
+        "c.loop_stop(); c.disconnect()\n"
+    )
+    specs = [f"{topic}|{size}|{fill}" for topic, size, fill in messages]
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(port), *specs)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+@pytest.mark.timeout(30)
+async def test_oversized_messages_are_not_even_sent_to_us(broker: PrivateBroker) -> None:
+    """MQTT 5 Maximum Packet Size: mosquitto drops a bigger message for this client
+    (it says so in its log); one under the packet limit but over its cap is dropped
+    here, counted by kind, before anything reads it; the rest arrive."""
+    await publish_raw(broker.port, [
+        ("homeassistant/light/huge/config", 3_000_000, "h"),
+        ("homeassistant/light/mid/config", 6000, "m"),
+        ("state/big", 2000, "b"),
+        ("homeassistant/light/ok/config", 100, "o"),
+        ("state/ok", 100, "s"),
+    ])
+    seen = Recorder()
+    async with connection(broker.port, "capped", max_discovery_bytes=4096,
+                          max_state_bytes=1024) as conn:
+        assert conn.mqtt5 and conn.max_packet_bytes == 4096 + 4096
+        subs = [conn.subscribe("homeassistant/#", seen), conn.subscribe("state/#", seen)]
+        assert await conn.wait_subscribed(*subs, timeout=5)
+        await eventually(lambda: {m.topic for m in seen.messages} ==
+                         {"homeassistant/light/ok/config", "state/ok"})
+        await eventually(lambda: conn.stats.messages_oversized_discovery == 1
+                         and conn.stats.messages_oversized_other == 1)
+        assert "Dropping too large outgoing PUBLISH for capped" in broker.log_text()
+        assert conn.connected and conn.stats.disconnects == 0
+
+
+@pytest.mark.timeout(30)
+async def test_a_broker_without_mqtt5_gets_311_and_big_messages_are_dropped_here(
+    broker: PrivateBroker,
+) -> None:
+    await publish_raw(broker.port, [("homeassistant/light/huge/config", 3_000_000, "h"),
+                                    ("homeassistant/light/ok/config", 100, "o")])
+    seen = Recorder()
+    proxy = Proxy(broker.port, mqtt5=False)
+    async with proxy, connection(proxy.port, "old-broker") as conn:
+        sub = conn.subscribe("homeassistant/#", seen)
+        assert await conn.wait_subscribed(sub, timeout=5)
+        assert not conn.mqtt5 and conn.stats.mqtt5_refused == 1
+        assert proxy.refused_mqtt5 == 1
+        await eventually(lambda: conn.stats.messages_oversized_discovery == 1
+                         and [m.topic for m in seen.messages] == ["homeassistant/light/ok/config"])
+        await conn.publish("x/y", "still working")
+        assert conn.stats.publishes_acked == 1
+
+
+@pytest.mark.timeout(30)
+async def test_two_daemons_with_one_client_id_are_warned_about(
+    broker: PrivateBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="daemon.home.mqtt")
+    async with connection(broker.port, "twin") as one, connection(broker.port, "twin") as two:
+        await eventually(lambda: "same mqtt.client_id" in caplog.text, 15)
+        # mosquitto 2.0 closes the older connection without saying why (no reason 142).
+        assert one.stats.connect_loops + two.stats.connect_loops >= 1
+        assert "another client taking over our session" in caplog.text
+    caplog.clear()
+    async with connection(broker.port, "alone") as solo:  # one client: no warning
+        assert await solo.wait_connected(5)
+        await asyncio.sleep(0.5)
+    assert "client_id" not in caplog.text and solo.stats.session_takeovers == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_password_without_tls_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="daemon.home.mqtt")
+    secret = SecretStr("hunter2-secret")
+    MqttConnection(MqttSettings(host="192.0.2.7", username="edge", password=secret))
+    warnings = [r for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warnings) == 1 and "192.0.2.7" in warnings[0].getMessage()
+    assert "hunter2" not in caplog.text
+    caplog.clear()
+    MqttConnection(MqttSettings(host="127.0.0.1", password=secret))  # never leaves the host
+    MqttConnection(MqttSettings(host="192.0.2.7", password=secret, tls=True))
+    MqttConnection(MqttSettings(host="192.0.2.7"))  # no password
+    assert "unencrypted" not in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_the_default_client_id_is_this_hosts_own() -> None:
+    mine = MqttSettings().client_id
+    assert mine == default_client_id() == MqttSettings().client_id  # stable
+    assert mine.startswith("edge-agent-") or mine == "edge-agent"
+    assert default_client_id("kitchen-pi.local") == "edge-agent-kitchen-pi"
+    assert default_client_id("Büro Pi!") == "edge-agent-B-ro-Pi"
+    assert default_client_id("") == "edge-agent"
+    assert len(default_client_id("x" * 300)) == 64
+    assert MqttSettings(client_id="edge-agent").client_id == "edge-agent"  # the key stays
+
+
+@pytest.mark.timeout(30)
+async def test_waiting_messages_are_bounded_in_bytes_and_oversized_ones_never_wait() -> None:
+    """The client's queue, before any copy or decode: a payload over its cap is dropped
+    at once; the rest wait only up to a byte budget (each drop counted by reason)."""
+    conn = MqttConnection(MqttSettings(host="127.0.0.1", max_discovery_bytes=4096,
+                                       max_state_bytes=1024), max_queued_bytes=20_000)
+    queue = _counting_queue(conn.stats, conn._oversized, 20_000)(maxsize=100)
+
+    def message(topic: str, size: int) -> aiomqtt.Message:
+        return aiomqtt.Message(topic, b"p" * size, 0, False, 0, None)
+
+    queue.put_nowait(message("homeassistant/light/a/config", 4096))  # at the cap: kept
+    queue.put_nowait(message("homeassistant/light/b/config", 4097))
+    queue.put_nowait(message("homeassistant/light/b/other", 2000))  # not a config
+    queue.put_nowait(message("some/state", 1024))
+    assert queue.qsize() == 2
+    assert (conn.stats.messages_oversized_discovery, conn.stats.messages_oversized_other) == (1, 1)
+    for _ in range(40):
+        queue.put_nowait(message("some/state", 1000))
+    assert conn.stats.messages_dropped_backlog > 0 and queue.qsize() < 20
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(message("some/state", 1000))  # room again once read
+    assert queue.qsize() == 1

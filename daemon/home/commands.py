@@ -4,7 +4,9 @@ The model names a device, an action and arguments. `plan_command` checks them
 against the device's own capabilities and builds the one message to publish: the
 topic always comes from the device's config (never from the request), the payload
 follows the device's conventions (default or JSON schema light, custom payloads,
-substitution-only templates), QoS 1 and not retained. Out-of-range values are an
+substitution-only templates), at the QoS its config asks for (QoS 1 when it says
+nothing: Home Assistant would use 0, but only an acknowledged publish tells "sent"
+from "maybe sent") and not retained. Out-of-range values are an
 error naming the allowed range, never silently clamped; unknown actions or modes
 are an error listing the allowed ones. The plan also says which reported state
 would confirm that the device obeyed.
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 from daemon.home.discovery import (
     ActionSpec,
+    AlarmPanelSpec,
     ArgSpec,
     ButtonSpec,
     ClimateSpec,
@@ -35,6 +38,7 @@ from daemon.home.discovery import (
 from daemon.home.inventory import Device, StateValue
 
 ArgValue = int | float | str | tuple[int, int, int]
+DEFAULT_QOS = 1  # a device config without `qos`
 ErrorCode = Literal[
     "unknown_action",
     "missing_argument",
@@ -135,7 +139,8 @@ def plan_command(
         topic, payload, expected = _build(device, spec_action.name, checked)
     except _Refused as exc:
         return CommandError("bad_argument", str(exc))
-    return Command(device.id, spec_action.name, checked, topic, payload, 1, False, expected)
+    qos = device.config.qos if device.config.qos is not None else DEFAULT_QOS
+    return Command(device.id, spec_action.name, checked, topic, payload, qos, False, expected)
 
 
 def expected_state(
@@ -295,7 +300,26 @@ def _build(device: Device, action: str, args: Mapping[str, ArgValue]) -> Built:
         return spec.command_topic, spec.payload_on, None
     if isinstance(spec, ButtonSpec):
         return spec.command_topic, spec.payload_press, None
+    if isinstance(spec, AlarmPanelSpec):
+        return _build_alarm(spec, action)
     raise _Refused(f"{device.name} has no actions")
+
+
+_ALARM_EXPECT: Mapping[str, tuple[StateValue, ...]] = {
+    "arm_home": ("armed_home", "arming", "pending"),
+    "arm_away": ("armed_away", "arming", "pending"),
+    "arm_night": ("armed_night", "arming", "pending"),
+    "arm_vacation": ("armed_vacation", "arming", "pending"),
+    "disarm": ("disarmed", "disarming"),
+}
+
+
+def _build_alarm(spec: AlarmPanelSpec, action: str) -> Built:
+    """The action's payload through the config's template; never a code (none is offered)."""
+    if action not in spec.actions:
+        raise _Refused(f"unknown alarm panel action {action!r}")
+    payload = _templated(spec.command_template, spec.payload(action))
+    return spec.command_topic, payload, _expect(Expect("state", _ALARM_EXPECT[action]))
 
 
 def _build_light(spec: LightSpec, action: str, args: Mapping[str, ArgValue]) -> Built:

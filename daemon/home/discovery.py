@@ -7,6 +7,14 @@ keys) into an `EntityConfig`: who the device is, where it lives, which topics it
 listens and reports on, and which actions it supports with their ranges. Bad input
 becomes a `DiscoveryError` value; no exception escapes `parse_discovery` or
 `parse_entity`, because a single broken device must never stop the others.
+
+Every string a device announces is data, never text for the model to obey: names,
+areas, device classes, units and the device block are stripped of control and
+line-breaking characters and cut to `MAX_TEXT_CHARS` (`clean_text`); choices that
+are also payloads (preset modes, climate modes) cannot be altered, so an unclean
+one is left out. A `unique_id` that is not a valid device id (`ID_RE`, the rule for
+declared ids too) is not used: the id then comes from the discovery topic. Nothing
+of the raw config is kept once it is parsed.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 COMPONENTS: tuple[str, ...] = (
@@ -29,6 +38,7 @@ COMPONENTS: tuple[str, ...] = (
     "button",
     "sensor",
     "binary_sensor",
+    "alarm_control_panel",
 )
 
 # Home Assistant's abbreviations for the keys the supported components use (and the
@@ -51,6 +61,9 @@ ABBREVIATIONS: Mapping[str, str] = {
     "clrm": "color_mode",
     "clrm_stat_t": "color_mode_state_topic",
     "clrm_val_tpl": "color_mode_value_template",
+    "cod_arm_req": "code_arm_required",
+    "cod_dis_req": "code_disarm_required",
+    "cod_trig_req": "code_trigger_required",
     "cmd_off_tpl": "command_off_template",
     "cmd_on_tpl": "command_on_template",
     "cmd_t": "command_topic",
@@ -98,8 +111,14 @@ ABBREVIATIONS: Mapping[str, str] = {
     "pct_stat_t": "percentage_state_topic",
     "pct_val_tpl": "percentage_value_template",
     "pl": "payload",
+    "pl_arm_away": "payload_arm_away",
+    "pl_arm_custom_b": "payload_arm_custom_bypass",
+    "pl_arm_home": "payload_arm_home",
+    "pl_arm_nite": "payload_arm_night",
+    "pl_arm_vacation": "payload_arm_vacation",
     "pl_avail": "payload_available",
     "pl_cls": "payload_close",
+    "pl_disarm": "payload_disarm",
     "pl_lock": "payload_lock",
     "pl_not_avail": "payload_not_available",
     "pl_off": "payload_off",
@@ -109,6 +128,7 @@ ABBREVIATIONS: Mapping[str, str] = {
     "pl_osc_on": "payload_oscillation_on",
     "pl_prs": "payload_press",
     "pl_stop": "payload_stop",
+    "pl_trig": "payload_trigger",
     "pl_unlk": "payload_unlock",
     "pos": "reports_position",
     "pos_clsd": "position_closed",
@@ -148,6 +168,7 @@ ABBREVIATIONS: Mapping[str, str] = {
     "stat_unlocking": "state_unlocking",
     "stat_val_tpl": "state_value_template",
     "sug_dsp_prc": "suggested_display_precision",
+    "sup_feat": "supported_features",
     "sup_clrm": "supported_color_modes",
     "t": "topic",
     "temp_cmd_t": "temperature_command_topic",
@@ -177,8 +198,46 @@ DEVICE_ABBREVIATIONS: Mapping[str, str] = {
 }
 
 TOPIC_BASE = "~"
-_ID_PART = re.compile(r"^[A-Za-z0-9_-]+$")
-_MAX_TOPIC_BYTES = 65535
+_ID_PART = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_MAX_TOPIC_BYTES = 1024  # real topics are far shorter; the config is kept in memory
+# A device id, discovered (`unique_id`) or declared (`id`): safe in an enum, a log line
+# and a sentence, whatever the device announced.
+ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_TEXT_CHARS = 64  # a name, area, device class, unit, choice: what the model reads
+MAX_STATE_CHARS = 255  # a reported text state (Home Assistant's own limit)
+MAX_CHOICES = 32  # preset modes, climate modes, colour modes: more are left out
+MAX_VALUE_CHARS = 4096  # any other config string (payloads, templates)
+# MQTT says topics SHOULD NOT hold these; a command topic with one is refused.
+_TOPIC_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _unprintable(ch: str) -> bool:
+    """Control, format (bidi overrides, zero-width), surrogate, private or line/paragraph
+    separators: anything that could hide text or start a new line in a description."""
+    cat = unicodedata.category(ch)
+    return cat[0] == "C" or cat in ("Zl", "Zp")
+
+
+def clean_text(value: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """Device text as one plain line: unprintables become spaces, runs of white space
+    one space, and at most `limit` characters (an ellipsis marks a cut)."""
+    head = value[: limit * 4 + 8]  # enough to fill `limit` after cleaning; never the rest
+    if not head.isprintable():
+        head = "".join(" " if _unprintable(ch) else ch for ch in head)
+    text = " ".join(head.split())
+    if len(text) > limit or len(value) > len(head):
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def is_clean(value: str, limit: int = MAX_TEXT_CHARS) -> bool:
+    """True when `clean_text` would leave the string as it is (a usable choice)."""
+    return len(value) <= limit and value.isprintable() and " ".join(value.split()) == value
+
+
+def shown(value: Any) -> str:
+    """A config value quoted for an error message or a note: short and one line."""
+    return repr(clean_text(value if isinstance(value, str) else str(value), MAX_TEXT_CHARS))
 
 
 # --------------------------------------------------------------------------- values
@@ -558,6 +617,45 @@ class BinarySensorSpec:
     payload_off: str = "OFF"
 
 
+ALARM_ARM_ACTIONS: tuple[str, ...] = ("arm_home", "arm_away", "arm_night", "arm_vacation")
+ALARM_STATES: tuple[str, ...] = (
+    "disarmed",
+    "armed_home",
+    "armed_away",
+    "armed_night",
+    "armed_vacation",
+    "armed_custom_bypass",
+    "pending",
+    "arming",
+    "disarming",
+    "triggered",
+)
+# Home Assistant's special `code` values: the user's code is checked by the panel.
+ALARM_REMOTE_CODES = frozenset({"REMOTE_CODE", "REMOTE_CODE_TEXT"})
+
+
+@dataclass(frozen=True)
+class AlarmPanelSpec:
+    """An alarm panel; `actions` are those offered (supported, and needing no user code).
+
+    Payloads are those of Home Assistant (`payload_arm_home` ...), through a
+    substitution-only `command_template` whose one variable is `action`.
+    """
+
+    command_topic: str
+    state_topic: str
+    state_template: ValueTemplate | None = None
+    command_template: CommandTemplate | None = None
+    payloads: tuple[tuple[str, str], ...] = ()  # (action, payload) for each offered action
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(a for a, _p in self.payloads)
+
+    def payload(self, action: str) -> str:
+        return dict(self.payloads)[action]
+
+
 ComponentSpec = (
     LightSpec
     | SwitchSpec
@@ -569,6 +667,7 @@ ComponentSpec = (
     | ButtonSpec
     | SensorSpec
     | BinarySensorSpec
+    | AlarmPanelSpec
 )
 
 
@@ -613,7 +712,12 @@ def _num(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class EntityConfig:
-    """One parsed entity: identity, placement, availability and component spec."""
+    """One parsed entity: identity, placement, availability and component spec.
+
+    `unique_id` is None when the config had none or an invalid one (`bad_unique_id`);
+    `qos` is the config's own (None: not given); `origin` the announcing software's
+    name; `notes` are for the log; `caveat` tells the model what is not offered and why.
+    """
 
     component: str
     name: str
@@ -626,7 +730,10 @@ class EntityConfig:
     device_class: str | None = None
     availability: Availability = Availability()
     notes: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    qos: int | None = None
+    origin: str | None = None
+    bad_unique_id: bool = False
+    caveat: str = ""
 
     @property
     def actions(self) -> tuple[ActionSpec, ...]:
@@ -760,6 +867,7 @@ class _Reader:
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = data
         self.notes: list[str] = []
+        self.caveat = ""  # for the model: what is not offered and why
 
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
@@ -772,13 +880,27 @@ class _Reader:
             return None
         return check_topic(value, key)
 
-    def text(self, key: str, default: str | None = None) -> str | None:
+    def string(self, key: str, default: str | None = None) -> str | None:
         value = self.data.get(key, default)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise _Invalid(f"{key} must be a string")
         return str(value)
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        """A payload, template or id: used as it is, so refused when absurdly long."""
+        text = self.string(key, default)
+        if text is not None and len(text) > MAX_VALUE_CHARS:
+            raise _Invalid(f"{key} is longer than {MAX_VALUE_CHARS} characters")
+        return text
+
+    def label(self, key: str) -> str | None:
+        """Text the model reads (a name, a device class, a unit): cut to one clean line."""
+        text = self.string(key)
+        if text is None:
+            return None
+        return clean_text(text) or None
 
     def payload(self, key: str, default: str) -> str:
         value = self.text(key, default)
@@ -815,12 +937,20 @@ class _Reader:
         return value
 
     def strings(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+        """Choices the model names and the device receives as they are: an unclean or
+        overlong one cannot be cleaned without changing the payload, so it is left out."""
         value = self.data.get(key)
         if value is None:
             return tuple(default)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _Invalid(f"{key} must be a list of strings")
-        return tuple(dict.fromkeys(value))
+        usable = [v for v in dict.fromkeys(value) if v and is_clean(v)]
+        if len(usable) < len(set(value)):
+            self.notes.append(f"{key}: entries with control characters, empty or longer "
+                              f"than {MAX_TEXT_CHARS} characters are left out")
+        if len(usable) > MAX_CHOICES:
+            self.notes.append(f"{key}: only the first {MAX_CHOICES} are offered")
+        return tuple(usable[:MAX_CHOICES])
 
     def value_template(self, key: str) -> ValueTemplate | None:
         src = self.text(key)
@@ -828,7 +958,7 @@ class _Reader:
             return None
         tpl = parse_value_template(src)
         if tpl.raw:
-            self.notes.append(f"{key} {src!r} is not understood; the raw payload is used")
+            self.notes.append(f"{key} {shown(src)} is not understood; the raw payload is used")
         return tpl
 
     def command_template(
@@ -840,19 +970,20 @@ class _Reader:
             return True, None
         tpl = parse_command_template(src, variables)
         if tpl is None:
-            self.notes.append(f"{key} {src!r} is not supported; that feature is not offered")
+            self.notes.append(f"{key} {shown(src)} is not supported; that feature is not offered")
             return False, None
         return True, tpl
 
 
 def check_topic(value: Any, key: str = "topic") -> str:
-    """A topic we may publish to or subscribe to exactly: no wildcards, no NUL."""
+    """A topic we may publish to or subscribe to exactly: no wildcards, no control
+    characters, at most 1024 bytes."""
     if not isinstance(value, str) or not value:
         raise _Invalid(f"{key} must be a non-empty string")
     if "+" in value or "#" in value:
-        raise _Invalid(f"{key} must not contain MQTT wildcards, got {value!r}")
-    if "\x00" in value or len(value.encode("utf-8")) > _MAX_TOPIC_BYTES:
-        raise _Invalid(f"{key} is not a valid MQTT topic")
+        raise _Invalid(f"{key} must not contain MQTT wildcards, got {shown(value)}")
+    if _TOPIC_CONTROL.search(value) or len(value.encode("utf-8")) > _MAX_TOPIC_BYTES:
+        raise _Invalid(f"{key} is not a valid MQTT topic (control characters or too long)")
     if value.startswith(TOPIC_BASE) or value.endswith(TOPIC_BASE):
         raise _Invalid(f"{key} uses '~' but the config has no '~' base topic")
     return value
@@ -869,7 +1000,7 @@ def parse_entity(
     """Parse one entity config (full or abbreviated keys) for `component`."""
     where = where or f"{component}.{object_id}"
     if component not in COMPONENTS:
-        return DiscoveryError(where, f"component {component!r} is not supported")
+        return DiscoveryError(where, f"component {shown(component)} is not supported")
     try:
         data = apply_base_topic(expand_abbreviations(config))
         return _parse(component, data, object_id, node_id)
@@ -884,12 +1015,23 @@ def _parse(
 ) -> EntityConfig:
     rd = _Reader(data)
     device = _parse_device(data.get("device"))
-    unique_id = rd.text("unique_id")
-    entity_name = rd.text("name")
-    name = _display_name(entity_name, device, component, object_id, "name" in data)
-    device_class = rd.text("device_class")
-    area = rd.text("suggested_area") or (device.suggested_area if device else None)
+    unique_id = rd.string("unique_id")
+    bad_uid = unique_id is not None and unique_id != "" and not ID_RE.match(unique_id)
+    if bad_uid:
+        assert unique_id is not None
+        rd.notes.append(
+            f"unique_id {shown(unique_id)} is not a valid id (1-128 of A-Z a-z 0-9 _ . : -); "
+            "the id comes from the discovery topic"
+        )
+        unique_id = None
+    entity_name = rd.label("name")
+    name = _display_name(entity_name, device, component, object_id)
+    device_class = rd.label("device_class")
+    area = rd.label("suggested_area") or (device.suggested_area if device else None)
     availability = _parse_availability(rd)
+    qos = _parse_qos(data.get("qos"))
+    origin = data.get("origin")
+    origin_name = origin.get("name") if isinstance(origin, Mapping) else None
     spec = _SPEC_PARSERS[component](rd)
     return EntityConfig(
         component=component,
@@ -903,7 +1045,10 @@ def _parse(
         device_class=device_class,
         availability=availability,
         notes=tuple(rd.notes),
-        raw=dict(data),
+        qos=qos,
+        origin=clean_text(origin_name) if isinstance(origin_name, str) else None,
+        bad_unique_id=bad_uid,
+        caveat=rd.caveat,
     )
 
 
@@ -912,19 +1057,32 @@ def _display_name(
     device: DeviceInfo | None,
     component: str,
     object_id: str,
-    name_given: bool,
 ) -> str:
-    """Home Assistant's naming: the entity name, prefixed by the device name."""
+    """Home Assistant's naming: the entity name, prefixed by the device name (one line,
+    at most MAX_TEXT_CHARS)."""
     dev_name = device.name if device else None
     if entity_name:
         if dev_name and not entity_name.casefold().startswith(dev_name.casefold()):
-            return f"{dev_name} {entity_name}"
+            return clean_text(f"{dev_name} {entity_name}")
         return entity_name
     if dev_name:
         return dev_name
-    if name_given:  # explicit null without a device: fall back to the object id
-        return object_id.replace("_", " ")
-    return object_id.replace("_", " ") or f"MQTT {component}"
+    # No name (or an explicit null) and no device name: the object id names it.
+    return clean_text(object_id.replace("_", " ")) or f"MQTT {component}"
+
+
+def _parse_qos(value: Any) -> int | None:
+    """0, 1 or 2 (Home Assistant also takes "1"); None when the config does not say."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
+        return value
+    raise _Invalid("qos must be 0, 1 or 2")
+
+
+_MAX_IDENTIFIERS = 8
 
 
 def _parse_device(value: Any) -> DeviceInfo | None:
@@ -935,13 +1093,14 @@ def _parse_device(value: Any) -> DeviceInfo | None:
     dev = {DEVICE_ABBREVIATIONS.get(k, k): v for k, v in value.items()}
     ids = dev.get("identifiers")
     if isinstance(ids, str):
-        identifiers: tuple[str, ...] = (ids,)
+        raw_ids: list[Any] = [ids]
     elif isinstance(ids, list):
-        identifiers = tuple(str(i) for i in ids)
+        raw_ids = ids[:_MAX_IDENTIFIERS]
     elif ids is None:
-        identifiers = ()
+        raw_ids = []
     else:
         raise _Invalid("device.identifiers must be a string or a list")
+    identifiers = tuple(clean_text(str(i)) for i in raw_ids)
 
     def opt(key: str) -> str | None:
         v = dev.get(key)
@@ -949,7 +1108,7 @@ def _parse_device(value: Any) -> DeviceInfo | None:
             return None
         if not isinstance(v, str | int | float) or isinstance(v, bool):
             raise _Invalid(f"device.{key} must be a string")
-        return str(v) or None
+        return clean_text(str(v)) or None
 
     return DeviceInfo(
         identifiers=identifiers,
@@ -1013,7 +1172,7 @@ def _parse_light(rd: _Reader) -> LightSpec:
     if schema == "basic":
         schema = "default"
     if schema not in ("default", "json"):
-        raise _Invalid(f"light schema {schema!r} is not supported (default or json)")
+        raise _Invalid(f"light schema {shown(schema)} is not supported (default or json)")
     command_topic = rd.topic("command_topic", required=True)
     assert command_topic is not None
     scale = rd.integer("brightness_scale", 255, 1, 1_000_000)
@@ -1299,8 +1458,8 @@ def _parse_sensor(rd: _Reader) -> SensorSpec:
     return SensorSpec(
         state_topic,
         rd.value_template("value_template"),
-        rd.text("unit_of_measurement"),
-        rd.text("state_class"),
+        rd.label("unit_of_measurement"),
+        rd.label("state_class"),
     )
 
 
@@ -1315,7 +1474,68 @@ def _parse_binary_sensor(rd: _Reader) -> BinarySensorSpec:
     )
 
 
+_ALARM_PAYLOADS: Mapping[str, str] = {
+    "arm_home": "ARM_HOME",
+    "arm_away": "ARM_AWAY",
+    "arm_night": "ARM_NIGHT",
+    "arm_vacation": "ARM_VACATION",
+    "disarm": "DISARM",
+}
+_ALARM_FEATURES = (*ALARM_ARM_ACTIONS, "arm_custom_bypass", "trigger")
+
+
+def _parse_alarm_control_panel(rd: _Reader) -> AlarmPanelSpec:
+    """Arm and disarm as Home Assistant offers them, minus what needs the user's code.
+
+    A `code` (a fixed one Home Assistant checks itself, or REMOTE_CODE/REMOTE_CODE_TEXT
+    for one the panel checks) means a person must enter it. We never have it and never
+    make one up, so the actions that require it (`code_arm_required`,
+    `code_disarm_required`, both true by default) are not offered; the caveat says so.
+    Custom bypass and trigger are never offered.
+    """
+    command_topic = rd.topic("command_topic", required=True)
+    state_topic = rd.topic("state_topic", required=True)
+    assert command_topic is not None
+    assert state_topic is not None
+    features = rd.strings("supported_features", _ALARM_FEATURES)
+    unknown = [f for f in features if f not in _ALARM_FEATURES]
+    if unknown:
+        raise _Invalid(f"supported_features has unknown feature(s) {', '.join(unknown)}")
+    ok_tpl, cmd_tpl = rd.command_template("command_template", ("action",))
+    if not ok_tpl:
+        rd.caveat = "its command template is not supported here: it can only be read"
+        return AlarmPanelSpec(command_topic, state_topic, rd.value_template("value_template"))
+    code = rd.text("code")
+    needs_code = code is not None and code != ""
+    arm_blocked = needs_code and rd.flag("code_arm_required", True)
+    disarm_blocked = needs_code and rd.flag("code_disarm_required", True)
+    payloads: list[tuple[str, str]] = []
+    for action in ALARM_ARM_ACTIONS:
+        if action in features and not arm_blocked:
+            payloads.append((action, rd.payload(f"payload_{action}", _ALARM_PAYLOADS[action])))
+    if not disarm_blocked:
+        payloads.append(("disarm", rd.payload("payload_disarm", "DISARM")))
+    blocked = [w for w, b in (("arming", arm_blocked), ("disarming", disarm_blocked)) if b]
+    if blocked:
+        kind = "the panel checks" if code in ALARM_REMOTE_CODES else "Home Assistant checks"
+        what = " and ".join(blocked)
+        need = "need" if len(blocked) > 1 else "needs"
+        rd.caveat = (
+            f"{what} {need} the user's code ({kind} it), which this assistant does not "
+            "have: use the panel or Home Assistant for that"
+        )
+        rd.notes.append(f"{what} {need} a user code: not offered")
+    return AlarmPanelSpec(
+        command_topic=command_topic,
+        state_topic=state_topic,
+        state_template=rd.value_template("value_template"),
+        command_template=cmd_tpl,
+        payloads=tuple(payloads),
+    )
+
+
 _SPEC_PARSERS: dict[str, Any] = {
+    "alarm_control_panel": _parse_alarm_control_panel,
     "light": _parse_light,
     "switch": _parse_switch,
     "fan": _parse_fan,
@@ -1434,6 +1654,8 @@ def capabilities(spec: ComponentSpec) -> tuple[ActionSpec, ...]:
         return (ActionSpec("activate"),)
     if isinstance(spec, ButtonSpec):
         return (ActionSpec("press"),)
+    if isinstance(spec, AlarmPanelSpec):
+        return tuple(ActionSpec(a) for a in spec.actions)
     return ()
 
 

@@ -6,6 +6,12 @@ discovery config, plus `id`, `component` and `area`). The inventory follows thei
 state and availability topics, tells listeners when devices appear, change or
 vanish (so the daemon can refresh the model's tools), and finds a device from the
 words a person used ("the lamp in the bedroom").
+
+Everything it keeps is bounded: the rejected configs (the newest `max_errors`), the
+last payload of shared state topics (for devices announced later; `replay_budget`
+bytes), and the search index. Finding a device costs a dictionary lookup per word
+and work proportional to the devices that share a word, never a fuzzy comparison
+per word and device.
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ import logging
 import math
 import re
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from daemon.home.discovery import (
+    ALARM_STATES,
     COMPONENTS,
+    ID_RE,
+    MAX_STATE_CHARS,
     ActionSpec,
+    AlarmPanelSpec,
     Availability,
     BinarySensorSpec,
     ClimateSpec,
@@ -39,6 +50,7 @@ from daemon.home.discovery import (
     SensorSpec,
     SwitchSpec,
     ValueTemplate,
+    clean_text,
     parse_discovery,
     parse_entity,
     parse_topic,
@@ -52,7 +64,6 @@ StateValue = str | int | float | bool | tuple[int, ...] | None
 EDGE_AGENT_ORIGIN = "edge-agent"
 EDGE_AGENT_MODEL = "edge-agent daemon"
 Handler = Callable[["IncomingMessage"], None]
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class IncomingMessage(Protocol):
@@ -136,7 +147,7 @@ class Device:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for the model: what it is and what it can do."""
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "type": self.component,
@@ -151,6 +162,9 @@ class Device:
                 for a in self.capabilities
             ],
         }
+        if self.config.caveat:
+            out["note"] = self.config.caveat
+        return out
 
 
 # --------------------------------------------------------------------- events
@@ -206,10 +220,15 @@ class InventoryStats:
     discovery_errors: int = 0
     discovery_edge_agents: int = 0  # another edge-agent daemon's own entities: ignored
     discovery_swept: int = 0  # gone from the broker when discovery was re-read
+    discovery_bad_topic: int = 0  # on a discovery filter, but no valid config topic
+    discovery_bad_unique_id: int = 0  # unusable unique_id: the topic named the device
+    discovery_errors_evicted: int = 0  # older rejected configs forgotten (max_errors)
     state_messages: int = 0
     state_ignored: int = 0
     availability_messages: int = 0
     listener_errors: int = 0
+    replay_evicted: int = 0  # last payloads of shared topics forgotten (replay_budget)
+    replay_resubscribed: int = 0  # asked the broker again for a forgotten one
 
 
 @dataclass(frozen=True)
@@ -290,7 +309,7 @@ def parse_declared_devices(
         dev_id = body.pop("id", None)
         if dev_id is None:
             dev_id = _slug(name)
-        if not isinstance(dev_id, str) or not _ID_RE.match(dev_id):
+        if not isinstance(dev_id, str) or not ID_RE.match(dev_id):
             errors.append(DiscoveryError(f"{where}.id", "must be 1-128 of A-Z a-z 0-9 _ . : -"))
             continue
         if dev_id in seen:
@@ -313,8 +332,7 @@ def parse_declared_devices(
 
 def _from_edge_agent(entity: EntityConfig) -> bool:
     """An entity announced by an edge-agent daemon (by its origin or its device model)."""
-    origin = entity.raw.get("origin")
-    if isinstance(origin, Mapping) and origin.get("name") == EDGE_AGENT_ORIGIN:
+    if entity.origin == EDGE_AGENT_ORIGIN:
         return True
     return entity.device is not None and entity.device.model == EDGE_AGENT_MODEL
 
@@ -332,7 +350,9 @@ def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, St
     Fields: `state` (on/off, open/closed/..., locked/unlocked/...), `brightness`
     and fan `percentage` and cover `position` in percent, `color_temp` in kelvin,
     `rgb`, `preset_mode`, `oscillating`, climate `mode`, `temperature`,
-    `current_temperature`, sensor `value`. Unrecognised payloads give nothing.
+    `current_temperature`, sensor `value`, alarm panel `state` (Home Assistant's
+    words: disarmed, armed_home, ..., triggered). Unrecognised payloads give nothing;
+    text reported by a device is one clean line (`clean_text`).
     """
     spec = config.spec
     out: dict[str, StateValue] = {}
@@ -392,7 +412,7 @@ def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, St
         if topic == spec.mode_state_topic:
             mode = _render(spec.mode_template, payload)
             if mode is not None and mode.strip():
-                out["mode"] = mode.strip()
+                out["mode"] = clean_text(mode)
         if topic == spec.temperature_state_topic:
             num = _number(_render(spec.temperature_template, payload))
             if num is not None:
@@ -407,7 +427,7 @@ def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, St
             value = _render(spec.state_template, payload)
             if value is not None and value not in ("None", "unknown", "unavailable"):
                 num = _number(value)
-                out["value"] = num if num is not None else value
+                out["value"] = num if num is not None else clean_text(value, MAX_STATE_CHARS)
                 if spec.unit_of_measurement:
                     out["unit"] = spec.unit_of_measurement
         return out
@@ -418,6 +438,13 @@ def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, St
                 out["state"] = "on"
             elif value == spec.payload_off:
                 out["state"] = "off"
+        return out
+    if isinstance(spec, AlarmPanelSpec):
+        if topic == spec.state_topic:
+            value = _render(spec.state_template, payload)
+            word = value.strip().casefold() if value is not None else ""
+            if word in ALARM_STATES:
+                out["state"] = word
         return out
     return out
 
@@ -482,7 +509,7 @@ def _decode_json_light(spec: LightSpec, payload: str) -> dict[str, StateValue]:
         if rgb is not None:
             out["rgb"] = rgb
     if isinstance(data.get("color_mode"), str):
-        out["color_mode"] = data["color_mode"]
+        out["color_mode"] = clean_text(data["color_mode"])
     return out
 
 
@@ -504,7 +531,7 @@ def _decode_fan(spec: FanSpec, topic: str, payload: str) -> dict[str, StateValue
     if topic == spec.preset_mode_state_topic:
         mode = _render(spec.preset_mode_template, payload)
         if mode is not None and mode.strip() and mode != "None":
-            out["preset_mode"] = mode.strip()
+            out["preset_mode"] = clean_text(mode)
     if topic == spec.oscillation_state_topic:
         value = _render(spec.oscillation_template, payload)
         if value == spec.payload_oscillation_on:
@@ -568,54 +595,196 @@ _SYNONYMS: Mapping[str, tuple[str, ...]] = {
     "button": ("button",),
     "sensor": ("sensor", "temperature", "humidity"),
     "binary_sensor": ("sensor", "contact", "door", "window", "motion"),
+    "alarm_control_panel": ("alarm", "security", "panel", "siren"),
 }
 _STOP = frozenset({"the", "a", "an", "in", "on", "of", "my", "please", "room"})
+_FUZZY_MIN, _FUZZY_MAX = 4, 24  # token lengths matched approximately (others exactly)
+_FUZZY_RATIO = 0.8
+_FUZZY_ENTRIES = 50_000  # near-miss index entries at most (a real home needs a few k)
+_MEMO = 256  # words and areas remembered per index version
 
 
 def _tokens(text: str) -> list[str]:
     return [t for t in re.split(r"[^0-9a-z]+", text.casefold()) if t and t not in _STOP]
 
 
-def _token_score(word: str, vocab: Iterable[str]) -> float:
-    best = 0.0
-    for cand in vocab:
-        if word == cand:
-            return 1.0
-        if len(word) > 3 and len(cand) > 3:
-            ratio = difflib.SequenceMatcher(None, word, cand).ratio()
-            if ratio >= 0.8:
-                best = max(best, ratio * 0.9)
-    return best
+def _fuzzy(token: str) -> bool:
+    return _FUZZY_MIN <= len(token) <= _FUZZY_MAX and not token.isdigit()
 
 
-def _area_matches(device: Device, area: str) -> bool:
-    want = _tokens(area)
-    if not want:
-        return True
-    have = _tokens(device.area or "")
-    if have and all(_token_score(w, have) > 0 for w in want):
-        return True
-    return all(_token_score(w, _tokens(device.name)) > 0 for w in want)
+def _variants(token: str) -> set[str]:
+    """The token and every one-character deletion of it: two tokens that share one
+    are at most a substitution, an insertion or a swap apart."""
+    return {token} | {token[:i] + token[i + 1 :] for i in range(len(token))}
 
 
-def _score(device: Device, query: str) -> float:
-    if query == device.id or query.casefold() == device.name.casefold():
-        return 1.0
-    words = _tokens(query)
-    if not words:
-        return 0.0
-    name = _tokens(device.name)
-    area = _tokens(device.area or "")
-    kind = list(_SYNONYMS.get(device.component, ())) + _tokens(device.device_class or "")
-    total = 0.0
-    for w in words:
-        total += max(
-            _token_score(w, name), 0.9 * _token_score(w, area), 0.6 * _token_score(w, kind)
+@dataclass(frozen=True)
+class _Doc:
+    name: tuple[str, ...]
+    area: tuple[str, ...]
+    kind: tuple[str, ...]
+    folded_name: str
+
+
+class _SearchIndex:
+    """Postings (token → device ids) of every device's name, area and kind words, and a
+    deletion index for near misses ("kitchn"), kept current as devices come and go.
+
+    A word matches a token exactly (score 1) or, for words of 4+ letters, a token
+    sharing a deletion variant whose difflib ratio is at least 0.8 (score 0.9 x ratio),
+    as before, only without comparing every word with every device.
+    """
+
+    def __init__(self) -> None:
+        self.postings: dict[str, dict[str, set[str]]] = {"name": {}, "area": {}, "kind": {}}
+        self.by_name: dict[str, set[str]] = {}  # casefolded name -> ids
+        self.docs: dict[str, _Doc] = {}
+        self.version = 0
+        self._refs: Counter[str] = Counter()
+        self._near: dict[str, set[str]] = {}  # deletion variant -> tokens
+        self._near_entries = 0
+        self._matches: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._areas: OrderedDict[str, frozenset[str] | None] = OrderedDict()
+
+    def add(self, device: Device) -> None:
+        if device.id in self.docs:
+            self.remove(device.id)
+        kind = _SYNONYMS.get(device.component, ()) + tuple(_tokens(device.device_class or ""))
+        doc = _Doc(
+            tuple(_tokens(device.name)),
+            tuple(_tokens(device.area or "")),
+            kind,
+            device.name.casefold(),
         )
-    score = total / len(words)
-    if name and _tokens(query) == name:
-        score = max(score, 0.98)
-    return score * 0.97  # only an exact id/name is a certain match
+        self.docs[device.id] = doc
+        self.by_name.setdefault(doc.folded_name, set()).add(device.id)
+        for field_name, words in (("name", doc.name), ("area", doc.area), ("kind", doc.kind)):
+            postings = self.postings[field_name]
+            for word in set(words):
+                postings.setdefault(word, set()).add(device.id)
+                self._refs[word] += 1
+                if self._refs[word] == 1 and _fuzzy(word):
+                    self._index_near(word)
+        self._changed()
+
+    def remove(self, device_id: str) -> None:
+        doc = self.docs.pop(device_id, None)
+        if doc is None:
+            return
+        _discard(self.by_name, doc.folded_name, device_id)
+        for field_name, words in (("name", doc.name), ("area", doc.area), ("kind", doc.kind)):
+            postings = self.postings[field_name]
+            for word in set(words):
+                _discard(postings, word, device_id)
+                self._refs[word] -= 1
+                if self._refs[word] <= 0:
+                    del self._refs[word]
+                    if _fuzzy(word):
+                        self._unindex_near(word)
+        self._changed()
+
+    def _index_near(self, word: str) -> None:
+        variants = _variants(word)
+        if self._near_entries + len(variants) > _FUZZY_ENTRIES:
+            return  # a runaway inventory: exact matches still work
+        for v in variants:
+            self._near.setdefault(v, set()).add(word)
+        self._near_entries += len(variants)
+
+    def _unindex_near(self, word: str) -> None:
+        variants = _variants(word)
+        if word not in self._near.get(word, ()):
+            return  # never indexed
+        for v in variants:
+            _discard(self._near, v, word)
+        self._near_entries -= len(variants)
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._matches.clear()
+        self._areas.clear()
+
+    def match(self, word: str) -> dict[str, float]:
+        """Known tokens this word may mean, with their scores."""
+        hit = self._matches.get(word)
+        if hit is not None:
+            return hit
+        found: dict[str, float] = {}
+        if word in self._refs:
+            found[word] = 1.0
+        if _fuzzy(word):
+            candidates: set[str] = set()
+            for v in _variants(word):
+                candidates |= self._near.get(v, set())
+            for cand in candidates - {word}:
+                ratio = difflib.SequenceMatcher(None, word, cand).ratio()
+                if ratio >= _FUZZY_RATIO:
+                    found[cand] = ratio * 0.9
+        self._matches[word] = found
+        if len(self._matches) > _MEMO:
+            self._matches.popitem(last=False)
+        return found
+
+    def ids_with(self, field_name: str, word: str) -> set[str]:
+        """Devices whose `field_name` words include one this word may mean."""
+        postings = self.postings[field_name]
+        out: set[str] = set()
+        for token in self.match(word):
+            out |= postings.get(token, set())
+        return out
+
+    def in_area(self, area: str) -> frozenset[str] | None:
+        """Devices in `area`: all its words fit the device's area, or else its name.
+        None when the area has no words (every device fits)."""
+        if area in self._areas:
+            return self._areas[area]
+        want = set(_tokens(area))
+        result: frozenset[str] | None = None
+        if want:
+            by_area: set[str] | None = None
+            by_name: set[str] | None = None
+            for word in want:
+                a, n = self.ids_with("area", word), self.ids_with("name", word)
+                by_area = a if by_area is None else by_area & a
+                by_name = n if by_name is None else by_name & n
+            result = frozenset((by_area or set()) | (by_name or set()))
+        self._areas[area] = result
+        if len(self._areas) > _MEMO:
+            self._areas.popitem(last=False)
+        return result
+
+    def scores(self, query: str) -> dict[str, float]:
+        """Every device the words fit at all, with how well (1.0 only for an exact name)."""
+        out: dict[str, float] = {i: 1.0 for i in self.by_name.get(query.casefold(), ())}
+        if query in self.docs:
+            out[query] = 1.0
+        words = _tokens(query)
+        if not words:
+            return out
+        weights = (("name", 1.0), ("area", 0.9), ("kind", 0.6))
+        total: dict[str, float] = {}
+        for word, count in Counter(words).items():
+            best: dict[str, float] = {}
+            for token, score in self.match(word).items():
+                for field_name, weight in weights:
+                    value = score * weight
+                    for dev_id in self.postings[field_name].get(token, ()):
+                        if value > best.get(dev_id, 0.0):
+                            best[dev_id] = value
+            for dev_id, value in best.items():
+                total[dev_id] = total.get(dev_id, 0.0) + count * value
+        for dev_id, value in total.items():
+            if dev_id not in out:
+                out[dev_id] = value / len(words) * 0.97  # only an exact id/name is certain
+        return out
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(value)
+        if not members:
+            del index[key]
 
 
 # ------------------------------------------------------------------ inventory
@@ -631,9 +800,19 @@ class Inventory:
         clock: Callable[[], float] = time.time,
         ignore_nodes: Iterable[str] = (),
         max_devices: int = 5000,
+        max_errors: int = 100,
+        replay_budget: int = 1 << 20,
+        replay_item: int = 4096,
     ) -> None:
         self.prefix = discovery_prefix
         self.max_devices = max_devices  # a runaway publisher must not eat the memory
+        self.max_errors = max_errors
+        # The last payload of each followed topic, for devices announced later on a
+        # topic we already follow (the broker sends a retained message only once): up to
+        # `replay_item` characters each and `replay_budget` in all, the oldest forgotten
+        # first; a forgotten one is asked of the broker again when it is needed.
+        self.replay_budget = replay_budget
+        self.replay_item = replay_item
         # Our own entities (the daemon announces itself): never a device for the model.
         self.ignore_nodes = frozenset(ignore_nodes)
         self.stats = InventoryStats()
@@ -641,17 +820,23 @@ class Inventory:
         self._entries: dict[str, _Entry] = {}
         self._topic_devices: dict[str, set[str]] = {}  # state/availability topic -> ids
         self._by_disc_topic: dict[str, str] = {}
-        self._errors: dict[str, DiscoveryError] = {}
+        self._errors: OrderedDict[str, DiscoveryError] = OrderedDict()
         self._listeners: list[Listener] = []
         self._source: MessageSource | None = None
         self._subs: dict[str, Cancelable] = {}
         self._disc_subs: list[Cancelable] = []
-        self._last: dict[str, str] = {}
+        self._last: OrderedDict[str, str] = OrderedDict()
+        self._last_chars = 0
+        self._unkept: set[str] = set()  # followed topics whose last payload was not kept
+        self._index = _SearchIndex()
+        self._sorted: list[Device] | None = None
 
     # ---- queries
 
     def devices(self) -> list[Device]:
-        return sorted((e.device for e in self._entries.values()), key=lambda d: d.id)
+        if self._sorted is None:
+            self._sorted = sorted((e.device for e in self._entries.values()), key=lambda d: d.id)
+        return list(self._sorted)
 
     def get(self, device_id: str) -> Device | None:
         entry = self._entries.get(device_id)
@@ -675,23 +860,24 @@ class Inventory:
         )
 
     def problems(self) -> list[DiscoveryError]:
-        """Configs that were rejected, newest reason per discovery topic."""
+        """Configs that were rejected, newest reason per discovery topic (the newest
+        `max_errors` topics)."""
         return list(self._errors.values())
 
     def in_area(self, device: Device, area: str) -> bool:
         """Whether the device is in `area` (its area, or its name, fits the words)."""
-        return _area_matches(device, area)
+        members = self._index.in_area(area)
+        return members is None or device.id in members
 
     def find(self, query: str, area: str | None = None, *, limit: int = 5) -> list[Match]:
         """Devices ranked by how well their id/name/area/kind fit the words given."""
+        members = self._index.in_area(area) if area else None
         matches = []
-        for entry in self._entries.values():
-            dev = entry.device
-            if area and not _area_matches(dev, area):
+        for dev_id, score in self._index.scores(query).items():
+            entry = self._entries.get(dev_id)
+            if entry is None or score < 0.5 or (members is not None and dev_id not in members):
                 continue
-            score = _score(dev, query)
-            if score >= 0.5:
-                matches.append(Match(dev, score))
+            matches.append(Match(entry.device, score))
         matches.sort(key=lambda m: (-m.score, m.device.id))
         return matches[:limit]
 
@@ -755,6 +941,8 @@ class Inventory:
         self._entries[entry.device.id] = entry
         for topic in entry.device.topics:
             self._topic_devices.setdefault(topic, set()).add(entry.device.id)
+        self._index.add(entry.device)
+        self._sorted = None
 
     def _unindex(self, device: Device) -> None:
         for topic in device.topics:
@@ -769,6 +957,8 @@ class Inventory:
         if entry is None:
             return None
         self._unindex(entry.device)
+        self._index.remove(device_id)
+        self._sorted = None
         if entry.device.discovery_topic:
             self._by_disc_topic.pop(entry.device.discovery_topic, None)
         self._sync_subscriptions()
@@ -812,6 +1002,7 @@ class Inventory:
                 return None
         result = parse_discovery(topic, payload, self.prefix)
         if result is None:
+            self.stats.discovery_bad_topic += 1
             return None
         if isinstance(result, DiscoveryError):
             self._reject(result)
@@ -835,9 +1026,16 @@ class Inventory:
     def _apply_discovered(self, found: Discovered) -> DiscoveryResult:
         topic = found.topic.topic
         ent = found.entity
+        if ent.bad_unique_id:
+            self.stats.discovery_bad_unique_id += 1
+        # A unique_id that is no valid id was dropped when parsing: the topic names it.
         dev_id = ent.unique_id or ".".join(
             p for p in (ent.component, found.topic.node_id, found.topic.object_id) if p
         )
+        if not ID_RE.match(dev_id):
+            err = DiscoveryError(topic, "no usable device id (unique_id or topic too long)")
+            self._reject(err)
+            return err
         existing = self._entries.get(dev_id)
         if existing is not None and existing.device.discovery_topic != topic:
             owner = existing.device.discovery_topic or "the config file"
@@ -876,10 +1074,15 @@ class Inventory:
         return found
 
     def _reject(self, err: DiscoveryError) -> None:
+        """Remember why (the newest `max_errors` topics; older ones are counted out)."""
         self.stats.discovery_errors += 1
         if self._errors.get(err.where) != err:
             log.warning("ignored discovery config %s", err)
+        self._errors.pop(err.where, None)
         self._errors[err.where] = err
+        while len(self._errors) > self.max_errors:
+            self._errors.popitem(last=False)
+            self.stats.discovery_errors_evicted += 1
 
     def handle_device_message(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """A message on some device's state or availability topic (`retain`: a stored copy)."""
@@ -888,7 +1091,7 @@ class Inventory:
             # Several devices may share a topic (a bridge's availability, one JSON state
             # for a multi-entity device); a retained message arrives only once, so keep it
             # for devices that are announced later.
-            self._last[topic] = text
+            self._remember(topic, text)
         for dev_id in sorted(self._topic_devices.get(topic, ())):
             entry = self._entries.get(dev_id)
             if entry is not None:  # a listener may have removed it meanwhile
@@ -914,11 +1117,40 @@ class Inventory:
                 entry.updated_at = self._clock()
             self._emit(StateReported(dev, values, dict(entry.state), retained))
 
+    def _remember(self, topic: str, text: str) -> None:
+        self._forget(topic)
+        if len(text) > self.replay_item:
+            self._unkept.add(topic)
+            return
+        self._unkept.discard(topic)
+        self._last[topic] = text
+        self._last_chars += len(text)
+        while self._last_chars > self.replay_budget:
+            old_topic, old_text = self._last.popitem(last=False)
+            self._last_chars -= len(old_text)
+            self._unkept.add(old_topic)
+            self.stats.replay_evicted += 1
+
+    def _forget(self, topic: str) -> None:
+        text = self._last.pop(topic, None)
+        if text is not None:
+            self._last_chars -= len(text)
+        self._unkept.discard(topic)
+
     def _replay(self, entry: _Entry) -> None:
+        again: list[Cancelable] = []
         for topic in sorted(entry.device.topics):
             text = self._last.get(topic)
             if text is not None:
                 self._apply_message(entry, topic, text, replay=True)
+            elif topic in self._unkept and topic in self._subs:
+                again.append(self._subs[topic])
+        # An MqttConnection can; a plain MessageSource cannot (then the next message does).
+        resubscribe = getattr(self._source, "resubscribe", None)
+        if again and resubscribe is not None:
+            # Not kept here: the broker sends its retained copy again on a new SUBSCRIBE.
+            self.stats.replay_resubscribed += len(again)
+            resubscribe(*again)
 
     def _apply_availability(self, entry: _Entry, topic: str, text: str) -> None:
         before = _availability_of(entry)
@@ -971,7 +1203,7 @@ class Inventory:
         wanted = self.topics()
         for topic in set(self._subs) - wanted:
             self._subs.pop(topic).cancel()
-            self._last.pop(topic, None)
+            self._forget(topic)
         for topic in sorted(wanted - set(self._subs)):
             self._subs[topic] = self._source.subscribe(
                 topic, lambda m: self.handle_device_message(m.topic, m.payload, retain=m.retain)

@@ -9,12 +9,30 @@ persistent (clean_session=False) so QoS 1 messages for us survive a broker resta
 a short-lived reader (`edge-agent devices`) asks for a clean session instead, so it
 leaves no session behind on the broker.
 
+No message can take the memory: the connection speaks MQTT 5 and tells the broker
+the largest packet it takes (CONNECT Maximum Packet Size: the larger of
+`mqtt.max_discovery_bytes` and `mqtt.max_state_bytes`, plus room for the topic), so
+mosquitto drops a bigger message for this client instead of sending it. A broker
+that only speaks MQTT 3.1.1 is answered in 3.1.1 from then on; there a message is
+received whole, and dropped by its length before anything copies, decodes or parses
+it. A payload over its cap (discovery configs under the discovery prefix have theirs,
+everything else the other) is dropped, counted by kind. Waiting messages are bounded
+in number and in bytes.
+
+Another client with the same client id throws this one off the broker (some MQTT 5
+brokers say so, "session taken over"; mosquitto 2.0 just closes the connection);
+several losses of a young connection in a short time are logged as a warning naming
+that likely cause. A password sent without TLS to a host that is not this machine is
+warned about once.
+
 Publishing is at most once per `publish()` call. Each connection uses a fresh
 client, so nothing paho still holds in flight is ever re-sent on the next
 connection. The rule, in full:
 
 * handed to the client (the packet may be on the wire): never sent again. A PUBACK
-  gives `PublishOutcome.ACKED`; a lost connection or the deadline before it gives
+  (QoS 1; PUBCOMP at QoS 2; written to the socket at QoS 0, which has no
+  acknowledgement) gives `PublishOutcome.ACKED`; a lost connection or the deadline
+  before it gives
   `PublishOutcome.UNCONFIRMED` (it may or may not have reached the broker);
 * not yet handed over (no connection, or the client refused it at once): the call
   waits for a connection, or retries every `_RETRY_PAUSE` s, until its deadline
@@ -26,8 +44,10 @@ connection. The rule, in full:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
+import ipaddress
 import logging
 import math
 import random
@@ -40,6 +60,9 @@ from typing import Self
 
 import aiomqtt
 from aiomqtt.exceptions import MqttCodeError, MqttConnectError
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from daemon.backoff import Backoff
 from daemon.config import MqttSettings
@@ -49,6 +72,14 @@ log = logging.getLogger(__name__)
 _RETRY_PAUSE = 0.05  # between attempts when the client refuses a publish at once
 # CONNACK codes for a refused login: MQTT 3.1.1 (4, 5) and as paho reports them (134, 135).
 _LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+# CONNACK "unacceptable protocol version" (3.1.1) as paho reports it to an MQTT 5 client.
+_NO_MQTT5 = frozenset({1, 132})
+_TAKEN_OVER = 142  # MQTT 5 DISCONNECT: another client connected with our client id
+_UNSPECIFIED = 128
+_TOPIC_ROOM = 4096  # packet bytes besides the payload: header, topic, properties
+_SESSION_FOREVER = 0xFFFFFFFF  # MQTT 5 session expiry: like clean_session=False in 3.1.1
+# Several losses of a young connection within this window: someone shares our id.
+_LOOP_LOSSES, _LOOP_WINDOW, _LOOP_YOUNG = 3, 30.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -84,8 +115,14 @@ class MqttStats:
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
+    session_takeovers: int = 0  # the broker said another client took our session
+    connect_loops: int = 0  # warnings: lost again and again soon after connecting
+    mqtt5_refused: int = 0  # the broker speaks 3.1.1 only: fell back
     messages_received: int = 0
-    messages_dropped: int = 0
+    messages_dropped: int = 0  # the waiting queue was full (count)
+    messages_dropped_backlog: int = 0  # the waiting queue held too many bytes
+    messages_oversized_discovery: int = 0  # a discovery config over max_discovery_bytes
+    messages_oversized_other: int = 0  # any other message over max_state_bytes
     handler_errors: int = 0
     publishes_acked: int = 0
     publishes_unconfirmed: int = 0
@@ -115,6 +152,8 @@ class _Session:
     lost: asyncio.Future[None]
     started: float
     active: dict[str, int] = field(default_factory=dict)
+    mqtt5: bool = False
+    ids: dict[int, str] = field(default_factory=dict)  # subscription identifier -> filter
 
 
 def topic_matches(topic: str, topic_filter: str) -> bool:
@@ -143,14 +182,68 @@ def _valid_filter(topic_filter: str) -> bool:
     return True
 
 
-def _counting_queue(stats: MqttStats) -> type[asyncio.Queue[aiomqtt.Message]]:
+def _payload_size(message: aiomqtt.Message) -> int:
+    raw: object = message.payload
+    return len(raw) if isinstance(raw, bytes | bytearray | str) else 0
+
+
+def _footprint(message: aiomqtt.Message) -> int:
+    """Roughly what a waiting message holds: its payload, and paho's objects (an MQTT 5
+    message carries a Properties object of about 6 KB)."""
+    return _payload_size(message) + (6144 if message.properties is not None else 512)
+
+
+def _counting_queue(
+    stats: MqttStats, oversized: Callable[[aiomqtt.Message], bool], max_bytes: int
+) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """The client's queue of received messages: drops (and counts) an oversized one
+    before anything else touches it, and any one that would exceed `max_bytes` waiting."""
+
     class _Queue(asyncio.Queue[aiomqtt.Message]):
+        waiting_bytes = 0
+
         def put_nowait(self, item: aiomqtt.Message) -> None:
+            if oversized(item):
+                return
+            size = _footprint(item)
             if self.full():
                 stats.messages_dropped += 1
-            super().put_nowait(item)
+            elif self.waiting_bytes + size > max_bytes:
+                stats.messages_dropped_backlog += 1
+                return
+            super().put_nowait(item)  # full: raises QueueFull, which aiomqtt logs
+            self.waiting_bytes += size
+
+        def get_nowait(self) -> aiomqtt.Message:
+            item = super().get_nowait()
+            self.waiting_bytes -= _footprint(item)
+            return item
 
     return _Queue
+
+
+def _loss_reason(client: aiomqtt.Client) -> int | None:
+    """The broker's reason code for ending the connection (MQTT 5 DISCONNECT), if any.
+
+    aiomqtt 2.x raises a plain "Disconnected during message iteration" from its message
+    iterator and keeps paho's reason in its private `_disconnected` future.
+    """
+    fut = getattr(client, "_disconnected", None)
+    if not isinstance(fut, asyncio.Future) or not fut.done() or fut.cancelled():
+        return None
+    code = getattr(fut.exception(), "rc", None)
+    value = getattr(code, "value", code)
+    # 128 "unspecified" is also what paho says for a socket that just closed.
+    return value if isinstance(value, int) and value not in (0, _UNSPECIFIED) else None
+
+
+def _is_local(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class MqttConnection:
@@ -168,6 +261,7 @@ class MqttConnection:
         connect_timeout: float = 10.0,
         op_timeout: float = 10.0,
         max_queued_messages: int = 10_000,
+        max_queued_bytes: int = 32 << 20,
         clean_session: bool = False,
         rng: random.Random | None = None,
     ) -> None:
@@ -189,10 +283,28 @@ class MqttConnection:
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout
         self._max_queued = max_queued_messages
+        self._max_queued_bytes = max_queued_bytes
         self._clean_session = clean_session
         self._tls = self._tls_context(settings)
+        self._max_discovery = settings.max_discovery_bytes
+        self._max_other = settings.max_state_bytes
+        self.max_packet_bytes = max(self._max_discovery, self._max_other) + _TOPIC_ROOM
+        self._discovery_root = settings.discovery_prefix.split("/")
+        self.mqtt5 = True  # until the broker refuses it
+        self._losses: collections.deque[float] = collections.deque(maxlen=_LOOP_LOSSES)
+        self._loop_warned_at = -math.inf
+        self._loss_code: int | None = None
+        if settings.password and not settings.tls and not _is_local(settings.host):
+            log.warning(
+                "MQTT: the password of %s goes to %s:%s unencrypted (mqtt.tls is off): "
+                "anyone on the network path can read it; turn mqtt.tls on",
+                repr(settings.username) if settings.username else "the MQTT user",
+                settings.host,
+                settings.port,
+            )
         self._subs: dict[str, list[Subscription]] = {}
         self._wildcard_cache: list[str] | None = None
+        self._sub_ids: dict[str, int] = {}
         self._session: _Session | None = None
         self._changed = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -307,13 +419,35 @@ class MqttConnection:
         return {f: max(s.qos for s in subs) for f, subs in self._subs.items()}
 
     async def _apply_subscriptions(self, session: _Session) -> None:
+        """SUBSCRIBE what is wanted and not active, UNSUBSCRIBE the rest.
+
+        MQTT 5 brokers send a message once per matching subscription (mosquitto does), so
+        over MQTT 5 each wildcard filter gets its own SUBSCRIBE with a subscription
+        identifier, and a copy goes only to the handlers of the filter it came for.
+        """
         wanted = self._wanted()
         add = [(f, q) for f, q in sorted(wanted.items()) if session.active.get(f) != q]
         drop = [f for f in session.active if f not in wanted]
         client = session.client
-        if add:
-            codes = await client.subscribe(add, timeout=self._op_timeout)
-            for (flt, qos), code in zip(add, codes, strict=False):
+        batches: list[tuple[list[tuple[str, int]], Properties | None]] = []
+        if session.mqtt5:
+            exact = [(f, q) for f, q in add if "+" not in f and "#" not in f]
+            if exact:
+                batches.append((exact, None))
+            for flt, qos in add:
+                if "+" in flt or "#" in flt:
+                    sub_id = self._sub_id(flt)
+                    props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
+                    props.SubscriptionIdentifier = sub_id
+                    session.ids[sub_id] = flt
+                    batches.append(([(flt, qos)], props))
+        elif add:
+            batches.append((add, None))
+        for batch, batch_props in batches:
+            codes = await client.subscribe(
+                batch, properties=batch_props, timeout=self._op_timeout
+            )
+            for (flt, qos), code in zip(batch, codes, strict=False):
                 failed = getattr(code, "is_failure", False) or (
                     isinstance(code, int) and code >= 0x80
                 )
@@ -326,8 +460,17 @@ class MqttConnection:
             await client.unsubscribe(drop, timeout=self._op_timeout)
             for flt in drop:
                 session.active.pop(flt, None)
+            for sub_id in [i for i, f in session.ids.items() if f in drop]:
+                del session.ids[sub_id]
         if add or drop:
             self._notify()
+
+    def _sub_id(self, topic_filter: str) -> int:
+        """A subscription identifier per wildcard filter, the same on every connection."""
+        sub_id = self._sub_ids.get(topic_filter)
+        if sub_id is None:
+            sub_id = self._sub_ids[topic_filter] = len(self._sub_ids) + 1
+        return sub_id
 
     async def _sync_loop(self, session: _Session) -> None:
         """Follow subscribe()/cancel() calls while this connection lasts."""
@@ -476,21 +619,72 @@ class MqttConnection:
             self.stats.connect_attempts += 1
             started = loop.time()
             lasted: float | None = None
+            self._loss_code = None
             try:
                 lasted = await self._connect_and_serve()
             except aiomqtt.MqttError as exc:
                 self.stats.connect_failures += 1
+                if self._refuses_mqtt5(exc):
+                    continue
                 self.stats.last_error = self._explain(exc)
                 log.warning("MQTT connect to %s failed: %s", self._where(), self.stats.last_error)
             except Exception as exc:  # a bug or an odd socket error: keep trying
                 self.stats.connect_failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("MQTT connection to %s failed", self._where())
+            if lasted is not None:
+                self._note_loss(lasted, loop.time())
             if lasted is not None and lasted >= self._stable_after:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
             log.info("MQTT reconnecting in %.2fs (after %.1fs)", delay, loop.time() - started)
             await asyncio.sleep(delay)
+
+    def _refuses_mqtt5(self, exc: aiomqtt.MqttError) -> bool:
+        """A 3.1.1-only broker refused MQTT 5: speak 3.1.1 to it from now on (True)."""
+        code = getattr(exc, "rc", None)
+        if not (self.mqtt5 and isinstance(exc, MqttConnectError)):
+            return False
+        if getattr(code, "value", code) not in _NO_MQTT5:
+            return False
+        self.mqtt5 = False
+        self.stats.mqtt5_refused += 1
+        log.warning(
+            "MQTT broker %s does not speak MQTT 5: using 3.1.1 (it cannot be told the "
+            "largest message we take; larger ones are received, then dropped)",
+            self._where(),
+        )
+        return True
+
+    def _note_loss(self, lasted: float, now: float) -> None:
+        """Warn when the connection keeps being lost soon after it was made: the usual
+        cause is another client with our client id (the broker keeps only one)."""
+        taken = self._loss_code == _TAKEN_OVER
+        if taken:
+            self.stats.session_takeovers += 1
+        if not (taken or lasted < _LOOP_YOUNG) or self._stop.is_set() or self._closing:
+            return
+        self._losses.append(now)
+        if len(self._losses) < _LOOP_LOSSES or now - self._losses[0] > _LOOP_WINDOW:
+            return
+        if now - self._loop_warned_at < _LOOP_WINDOW:
+            return
+        self._loop_warned_at = now
+        self.stats.connect_loops += 1
+        cause = (
+            "the broker says another client took over our session"
+            if taken
+            else "the likely cause is another client taking over our session"
+        )
+        log.warning(
+            "MQTT connection to %s as %r was lost %d times within %.0f s: %s. Another "
+            "daemon (or a copied config) uses the same mqtt.client_id; give each its own",
+            self._where(),
+            self.client_id,
+            len(self._losses),
+            now - self._losses[0],
+            cause,
+        )
 
     def _explain(self, exc: aiomqtt.MqttError) -> str:
         """The error, with the settings to check when it is a login or certificate problem.
@@ -512,6 +706,23 @@ class MqttConnection:
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    def _oversized(self, message: aiomqtt.Message) -> bool:
+        """Over its cap (counted): a discovery config's, or everything else's."""
+        size = _payload_size(message)
+        if size <= min(self._max_discovery, self._max_other):
+            return False
+        parts = message.topic.value.split("/")
+        root = self._discovery_root
+        if parts[: len(root)] == root and parts[-1] == "config" and len(parts) > len(root):
+            if size > self._max_discovery:
+                self.stats.messages_oversized_discovery += 1
+                return True
+            return False
+        if size > self._max_other:
+            self.stats.messages_oversized_other += 1
+            return True
+        return False
+
     def _client(self) -> aiomqtt.Client:
         s = self.settings
         will = (
@@ -519,23 +730,32 @@ class MqttConnection:
             if self.availability_topic
             else None
         )
+        props: Properties | None = None
+        if self.mqtt5:  # the session kept as long as 3.1.1's clean_session=False keeps it
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.MaximumPacketSize = self.max_packet_bytes
+            if not self._clean_session:
+                props.SessionExpiryInterval = _SESSION_FOREVER
         return aiomqtt.Client(
             s.host,
             s.port,
             username=s.username or None,
             password=s.password.get_secret_value() if s.password else None,
             identifier=s.client_id,
-            clean_session=self._clean_session,
             will=will,
             keepalive=self._keepalive,
             # aiomqtt's default wait: CONNACK (a socket closed before it is only noticed
             # by this timeout) and the clean DISCONNECT. Other calls pass their own.
             timeout=self._connect_timeout,
             tls_context=self._tls,
-            queue_type=_counting_queue(self.stats),
+            queue_type=_counting_queue(self.stats, self._oversized, self._max_queued_bytes),
             max_queued_incoming_messages=self._max_queued,
             # Small command messages must not wait for Nagle + delayed ACK (~40 ms each).
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if self.mqtt5 else self._clean_session,
+            clean_start=self._clean_session if self.mqtt5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
         )
 
     async def _connect_and_serve(self) -> float:
@@ -543,7 +763,7 @@ class MqttConnection:
         loop = asyncio.get_running_loop()
         client = self._client()  # fresh client: nothing in flight carries over
         async with client:
-            session = _Session(client, loop.create_future(), loop.time())
+            session = _Session(client, loop.create_future(), loop.time(), mqtt5=self.mqtt5)
             try:
                 await self._apply_subscriptions(session)
                 if self.availability_topic:
@@ -590,12 +810,14 @@ class MqttConnection:
     async def _read_loop(self, session: _Session) -> None:
         try:
             async for message in session.client.messages:
-                self._dispatch(message)
+                self._dispatch(message, session)
         except aiomqtt.MqttError as exc:
-            self.stats.last_error = str(exc)
-            log.warning("MQTT connection to %s as %s lost: %s", self._where(), self.client_id, exc)
+            self._loss_code = _loss_reason(session.client)
+            why = f"{exc} (reason code {self._loss_code})" if self._loss_code else str(exc)
+            self.stats.last_error = why
+            log.warning("MQTT connection to %s as %s lost: %s", self._where(), self.client_id, why)
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
+    def _dispatch(self, message: aiomqtt.Message, session: _Session | None = None) -> None:
         self.stats.messages_received += 1
         raw: object = message.payload
         if isinstance(raw, bytes | bytearray):
@@ -605,8 +827,15 @@ class MqttConnection:
         msg = MqttMessage(message.topic.value, payload, message.qos, message.retain)
         # An exact filter is one dict lookup; only wildcard filters are matched one by one
         # (an inventory of hundreds of devices has thousands of exact ones).
-        matched = [msg.topic] if msg.topic in self._subs else []
-        matched += [f for f in self._wildcards() if topic_matches(msg.topic, f)]
+        if session is not None and session.mqtt5:
+            # One copy per subscription: an identifier names its wildcard filter, a copy
+            # without one came for the exact filter.
+            ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
+            wild = [session.ids[i] for i in ids if i in session.ids]
+            matched = wild if ids else ([msg.topic] if msg.topic in self._subs else [])
+        else:
+            matched = [msg.topic] if msg.topic in self._subs else []
+            matched += [f for f in self._wildcards() if topic_matches(msg.topic, f)]
         for flt in matched:
             for sub in list(self._subs.get(flt, ())):
                 try:

@@ -3,6 +3,16 @@
 Arguments are validated against the schema before a handler runs, so a handler
 only ever sees input its schema allows. The registry tells listeners when its
 set of tools changes, so the Live link can update the model's declarations.
+
+Validation must cost next to nothing whatever the model sends (a list of a million
+colour values once froze the event loop for half a minute). So before the schema is
+looked at, one bounded walk refuses arguments that are too big: any string longer
+than the schema's `maxLength` (at most `MAX_STRING`), any array longer than its
+`maxItems` (at most `MAX_ITEMS`), more than `MAX_ITEMS` keys in an object, nesting
+deeper than `MAX_DEPTH`, more than `MAX_VALUES` values in all. Only then the JSON
+Schema check runs, and it stops at the first error. `maxLength`, `minLength` and
+`pattern` are checked here but left out of the declarations: the Live API accepts
+only a subset of JSON Schema without them.
 """
 
 from __future__ import annotations
@@ -15,11 +25,19 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from daemon.ops.logsetup import clip
+
 # A handler returns JSON values (dict, list, str, number, bool, None); anything else
 # reaches the model as an error answer (see dispatch.py).
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+MAX_STRING = 4096  # characters in one string argument
+MAX_ITEMS = 64  # elements of one array, keys of one object
+MAX_DEPTH = 8
+MAX_VALUES = 256  # values in all the arguments of one call
+MAX_ERROR = 300  # characters of a validation error told to the model
+VALIDATION_ONLY = frozenset({"maxLength", "minLength", "pattern"})
 
 
 class ToolError(Exception):
@@ -44,9 +62,74 @@ class Tool:
         return {
             "name": self.name,
             "description": self.description,
-            "parameters": dict(self.parameters),
+            "parameters": _declared(self.parameters),
             "blocking": self.blocking,
         }
+
+
+def _declared(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema without the keywords only our own validation reads."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in VALIDATION_ONLY:
+            continue
+        if key == "properties" and isinstance(value, Mapping):
+            value = {k: _declared(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
+            value = _declared(value)
+        elif key == "anyOf" and isinstance(value, list):
+            value = [_declared(v) if isinstance(v, Mapping) else v for v in value]
+        out[key] = value
+    return out
+
+
+def _too_big(args: Any, schema: Mapping[str, Any]) -> str | None:
+    """Why the arguments are too big to validate, or None. Looks at no more than
+    MAX_VALUES values and never iterates a container longer than allowed."""
+    left = MAX_VALUES
+
+    def walk(value: Any, sch: Any, path: str, depth: int) -> str | None:
+        nonlocal left
+        left -= 1
+        where = f"{path}: " if path else ""
+        if left < 0:
+            return f"too many values (at most {MAX_VALUES} in all)"
+        if depth > MAX_DEPTH:
+            return f"{where}nested too deeply (at most {MAX_DEPTH} levels)"
+        sch = sch if isinstance(sch, Mapping) else {}
+        if isinstance(value, str):
+            limit = _limit(sch.get("maxLength"), MAX_STRING)
+            if len(value) > limit:
+                return f"{where}too long ({len(value)} characters; at most {limit})"
+        elif isinstance(value, list):
+            limit = _limit(sch.get("maxItems"), MAX_ITEMS)
+            if len(value) > limit:
+                return f"{where}too many items ({len(value)}; at most {limit})"
+            for i, item in enumerate(value):
+                if (why := walk(item, sch.get("items"), f"{path}/{i}".lstrip("/"), depth + 1)):
+                    return why
+        elif isinstance(value, dict):
+            if len(value) > MAX_ITEMS:
+                return f"{where}too many keys ({len(value)}; at most {MAX_ITEMS})"
+            props = sch.get("properties")
+            props = props if isinstance(props, Mapping) else {}
+            for key, item in value.items():
+                name = str(key)
+                if len(name) > MAX_STRING:
+                    return f"{where}a key is too long ({len(name)} characters)"
+                sub = props.get(name, sch.get("additionalProperties"))
+                if (why := walk(item, sub, f"{path}/{name}".lstrip("/"), depth + 1)):
+                    return why
+        return None
+
+    return walk(args, schema, "", 0)
+
+
+def _limit(declared: Any, ceiling: int) -> int:
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
+        return min(declared, ceiling)
+    return ceiling
+
 
 
 class ToolRegistry:
@@ -99,8 +182,12 @@ class ToolRegistry:
             args = {}
         if not isinstance(args, dict):
             raise InvalidArguments("arguments must be an object")
-        error = next(iter(sorted(validator.iter_errors(args), key=lambda e: list(e.path))), None)
+        why = _too_big(args, self._tools[name].parameters)
+        if why is not None:
+            raise InvalidArguments(why)
+        error = next(validator.iter_errors(args), None)  # the first is enough
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path)
-            raise InvalidArguments(f"{where + ': ' if where else ''}{error.message}")
+            message = f"{where + ': ' if where else ''}{error.message}"
+            raise InvalidArguments(clip(message, MAX_ERROR))
         return args
