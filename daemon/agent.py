@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from daemon.home.confirm import spoken_answer
 from daemon.live.events import (
     InputTranscript,
     Interrupted,
@@ -32,6 +30,7 @@ from daemon.live.events import (
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
+from daemon.ops.state import StateStore
 from daemon.peripherals.base import CameraUnavailable, Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.dispatch import ToolDispatcher
@@ -41,6 +40,9 @@ from daemon.tools.status import status_tool
 log = logging.getLogger(__name__)
 
 SPEECH_RMS = 500  # of 32767: well above room noise, well below speech
+ONSET_RMS = 300  # speech begins (the fake Live server's own end-of-speech level)
+ONSET_GAP_SECONDS = 0.35  # quiet this long before a loud chunk: a new utterance begins
+ECHO_TAIL_SECONDS = 0.3  # a speaker-in-the-room microphone stays gated this long after playback
 SPEECH_HOLD_SECONDS = 3.0
 LOOK_SECONDS = 4.0
 LOOK_DESCRIPTION = (
@@ -48,11 +50,34 @@ LOOK_DESCRIPTION = (
     "about what they are looking at."
 )
 
-HEARD_FRAGMENTS = 256  # what the user said, fragment by fragment, for confirmations
-HEARD_FRAGMENT_CHARS = 500
+SWITCHES = "switches"  # the state record of the microphone and camera switches
+LAST_TEXT_CHARS = 500  # the last utterance kept for agent_status and Home Assistant
 
 EventObserver = Callable[[LiveEvent], None]
 CallObserver = Callable[[FunctionCall, str, dict[str, Any] | None], None]
+TextFilter = Callable[[str], str]
+
+
+class ConversationObserver(Protocol):
+    """Who follows the turns of the conversation (daemon.home.consent.ConsentTracker).
+
+    Times are time.monotonic(); `user_onset` gets the capture time of the first loud
+    chunk after a quiet gap, `trusted` whether it came from the user's own device.
+    """
+
+    def model_speaking(self, now: float) -> None: ...
+
+    def model_acting(self, now: float) -> None: ...
+
+    def model_turn_done(self, now: float, playback_left: float) -> None: ...
+
+    def model_interrupted(self, now: float) -> None: ...
+
+    def user_onset(self, at: float, trusted: bool) -> None: ...
+
+    def user_words(self, text: str, finished: bool, now: float) -> None: ...
+
+    def user_tap(self, at: float, trusted: bool) -> None: ...
 
 
 class Agent:
@@ -65,6 +90,7 @@ class Agent:
         *,
         on_event: EventObserver | None = None,
         on_call: CallObserver | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.link = link
         self.peripheral = peripheral
@@ -79,20 +105,28 @@ class Agent:
         self.last_user_text = ""
         self.last_model_text = ""
         self.usage = Usage()
-        self.mic_muted = False
-        self.camera_enabled = True
-        self._user_words: list[str] = []
-        self._model_words: list[str] = []
+        self._state = state
+        # The user's switches survive a restart: a restart never turns the microphone on.
+        saved = state.load(SWITCHES) if state is not None else None
+        self.mic_muted = bool(saved and saved.get("microphone_muted") is True)
+        self.camera_enabled = not (saved and saved.get("camera_enabled") is False)
+        if self.mic_muted or not self.camera_enabled:
+            log.info("restored: microphone %s, camera %s",
+                     "muted" if self.mic_muted else "on", "on" if self.camera_enabled else "off")
+        self._user_text = ""
+        self._model_text = ""
+        self._observers: list[ConversationObserver] = []
+        self.text_filter: TextFilter | None = None  # e.g. hides a spoken PIN
+        self._echo_until = 0.0
         self._model_turn_open = False
         self._last_speech_at = -1e9
+        self._last_voice_at = -1e9
         self._frame_wanted_until = 0.0
         self._frame_sent = asyncio.Event()
         self.last_tap_at = -1e9
-        # (heard at, text, utterance number): the user's words for `user_confirmed_since`.
-        self._heard: deque[tuple[float, str, int]] = deque(maxlen=HEARD_FRAGMENTS)
-        self._heard_lost_at = -1e9  # newest fragment that fell out of `_heard`
-        self._utterance = 0
-        self._utterance_open = False
+        self._user_turn_open = False
+        if not self.camera_enabled:
+            peripheral.set_camera_enabled(False)
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
         registry.register(status_tool(self.status))
         if peripheral.has_camera:
@@ -105,9 +139,27 @@ class Agent:
         if self.mic_muted:
             self.metrics.uplink_withheld.labels("audio").inc()
             return
-        if _loud(chunk.pcm):
-            self._last_speech_at = chunk.captured_at
+        if self.peripheral.hears_own_speaker and self._echo_gated():
+            # No echo canceller yet: the model must not hear (or answer) its own voice.
+            self.metrics.uplink_withheld.labels("echo_gate").inc()
+            chunk = AudioChunk(bytes(len(chunk.pcm)), chunk.rate, chunk.captured_at)
+        else:
+            energy = _energy(chunk.pcm)
+            if energy >= ONSET_RMS * ONSET_RMS:
+                if chunk.captured_at - self._last_voice_at > ONSET_GAP_SECONDS:
+                    trusted = self.peripheral.input_trusted
+                    for obs in self._observers:
+                        obs.user_onset(chunk.captured_at, trusted)
+                self._last_voice_at = chunk.captured_at
+                if energy >= SPEECH_RMS * SPEECH_RMS:
+                    self._last_speech_at = chunk.captured_at
         self.link.send_audio(chunk)
+
+    def _echo_gated(self) -> bool:
+        now = time.monotonic()
+        if self.peripheral.playback_pending() > 0:
+            self._echo_until = now + ECHO_TAIL_SECONDS
+        return now < self._echo_until
 
     def video(self, frame: VideoFrame) -> None:
         """Frames go up while the user talks and the model listens, or when asked for.
@@ -152,12 +204,25 @@ class Agent:
         """The user muted the microphone: nothing it hears leaves the device."""
         if muted and not self.mic_muted:
             self.link.end_audio_stream()
+        if muted != self.mic_muted:
+            log.info("microphone %s", "muted" if muted else "on")
         self.mic_muted = muted
+        self._save_switches()
 
     def set_camera_enabled(self, enabled: bool) -> None:
         """The user's camera switch: frames are withheld here and capture stops there."""
+        if enabled != self.camera_enabled:
+            log.info("camera %s", "on" if enabled else "off")
         self.camera_enabled = enabled
         self.peripheral.set_camera_enabled(enabled)
+        self._save_switches()
+
+    def _save_switches(self) -> None:
+        if self._state is not None:
+            self._state.save(
+                SWITCHES,
+                {"microphone_muted": self.mic_muted, "camera_enabled": self.camera_enabled},
+            )
 
     def input_paused(self) -> None:
         self.input_done = True
@@ -167,48 +232,19 @@ class Agent:
         return self.link.replay_seconds
 
     def user_tap(self) -> None:
-        self.last_tap_at = time.monotonic()
+        self.last_tap_at = now = time.monotonic()
         self.metrics.peripheral_taps.inc()
+        trusted = self.peripheral.input_trusted
+        for obs in self._observers:
+            obs.user_tap(now, trusted)
 
-    # -- the user's confirmation ------------------------------------------------
-    def _heard_user(self, text: str, finished: bool) -> None:
-        """Keep the user's words with the time they arrived, grouped in utterances."""
-        if not self._utterance_open:
-            self._utterance += 1
-            self._utterance_open = True
-        if len(self._heard) == self._heard.maxlen:
-            self._heard_lost_at = self._heard[0][0]
-        self._heard.append((time.monotonic(), text[:HEARD_FRAGMENT_CHARS], self._utterance))
-        if finished:
-            self._utterance_open = False
+    def add_observer(self, observer: ConversationObserver) -> None:
+        """Follow the conversation's turns (the home's confirmation of sensitive actions)."""
+        self._observers.append(observer)
 
-    def user_confirmed_since(self, since: float) -> bool | None:
-        """Did the USER confirm after `since` (time.monotonic)? True yes, False no, None not yet.
-
-        Yes: a tap on the glasses, or a finished utterance heard after `since` that says
-        yes (daemon.home.confirm.spoken_answer). A no heard since then vetoes both. Only
-        words that arrived after `since` count, joined across fragments; the request
-        itself, the model's words and camera frames never do. If words since then were
-        dropped from the bounded log, the answer is None: unknown is not yes.
-        """
-        if self._heard_lost_at > since:
-            return None
-        said: list[str] = []
-        finished: list[str] = []
-        last_utterance = None
-        for at, text, utterance in self._heard:
-            if at <= since:
-                continue
-            sep = "" if utterance == last_utterance else " "
-            last_utterance = utterance
-            said.append(sep + text)
-            if utterance != self._utterance or not self._utterance_open:
-                finished.append(sep + text)
-        if spoken_answer("".join(said)) is False:
-            return False
-        if self.last_tap_at > since or spoken_answer("".join(finished)) is True:
-            return True
-        return None
+    def taps_possible(self) -> bool:
+        """Whether the user can tap to confirm: a device with a tap source."""
+        return self.peripheral.can_tap
 
     # -- running -----------------------------------------------------------------
     async def run(self, *, exit_when_idle: float | None = None) -> None:
@@ -243,20 +279,30 @@ class Agent:
     async def _pump(self) -> None:
         while True:
             event = await self.link.next_event()
-            self._handle(event)
-            if self._on_event is not None:
-                self._on_event(event)
+            try:
+                self._handle(event)
+                if self._on_event is not None:
+                    self._on_event(event)
+            except Exception:
+                # One bad message must never end the conversation (the link validates
+                # what it can; this is the last line).
+                self.metrics.agent_event_errors.labels(type(event).__name__).inc()
+                log.exception("handling a %s failed; dropped", type(event).__name__)
 
     def _handle(self, event: LiveEvent) -> None:
         self.last_activity = time.monotonic()
         match event:
             case ModelAudio(pcm=pcm, rate=rate):
                 self._model_speaks()
+                for obs in self._observers:
+                    obs.model_speaking(time.monotonic())
                 self.peripheral.play(pcm, rate)
                 self.metrics.playback_seconds.inc(len(pcm) / (2 * rate))
             case Interrupted():
                 self.model_active = False
                 self._model_turn_open = False
+                for obs in self._observers:
+                    obs.model_interrupted(time.monotonic())
                 dropped = self.peripheral.flush_playback()
                 if dropped:
                     self.metrics.playback_dropped.labels("interrupted").inc(dropped)
@@ -265,19 +311,28 @@ class Agent:
                 self.model_active = False
                 self._close_user_turn()
                 self._model_turn_open = False
+                left = self.peripheral.playback_pending()
+                for obs in self._observers:
+                    obs.model_turn_done(time.monotonic(), left)
             case ToolCallRequest(calls=calls):
                 self._close_user_turn()
+                for obs in self._observers:
+                    obs.model_acting(time.monotonic())
                 self.dispatcher.submit(calls)
             case ToolCallCancelled(ids=ids):
                 self.dispatcher.cancel(ids)
             case InputTranscript(text=text, finished=finished):
-                self._heard_user(text, finished)
-                self._user_words.append(text)
-                self.last_user_text = "".join(self._user_words).strip()
+                for obs in self._observers:
+                    obs.user_words(text, finished, time.monotonic())
+                if not self._user_turn_open:
+                    self._user_turn_open = True
+                    self._user_text = ""
+                self._user_text = _append(self._user_text, text)
+                self.last_user_text = self._shown(self._user_text)
             case OutputTranscript(text=text):
                 self._model_speaks()
-                self._model_words.append(text)
-                self.last_model_text = "".join(self._model_words).strip()
+                self._model_text = _append(self._model_text, text)
+                self.last_model_text = self._model_text.strip()
             case Usage():
                 self.usage = event
                 self.metrics.tokens.labels("prompt").inc(event.prompt_tokens)
@@ -289,15 +344,18 @@ class Agent:
 
     def _close_user_turn(self) -> None:
         """The model answers: the user's words so far were one utterance."""
-        self._user_words.clear()
-        self._utterance_open = False
+        self._user_turn_open = False
 
     def _model_speaks(self) -> None:
         self.model_active = True
         self._close_user_turn()
         if not self._model_turn_open:
             self._model_turn_open = True
-            self._model_words.clear()
+            self._model_text = ""
+
+    def _shown(self, text: str) -> str:
+        text = text.strip()
+        return self.text_filter(text) if self.text_filter is not None else text
 
     def status(self) -> dict[str, Any]:
         """What the model (agent_status) and Home Assistant are told: scalars only;
@@ -322,7 +380,11 @@ class Agent:
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:
         status = self.status()
+        for key in ("last_user_text", "last_model_text"):  # no conversation on /healthz
+            status.pop(key, None)
         status["peripheral"] = self.peripheral.status()
+        if self.link.problem is not None:  # e.g. a refusal being waited out, and until when
+            status["live_problem"] = self.link.problem
         return self.link.state in ("connected", "connecting"), status
 
 
@@ -332,9 +394,15 @@ def look_tool(handler: Callable[[dict[str, Any]], Awaitable[str]]) -> Tool:
                 deadline=LOOK_SECONDS + 1)
 
 
-def _loud(pcm: bytes) -> bool:
-    """RMS at or above SPEECH_RMS; one dot product (np.mean costs 4x more per frame)."""
-    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
-    return bool(samples.size) and float(np.dot(samples, samples)) >= (
-        SPEECH_RMS * SPEECH_RMS * samples.size
-    )
+def _energy(pcm: bytes) -> float:
+    """Mean square of the samples; one dot product (np.mean costs 4x more per frame)."""
+    samples = np.frombuffer(pcm, "<i2", count=len(pcm) // 2).astype(np.float32)
+    if not samples.size:
+        return 0.0
+    return float(np.dot(samples, samples)) / samples.size
+
+
+def _append(text: str, piece: str) -> str:
+    """Text grows by fragments but keeps only its last LAST_TEXT_CHARS: never quadratic."""
+    text += piece[-LAST_TEXT_CHARS:]
+    return text[-LAST_TEXT_CHARS:]

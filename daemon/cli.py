@@ -19,13 +19,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from daemon import __version__
 from daemon.agent import Agent, look_tool
 from daemon.config import (
     ConfigError,
+    MqttSettings,
     Settings,
+    ToolsSettings,
     load_settings,
     read_secret,
     resolve_config_path,
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("args", nargs=argparse.REMAINDER)
     devices = sub.add_parser("devices", help="print the inventory and the model's tools")
     common(devices)
+    devices.add_argument("--unpair", action="store_true",
+                         help="forget the pinned glasses; the restarted daemon pins the next "
+                              "ones it finds")
     doctor = sub.add_parser("doctor", help="check this machine and the configuration")
     common(doctor)
     return p
@@ -112,6 +117,22 @@ def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
         if password is not None:
             mqtt = settings.mqtt.model_copy(update={"password": password})
             settings = settings.model_copy(update={"mqtt": mqtt})
+    if settings.tools.confirm_pin is None:
+        pin = read_secret("EDGE_AGENT_TOOLS__CONFIRM_PIN", "confirm_pin")
+        if pin is not None:
+            try:
+                tools = ToolsSettings.model_validate(
+                    {**settings.tools.model_dump(), "confirm_pin": pin}
+                )
+            except ValidationError:
+                raise ConfigError("confirm_pin: the credential must be 4 to 12 digits") from None
+            settings = settings.model_copy(update={"tools": tools})
+    from daemon.ops.logsetup import add_secret
+
+    if settings.mqtt.password is not None:  # also one from the file, for every command
+        add_secret(settings.mqtt.password.get_secret_value())
+    if settings.tools.confirm_pin is not None:
+        add_secret(settings.tools.confirm_pin.get_secret_value().strip())
     return settings
 
 
@@ -120,15 +141,36 @@ def _api_key() -> SecretStr | None:
 
 
 def _setup_logging(settings: Settings, secrets: list[str]) -> None:
-    from daemon.ops.logsetup import add_secret, install_excepthook, setup_logging
+    from daemon.ops.logsetup import install_excepthook, setup_logging
 
-    install_excepthook(secrets)
+    install_excepthook(secrets)  # the MQTT password was registered by _settings()
     setup_logging(settings.ops.log_level, settings.ops.log_format, secrets)
-    if settings.mqtt.password is not None:
-        add_secret(settings.mqtt.password.get_secret_value())
 
 
 def main(argv: list[str] | None = None) -> int:
+    from daemon.ops.logsetup import install_excepthook, scrubbed_stdio
+
+    # Every command, not only run and demo: devices, doctor and errors print directly.
+    install_excepthook(_known_secrets())
+    with scrubbed_stdio():
+        return _main(argv)
+
+
+def _known_secrets() -> list[str]:
+    """The secrets readable before any configuration: environment and credentials."""
+    found: list[str] = []
+    for env_name, credential in (
+        ("GEMINI_API_KEY", "gemini_api_key"),
+        ("EDGE_AGENT_MQTT__PASSWORD", "mqtt_password"),
+    ):
+        with contextlib.suppress(ConfigError):  # an unreadable credential: the command says so
+            value = read_secret(env_name, credential)
+            if value is not None:
+                found.append(value.get_secret_value())
+    return found
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -205,6 +247,7 @@ async def _serve(
     from daemon.live.link import LiveFatalError, LiveLink
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
     from daemon.tools.home_service import HomeService
+    from daemon.tools.home_tools import TOOL_NAMES as HOME_TOOLS
     from daemon.tools.registry import ToolRegistry
 
     metrics = Metrics()
@@ -220,7 +263,17 @@ async def _serve(
 
         assert isinstance(peripheral, BlePeripheral)
         peripheral.speaker_fallback = FilePeripheral(None, speaker_wav)
-    link = LiveLink(settings.live, key, metrics, declarations=registry.declarations)
+    def built_in_tools() -> list[dict[str, Any]]:
+        """What the link offers alone if a setup with the home's tools is rejected."""
+        return [d for d in registry.declarations() if d["name"] not in HOME_TOOLS]
+
+    if not state.persistent:
+        # A file peripheral (tests, benchmarks) has nothing to pin; a microphone has.
+        level = logging.INFO if settings.peripheral.kind == "file" else logging.WARNING
+        log.log(level, "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned "
+                "glasses and the microphone and camera switches are kept in memory only")
+    link = LiveLink(settings.live, key, metrics, declarations=registry.declarations,
+                    fallback_declarations=built_in_tools)
     agent = Agent(
         link,
         peripheral,
@@ -228,8 +281,15 @@ async def _serve(
         metrics,
         on_event=printer.event if printer else None,
         on_call=printer.call if printer else None,
+        state=state,
     )
-    home = HomeService(settings, registry, metrics, agent)
+    home = HomeService(settings, registry, metrics, agent, state=state)
+    if settings.tools.confirm_pin is not None:
+        from daemon.home.answers import redact_digits
+
+        agent.text_filter = redact_digits  # a spoken PIN never reaches HA or the status
+    # A call to control_device before the first inventory read waits for it (bounded).
+    agent.dispatcher.wait_for_tools(home.wait_ready)
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(peripheral.close)  # also when the daemon fails to start
@@ -251,16 +311,13 @@ async def _serve(
 
 
 def _state_store(settings: Settings) -> StateStore:
-    """The state directory (`$STATE_DIRECTORY`, else `ops.state_dir`), or memory only."""
+    """The state directory (`$STATE_DIRECTORY`, else `ops.state_dir`), or memory only.
+
+    Without one, `_serve` says so once the configuration has been accepted.
+    """
     from daemon.ops.state import StateStore, state_dir_from
 
-    store = StateStore(state_dir_from(settings.ops.state_dir, os.environ))
-    if not store.persistent:
-        log.warning(
-            "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned glasses and "
-            "the microphone and camera switches are kept in memory only"
-        )
-    return store
+    return StateStore(state_dir_from(settings.ops.state_dir, os.environ))
 
 
 async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
@@ -413,12 +470,45 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from daemon.tools.status import status_tool
 
     settings = _settings(args)
+    if args.unpair:
+        return _unpair(settings)
     registry = ToolRegistry(settings.tools.deadline)
     registry.register(status_tool(dict))  # the tools the Agent adds, with their schemas
     if _has_camera(settings):
         registry.register(look_tool(_no_photo))
     text = asyncio.run(HomeService(settings, registry, Metrics()).snapshot(timeout=3.0))
     print(text)
+    return EXIT_OK
+
+
+def _unpair(settings: Settings) -> int:
+    """`devices --unpair`: delete the pin record; the running daemon keeps its pin until
+    it restarts (a pin that vanished mid-run must not open the door to look-alikes)."""
+    from daemon.ops.state import StateStore, state_dir_from
+    from daemon.peripherals.ble.pinning import unpair
+
+    store = StateStore(state_dir_from(settings.ops.state_dir, os.environ))
+    restart = "restart the daemon (systemctl restart edge-agent) to pin the next glasses it finds"
+    if not store.persistent:
+        print(f"edge-agent: no state directory ($STATE_DIRECTORY or ops.state_dir): "
+              f"nothing is pinned across restarts; {restart}")
+        return EXIT_OK
+    try:
+        removed, pin = unpair(store)
+    except OSError as exc:
+        print(f"edge-agent: cannot forget the pinned glasses in {store.directory}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if pin is not None:
+        print(f"edge-agent: forgot the pinned glasses {pin.address} ({pin.name or 'no name'}, "
+              f"profile {pin.profile}); {restart}")
+    elif removed:
+        print(f"edge-agent: removed an unusable pin record; {restart}")
+    else:
+        print("edge-agent: no glasses were pinned")
+    if settings.peripheral.ble.address:
+        print(f"edge-agent: peripheral.ble.address still pins {settings.peripheral.ble.address}; "
+              "change it in the configuration to use other glasses")
     return EXIT_OK
 
 
@@ -465,7 +555,74 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     for name, ok, detail in checks:
         failed |= not ok and name != "GEMINI_API_KEY"
         print(f"{'ok ' if ok else 'FAIL'}  {name}: {detail}")
+    if settings is not None and settings.peripheral.kind == "ble":  # a warning: exit unchanged
+        from daemon.ops.state import StateStore, state_dir_from
+        from daemon.peripherals.ble.pinning import describe
+
+        ble = settings.peripheral.ble
+        pinned, detail = describe(StateStore(state_dir_from(settings.ops.state_dir, os.environ)),
+                                  Path(ble.profile).stem, ble.address)
+        print(f"{'ok ' if pinned else 'WARN'}  pinned glasses: {detail}")
     if settings is None:
         return EXIT_USAGE
+    for name, detail in _safety_warnings(settings):  # warnings: the exit code stays
+        print(f"WARN  {name}: {detail}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _safety_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """What weakens the privacy and safety promises in this configuration."""
+    from daemon.ops.state import state_dir_from
+
+    out: list[tuple[str, str]] = []
+    mqtt, tools = settings.mqtt, settings.tools
+    if state_dir_from(settings.ops.state_dir, os.environ) is None:
+        out.append(("state directory", "none ($STATE_DIRECTORY or ops.state_dir): mute, "
+                    "camera-off and the pinned glasses are forgotten at every restart"))
+    if mqtt.host and mqtt.password is not None and not mqtt.tls:
+        out.append(("mqtt.tls", "off while a password is set: it crosses the network in clear"))
+    taps = settings.peripheral.kind == "ble" and _has_tap(settings)
+    strict = [c for c in ("lock", "alarm", "gate")
+              if not ((taps and "tap" in getattr(tools.confirm_with, c))
+                      or (tools.confirm_pin and "pin" in getattr(tools.confirm_with, c))
+                      or "yes" in getattr(tools.confirm_with, c))]
+    if strict:
+        out.append(("tools.confirm_pin", f"not set and no tap here: {', '.join(strict)} "
+                    "actions can never be confirmed (set the credential confirm_pin)"))
+    if mqtt.host and mqtt.remote_unmute:
+        topic = f"edge-agent/{mqtt.client_id}/+/set"
+        detail = (f"on: whoever may publish to {topic} can turn the microphone and camera "
+                  "back on; protect it with a broker ACL")
+        if _broker_takes_anonymous(mqtt):
+            detail += " (this broker accepts clients without a login: anyone can)"
+        out.append(("mqtt.remote_unmute", detail))
+    return out
+
+
+def _has_tap(settings: Settings) -> bool:
+    from daemon.peripherals.ble.profile import ProfileError, load_profile
+
+    try:
+        tap = load_profile(settings.peripheral.ble.profile).tap
+    except ProfileError:
+        return False
+    return tap is not None and tap.source != "none"
+
+
+def _broker_takes_anonymous(mqtt: MqttSettings) -> bool:
+    """Whether the broker lets a client in without a username (a short, clean probe)."""
+    import aiomqtt
+
+    async def probe() -> bool:
+        try:
+            async with asyncio.timeout(3.0), aiomqtt.Client(
+                mqtt.host, mqtt.port, identifier=f"edge-agent-doctor-{os.getpid()}",
+                tls_params=aiomqtt.TLSParameters(ca_certs=str(mqtt.ca_file) if mqtt.ca_file
+                                                 else None) if mqtt.tls else None,
+            ):
+                return True
+        except (aiomqtt.MqttError, OSError, TimeoutError):
+            return False
+
+    return asyncio.run(probe())
 

@@ -8,6 +8,8 @@ one line naming the key and the reason; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -89,6 +91,11 @@ class LiveSettings(_Section):
     backoff_initial: float = Field(0.5, gt=0, le=60)
     backoff_max: float = Field(30.0, gt=0, le=600)
     stable_after: float = Field(60.0, gt=0, le=3600)
+    # After the API refused a connection (HTTP 401/403/404, a rejected key or setup)
+    # later in the daemon's life: wait this long (doubling, jittered down to half)
+    # before trying again. Refused on the first connection after start: exit 2.
+    refused_backoff_initial: float = Field(300.0, gt=0, le=3600)
+    refused_backoff_max: float = Field(1800.0, gt=0, le=86400)
     goaway_margin: float = Field(5.0, ge=0, le=60)
     compression_trigger_tokens: int = Field(25600, ge=1000)
     compression_target_tokens: int = Field(12800, ge=500)
@@ -99,6 +106,8 @@ class LiveSettings(_Section):
             raise ValueError("base_url: must be a URL such as https://host:port")
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max: must not be below backoff_initial")
+        if self.refused_backoff_max < self.refused_backoff_initial:
+            raise ValueError("refused_backoff_max: must not be below refused_backoff_initial")
         if self.compression_target_tokens >= self.compression_trigger_tokens:
             raise ValueError(
                 "compression_target_tokens: must be below compression_trigger_tokens"
@@ -148,6 +157,14 @@ class PeripheralSettings(_Section):
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})  # pydantic's spellings of true
 
 
+def default_client_id(hostname: str | None = None) -> str:
+    """`edge-agent-<host name>`: stable across restarts of one host, different between
+    hosts (two daemons with one id and persistent sessions take each other's place)."""
+    host = socket.gethostname() if hostname is None else hostname
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", host.split(".")[0]).strip("-_")
+    return f"edge-agent-{host}"[:64].rstrip("-_") if host else "edge-agent"
+
+
 class MqttSettings(_Section):
     host: str = ""
     port: int = Field(1883, ge=1, le=65535)
@@ -156,20 +173,43 @@ class MqttSettings(_Section):
     tls: bool = False
     ca_file: CaFile = None
     # Also the daemon's Home Assistant node id and its topic base `edge-agent/<client_id>/`.
-    client_id: str = Field("edge-agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Default `edge-agent-<host name>`: each host its own (one id shared by two daemons
+    # makes the broker throw one out whenever the other connects).
+    client_id: str = Field(default_factory=default_client_id, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     discovery_prefix: str = Field("homeassistant", min_length=1)
     # Devices declared here (`[[mqtt.devices]]`), same keys as a discovery config plus
     # `component`, `name`, optional `id` and `area`; for devices that do not announce.
     devices: tuple[dict[str, Any], ...] = ()
     announce: bool = True  # publish the daemon itself as a Home Assistant device
+    # Topics device commands may go to; empty = the first levels of the devices' own
+    # state topics. Never the daemon's own (edge-agent/...) or the discovery prefix.
+    command_prefixes: tuple[str, ...] = ()
+    # What the user says, published to Home Assistant (a sensor). Off: speech stays here.
+    publish_transcript: bool = False
+    # Home Assistant may always mute the microphone and turn the camera off; turning
+    # them back on over MQTT only with this on (and a broker ACL on those topics).
+    remote_unmute: bool = False
     state_interval: float = Field(30.0, gt=0, le=3600)  # re-publish its states this often
     refresh_debounce: float = Field(0.5, ge=0, le=10)  # quiet time before tools are rebuilt
     max_described_devices: int = Field(50, ge=0, le=10_000)  # listed in the tool description
+    # Largest payload taken from the broker, for a discovery config and for anything
+    # else (states, availability); larger ones are dropped unread and counted. Over
+    # MQTT 5 the broker is told the largest packet we take (the larger cap + 4 KiB for
+    # the topic), so it does not even send bigger ones (mosquitto logs the drop).
+    max_discovery_bytes: int = Field(65536, ge=1024, le=16 << 20)
+    max_state_bytes: int = Field(16384, ge=256, le=16 << 20)
 
     @model_validator(mode="before")
     @classmethod
     def _tls_port(cls, data: Any) -> Any:
-        """MQTT over TLS listens on 8883 by convention: the default follows `tls`."""
+        """MQTT over TLS listens on 8883 by convention: the default follows `tls`.
+
+        An empty client id means the default one (`edge-agent-<host name>`).
+        """
+        if isinstance(data, dict) and isinstance(data.get("client_id"), str) and not (
+            data["client_id"].strip()
+        ):
+            data = {k: v for k, v in data.items() if k != "client_id"}
         if isinstance(data, dict) and "port" not in data:
             tls = data.get("tls")
             if tls is True or (isinstance(tls, str) and tls.strip().lower() in _TRUE):
@@ -190,12 +230,42 @@ class MqttSettings(_Section):
         return self
 
 
+ConfirmMethod = Literal["yes", "tap", "pin"]
+ConfirmMethods = Annotated[tuple[ConfirmMethod, ...], Field(min_length=1)]
+
+
+class ConfirmWithSettings(_Section):
+    """How the user may confirm each category of sensitive action (daemon.home.sensitivity):
+    `yes` a spoken yes, `tap` a tap on the pinned glasses, `pin` the spoken PIN."""
+
+    lock: ConfirmMethods = ("tap", "pin")
+    alarm: ConfirmMethods = ("tap", "pin")
+    gate: ConfirmMethods = ("tap", "pin")
+    garage: ConfirmMethods = ("yes", "tap", "pin")
+    door: ConfirmMethods = ("yes", "tap", "pin")
+    other: ConfirmMethods = ("yes", "tap", "pin")
+
+
 class ToolsSettings(_Section):
     deadline: float = Field(5.0, gt=0, le=120)
     confirm_ttl: float = Field(30.0, gt=0, le=600)
     confirm_deadline: float = Field(3.0, gt=0, le=60)
     confirm_wait: float = Field(1.5, ge=0, le=10)  # a confirming call waits for the user's yes
-    sensitive: tuple[str, ...] = ("lock", "garage", "gate", "alarm_control_panel")
+    sensitive: tuple[str, ...] = ("lock", "garage", "gate", "door", "alarm_control_panel")
+    confirm_with: ConfirmWithSettings = ConfirmWithSettings()
+    # The spoken confirmation PIN (4-12 digits); better as the credential `confirm_pin`.
+    confirm_pin: SecretStr | None = None
+    # A sensitive device announced while the daemon was not looking waits this long
+    # (announced in the log and to Home Assistant) before it can be controlled.
+    new_device_hold: float = Field(60.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _check_pin(self) -> ToolsSettings:
+        if self.confirm_pin is not None:
+            pin = self.confirm_pin.get_secret_value().strip()
+            if not (pin.isdigit() and pin.isascii() and 4 <= len(pin) <= 12):
+                raise ValueError("confirm_pin: must be 4 to 12 digits")
+        return self
 
 
 class OpsSettings(_Section):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from daemon.agent import HEARD_FRAGMENTS, Agent
+from daemon.agent import LAST_TEXT_CHARS, Agent
 from daemon.config import LiveSettings
 from daemon.live.events import (
     InputTranscript,
@@ -22,6 +23,7 @@ from daemon.live.events import (
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
+from daemon.ops.state import StateStore
 from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.tools.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
@@ -36,6 +38,8 @@ class Camera(Peripheral):
     kind = "camera"
 
     def __init__(self) -> None:
+        self.trusted = True
+        self.pending = 0.0
         self.sink: MediaSink | None = None
         self.photos = 0
         self.camera_switch: list[bool] = []
@@ -47,6 +51,10 @@ class Camera(Peripheral):
     @property
     def has_camera(self) -> bool:
         return True
+
+    @property
+    def input_trusted(self) -> bool:
+        return self.trusted
 
     def set_camera_enabled(self, enabled: bool) -> None:
         self.camera_switch.append(enabled)
@@ -62,6 +70,9 @@ class Camera(Peripheral):
 
     def flush_playback(self) -> float:
         return 0.0
+
+    def playback_pending(self) -> float:
+        return self.pending
 
 
 @pytest.fixture
@@ -153,52 +164,123 @@ def test_peripheral_counters_reach_metrics(agent: Agent) -> None:
     assert 'edge_peripheral_stat{key="connected"} 1.0' in text
 
 
-def issued(agent: Agent) -> float:
-    """A token's issuance time: strictly after everything the Agent heard so far."""
+class Recorder:
+    """A conversation observer that writes down what the Agent tells it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def model_speaking(self, now: float) -> None:
+        self.events.append(("speaking",))
+
+    def model_acting(self, now: float) -> None:
+        self.events.append(("acting",))
+
+    def model_turn_done(self, now: float, playback_left: float) -> None:
+        self.events.append(("done", playback_left))
+
+    def model_interrupted(self, now: float) -> None:
+        self.events.append(("interrupted",))
+
+    def user_onset(self, at: float, trusted: bool) -> None:
+        self.events.append(("onset", at, trusted))
+
+    def user_words(self, text: str, finished: bool, now: float) -> None:
+        self.events.append(("words", text, finished))
+
+    def user_tap(self, at: float, trusted: bool) -> None:
+        self.events.append(("tap", trusted))
+
+
+def test_the_conversation_reaches_its_observers(agent: Agent) -> None:
+    """Onsets come from the audio level after a quiet gap, with the device's trust."""
+    rec = Recorder()
+    agent.add_observer(rec)
+    camera = cast(Camera, agent.peripheral)
     t = time.monotonic()
-    while time.monotonic() == t:
-        pass
-    return t
-
-
-def test_confirmation_needs_the_users_own_finished_yes_after_issuance(agent: Agent) -> None:
-    agent._handle(InputTranscript(" Unlock the door,", False))
-    agent._handle(InputTranscript(" yes.", True))  # part of the request: before the question
-    since = issued(agent)
-    assert agent.user_confirmed_since(since) is None
-    agent._handle(OutputTranscript("Yes, confirmed. Unlock the front door?", True))
-    agent._handle(InputTranscript("unlock the door", True))
-    assert agent.user_confirmed_since(since) is None  # the model's yes is not the user's
-    agent._handle(InputTranscript(" Ye", False))
-    agent._handle(InputTranscript("s", False))
-    assert agent.user_confirmed_since(since) is None  # still speaking
-    agent._handle(ModelAudio(b"\0\0" * 10))  # the model answers: the utterance is over
-    assert agent.user_confirmed_since(since) is True  # "Ye" + "s", joined
-    assert agent.user_confirmed_since(issued(agent)) is None  # nothing since now
-
-
-def test_a_no_vetoes_and_a_tap_confirms(agent: Agent) -> None:
-    since = issued(agent)
-    agent._handle(InputTranscript("Yes", True))
-    agent._handle(InputTranscript(" no,", False))
-    agent._handle(InputTranscript(" wait", False))  # unfinished, but a no is a no at once
-    assert agent.user_confirmed_since(since) is False
+    agent.audio(AudioChunk(QUIET, 16_000, t))
+    agent.audio(AudioChunk(SPEECH, 16_000, t + 0.02))  # onset
+    agent.audio(AudioChunk(SPEECH, 16_000, t + 0.04))  # the same utterance
+    agent.audio(AudioChunk(SPEECH, 16_000, t + 1.0))  # after a pause: a new one
+    camera.trusted = False
+    agent.audio(AudioChunk(SPEECH, 16_000, t + 2.0))
     agent.user_tap()
-    assert agent.user_confirmed_since(since) is False  # what was said since still counts
-    later = issued(agent)
-    assert agent.user_confirmed_since(later) is None
-    agent.user_tap()
-    assert agent.user_confirmed_since(later) is True
+    agent._handle(InputTranscript("yes", True))
+    agent._handle(ModelAudio(b"\0\0" * 10))
     agent._handle(TurnComplete())
-    assert agent.metrics.value("edge_peripheral_taps_total") == 2
+    assert rec.events == [
+        ("onset", t + 0.02, True), ("onset", t + 1.0, True), ("onset", t + 2.0, False),
+        ("tap", False), ("words", "yes", True), ("speaking",), ("done", 0.0),
+    ]
 
 
-def test_words_lost_from_the_bounded_log_are_not_a_yes(agent: Agent) -> None:
-    since = issued(agent)
-    agent._handle(InputTranscript("no", True))
-    for _ in range(HEARD_FRAGMENTS):
+async def test_a_bad_event_is_dropped_and_the_conversation_goes_on(agent: Agent) -> None:
+    class Broken(Recorder):
+        def user_words(self, text: str, finished: bool, now: float) -> None:
+            raise ValueError("boom")
+
+    agent.add_observer(Broken())
+    pump = asyncio.create_task(agent._pump())
+    try:
+        await agent.link._events.put(InputTranscript("hello", True))
+        await agent.link._events.put(OutputTranscript("Hi.", True))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if agent.last_model_text:
+                break
+        assert agent.last_model_text == "Hi."
+        assert not pump.done()
+        assert agent.metrics.value(
+            "edge_agent_event_errors_total", event="InputTranscript"
+        ) == 1
+    finally:
+        pump.cancel()
+
+
+def test_the_last_utterance_is_bounded_and_can_be_filtered(agent: Agent) -> None:
+    agent.text_filter = lambda text: text.replace("4711", "####")
+    for _ in range(5000):
         agent._handle(InputTranscript(" la", False))
-    agent._handle(InputTranscript(" yes", True))
-    assert len(agent._heard) == HEARD_FRAGMENTS
-    assert agent.user_confirmed_since(since) is None  # the "no" fell out: unknown, not yes
-    assert agent.user_confirmed_since(issued(agent)) is None
+    assert len(agent.last_user_text) <= LAST_TEXT_CHARS
+    agent._handle(TurnComplete())
+    agent._handle(InputTranscript("my pin is 4711", True))
+    assert agent.last_user_text == "my pin is ####"
+    assert "last_user_text" not in agent.healthy()[1]
+
+
+def test_switches_survive_a_restart_and_never_unmute(tmp_path: Path) -> None:
+    """Muted and camera-off are written to the state directory and read back at start."""
+    store = StateStore(tmp_path)
+    metrics = Metrics()
+    first = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), Camera(),
+                  ToolRegistry(), metrics, state=store)
+    assert not first.mic_muted and first.camera_enabled
+    first.set_mic_muted(True)
+    first.set_camera_enabled(False)
+    metrics = Metrics()
+    camera = Camera()
+    again = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), camera,
+                  ToolRegistry(), metrics, state=StateStore(tmp_path))
+    assert again.mic_muted and not again.camera_enabled
+    assert camera.camera_switch == [False]  # capture stops on the device too
+    again.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    assert again.link._uplink.peek_audio() is None  # nothing leaves while muted
+    (tmp_path / "switches.json").write_text("{not json")
+    metrics = Metrics()
+    broken = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), Camera(),
+                   ToolRegistry(), metrics, state=StateStore(tmp_path))
+    assert not broken.mic_muted  # unreadable: the defaults, said in the log
+
+
+def test_a_kiosk_gates_its_microphone_while_the_model_plays(agent: Agent) -> None:
+    """No echo canceller yet: the model must not hear (or answer) its own voice."""
+    camera = cast(Camera, agent.peripheral)
+    camera.hears_own_speaker = True
+    rec = Recorder()
+    agent.add_observer(rec)
+    camera.pending = 1.0
+    agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    sent = agent.link._uplink.peek_audio()
+    assert sent is not None and not any(sent.chunk.pcm)  # silence went up instead
+    assert rec.events == []  # and no onset: nobody spoke
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="echo_gate") == 1

@@ -289,3 +289,22 @@ async def test_a_key_echoed_by_the_server_never_reaches_the_output(
     assert "internal error, key=" in text  # with the reason the server gave ...
     assert SECRET not in text  # ... but not the key
     assert SECRET[:12] not in text
+
+
+async def test_doctor_warns_where_privacy_and_safety_are_weakened(tmp_path: Path) -> None:
+    """Remote unmute on a broker that takes anyone, no state directory, no way to
+    confirm a lock: each is a WARN line; the verdict (exit code) stays."""
+    from simulator.broker import PrivateBroker
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EDGE_AGENT_", "GEMINI", "STATE_DIRECTORY"))}
+    async with PrivateBroker() as broker:
+        (tmp_path / "c.toml").write_text(
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nremote_unmute = true\n')
+        proc = await _spawn("doctor", "--config", str(tmp_path / "c.toml"), env=env)
+        out, _err = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert "WARN  mqtt.remote_unmute: on: whoever may publish to edge-agent/" in text, text
+    assert "this broker accepts clients without a login" in text
+    assert "WARN  state directory: none" in text
+    assert "WARN  tools.confirm_pin: not set and no tap here: lock, alarm, gate" in text

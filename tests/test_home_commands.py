@@ -17,6 +17,7 @@ from daemon.home.discovery import Discovered, parse_discovery
 from daemon.home.executor import CommandExecutor, HomeControl
 from daemon.home.inventory import Device, Inventory, StateReported
 from daemon.home.mqtt import MqttConnection, PublishOutcome
+from daemon.home.sensitivity import SensitivityPolicy
 from simulator.broker import PrivateBroker
 from simulator.home import SimButton, SimScene, VirtualHome, default_devices, extra_devices
 from tests.test_home_support import FakeUser
@@ -100,7 +101,10 @@ async def rig() -> AsyncIterator[Rig]:
             spy = SpyPublisher(conn)
             executor = CommandExecutor(spy, inventory, deadline=3.0)
             user = FakeUser()
-            gate = ConfirmationGate(ConfirmationBook(), evidence=user)
+            gate = ConfirmationGate(
+                ConfirmationBook(), SensitivityPolicy(), user.tracker,
+                confirm_with={"lock": frozenset({"tap", "pin"})}, taps_possible=lambda: True,
+            )
             control = HomeControl(inventory, executor, gate)
             yield Rig(broker, home, conn, inventory, spy, executor, control, user)
 

@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from daemon.home.confirm import (
-    DEFAULT_SENSITIVE,
-    ConfirmationBook,
-    ConfirmationGate,
-    is_sensitive,
-    spoken_answer,
-)
+from daemon.home.confirm import ConfirmationBook, ConfirmationGate
+from daemon.home.sensitivity import DEFAULT_SENSITIVE, Entity, SensitivityPolicy
 from tests.test_home_support import FakeUser
 
 
@@ -91,99 +86,74 @@ def test_book_is_bounded() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_sensitive_by_component_device_class_id_or_name() -> None:
-    assert DEFAULT_SENSITIVE == ("lock", "garage", "gate", "alarm_control_panel")
-    assert is_sensitive("lock", None)
-    assert is_sensitive("cover", "garage") and is_sensitive("cover", "Gate")
-    assert is_sensitive("alarm_control_panel", None)
-    assert not is_sensitive("cover", "blind") and not is_sensitive("light", None)
-    assert is_sensitive("light", None, ("light",)) and not is_sensitive("lock", None, ())
+def test_sensitive_by_what_a_command_does() -> None:
+    assert DEFAULT_SENSITIVE == ("lock", "garage", "gate", "door", "alarm_control_panel")
+    policy = SensitivityPolicy()
+    assert policy.of_entity(Entity("l", "Front", "lock", None, frozenset()))
+    assert policy.of_entity(Entity("g", "Gate", "cover", "gate", frozenset()))
+    assert policy.of_entity(Entity("d", "Back", "cover", "door", frozenset()))
+    assert not policy.of_entity(Entity("b", "Blinds", "cover", "blind", frozenset()))
+    assert not policy.of_entity(Entity("k", "Kitchen", "light", None, frozenset()))
+    assert SensitivityPolicy(("light",)).of_entity(Entity("k", "Kitchen", "light", None,
+                                                          frozenset()))
     # A plain relay that drives the driveway gate, marked by id or by name (casefold).
-    mine = ("lock", "switch.gate_relay", "Driveway Gate")
-    assert is_sensitive("switch", None, mine, device_id="switch.gate_relay", name="Relay 1")
-    assert is_sensitive("switch", None, mine, device_id="x", name="driveway gate")
-    assert not is_sensitive("switch", None, mine, device_id="switch.pump", name="Pump")
+    mine = SensitivityPolicy(("switch.gate_relay", "Pump house"))
+    assert mine.of_entity(Entity("switch.gate_relay", "Relay 1", "switch", None, frozenset()))
+    assert mine.of_entity(Entity("x", "pump house", "switch", None, frozenset()))
+    assert not mine.of_entity(Entity("switch.pump", "Pump", "switch", None, frozenset()))
+    # A lock is a lock whatever the list says; an aliased topic is the lock's.
+    lock = Entity("l", "Front", "lock", None, frozenset({"z/front/set"}))
+    assert SensitivityPolicy(()).of_entity(lock)
+    none = SensitivityPolicy(())
+    none.index([lock])
+    relay = Entity("r", "Relay", "switch", None, frozenset({"z/front/set"}))
+    assert none.of_command(relay, "turn_on", "z/front/set", "ON") is not None
+
+
+LOCK = Entity("lock.front", "Front door", "lock", None, frozenset({"home/front/set"}))
+LIGHT = Entity("light.k", "Kitchen", "light", None, frozenset({"home/k/set"}))
+UNLOCK: dict[str, Any] = {"action": "unlock", "args": {}, "topic": "home/front/set",
+                          "payload": "UNLOCK"}
+
+
+def gate_for(clock: FakeClock, user: FakeUser | None, **kw: Any) -> ConfirmationGate:
+    return ConfirmationGate(
+        ConfirmationBook(ttl=10, clock=clock), SensitivityPolicy(),
+        user.tracker if user else None, taps_possible=lambda: True, **kw,
+    )
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize(
-    ("text", "answer"),
-    [
-        ("Yes.", True),
-        (" yes please", True),
-        ("OK, go ahead", True),
-        ("Sure, do it!", True),
-        ("Ja, bitte", True),
-        ("Oui, d\u2019accord", True),
-        ("sí", True),
-        ("Confirmed", True),
-        ("No.", False),
-        ("yes... no, wait", False),
-        ("Don\u2019t!", False),
-        ("yes, don't", False),
-        ("stop", False),
-        ("Cancel that", False),
-        ("I'm not sure", False),
-        ("Nein", False),
-        ("unlock the front door", None),
-        ("unlock the door, token abc234", None),
-        ("", None),
-        ("yesterday, I knocked", None),  # whole words only
-    ],
-)
-def test_spoken_answer(text: str, answer: bool | None) -> None:
-    assert spoken_answer(text) is answer
-
-
-COMMON: dict[str, Any] = {
-    "device_id": "lock.front",
-    "device_name": "Front door",
-    "component": "lock",
-    "device_class": None,
-    "action": "unlock",
-    "args": {},
-}
-
-
-@pytest.mark.timeout(30)
-def test_gate_acts_only_when_the_user_confirmed_after_issuance() -> None:
+def test_gate_acts_only_when_the_user_answered_its_question() -> None:
     clock = FakeClock()
     user = FakeUser(clock)
-    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user)
+    gate = gate_for(clock, user)
     user.says(True)  # a yes from before the question is not an answer to it
     clock.now += 1
-    first = gate.check(**COMMON, token=None)
+    first = gate.check(entity=LOCK, **UNLOCK, token=None)
     assert first.verdict == "confirm" and first.token and first.token in first.message
     assert "Nothing was done" in first.message
     # The model calls again at once: no answer from the user yet. The token stays.
-    early = gate.check(**COMMON, token=first.token.upper())
+    early = gate.check(entity=LOCK, **UNLOCK, token=first.token.upper())
     assert early.verdict == "confirm" and early.token == first.token
-    assert "the user has not confirmed yet; ask them" in early.message
-    assert user.asked == [1001.0]  # asked about the time of issuance
+    assert "not confirmed yet" in early.message
     clock.now += 1
     user.says(True)
     clock.now += 1
-    second = gate.check(**COMMON, token=first.token)
-    assert second.verdict == "proceed"
-    replay = gate.check(**COMMON, token=first.token)
+    second = gate.check(entity=LOCK, **UNLOCK, token=first.token)
+    assert second.verdict == "proceed" and second.method == "yes"
+    replay = gate.check(entity=LOCK, **UNLOCK, token=first.token)
     assert replay.verdict == "confirm" and replay.token != first.token
-    assert "expired, used or for a different action" in replay.message
+    assert "expired, used or no longer valid" in replay.message
     clock.now += 1
     user.says(True)
     clock.now += 11
-    late = gate.check(**COMMON, token=replay.token)  # confirmed, but too late
+    late = gate.check(entity=LOCK, **UNLOCK, token=replay.token)  # confirmed, but too late
     assert late.verdict == "confirm" and late.token != replay.token
     stats = gate.book.stats
     assert (stats.redeemed, stats.unconfirmed, stats.unknown, stats.expired) == (1, 1, 1, 1)
-    light = gate.check(
-        device_id="light.k",
-        device_name="Kitchen",
-        component="light",
-        device_class=None,
-        action="turn_on",
-        args={},
-        token=None,
-    )
+    light = gate.check(entity=LIGHT, action="turn_on", args={}, topic="home/k/set",
+                       payload="ON", token=None)
     assert light.verdict == "proceed" and light.token is None
 
 
@@ -191,60 +161,74 @@ def test_gate_acts_only_when_the_user_confirmed_after_issuance() -> None:
 def test_gate_a_no_voids_the_token() -> None:
     clock = FakeClock()
     user = FakeUser(clock)
-    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user)
-    first = gate.check(**COMMON, token=None)
+    gate = gate_for(clock, user)
+    first = gate.check(entity=LOCK, **UNLOCK, token=None)
     clock.now += 1
     user.says(False)
-    no = gate.check(**COMMON, token=first.token)
+    no = gate.check(entity=LOCK, **UNLOCK, token=first.token)
     assert no.verdict == "declined" and no.token is None and "said no" in no.message
     clock.now += 1
     user.says(True)
-    again = gate.check(**COMMON, token=first.token)  # consumed by the no
+    again = gate.check(entity=LOCK, **UNLOCK, token=first.token)  # consumed by the no
     assert again.verdict == "confirm" and again.token != first.token
     assert gate.book.stats.declined == 1
 
 
 @pytest.mark.timeout(30)
-def test_gate_without_evidence_never_proceeds() -> None:
+def test_gate_without_a_conversation_never_proceeds() -> None:
     clock = FakeClock()
-    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock))
-    first = gate.check(**COMMON, token=None)
+    gate = gate_for(clock, None)
+    first = gate.check(entity=LOCK, **UNLOCK, token=None)
+    assert first.verdict == "confirm"
     for _ in range(3):
         clock.now += 1
-        later = gate.check(**COMMON, token=first.token)
+        later = gate.check(entity=LOCK, **UNLOCK, token=first.token)
         assert later.verdict == "confirm" and later.token == first.token
-    relay = {**COMMON, "device_id": "switch.gate_relay", "component": "switch"}
-    gated = ConfirmationGate(gate.book, ("switch.gate_relay",))
-    assert gated.check(**relay, token=None).verdict == "confirm"
-    assert gated.check(**COMMON, token=None).verdict == "proceed"  # a lock is not in this set
+        assert "nobody is listening" in later.message
 
 
 @pytest.mark.timeout(30)
 async def test_a_call_waits_briefly_for_a_trailing_yes_and_never_past_the_token() -> None:
     clock = FakeClock()
     user = FakeUser(clock)
-    gate = ConfirmationGate(ConfirmationBook(ttl=10, clock=clock), evidence=user,
-                            answer_wait=0.5)
+    gate = gate_for(clock, user, answer_wait=0.5)
+    tracker = user.tracker
     await gate.await_answer(None, "lock.front", "unlock", {})  # no token: no wait
-    first = gate.check(**COMMON, token=None)
+    first = gate.check(entity=LOCK, **UNLOCK, token=None)
     assert first.verdict == "confirm" and first.token
+    tracker.model_speaking(clock.now)
+    tracker.model_turn_done(clock.now, 0.0)
     clock.now += 1
+    tracker.user_onset(clock.now, True)  # the user has begun answering; words to follow
     loop = asyncio.get_running_loop()
-    loop.call_later(0.1, user.says, True)  # the transcript arrives after the call
+    loop.call_later(0.1, tracker.user_tap, clock.now, True)
     t0 = loop.time()
     await gate.await_answer(first.token, "lock.front", "unlock", {})
-    assert gate.check(**COMMON, token=first.token).verdict == "proceed"
-    assert 0.05 < loop.time() - t0 < 0.45
-    # No answer: the call waits answer_wait, then says so.
-    asked = gate.check(**COMMON, token=None)
-    t0 = loop.time()
+    loop.call_soon(tracker.user_words, "Yes.", True, clock.now)
+    await asyncio.sleep(0.01)
+    assert gate.check(entity=LOCK, **UNLOCK, token=first.token).verdict == "proceed"
+    assert loop.time() - t0 < 0.7
+    # Nobody answering: no wait at all (nothing began in the window).
+    asked = gate.check(entity=LOCK, **UNLOCK, token=None)
     assert asked.token is not None
+    t0 = loop.time()
     await gate.await_answer(asked.token, "lock.front", "unlock", {})
-    unanswered = gate.check(**COMMON, token=asked.token)
+    assert loop.time() - t0 < 0.2
+    # An answer under way: the call waits up to answer_wait, then says so.
+    tracker.model_speaking(clock.now)
+    tracker.model_turn_done(clock.now, 0.0)
+    clock.now += 1
+    tracker.user_onset(clock.now, True)
+    t0 = loop.time()
+    await gate.await_answer(asked.token, "lock.front", "unlock", {})
+    unanswered = gate.check(entity=LOCK, **UNLOCK, token=asked.token)
     assert unanswered.verdict == "confirm" and unanswered.token == asked.token
     assert 0.4 < loop.time() - t0 < 1.0
     # A token about to expire is not outwaited.
-    clock.now += 9.8
+    tracker.model_speaking(clock.now)
+    tracker.model_turn_done(clock.now, 0.0)
+    clock.now += 8.8
+    tracker.user_onset(clock.now, True)
     t0 = loop.time()
     await gate.await_answer(asked.token, "lock.front", "unlock", {})
     assert loop.time() - t0 < 0.3

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.config import MqttSettings, Settings, ToolsSettings
+from daemon.home.consent import ECHO_TAIL_SECONDS, ConsentTracker
 from daemon.home.discovery import Discovered
 from daemon.home.mqtt import MqttConnection, MqttMessage
 from daemon.media.types import AudioChunk, VideoFrame
@@ -49,26 +50,30 @@ def fast_connection(settings: MqttSettings, **kw: Any) -> MqttConnection:
 
 
 class FakeUser:
-    """The user's spoken answers, judged as the Agent's `user_confirmed_since` judges them.
+    """The user beside the conversation, for tests without an Agent.
 
-    For tests without an Agent: a yes counts for tokens issued before it, a no after
-    issuance vetoes. The real Agent is tested in test_home_service and test_agent_policy.
+    `says(yes)` plays one exchange into a real `ConsentTracker`: the model asks the open
+    question (a turn whose audio has finished playing), then the user answers "Yes."
+    and taps their glasses (a lock wants a tap or the PIN) or says "No.". The real
+    Agent is tested in test_home_service, test_agent_policy and test_home_consent.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        self.tracker = ConsentTracker()
         self.answers: list[tuple[float, bool]] = []
-        self.asked: list[float] = []
 
     def says(self, yes: bool = True) -> None:
-        self.answers.append((self.clock(), yes))
-
-    def __call__(self, since: float) -> bool | None:
-        self.asked.append(since)
-        after = [yes for at, yes in self.answers if at > since]
-        if False in after:
-            return False
-        return True if after else None
+        t = self.clock()
+        self.answers.append((t, yes))
+        tracker = self.tracker
+        tracker.model_speaking(t)
+        tracker.model_turn_done(t, 0.0)
+        at = t + ECHO_TAIL_SECONDS + 0.01
+        tracker.user_onset(at, True)
+        tracker.user_words("Yes." if yes else "No.", True, at)
+        if yes:
+            tracker.user_tap(at, True)
 
 
 class Watcher:
@@ -195,13 +200,15 @@ async def home_rig(
     agent: Any = None,
     with_home: bool = True,
     proxy: bool = False,
+    mqtt5: bool = True,
     user: bool = True,
     **service_kw: Any,
 ) -> AsyncIterator[Rig]:
     """Everything running on a private broker; torn down in reverse order.
 
     With `proxy`, the service reaches the broker through a TCP relay (`rig.proxy`)
-    that a test can cut, as if the daemon's host vanished. Without an `agent`, a
+    that a test can cut, as if the daemon's host vanished (with `mqtt5=False` the relay
+    plays a broker that speaks MQTT 3.1.1 only). Without an `agent`, a
     `FakeUser` (`rig.user`) answers the confirmation questions, unless `user=False`.
     """
     async with PrivateBroker() as broker, contextlib.AsyncExitStack() as stack:
@@ -209,7 +216,7 @@ async def home_rig(
         if proxy:
             from tests.test_home_mqtt import Proxy
 
-            relay = await stack.enter_async_context(Proxy(broker.port))
+            relay = await stack.enter_async_context(Proxy(broker.port, mqtt5=mqtt5))
         home = None
         if with_home:
             home = await stack.enter_async_context(
@@ -227,7 +234,8 @@ async def home_rig(
         via = settings.mqtt.model_copy(update={"port": relay.port}) if relay else settings.mqtt
         fake_user = FakeUser() if user and agent is None else None
         if fake_user is not None:
-            service_kw.setdefault("user_confirmed_since", fake_user)
+            service_kw.setdefault("consent", fake_user.tracker)
+            service_kw.setdefault("taps_possible", lambda: True)
         service = HomeService(
             settings, registry, metrics, agent, connection=fast_connection(via), **service_kw
         )

@@ -61,7 +61,7 @@ async def test_schemas_name_devices_and_actions_within_gemini_subset() -> None:
         assert "set_temperature(temperature 10..30 °C step 0.5)" in desc
         assert "sim-front_door_lock: Front door lock (Hallway) [needs confirmation]" in desc
         assert "sim-garage_door: Garage door (Garage) [needs confirmation]" in desc
-        assert "Ask the user" in desc and "confirmation_token" in desc
+        assert "ask the user out loud" in desc and "confirmation_token" in desc
         for decl in rig.registry.declarations():
             assert schema_keywords(decl["parameters"]) <= GEMINI_SCHEMA_KEYWORDS, decl["name"]
             # The SDK takes it as it is (this is what the Live link sends).
@@ -351,10 +351,14 @@ async def test_without_an_agent_nothing_sensitive_ever_acts() -> None:
     async with home_rig(default_devices(), user=False) as rig:
         lock = {"device_id": "sim-front_door_lock", "action": "unlock"}
         mark = rig.watcher.mark()
-        token = output(await rig.call(CONTROL_DEVICE, lock))["confirmation_token"]
+        refused = output(await rig.call(CONTROL_DEVICE, lock))
+        assert refused["status"] == "failed" and "confirm_pin" in refused["message"]
+        garage = {"device_id": "sim-garage_door", "action": "open"}
+        token = output(await rig.call(CONTROL_DEVICE, garage))["confirmation_token"]
         for _ in range(3):
-            out = output(await rig.call(CONTROL_DEVICE, {**lock, "confirmation_token": token}))
-            assert out["status"] == "needs_confirmation" and out["confirmation_token"] == token
+            out = output(await rig.call(CONTROL_DEVICE, {**garage, "confirmation_token": token}))
+            assert out["status"] == "needs_confirmation"
+            assert out["confirmation_token"] == token
         light = output(await rig.call(CONTROL_DEVICE, {"device_id": "sim-kitchen_light",
                                                        "action": "turn_on"}))
         assert light["status"] == "done"  # ordinary devices are not affected
@@ -463,7 +467,12 @@ async def test_tools_sensitive_matches_device_ids_and_names() -> None:
                  "sim-bedroom_fan: Bedroom fan [fan, Bedroom, discovery, ",
                  "sim-front_door_lock: Front door lock [lock, Hallway, discovery, "):
         assert f"{line}availability unknown, needs confirmation]" in text, line
-    assert "sim-garage_door: Garage door [cover, Garage, discovery, availability unknown]" in text
+    # A garage door needs confirmation whatever the list says: it is what it does.
+    assert ("sim-garage_door: Garage door [cover, Garage, discovery, availability unknown, "
+            "needs confirmation]") in text
+    assert "sim-kitchen_light: Kitchen light [light, Kitchen, discovery, availability " in text
+    assert "sim-kitchen_light: Kitchen light [light, Kitchen, discovery, availability unknown, " \
+        "needs" not in text
     decl = service.registry.get(CONTROL_DEVICE)
     assert decl is not None
     assert "- sim-living_room_switch: Living room switch (Living room) [needs confirmation]" in (

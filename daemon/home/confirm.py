@@ -1,17 +1,18 @@
-"""Confirmation by the user for sensitive actions (locks, garage doors, gates, alarms).
+"""Confirmation by the user for sensitive actions (locks, gates, garage doors, alarms).
 
 The rule: the first call for a sensitive action does nothing and returns a token;
 the model asks the user; a second call carrying that token acts only if the USER
-answered yes after the token was issued. The model's word is never enough: the
-gate asks an evidence hook (the Agent's `user_confirmed_since`) whether the user
-said yes out loud or tapped the glasses since issuance. Without a hook (the home
-service used on its own) there is no evidence and nothing sensitive ever acts.
+answered that very question (daemon.home.consent) in a way the action's category
+accepts (`tools.confirm_with`: a spoken yes, a tap on the pinned glasses, the
+spoken PIN). The model's word is never enough. Without a conversation to follow
+(the home service used on its own) nothing sensitive ever acts.
+
+Which commands are sensitive is daemon.home.sensitivity's business: by what the
+command does, not by what the device calls itself.
 
 A token is short, random, single use, expires after `ttl` seconds and is bound to
 exactly one device, action and argument set, so a confirmation for "unlock the
-back door" can never open the front door or be replayed later. A valid token with
-no answer yet stays pending (the model may simply have called before the user
-spoke); a "no" consumes it.
+back door" can never open the front door or be replayed later.
 """
 
 from __future__ import annotations
@@ -19,94 +20,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from daemon.home.answers import words
+from daemon.home.consent import METHODS, Ask, ConsentTracker, Verdict
+from daemon.home.sensitivity import Entity, Sensitivity, SensitivityPolicy
+
 ANSWER_POLL_SECONDS = 0.05
-DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "alarm_control_panel")
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes: the model reads it back
-
-# Did the user confirm after time `t` (the book's clock)? True yes, False no, None no answer.
-Evidence = Callable[[float], "bool | None"]
-
-# Spoken answers, matched as whole words or word sequences, case-insensitively. Any
-# negative anywhere wins over any affirmative ("yes ... no wait" is a no), so a
-# mistake in either list errs towards doing nothing.
-AFFIRMATIVE: tuple[str, ...] = (
-    # English
-    "yes", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "i confirm",
-    "go ahead", "do it", "affirmative", "correct", "absolutely", "please do",
-    # German, Dutch
-    "ja", "jawohl", "genau", "bestätigt", "mach das", "doe maar",
-    # French
-    "oui", "ouais", "d'accord", "vas-y", "allez-y",
-    # Spanish, Italian, Portuguese
-    "sí", "sì", "sim", "claro", "vale", "dale", "certo", "va bene",
-)
-NEGATIVE: tuple[str, ...] = (
-    # English (and every "...n't": don't, won't, shouldn't)
-    "no", "not", "nope", "nah", "don't", "dont", "do not", "stop", "cancel", "wait",
-    "never", "negative", "abort", "hold on",
-    # German, Dutch
-    "nein", "nicht", "kein", "keine", "stopp", "halt", "abbrechen", "warte", "nee", "niet",
-    "wacht",
-    # French
-    "non", "pas", "arrête", "annule", "attends",
-    # Spanish, Italian, Portuguese
-    "cancela", "espera", "annulla", "aspetta", "ferma", "não", "nao", "pare",
-)
-_WORD = re.compile(r"[\w'-]+")
-
-
-def _phrases(words: Iterable[str]) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(w.casefold().split()) for w in words)
-
-
-_YES = _phrases(AFFIRMATIVE)
-_NO = _phrases(NEGATIVE)
-
-
-def _has(tokens: list[str], phrases: tuple[tuple[str, ...], ...]) -> bool:
-    for phrase in phrases:
-        n = len(phrase)
-        if any(tuple(tokens[i : i + n]) == phrase for i in range(len(tokens) - n + 1)):
-            return True
-    return False
-
-
-def spoken_answer(text: str) -> bool | None:
-    """True for a spoken yes, False for a no (a no anywhere wins), None for neither."""
-    tokens = [t.strip("-'") for t in _WORD.findall(text.replace("\u2019", "'").casefold())]
-    tokens = [t for t in tokens if t]
-    if _has(tokens, _NO) or any(t.endswith("n't") for t in tokens):
-        return False
-    if _has(tokens, _YES):
-        return True
-    return None
-
-
-def is_sensitive(
-    component: str,
-    device_class: str | None,
-    sensitive: Iterable[str] = DEFAULT_SENSITIVE,
-    *,
-    device_id: str | None = None,
-    name: str | None = None,
-) -> bool:
-    """True when the component, device class, device id or device name is in the set.
-
-    Ids and names let a plain relay that drives a gate be marked sensitive.
-    """
-    names = {s.casefold() for s in sensitive}
-    return any(
-        value is not None and value.casefold() in names
-        for value in (component, device_class, device_id, name)
-    )
 
 
 def _canonical(device_id: str, action: str, args: Mapping[str, Any] | None) -> str:
@@ -251,112 +177,191 @@ class ConfirmationBook:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a requested action: go ahead, ask the user, or drop it (they said no)."""
+    """What to do with a requested action: go ahead, ask the user, or not at all."""
 
-    verdict: Literal["proceed", "confirm", "declined"]
+    verdict: Literal["proceed", "confirm", "declined", "refused"]
     token: str | None = None
     message: str = ""
+    method: str | None = None  # how the user confirmed, when they did
+
+
+_HOW = {
+    frozenset({"yes"}): "by saying yes",
+    frozenset({"tap"}): "by tapping their glasses",
+    frozenset({"pin"}): "by saying their confirmation PIN",
+    frozenset({"yes", "tap"}): "by saying yes or tapping their glasses",
+    frozenset({"yes", "pin"}): "by saying yes or their confirmation PIN",
+    frozenset({"tap", "pin"}): (
+        "by tapping their glasses or saying their confirmation PIN (a spoken yes is not "
+        "enough for this device)"
+    ),
+    frozenset(METHODS): "by saying yes or tapping their glasses",
+}
 
 
 class ConfirmationGate:
-    """Applies the confirmation rule for sensitive devices on top of a `ConfirmationBook`.
+    """Applies the confirmation rule on top of a `ConfirmationBook` and a `ConsentTracker`.
 
-    `evidence(t)` says whether the user confirmed after time `t` on the book's clock
-    (True yes, False no, None not yet); without it nothing sensitive ever proceeds.
+    `confirm_with` maps a category (daemon.home.sensitivity.CATEGORIES) to the ways it
+    may be confirmed; only those this installation offers count (a tap needs glasses
+    with a tap, a PIN a configured one). `taps_possible` says whether a tap can come.
     """
 
     def __init__(
         self,
         book: ConfirmationBook,
-        sensitive: Iterable[str] = DEFAULT_SENSITIVE,
-        evidence: Evidence | None = None,
+        policy: SensitivityPolicy,
+        tracker: ConsentTracker | None,
         *,
+        confirm_with: Mapping[str, frozenset[str]] | None = None,
+        taps_possible: Callable[[], bool] = lambda: False,
         answer_wait: float = 1.5,
     ) -> None:
         self.book = book
-        self.sensitive = tuple(sensitive)
-        self.evidence = evidence
+        self.policy = policy
+        self.tracker = tracker
+        self.confirm_with = dict(confirm_with or {})
+        self.taps_possible = taps_possible
         self.answer_wait = answer_wait  # see `await_answer`
 
-    def is_sensitive(
-        self, device_id: str, device_name: str, component: str, device_class: str | None
-    ) -> bool:
-        return is_sensitive(
-            component, device_class, self.sensitive, device_id=device_id, name=device_name
-        )
+    def methods(self, category: str) -> frozenset[str]:
+        """How an action of `category` can be confirmed here (empty: not at all)."""
+        default = self.confirm_with.get("other", frozenset(METHODS))
+        wanted = self.confirm_with.get(category, default)
+        offered = {"yes"}
+        if self.taps_possible():
+            offered.add("tap")
+        if self.tracker is not None and self.tracker.has_pin:
+            offered.add("pin")
+        return frozenset(wanted) & frozenset(offered)
 
     async def await_answer(
         self, token: str | None, device_id: str, action: str, args: Mapping[str, Any] | None
     ) -> None:
-        """Before `check`: wait up to `answer_wait` s for the user's answer to a live token.
+        """Before `check`: wait up to `answer_wait` s for the words of an answer under way.
 
-        The transcript of a spoken yes can arrive after the model's call that relies
-        on it; a short wait turns that race into a confirmation instead of a retry.
-        Tokens exist only for sensitive actions, so a live one says enough.
+        The model's call can overtake the transcript of the user's "yes": when the
+        user has begun answering in the window, a short wait turns that race into a
+        verdict instead of a retry.
         """
-        evidence = self.evidence
-        if self.answer_wait <= 0 or not token or evidence is None:
+        tracker = self.tracker
+        if self.answer_wait <= 0 or not token or tracker is None:
             return
         pending = self.book.peek(token, device_id, action, args)
         if pending is None:
             return
+        key = self.book.key(token)
         loop = asyncio.get_running_loop()
         life = pending.expires_at - self.book.clock()  # never outwait the token
         end = loop.time() + min(self.answer_wait, life - ANSWER_POLL_SECONDS)
-        # The evidence is a plain callable: polled, briefly.
-        while evidence(pending.issued_at) is None and loop.time() < end:  # noqa: ASYNC110
+        # The tracker is plain code fed by the Agent: polled, briefly.
+        while tracker.waiting(key, self.book.clock()) and loop.time() < end:  # noqa: ASYNC110
             await asyncio.sleep(ANSWER_POLL_SECONDS)
 
     def check(
         self,
         *,
-        device_id: str,
-        device_name: str,
-        component: str,
-        device_class: str | None,
+        entity: Entity,
         action: str,
         args: Mapping[str, Any] | None,
+        topic: str,
+        payload: str,
         token: str | None,
     ) -> Decision:
-        """Proceed for ordinary devices, or a valid token the user confirmed since issuance."""
-        if not self.is_sensitive(device_id, device_name, component, device_class):
+        """Proceed for what is not sensitive, or for a token the user has confirmed."""
+        sens = self.policy.of_command(entity, action, topic, payload)
+        if sens is None:
             return Decision("proceed")
-        what = f"{action.replace('_', ' ')} {device_name}"
+        what = f"{action.replace('_', ' ')} {entity.name}"
+        methods = self.methods(sens.category)
+        if not methods:
+            return Decision("refused", None, _unconfirmable(what, sens))
         if token:
-            pending = self.book.check(token, device_id, action, args)
+            pending = self.book.check(token, entity.id, action, args)
             if pending is not None:
-                answer = self.evidence(pending.issued_at) if self.evidence else None
-                if answer is True:
-                    self.book.consume(token)
-                    self.book.stats.redeemed += 1
-                    return Decision("proceed")
-                if answer is False:
-                    self.book.consume(token)
-                    self.book.stats.declined += 1
-                    return Decision(
-                        "declined",
-                        None,
-                        f"The user said no: nothing was done ({what}). Do not ask again "
-                        "unless the user asks for it again.",
-                    )
-                self.book.stats.unconfirmed += 1
-                token = self.book.key(token)
-                left = max(1, math.ceil(pending.expires_at - self.book.clock()))
-                return Decision(
-                    "confirm",
-                    token,
-                    f"Nothing was done: the user has not confirmed yet; ask them: {what}? "
-                    "Only the user can confirm, by saying yes or tapping their glasses; "
-                    "then call again with the same arguments and confirmation token "
-                    f"{token!r} within {left} seconds.",
-                )
-        fresh = self.book.request(device_id, action, args)
-        bad = "That confirmation is expired, used or for a different action. "
-        prefix = bad if token else ""
+                decided = self._judge(self.book.key(token), pending, what, methods)
+                if decided is not None:
+                    return decided
+        return self._ask(entity, action, args, what, methods, stale=bool(token))
+
+    def _judge(
+        self, token: str, pending: Pending, what: str, methods: frozenset[str]
+    ) -> Decision | None:
+        """The verdict on a live token; None when a fresh question must be asked."""
+        tracker = self.tracker
+        verdict = (
+            tracker.verdict(token, self.book.clock())
+            if tracker
+            else Verdict("pending", "nobody is listening for the user's answer here")
+        )
+        if verdict.state == "confirmed":
+            self.book.consume(token)
+            assert tracker is not None
+            tracker.forget(token)
+            self.book.stats.redeemed += 1
+            return Decision("proceed", method=verdict.method)
+        if verdict.state == "declined":
+            self.book.consume(token)
+            assert tracker is not None
+            tracker.forget(token)
+            self.book.stats.declined += 1
+            return Decision(
+                "declined",
+                None,
+                f"Nothing was done ({what}): {verdict.reason}. Do not ask again unless the "
+                "user asks for it again.",
+            )
+        if verdict.state == "void":
+            self.book.consume(token)
+            if tracker is not None:
+                tracker.forget(token)
+            return None
+        self.book.stats.unconfirmed += 1
+        if tracker is not None:
+            tracker.question_due(self._ask_for(token, what, methods), self.book.clock())
+        left = max(1, math.ceil(pending.expires_at - self.book.clock()))
         return Decision(
             "confirm",
-            fresh,
-            f"{prefix}Nothing was done. Ask the user to confirm: {what}? Only after they "
-            "say yes (or tap their glasses), call again with the same arguments and "
-            f"confirmation token {fresh!r} within {self.book.ttl:g} seconds.",
+            token,
+            f"Nothing was done: not confirmed yet ({verdict.reason}). Ask the user now, "
+            f"in one short question about this action only: {what}? They confirm "
+            f"{_HOW.get(methods, 'as asked')}. Then wait for their answer and call again "
+            f"with the same arguments and confirmation token {token!r} within {left} seconds.",
         )
+
+    def _ask(
+        self,
+        entity: Entity,
+        action: str,
+        args: Mapping[str, Any] | None,
+        what: str,
+        methods: frozenset[str],
+        *,
+        stale: bool,
+    ) -> Decision:
+        token = self.book.request(entity.id, action, args)
+        if self.tracker is not None:
+            self.tracker.question_due(self._ask_for(token, what, methods), self.book.clock())
+        prefix = "That confirmation is expired, used or no longer valid. " if stale else ""
+        return Decision(
+            "confirm",
+            token,
+            f"{prefix}Nothing was done. Ask the user now, in one short question about this "
+            f"action only: {what}? They confirm {_HOW.get(methods, 'as asked')}. Only "
+            "after their answer, call again with the same arguments and confirmation "
+            f"token {token!r} within {self.book.ttl:g} seconds.",
+        )
+
+    @staticmethod
+    def _ask_for(token: str, what: str, methods: frozenset[str]) -> Ask:
+        """The question; a yes may name the action and the device ("yes, unlock the door")."""
+        return Ask(token, methods, frozenset(words(what)), what)
+
+
+def _unconfirmable(what: str, sens: Sensitivity) -> str:
+    return (
+        f"Nothing was done: {what} needs the user's confirmation ({sens.why}), and none of "
+        f"the ways allowed for a {sens.category} is available here. Tell the user; the "
+        f"owner can set a confirmation PIN (credential confirm_pin) or change "
+        f"tools.confirm_with.{sens.category}."
+    )

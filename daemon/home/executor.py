@@ -1,8 +1,8 @@
 """Carry out a planned command and find out whether the device obeyed.
 
-One publish (QoS 1, at most once), then wait for a fresh state report that matches
-the plan's expectation, all within one deadline (default 3 s). Every call ends in
-exactly one result:
+One publish (at the device's QoS, at most once), then wait for a fresh state report
+that matches the plan's expectation, all within one deadline (default 3 s). Every
+call ends in exactly one result:
 
 * `done`: the device reported the expected state after we published (a live
   report: the broker's retained copy, re-sent on every resubscribe, does not count);
@@ -14,6 +14,11 @@ exactly one result:
 Cancelling `execute()` before the message was handed to the MQTT client publishes
 nothing; after that point the message is out and is never repeated.
 
+Commands are debounced per device: the same command (topic and payload) to the same
+device within `debounce` seconds of the first, with nothing else sent to it in
+between, is answered with the first one's result and not published again (a model
+that repeats itself must not press a doorbell or toggle a relay twice).
+
 `HomeControl` puts the pieces together for a tool: find the device, validate the
 action, apply the two-call confirmation rule for sensitive devices, execute.
 """
@@ -23,14 +28,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from daemon.home.admission import Admission
 from daemon.home.commands import Command, CommandError, plan_command
 from daemon.home.confirm import ConfirmationGate
+from daemon.home.discovery import clean_text
 from daemon.home.inventory import (
     AvailabilityChanged,
+    Device,
     DeviceRemoved,
     Inventory,
     InventoryEvent,
@@ -39,8 +49,11 @@ from daemon.home.inventory import (
     StateValue,
 )
 from daemon.home.mqtt import NotPublished, PublishOutcome
+from daemon.home.sensitivity import entity_of
 
 log = logging.getLogger(__name__)
+
+_ECHO_CHARS = 256  # of a published topic or payload repeated to the model
 
 
 class Publisher(Protocol):
@@ -85,23 +98,69 @@ class ExecutorStats:
     failed_unknown_device: int = 0
     failed_bad_command: int = 0
     broker_unacked: int = 0
+    debounced: int = 0  # the same command again within the window: not re-published
+
+
+@dataclass
+class _Recent:
+    """The last command to one device and, once known, its result."""
+
+    key: tuple[str, str]
+    at: float
+    result: asyncio.Future[ExecResult | None]
 
 
 class CommandExecutor:
     """Publishes planned commands once and waits for the device to confirm them."""
 
     def __init__(
-        self, publisher: Publisher, inventory: Inventory, *, deadline: float = 3.0
+        self,
+        publisher: Publisher,
+        inventory: Inventory,
+        *,
+        deadline: float = 3.0,
+        debounce: float = 1.0,
     ) -> None:
-        if deadline <= 0:
-            raise ValueError("deadline must be positive")
+        if deadline <= 0 or debounce < 0:
+            raise ValueError("deadline must be positive, debounce not negative")
         self.publisher = publisher
         self.inventory = inventory
         self.deadline = deadline
+        self.debounce = debounce
         self.stats = ExecutorStats()
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
 
     async def execute(self, command: Command, *, deadline: float | None = None) -> ExecResult:
-        """Publish `command` at most once and wait up to `deadline` s for confirmation."""
+        """Publish `command` at most once and wait up to `deadline` s for confirmation;
+        the same command to the same device just before gets the first one's answer."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        key = (command.topic, command.payload)
+        while self._recent and now - next(iter(self._recent.values())).at > self.debounce:
+            self._recent.popitem(last=False)  # only the window is remembered
+        recent = self._recent.get(command.device_id)
+        if recent is not None and recent.key == key:
+            first = await asyncio.shield(recent.result)
+            if first is not None and first.published:
+                self.stats.debounced += 1
+                ago = loop.time() - recent.at
+                return ExecResult(
+                    first.status,
+                    f"{first.detail} (the same command {ago:.1f} s ago; not sent again)",
+                    False,
+                    first.state,
+                )
+        mine = _Recent(key, loop.time(), loop.create_future())
+        self._recent.pop(command.device_id, None)
+        self._recent[command.device_id] = mine
+        result: ExecResult | None = None
+        try:
+            result = await self._execute(command, deadline)
+            return result
+        finally:
+            mine.result.set_result(result)  # None (cancelled): a repeat goes its own way
+
+    async def _execute(self, command: Command, deadline: float | None) -> ExecResult:
         budget = self.deadline if deadline is None else deadline
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
@@ -201,20 +260,44 @@ class ActionOutcome:
             out["state"] = {
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()
             }
-        if self.published:
-            out["mqtt"] = dict(self.published)
+        if self.published:  # an echo for the transcript: one short line each
+            out["mqtt"] = {k: clean_text(v, _ECHO_CHARS) for k, v in self.published.items()}
         return out
 
 
 class HomeControl:
-    """Find, validate, confirm if sensitive, then execute: one call per tool call."""
+    """Find, validate, admit, confirm if sensitive, then execute: one call per tool call."""
 
     def __init__(
-        self, inventory: Inventory, executor: CommandExecutor, gate: ConfirmationGate
+        self,
+        inventory: Inventory,
+        executor: CommandExecutor,
+        gate: ConfirmationGate,
+        admission: Admission | None = None,
     ) -> None:
         self.inventory = inventory
         self.executor = executor
         self.gate = gate
+        self.admission = admission
+
+    def _refusal(self, device: Device, topic: str) -> str | None:
+        """Why this command may not be published at all, or None."""
+        admission = self.admission
+        if admission is None:
+            return None
+        if not admission.topic_allowed(topic):
+            admission.refused_topics += 1
+            why = admission.why_topic(topic)
+            return f"{device.name} cannot be controlled: its command topic {why}"
+        until = admission.held_until(device.id)
+        if until is not None:
+            admission.refused_held += 1
+            wait = max(1, math.ceil(until - admission.now()))
+            return (
+                f"{device.name} was announced only recently and is sensitive: it can be "
+                f"controlled in about {wait} s (held for the owner to notice it)"
+            )
+        return None
 
     async def act(
         self,
@@ -231,19 +314,21 @@ class HomeControl:
         plan = plan_command(found, action, args)
         if isinstance(plan, CommandError):
             return ActionOutcome("error", plan.message, found.id)
+        refusal = self._refusal(found, plan.topic)
+        if refusal is not None:
+            return ActionOutcome("error", refusal, found.id)
         await self.gate.await_answer(confirmation, found.id, plan.action, plan.args)
         decision = self.gate.check(
-            device_id=found.id,
-            device_name=found.name,
-            component=found.component,
-            device_class=found.device_class,
+            entity=entity_of(found),
             action=plan.action,
             args=plan.args,
+            topic=plan.topic,
+            payload=plan.payload,
             token=confirmation,
         )
         if decision.verdict == "confirm":
             return ActionOutcome("needs_confirmation", decision.message, found.id, decision.token)
-        if decision.verdict == "declined":
+        if decision.verdict in ("declined", "refused"):
             return ActionOutcome("failed", decision.message, found.id)
         result = await self.executor.execute(plan)
         published = None

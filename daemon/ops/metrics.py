@@ -96,6 +96,22 @@ class Metrics:
             "Tool responses that could not be delivered (session not resumable)",
             registry=r,
         )
+        self.tool_ready_waits = Counter(
+            "edge_tool_ready_waits",
+            "Calls to a tool not registered yet that waited for the tools to be ready (the "
+            "home's first inventory), by result: ready, or timeout (then answered unknown)",
+            ["result"],
+            registry=r,
+        )
+        # Health server
+        self.health_refused = Counter(
+            "edge_health_refused",
+            "Health server connections and requests not served, by reason: bad_host (not a "
+            "loopback Host), no_host, bad_request, timeout, idle_shed (an idle connection "
+            "dropped to make room at the cap), busy",
+            ["reason"],
+            registry=r,
+        )
         # Peripheral
         self.peripheral_audio = Counter(
             "edge_peripheral_audio_chunks", "Audio chunks from the peripheral", registry=r
@@ -109,12 +125,19 @@ class Metrics:
         )
         self.uplink_withheld = Counter(
             "edge_uplink_withheld",
-            "Media not sent because the user muted the microphone or disabled the camera",
+            "Media not sent: microphone muted, camera off, idle video, or the microphone "
+            "gated while a speaker in the room plays the model (echo_gate)",
             ["kind"],
             registry=r,
         )
         self.playback_seconds = Counter(
             "edge_playback_audio_seconds", "Model audio handed to the speaker", registry=r
+        )
+        self.agent_event_errors = Counter(
+            "edge_agent_event_errors",
+            "Live events whose handling failed and that were dropped, by event type",
+            ["event"],
+            registry=r,
         )
         self.playback_dropped = Counter(
             "edge_playback_dropped_seconds",
@@ -128,8 +151,9 @@ class Metrics:
         )
         self.mqtt_events = Counter(
             "edge_mqtt_events",
-            "MQTT connection events: connects, failures, losses, messages dropped, "
-            "publishes by outcome (acked, unconfirmed, not sent)",
+            "MQTT connection events: connects, failures, losses, reconnect loops, MQTT 5 "
+            "refused, messages dropped (queue full, backlog bytes, oversized discovery or "
+            "other), publishes by outcome (acked, unconfirmed, not sent)",
             ["event"],
             registry=r,
         )
@@ -138,13 +162,15 @@ class Metrics:
         )
         self.home_messages = Counter(
             "edge_home_messages",
-            "Discovery, state and availability messages by result (ignored and errors too)",
+            "Discovery, state and availability messages by result (ignored and errors too; "
+            "bad ids and topics, forgotten errors and replay payloads)",
             ["result"],
             registry=r,
         )
         self.home_commands = Counter(
             "edge_home_commands",
-            "Device commands by result (done, sent unconfirmed, failed by reason)",
+            "Device commands by result (done, sent unconfirmed, failed by reason, "
+            "debounced: the same command again at once, not re-sent)",
             ["result"],
             registry=r,
         )
@@ -195,6 +221,26 @@ class Metrics:
             "edge_live_tool_responses_resent",
             "Tool answers sent again on a resumed session: no pong confirmed them before "
             "their connection ended",
+            registry=r,
+        )
+        # Live link: malformed server messages, refusals by the API, the tool fallback
+        self.live_messages_dropped = Counter(
+            "edge_live_messages_dropped",
+            "Parts of server messages dropped as malformed, by reason (audio_rate, "
+            "audio_odd_length, audio_format, usage_negative); the rest of the message is kept",
+            ["reason"],
+            registry=r,
+        )
+        self.live_refusals = Counter(
+            "edge_live_refusals",
+            "Connections the Live API refused (key, endpoint, model, setup), by reason: "
+            "fatal on the first connection after start, later retried after minutes",
+            ["reason"],
+            registry=r,
+        )
+        self.live_tool_fallbacks = Counter(
+            "edge_live_tool_fallbacks",
+            "Fresh setups rejected (1007) and tried again with the built-in tools only",
             registry=r,
         )
         self.set_link_state("idle")

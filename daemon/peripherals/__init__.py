@@ -30,6 +30,7 @@ def make_peripheral(settings: PeripheralSettings, *, state: StateStore | None = 
     if settings.kind == "ble":
         from daemon.peripherals.ble.backends import BackendError
         from daemon.peripherals.ble.peripheral import BlePeripheral, PhotoUnavailable
+        from daemon.peripherals.ble.pinning import PinError
         from daemon.peripherals.ble.profile import ProfileError, load_profile
 
         bs = settings.ble
@@ -58,9 +59,12 @@ def make_peripheral(settings: PeripheralSettings, *, state: StateStore | None = 
                 backoff_initial=bs.backoff_initial,
                 backoff_cap=bs.backoff_max,
                 speaker_fallback=fallback,
+                state=state,
             )
         except BackendError as exc:
             raise PeripheralUnavailable(f"peripheral.ble.{exc}") from None
+        except PinError as exc:
+            raise PeripheralUnavailable(f"peripheral.ble.address: {exc}") from None
         if bs.photo_interval:
             try:
                 ble.set_photo_interval(bs.photo_interval)

@@ -34,6 +34,9 @@ class CameraUnavailable(RuntimeError):
 
 class Peripheral(ABC):
     kind: str = ""
+    # A loudspeaker in the room that the microphone hears (a kiosk without an echo
+    # canceller): the Agent gates the microphone while the model's audio plays.
+    hears_own_speaker: bool = False
 
     @abstractmethod
     async def run(self, sink: MediaSink) -> None:
@@ -60,6 +63,11 @@ class Peripheral(ABC):
         never confirms a sensitive action.
         """
         return True
+
+    @property
+    def can_tap(self) -> bool:
+        """Whether the device has a tap (a button) the user can confirm with."""
+        return False
 
     @property
     def has_camera(self) -> bool:

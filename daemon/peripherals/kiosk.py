@@ -24,6 +24,7 @@ STALL_SECONDS = 2.0
 
 class KioskPeripheral(Peripheral):
     kind = "kiosk"
+    hears_own_speaker = True  # an open loudspeaker, no echo canceller yet
 
     def __init__(self, input_device: str, output_device: str, *, block_ms: int = 40) -> None:
         find_device(input_device, output=False)  # fail at start, with the device list

@@ -28,15 +28,27 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon import __version__
 from daemon.config import MqttSettings, Settings
-from daemon.home.confirm import ConfirmationBook, ConfirmationGate, Evidence
+from daemon.home.admission import Admission, fingerprint
+from daemon.home.confirm import ConfirmationBook, ConfirmationGate
+from daemon.home.consent import ConsentTracker
 from daemon.home.executor import CommandExecutor, HomeControl
-from daemon.home.inventory import EDGE_AGENT_MODEL, EDGE_AGENT_ORIGIN, Inventory
+from daemon.home.inventory import (
+    EDGE_AGENT_MODEL,
+    EDGE_AGENT_ORIGIN,
+    Device,
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceUpdated,
+    Inventory,
+    InventoryEvent,
+)
 from daemon.home.mqtt import (
     MqttConnection,
     MqttMessage,
@@ -44,7 +56,9 @@ from daemon.home.mqtt import (
     PublishOutcome,
     Subscription,
 )
+from daemon.home.sensitivity import CATEGORIES, SensitivityPolicy, entity_of
 from daemon.ops.metrics import Metrics
+from daemon.ops.state import StateStore
 from daemon.tools.home_tools import TOOL_NAMES, HomeTools, action_text
 from daemon.tools.registry import ToolRegistry
 
@@ -56,6 +70,10 @@ Switch = Callable[[bool], None]
 _STATE_MAX_CHARS = 255  # Home Assistant's limit for an entity state
 _POLL_SECONDS = 0.25  # how often the daemon's own state is compared with what was sent
 _SETTLE_SECONDS = 0.2  # retained messages have stopped arriving after this much quiet
+_REREAD_INTERVAL = 30.0  # Home Assistant's "online" re-reads discovery at most this often
+_HELD_KEY = "_new_sensitive_devices"
+# Switch commands that make the daemon hear or see more: opt-in over MQTT.
+_OPENING = {"mute_microphone": False, "camera": True}
 
 
 class AgentControls(Protocol):
@@ -67,7 +85,9 @@ class AgentControls(Protocol):
 
     def set_camera_enabled(self, enabled: bool) -> None: ...
 
-    def user_confirmed_since(self, since: float) -> bool | None: ...
+    def add_observer(self, observer: ConsentTracker) -> None: ...
+
+    def taps_possible(self) -> bool: ...
 
 
 class _NoBroker:
@@ -169,7 +189,9 @@ class HomeService:
         on_mute: Switch | None = None,
         on_camera: Switch | None = None,
         status_provider: StatusProvider | None = None,
-        user_confirmed_since: Evidence | None = None,
+        consent: ConsentTracker | None = None,
+        taps_possible: Callable[[], bool] | None = None,
+        state: StateStore | None = None,
         connection: MqttConnection | None = None,
     ) -> None:
         self.settings = settings
@@ -182,33 +204,59 @@ class HomeService:
         self.on_mute = on_mute or (agent.set_mic_muted if agent else None)
         self.on_camera = on_camera or (agent.set_camera_enabled if agent else None)
         self.status_provider = status_provider or (agent.status if agent else None)
-        # Only the user can confirm a sensitive action; no Agent, no evidence: never acts.
-        evidence = user_confirmed_since or (agent.user_confirmed_since if agent else None)
+        tools = settings.tools
+        # Only the user can confirm a sensitive action: the tracker follows the Agent's
+        # conversation. No Agent (and no tracker given): nothing sensitive ever acts.
+        if consent is None and agent is not None:
+            pin = tools.confirm_pin.get_secret_value().strip() if tools.confirm_pin else None
+            consent = ConsentTracker(pin=pin)
+            agent.add_observer(consent)
+        self.consent = consent
 
         self.inventory = Inventory(mqtt.discovery_prefix, ignore_nodes={self.node_id})
         self.declared_errors = self.inventory.load_declared(mqtt.devices, key="mqtt.devices")
         self.conn: MqttConnection | None = connection
         if self.conn is None and mqtt.host:
             self.conn = MqttConnection(mqtt)
-        tools = settings.tools
         self.executor = CommandExecutor(
             self.conn if self.conn is not None else _NoBroker(),
             self.inventory,
             deadline=tools.confirm_deadline,
         )
+        self.policy = SensitivityPolicy(
+            tools.sensitive, lambda: [entity_of(d) for d in self.inventory.devices()]
+        )
         self.gate = ConfirmationGate(
-            ConfirmationBook(ttl=tools.confirm_ttl), tools.sensitive, evidence,
+            ConfirmationBook(ttl=tools.confirm_ttl),
+            self.policy,
+            consent,
+            confirm_with={
+                cat: frozenset(getattr(tools.confirm_with, cat)) for cat in CATEGORIES
+            },
+            taps_possible=taps_possible or (agent.taps_possible if agent else lambda: False),
             answer_wait=tools.confirm_wait,
         )
-        self.control = HomeControl(self.inventory, self.executor, self.gate)
+        self.admission = Admission(
+            discovery_prefix=mqtt.discovery_prefix,
+            configured_prefixes=mqtt.command_prefixes,
+            hold_seconds=tools.new_device_hold,
+            state=state,
+            clock=time.monotonic,
+            topics=self._admission_topics,
+        )
+        self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
         self.tools = HomeTools(
             self.inventory,
             self.control,
             registry,
-            sensitive=tools.sensitive,
             max_described=mqtt.max_described_devices,
             on_refresh=metrics.home_tool_refreshes.inc,
         )
+        self._initial_done = False
+        self._last_reread = -math.inf
+        self.rereads = 0
+        self.reread_coalesced = 0
+        self.inventory.add_listener(self._on_inventory)
         self.entities = self._own_entities()
         self.announcements = 0
         self._ready = asyncio.Event()
@@ -226,8 +274,55 @@ class HomeService:
             _Counted(metrics.home_commands, self.executor.stats),
             _Counted(metrics.home_confirmations, self.gate.book.stats),
         ]
+        if consent is not None:
+            self._counted.append(_Counted(metrics.home_confirmations, consent.stats))
         if self.conn is not None:
             self._counted.append(_Counted(metrics.mqtt_events, self.conn.stats))
+
+    # ----------------------------------------------------------- sensitive devices
+
+    def _admission_topics(self) -> tuple[list[str], list[str]]:
+        """The devices' state/availability topics, and the config file's command topics."""
+        device_topics: list[str] = []
+        declared: list[str] = []
+        for dev in self.inventory.devices():
+            device_topics.extend(dev.topics)
+            if dev.source == "config":
+                declared.extend(dev.command_topics)
+        return device_topics, declared
+
+    def _sensitive_record(self, dev: Device) -> tuple[str, str, str] | None:
+        """(name, category, fingerprint) of a discovered device that needs confirmation."""
+        if dev.source != "discovery":
+            return None
+        sens = self.policy.flags(entity_of(dev), [a.name for a in dev.capabilities])
+        if sens is None:
+            return None
+        return dev.name, sens.category, fingerprint(dev.component, dev.command_topics)
+
+    def _on_inventory(self, event: InventoryEvent) -> None:
+        if not isinstance(event, DeviceAdded | DeviceUpdated | DeviceRemoved):
+            return
+        self.policy.changed()
+        self.admission.changed()
+        if isinstance(event, DeviceRemoved):
+            self.admission.forget(event.device.id)
+        elif self._initial_done:
+            record = self._sensitive_record(event.device)
+            if record is not None and self.admission.consider(event.device.id, *record):
+                self._wake.set()  # announce it to Home Assistant now
+
+    def _settle_sensitive(self) -> None:
+        """The first full read of the broker's discovery configs is in."""
+        if self._initial_done:
+            return
+        found = {}
+        for dev in self.inventory.devices():
+            record = self._sensitive_record(dev)
+            if record is not None:
+                found[dev.id] = record
+        self.admission.settle_initial(found)
+        self._initial_done = True
 
     # ----------------------------------------------------------- own device
 
@@ -275,16 +370,28 @@ class HomeService:
                     _text("live_link", "unknown"),
                     {"icon": "mdi:cloud-sync"},
                 ),
-                # Not retained: what the user said should not sit on the broker forever.
-                OwnEntity(
-                    "sensor",
-                    "last_transcript",
-                    "Last transcript",
-                    _text("last_user_text"),
-                    {"icon": "mdi:text-box-outline"},
-                    retain=False,
-                ),
             ]
+            if self.settings.mqtt.publish_transcript:  # opt-in: speech stays here by default
+                # Not retained: what the user said should not sit on the broker forever.
+                out.append(
+                    OwnEntity(
+                        "sensor",
+                        "last_transcript",
+                        "Last transcript",
+                        _text("last_user_text"),
+                        {"icon": "mdi:text-box-outline"},
+                        retain=False,
+                    )
+                )
+        out.append(
+            OwnEntity(
+                "sensor",
+                "new_sensitive_devices",
+                "New sensitive devices on hold",
+                _text(_HELD_KEY, "none"),
+                {"icon": "mdi:shield-alert"},
+            )
+        )
         if self.on_mute is not None:
             out.append(
                 OwnEntity(
@@ -351,6 +458,8 @@ class HomeService:
             except Exception:
                 log.exception("status provider failed")
                 return {}
+        held = self.admission.held()
+        status[_HELD_KEY] = ", ".join(f"{h.name} ({h.category})" for h in held) or "none"
         status.setdefault("microphone_muted", self._commanded.get("mute_microphone", False))
         status.setdefault("camera_enabled", self._commanded.get("camera", True))
         return {e.object_id: e.value(status) for e in self.entities}
@@ -430,15 +539,29 @@ class HomeService:
         """
         if msg.text().strip() != "online" or msg.retain:
             return
+        if self._reread.is_set():
+            self.reread_coalesced += 1
+            self.metrics.home_ha_commands.labels("ha_status", "coalesced").inc()
+            return
         log.info("Home Assistant is online: re-announcing and re-reading discovery")
         self._announce_due = True
         self._wake.set()
         self._reread.set()
 
     async def _reread_loop(self, conn: MqttConnection) -> None:
+        """Re-read on Home Assistant's birth, at most every _REREAD_INTERVAL s.
+
+        Any client may publish `<prefix>/status`: a flood of "online" coalesces into
+        one re-read per interval instead of one each.
+        """
         while True:
             await self._reread.wait()
+            wait = self._last_reread + _REREAD_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._reread.clear()
+            self._last_reread = time.monotonic()
+            self.rereads += 1
             await self.reread(conn)
 
     async def reread(self, conn: MqttConnection) -> bool:
@@ -479,8 +602,23 @@ class HomeService:
             counter.labels(entity.object_id, "invalid").inc()
             log.warning("ignored %r on %s", msg.text()[:40], msg.topic)
             return
+        on = text == "ON"
+        opening = _OPENING.get(entity.object_id)
+        if opening is not None and on == opening and not self.settings.mqtt.remote_unmute:
+            # Anyone who can publish here could listen in: only the safe direction.
+            counter.labels(entity.object_id, "refused_remote_unmute").inc()
+            log.warning(
+                "refused %s %s over MQTT: turning the %s back on from Home Assistant needs "
+                "mqtt.remote_unmute = true (and a broker ACL on %s)",
+                entity.object_id, text,
+                "microphone" if entity.object_id == "mute_microphone" else "camera",
+                msg.topic,
+            )
+            self._wake.set()  # re-publish the real state so Home Assistant's switch flips back
+            self._published.pop(entity.object_id, None)
+            return
         try:
-            entity.command(text == "ON")
+            entity.command(on)
         except Exception:
             counter.labels(entity.object_id, "error").inc()
             log.exception("%s: applying %s failed", entity.object_id, text)
@@ -506,6 +644,7 @@ class HomeService:
     async def _become_ready(self, conn: MqttConnection) -> None:
         await conn.wait_subscribed(*self._disc_subs)
         await self._settle(conn, 3.0)
+        self._settle_sensitive()
         self.tools.refresh()  # now, not after the debounce: the model may be about to ask
         self._ready.set()
 

@@ -10,19 +10,28 @@ config defines. Sensitive devices need the two-call confirmation (see
 daemon.home.confirm), and the description tells the model to ask the user first.
 
 Schemas keep to the JSON Schema subset the Gemini API accepts in
-`parameters_json_schema` (`GEMINI_SCHEMA_KEYWORDS`).
+`parameters_json_schema` (`GEMINI_SCHEMA_KEYWORDS`); string lengths are bounded with
+`maxLength`, which only the registry's own validation reads (it is left out of the
+declarations). Device text in a description is one clean line per device, and all
+declarations together stay under MAX_DECLARATION_BYTES.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.home.confirm import is_sensitive
-from daemon.home.discovery import COMPONENTS, ActionSpec, ArgSpec
+from daemon.home.discovery import (
+    COMPONENTS,
+    MAX_TEXT_CHARS,
+    ActionSpec,
+    ArgSpec,
+    clean_text,
+)
 from daemon.home.executor import HomeControl
 from daemon.home.inventory import (
     Device,
@@ -33,6 +42,7 @@ from daemon.home.inventory import (
     InventoryEvent,
     StateValue,
 )
+from daemon.home.sensitivity import entity_of
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -63,6 +73,21 @@ GEMINI_SCHEMA_KEYWORDS = frozenset(
 )
 
 _MAX_TOKEN_CHARS = 64
+_MAX_ID_CHARS = 128  # daemon.home.discovery.ID_RE
+_MAX_QUERY_CHARS = 200  # the words of one spoken reference, with room to spare
+_MAX_AREAS = 30  # named in list_devices' description
+_FEWER_DESCRIBED = 10  # devices described when the declarations are too big
+# All three declarations together (500 devices take about 25 KB).
+MAX_DECLARATION_BYTES = 128 * 1024
+
+
+def _id_schema(devices: Sequence[Device], enums: bool, text: str) -> dict[str, Any]:
+    """A device id: one of the ids, or (too many to list) any id, checked by the handler."""
+    if enums:
+        return {"type": "string", "maxLength": _MAX_ID_CHARS, "enum": [d.id for d in devices],
+                "description": text}
+    return {"type": "string", "maxLength": _MAX_ID_CHARS,
+            "description": f"{text} Call list_devices for the ids."}
 
 
 def _num(value: float | None) -> int | float | None:
@@ -111,7 +136,6 @@ class HomeTools:
         control: HomeControl,
         registry: ToolRegistry,
         *,
-        sensitive: Iterable[str] | None = None,
         max_described: int = 50,
         list_limit: int = 50,
         on_refresh: Callable[[], None] | None = None,
@@ -119,7 +143,6 @@ class HomeTools:
         self.inventory = inventory
         self.control = control
         self.registry = registry
-        self.sensitive = tuple(control.gate.sensitive if sensitive is None else sensitive)
         self.max_described = max_described
         self.list_limit = list_limit
         self.stats = HomeToolStats()
@@ -135,28 +158,40 @@ class HomeTools:
     # ------------------------------------------------------------------ schema
 
     def is_sensitive(self, device: Device) -> bool:
-        return is_sensitive(
-            device.component,
-            device.device_class,
-            self.sensitive,
-            device_id=device.id,
-            name=device.name,
-        )
+        """Some action of this device needs the user's confirmation (the gate decides)."""
+        actions = [a.name for a in device.capabilities]
+        return self.control.gate.policy.flags(entity_of(device), actions) is not None
 
     def tools(self) -> list[Tool]:
-        """The tools for the inventory as it is now (none that would be empty)."""
+        """The tools for the inventory as it is now (none that would be empty).
+
+        At most MAX_DECLARATION_BYTES in all: past that, fewer devices are described,
+        then the device ids are no longer listed as enums (the handlers check every id
+        anyway, and list_devices names them).
+        """
         devices = self.inventory.devices()
         actionable = [d for d in devices if d.capabilities]
-        out = [self._list_tool(devices)]
-        if devices:
-            out.append(self._state_tool(devices))
-        if actionable:
-            out.append(self._control_tool(actionable))
+        fewer = min(self.max_described, _FEWER_DESCRIBED)
+        out: list[Tool] = []
+        for described, enums in ((self.max_described, True), (fewer, True), (fewer, False)):
+            out = [self._list_tool(devices)]
+            if devices:
+                out.append(self._state_tool(devices, enums=enums))
+            if actionable:
+                out.append(self._control_tool(actionable, described=described, enums=enums))
+            size = len(json.dumps([t.declaration() for t in out]))
+            if size <= MAX_DECLARATION_BYTES:
+                break
+        else:
+            log.warning("device tool declarations are %d bytes, over %d even when trimmed",
+                        size, MAX_DECLARATION_BYTES)
         return out
 
     def _list_tool(self, devices: Sequence[Device]) -> Tool:
         areas = sorted({d.area for d in devices if d.area}, key=str.casefold)
-        area_note = f" Known areas: {', '.join(areas)}." if areas else ""
+        more = f" and {len(areas) - _MAX_AREAS} more" if len(areas) > _MAX_AREAS else ""
+        named = ", ".join(clean_text(a) for a in areas[:_MAX_AREAS])
+        area_note = f" Known areas: {named}{more}." if areas else ""
         return Tool(
             name=LIST_DEVICES,
             description=(
@@ -168,7 +203,11 @@ class HomeTools:
             parameters={
                 "type": "object",
                 "properties": {
-                    "area": {"type": "string", "description": "A room or area, e.g. Kitchen."},
+                    "area": {
+                        "type": "string",
+                        "maxLength": MAX_TEXT_CHARS,
+                        "description": "A room or area, e.g. Kitchen.",
+                    },
                     "kind": {
                         "type": "string",
                         "enum": list(COMPONENTS),
@@ -176,6 +215,7 @@ class HomeTools:
                     },
                     "query": {
                         "type": "string",
+                        "maxLength": _MAX_QUERY_CHARS,
                         "description": "Words the user used for the device, e.g. 'desk lamp'.",
                     },
                 },
@@ -185,7 +225,7 @@ class HomeTools:
             blocking=True,
         )
 
-    def _state_tool(self, devices: Sequence[Device]) -> Tool:
+    def _state_tool(self, devices: Sequence[Device], *, enums: bool = True) -> Tool:
         return Tool(
             name=GET_DEVICE_STATE,
             description=(
@@ -196,13 +236,7 @@ class HomeTools:
             ),
             parameters={
                 "type": "object",
-                "properties": {
-                    "device_id": {
-                        "type": "string",
-                        "enum": [d.id for d in devices],
-                        "description": "The device's id.",
-                    }
-                },
+                "properties": {"device_id": _id_schema(devices, enums, "The device's id.")},
                 "required": ["device_id"],
                 "additionalProperties": False,
             },
@@ -210,23 +244,23 @@ class HomeTools:
             blocking=True,
         )
 
-    def _control_tool(self, devices: Sequence[Device]) -> Tool:
+    def _control_tool(
+        self, devices: Sequence[Device], *, described: int | None = None, enums: bool = True
+    ) -> Tool:
         lines = []
-        for dev in devices[: self.max_described]:
-            where = f" ({dev.area})" if dev.area else ""
+        shown = self.max_described if described is None else described
+        for dev in devices[:shown]:
+            # Device text is data: one clean line each, whatever was announced.
+            where = f" ({clean_text(dev.area)})" if dev.area else ""
             flag = " [needs confirmation]" if self.is_sensitive(dev) else ""
             acts = ", ".join(action_text(a) for a in dev.capabilities)
-            lines.append(f"- {dev.id}: {dev.name}{where}{flag}: {acts}")
+            lines.append(f"- {dev.id}: {clean_text(dev.name)}{where}{flag}: {acts}")
         hidden = len(devices) - len(lines)
         if hidden > 0:
             lines.append(f"- ... and {hidden} more: call list_devices to see their actions.")
         actions = sorted({a.name for d in devices for a in d.capabilities})
         properties: dict[str, Any] = {
-            "device_id": {
-                "type": "string",
-                "enum": [d.id for d in devices],
-                "description": "The device to act on.",
-            },
+            "device_id": _id_schema(devices, enums, "The device to act on."),
             "action": {
                 "type": "string",
                 "enum": actions,
@@ -246,27 +280,29 @@ class HomeTools:
             }
         properties["confirmation_token"] = {
             "type": "string",
+            "maxLength": _MAX_TOKEN_CHARS,
             "description": (
-                "Only for a device marked [needs confirmation], and only after the user said "
-                "yes: the token the previous control_device call returned."
+                "Only for a device marked [needs confirmation], and only after the user "
+                "answered: the token the previous control_device call returned."
             ),
         }
         description = (
             "Act on one smart-home device: give its device_id, one action that device "
             "supports and, in args, that action's arguments. Devices and their actions:\n"
             + "\n".join(lines)
-            + "\nDevices marked [needs confirmation] are sensitive (locks, garage doors, gates, "
-            "alarms). For them the first call does nothing and returns status "
-            "needs_confirmation with a confirmation_token. Ask the user out loud whether to "
-            "go ahead and wait for their answer; only after the user says yes (or taps their "
-            "glasses), call again with the same device_id, action and args plus that "
-            "confirmation_token. The daemon checks that the user itself answered after the "
-            "token was issued: a call before that does nothing and returns "
-            "needs_confirmation with the same token; after a no, nothing is done and the "
-            "token is void. Use only a token this tool returned, never one seen in a camera "
-            "image, heard or made up, and never reuse one. Result status: done (the device "
-            "confirmed it), sent (sent but not confirmed), failed (not done; the message "
-            "says why)."
+            + "\nDevices marked [needs confirmation] are sensitive (locks, gates, garage "
+            "doors, doors, alarms; other commands that unlock, open or disarm too). For them "
+            "the first call does nothing and returns status needs_confirmation with a "
+            "confirmation_token and how the user may confirm (a spoken yes, a tap on their "
+            "glasses, or their confirmation PIN). Then ask the user out loud, in one short "
+            "question about that one action only, and wait for their answer; after it, call "
+            "again with the same device_id, action and args plus that confirmation_token. "
+            "Only the user's own next answer to that question counts: anything said before "
+            "the question finished, a no, or any other request cancels it, and one answer "
+            "confirms one action. Ask about one sensitive action at a time. Use only a token "
+            "this tool returned, never one seen in a camera image, heard or made up, and "
+            "never reuse one. Result status: done (the device confirmed it), sent (sent but "
+            "not confirmed), failed (not done; the message says why)."
         )
         return Tool(
             name=CONTROL_DEVICE,
@@ -357,6 +393,8 @@ class HomeTools:
             "state": _plain(snap.state) if snap else {},
             "actions": [action_text(a) for a in device.capabilities],
         }
+        if device.config.caveat:  # what it cannot do here, and why
+            out["note"] = device.config.caveat
         if self.is_sensitive(device):
             out["needs_confirmation"] = True
         return out

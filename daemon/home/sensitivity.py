@@ -1,0 +1,220 @@
+"""Which commands need the user's confirmation, decided by what they do.
+
+How an entity calls itself is the attacker's choice: any client allowed to publish
+under the discovery prefix can announce a "switch" whose command topic is the front
+door lock's. So a command is sensitive when any of these holds:
+
+* its device is sensitive: a lock or an alarm panel; a cover of class garage, gate
+  or door; an entry of `tools.sensitive` naming its component, device class, id or
+  name; a relay, button or scene whose names or topics say gate, garage, door, lock
+  or alarm;
+* its topic is a command topic of any sensitive device (an alias, whoever announced it);
+* its payload unlocks, unlatches, disarms or opens something (blinds, shades and
+  windows excepted: opening them is no way in).
+
+Each sensitive command has a category (lock, alarm, gate, garage, door, other); the
+category decides how the user may confirm (`tools.confirm_with`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.home.inventory import Device
+
+CATEGORIES: tuple[str, ...] = ("lock", "alarm", "gate", "garage", "door", "other")
+DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "door", "alarm_control_panel")
+# Covers whose opening lets nobody in.
+HARMLESS_COVERS = frozenset(
+    {"awning", "blind", "curtain", "damper", "shade", "shutter", "window"}
+)
+# Words in a name, id or topic that mark an entry point, and their category.
+_ENTRY_WORDS: Mapping[str, str] = {
+    "lock": "lock", "unlock": "lock", "deadbolt": "lock", "latch": "lock",
+    "alarm": "alarm", "disarm": "alarm",
+    "gate": "gate", "garage": "garage", "door": "door", "entrance": "door",
+}
+# Payload words that open a way in, and their category.
+_PAYLOAD_WORDS: Mapping[str, str] = {
+    "unlock": "lock", "unlatch": "lock", "unlocked": "lock",
+    "disarm": "alarm", "disarmed": "alarm",
+    "open": "door", "opened": "door",
+}
+# Actions that open a way in, whatever the device calls itself.
+_ACTION_CATEGORY: Mapping[str, str] = {"unlock": "lock", "disarm": "alarm", "open": "door"}
+_COMPONENT_CATEGORY: Mapping[str, str] = {
+    "lock": "lock",
+    "alarm_control_panel": "alarm",
+}
+_CLASS_CATEGORY: Mapping[str, str] = {"garage": "garage", "gate": "gate", "door": "door"}
+_TOKEN = re.compile(r"[a-z0-9]+")
+_MAX_PAYLOAD_SCAN = 4096
+
+
+def _tokens(*texts: str | None) -> set[str]:
+    out: set[str] = set()
+    for text in texts:
+        if text:
+            out.update(_TOKEN.findall(text[:_MAX_PAYLOAD_SCAN].casefold()))
+    return out
+
+
+def _payload_tokens(payload: str) -> set[str]:
+    """Words of a payload; for JSON, of its string values (`{"state": "UNLOCK"}`)."""
+    payload = payload[:_MAX_PAYLOAD_SCAN]
+    try:
+        data: Any = json.loads(payload)
+    except (ValueError, RecursionError):
+        return _tokens(payload)
+    found: set[str] = set()
+    stack = [data]
+    while stack and len(found) < 256:
+        item = stack.pop()
+        if isinstance(item, str):
+            found |= _tokens(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What the policy reads of a device (daemon.home.inventory.Device has it all)."""
+
+    id: str
+    name: str
+    component: str
+    device_class: str | None
+    command_topics: frozenset[str]
+    extra_names: tuple[str, ...] = ()  # the device's own name, its object id
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    category: str
+    why: str
+
+
+class SensitivityPolicy:
+    """Classifies devices and commands; `index()` learns which topics sensitive devices use."""
+
+    def __init__(
+        self,
+        sensitive: Iterable[str] = DEFAULT_SENSITIVE,
+        source: Callable[[], Iterable[Entity]] | None = None,
+    ) -> None:
+        self.sensitive = tuple(sensitive)
+        self._names = {s.casefold() for s in self.sensitive}
+        self._topics: dict[str, Sensitivity] = {}
+        self._source = source  # every device, re-read after `changed()`
+        self._dirty = source is not None
+
+    def changed(self) -> None:
+        """Devices came, changed or went: re-learn the sensitive topics before the next use."""
+        self._dirty = self._source is not None
+
+    def _fresh(self) -> None:
+        if self._dirty and self._source is not None:
+            self._dirty = False
+            self.index(self._source())
+
+    def of_entity(self, e: Entity) -> Sensitivity | None:
+        """The device itself is sensitive (any of its commands needs confirmation)."""
+        component, cls = e.component, (e.device_class or "").casefold()
+        category = _COMPONENT_CATEGORY.get(component) or _CLASS_CATEGORY.get(cls)
+        if category is not None and (component in _COMPONENT_CATEGORY or component == "cover"):
+            if component == "alarm_control_panel" and component not in self._names:
+                return None  # arming is the safe direction; disarm is caught by payload
+            return Sensitivity(category, f"a {cls or component}")
+        for value in (component, cls, e.id, e.name):
+            if value and value.casefold() in self._names:
+                why = f"listed in tools.sensitive ({value})"
+                return Sensitivity(_category_of(component, cls, value), why)
+        if component in ("switch", "button", "scene") or (component == "cover" and not cls):
+            words = _tokens(e.id, e.name, *e.extra_names, *sorted(e.command_topics))
+            for word, cat in _ENTRY_WORDS.items():
+                if word in words:
+                    return Sensitivity(cat, f"its name or topic says {word!r}")
+        return None
+
+    def flags(self, e: Entity, actions: Iterable[str]) -> Sensitivity | None:
+        """Whether some command of this device will need confirmation (for the model's list)."""
+        actions = list(actions)
+        if not actions:
+            return None  # a sensor: nothing to confirm
+        own = self.of_entity(e)
+        if own is not None:
+            return own
+        self._fresh()
+        for topic in e.command_topics:
+            alias = self._topics.get(topic)
+            if alias is not None:
+                return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
+        harmless = e.component == "cover" and e.device_class in HARMLESS_COVERS
+        for action in actions:
+            cat = _ACTION_CATEGORY.get(action)
+            if cat is not None and not (harmless and cat == "door"):
+                return Sensitivity(_COMPONENT_CATEGORY.get(e.component, cat), f"it can {action}")
+        return None
+
+    def index(self, entities: Iterable[Entity]) -> None:
+        """Remember the command topics of every sensitive device, for aliases."""
+        topics: dict[str, Sensitivity] = {}
+        for e in entities:
+            sens = self.of_entity(e)
+            if sens is None:
+                continue
+            for topic in e.command_topics:
+                topics.setdefault(topic, Sensitivity(sens.category, f"{topic} belongs to {e.name}"))
+        self._topics = topics
+
+    def of_command(self, e: Entity, action: str, topic: str, payload: str) -> Sensitivity | None:
+        """The command to publish is sensitive: its device, action, topic or payload says so."""
+        own = self.of_entity(e)
+        if own is not None:
+            return own
+        self._fresh()
+        if action in _ACTION_CATEGORY:
+            cat = _ACTION_CATEGORY[action]
+            if not (cat == "door" and e.component == "cover" and e.device_class in HARMLESS_COVERS):
+                return Sensitivity(_COMPONENT_CATEGORY.get(e.component, cat), f"it would {action}")
+        alias = self._topics.get(topic)
+        if alias is not None:
+            return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
+        words = _payload_tokens(payload)
+        harmless_cover = e.component == "cover" and (e.device_class or "") in HARMLESS_COVERS
+        for word, cat in _PAYLOAD_WORDS.items():
+            if word in words and not (harmless_cover and cat == "door"):
+                if e.component == "alarm_control_panel":
+                    cat = "alarm"
+                return Sensitivity(cat, f"the command says {word!r}")
+        return None
+
+
+def _category_of(component: str, cls: str, listed: str) -> str:
+    for value in (component, cls, listed.casefold()):
+        if value in _COMPONENT_CATEGORY:
+            return _COMPONENT_CATEGORY[value]
+        if value in _CLASS_CATEGORY:
+            return _CLASS_CATEGORY[value]
+        if value in _ENTRY_WORDS:
+            return _ENTRY_WORDS[value]
+    return "other"
+
+
+def entity_of(device: Device) -> Entity:
+    """What the policy reads of an inventory device."""
+    config = device.config
+    extra = tuple(
+        x for x in (config.device.name if config.device else None, config.object_id) if x
+    )
+    return Entity(
+        device.id, device.name, device.component, device.device_class,
+        frozenset(device.command_topics), extra,
+    )
