@@ -95,7 +95,7 @@ async def measure_latency(calls: int, warmup: int) -> dict[str, float]:
     from daemon.config import MqttSettings, Settings
     from daemon.home.mqtt import PublishOutcome
     from daemon.ops.metrics import Metrics
-    from daemon.tools.calls import FunctionCall, ToolResponse
+    from daemon.live.calls import FunctionCall, ToolResponse
     from daemon.tools.dispatch import ToolDispatcher
     from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry

@@ -32,7 +32,7 @@ from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
 from daemon.peripherals.base import CameraUnavailable, Peripheral
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 from daemon.tools.status import status_tool

@@ -17,7 +17,7 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.ops.logsetup import scrub
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 
 
 class TranscriptPrinter:

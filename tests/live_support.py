@@ -20,7 +20,7 @@ from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
 from simulator.live_server import FakeLiveServer
 from simulator.probe import read_stamps, stamped_chunk

@@ -25,7 +25,7 @@ from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.timeout(20)

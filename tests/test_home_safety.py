@@ -29,7 +29,7 @@ from daemon.live.events import (
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.home_tools import CONTROL_DEVICE
 from daemon.tools.registry import ToolRegistry
 from simulator.home import default_devices

@@ -22,7 +22,7 @@ from daemon.config import ConfigError, MqttSettings, Settings, load_settings
 from daemon.live.events import InputTranscript
 from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.home_service import HomeService
 from daemon.tools.home_tools import CONTROL_DEVICE
 from daemon.tools.registry import ToolRegistry
@@ -358,7 +358,7 @@ def test_home_demo_scenario_matches_the_virtual_home_and_its_audio() -> None:
 @pytest.mark.timeout(60)
 async def test_demo_home_and_scenario_call_turn_the_kitchen_light_on() -> None:
     """What `edge-agent demo` does, minus the Live link: the scenario's call works."""
-    from daemon.tools.calls import ToolResponse
+    from daemon.live.calls import ToolResponse
     from daemon.tools.dispatch import ToolDispatcher
     from simulator.home import demo_home
 

@@ -24,7 +24,7 @@ from daemon.home.mqtt import MqttConnection, MqttMessage
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.home_service import HomeService
 from daemon.tools.registry import ToolRegistry

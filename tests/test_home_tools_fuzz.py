@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.home.discovery import ID_RE, ActionSpec
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 from daemon.tools.home_tools import CONTROL_DEVICE, GET_DEVICE_STATE, LIST_DEVICES
 from simulator.home import BRIDGE_TOPIC, default_devices, extra_devices, security_devices
 from tests.test_home_fuzz import EXTRA_CONFIGS, Check, allow_list, expected_qos, json_values

@@ -33,7 +33,7 @@ from daemon.live.events import (
 from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink, _Connection
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
-from daemon.tools.calls import ToolResponse
+from daemon.live.calls import ToolResponse
 from simulator.live_server import FakeLiveServer, Fault, Trigger, decode_base64
 from simulator.probe import read_stamps
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn

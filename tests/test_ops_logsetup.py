@@ -468,7 +468,7 @@ def test_crash_after_any_command_is_scrubbed() -> None:
 
 def test_the_demo_transcript_scrubs_before_it_shortens() -> None:
     """A tool answer cut at 240 characters for the transcript: no piece of the key left."""
-    from daemon.tools.calls import FunctionCall
+    from daemon.live.calls import FunctionCall
     from daemon.transcript import TranscriptPrinter
 
     key = new_key()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from daemon.ops.metrics import Metrics
-from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 

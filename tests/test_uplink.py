@@ -2,7 +2,7 @@ import pytest
 
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
-from daemon.tools.calls import ToolResponse
+from daemon.live.calls import ToolResponse
 
 pytestmark = pytest.mark.timeout(10)
 

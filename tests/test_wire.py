@@ -17,7 +17,7 @@ from daemon.live.events import (
     TurnComplete,
     Usage,
 )
-from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.live.calls import FunctionCall, ToolResponse
 
 pytestmark = pytest.mark.timeout(10)
 

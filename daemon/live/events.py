@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daemon.media.types import DOWNLINK_RATE, SAMPLE_WIDTH
-from daemon.tools.calls import FunctionCall
+from daemon.live.calls import FunctionCall
 
 MIN_MODEL_RATE = 8_000
 MAX_MODEL_RATE = 48_000

@@ -39,7 +39,7 @@ from daemon.live.uplink import PendingAudio, UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.logsetup import clip, scrub
 from daemon.ops.metrics import Metrics
-from daemon.tools.calls import ToolResponse
+from daemon.live.calls import ToolResponse
 
 log = logging.getLogger(__name__)
 

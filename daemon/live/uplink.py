@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from daemon.media.types import SAMPLE_WIDTH, AudioChunk, VideoFrame
-from daemon.tools.calls import ToolResponse
+from daemon.live.calls import ToolResponse
 
 
 @dataclass(frozen=True, slots=True)

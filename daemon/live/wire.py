@@ -29,7 +29,7 @@ from daemon.live.events import (
     audio_problem,
 )
 from daemon.media.types import DOWNLINK_RATE, pcm_duration
-from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.live.calls import FunctionCall, ToolResponse
 
 AUDIO_MIME = "audio/pcm;rate=16000"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*s\s*$")

@@ -27,7 +27,7 @@ from typing import Any
 
 from daemon.ops.logsetup import clip
 from daemon.ops.metrics import Metrics
-from daemon.tools.calls import FunctionCall, ToolResponse
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.tools.registry import InvalidArguments, Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)

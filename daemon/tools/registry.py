@@ -18,18 +18,16 @@ only a subset of JSON Schema without them.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from daemon.live.calls import InvalidArguments, Tool, ToolError, ToolHandler
 from daemon.ops.logsetup import clip
 
-# A handler returns JSON values (dict, list, str, number, bool, None); anything else
-# reaches the model as an error answer (see dispatch.py).
-ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+__all__ = ["InvalidArguments", "Tool", "ToolError", "ToolHandler", "ToolRegistry"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 MAX_STRING = 4096  # characters in one string argument
@@ -37,50 +35,6 @@ MAX_ITEMS = 64  # elements of one array, keys of one object
 MAX_DEPTH = 8
 MAX_VALUES = 256  # values in all the arguments of one call
 MAX_ERROR = 300  # characters of a validation error told to the model
-VALIDATION_ONLY = frozenset({"maxLength", "minLength", "pattern"})
-
-
-class ToolError(Exception):
-    """Raised by a handler for an error the model should hear, in plain words."""
-
-
-class InvalidArguments(ToolError):
-    pass
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
-    handler: ToolHandler
-    deadline: float | None = None
-    blocking: bool = False
-
-    def declaration(self) -> dict[str, Any]:
-        """Backend-neutral declaration; the Live link maps it to SDK types."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "parameters": _declared(self.parameters),
-            "blocking": self.blocking,
-        }
-
-
-def _declared(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema without the keywords only our own validation reads."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in VALIDATION_ONLY:
-            continue
-        if key == "properties" and isinstance(value, Mapping):
-            value = {k: _declared(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
-            value = _declared(value)
-        elif key == "anyOf" and isinstance(value, list):
-            value = [_declared(v) if isinstance(v, Mapping) else v for v in value]
-        out[key] = value
-    return out
 
 
 def _too_big(args: Any, schema: Mapping[str, Any]) -> str | None:
