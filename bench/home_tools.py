@@ -91,13 +91,33 @@ async def home_process(host: str, port: int) -> AsyncIterator[None]:
             await proc.wait()
 
 
+class StampedPublisher:
+    """The real connection; notes when the broker acknowledged each command."""
+
+    def __init__(self, conn: Any, acked_at: list[float]) -> None:
+        self.conn = conn
+        self.acked_at = acked_at
+
+    async def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        outcome = await self.conn.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+        self.acked_at.append(time.perf_counter())
+        return outcome
+
+
 async def measure_latency(calls: int, warmup: int) -> dict[str, float]:
     from daemon.config import MqttSettings, Settings
-    from daemon.home.mqtt import PublishOutcome
-    from daemon.ops.metrics import Metrics
+    from daemon.home.service import HomeService
     from daemon.live.calls import FunctionCall, ToolResponse
+    from daemon.ops.metrics import Metrics
     from daemon.tools.dispatch import ToolDispatcher
-    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
     from simulator.broker import PrivateBroker
 
@@ -111,25 +131,7 @@ async def measure_latency(calls: int, warmup: int) -> dict[str, float]:
         conn = service.conn
         assert conn is not None
 
-        class StampedPublisher:
-            """The real connection; notes when the broker acknowledged each command."""
-
-            async def publish(
-                self,
-                topic: str,
-                payload: str | bytes,
-                *,
-                qos: int = 1,
-                retain: bool = False,
-                timeout: float | None = None,  # noqa: ASYNC109
-            ) -> PublishOutcome:
-                outcome = await conn.publish(
-                    topic, payload, qos=qos, retain=retain, timeout=timeout
-                )
-                acked_at.append(time.perf_counter())
-                return outcome
-
-        service.executor.publisher = StampedPublisher()
+        service.executor.publisher = StampedPublisher(conn, acked_at)
         answered: dict[str, float] = {}
         responses: dict[str, ToolResponse] = {}
 
@@ -208,8 +210,8 @@ def many_devices(count: int) -> list[Any]:
 async def child(host: str, port: int, count: int) -> None:
     """The measured process: report, wait for the devices, report again."""
     from daemon.config import MqttSettings, Settings
+    from daemon.home.service import HomeService
     from daemon.ops.metrics import Metrics
-    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
 
     settings = Settings(
@@ -235,7 +237,7 @@ async def child(host: str, port: int, count: int) -> None:
             await asyncio.sleep(0.02)
         loaded_in = time.perf_counter() - started
         assert service.conn is not None
-        await service._settle(service.conn, 10.0)  # retained states of the last ones
+        await service.settle(service.conn, 10.0)  # retained states of the last ones
         await asyncio.sleep(1.0)
         gc.collect()
         schema = json.dumps(registry.declarations())
@@ -316,8 +318,8 @@ def _home_of(count: int) -> Any:
     """A HomeService without a broker, its inventory filled with `count` devices."""
     from daemon.config import Settings
     from daemon.home.discovery import Discovered
+    from daemon.home.service import HomeService
     from daemon.ops.metrics import Metrics
-    from daemon.tools.home_service import HomeService
     from daemon.tools.registry import ToolRegistry
 
     service = HomeService(Settings(), ToolRegistry(), Metrics())

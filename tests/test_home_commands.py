@@ -13,9 +13,10 @@ import pytest
 from daemon.config import MqttSettings
 from daemon.home.commands import Command, CommandError, plan_command
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
+from daemon.home.device import Device
 from daemon.home.discovery import Discovered, parse_discovery
 from daemon.home.executor import CommandExecutor, HomeControl
-from daemon.home.inventory import Device, Inventory, StateReported
+from daemon.home.inventory import Inventory, StateReported
 from daemon.home.mqtt import MqttConnection, PublishOutcome
 from daemon.home.sensitivity import SensitivityPolicy
 from simulator.broker import PrivateBroker

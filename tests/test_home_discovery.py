@@ -14,25 +14,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.config import MqttSettings
+from daemon.home.components.alarm_control_panel import AlarmPanelSpec
+from daemon.home.components.climate import ClimateSpec
+from daemon.home.components.cover import CoverSpec
+from daemon.home.components.fan import FanSpec
+from daemon.home.components.light import LightSpec
+from daemon.home.components.lock import LockSpec
+from daemon.home.components.sensor import SensorSpec
+from daemon.home.components.switch import SwitchSpec
+from daemon.home.declared import parse_declared_devices
 from daemon.home.discovery import (
     ABBREVIATIONS,
-    AlarmPanelSpec,
-    ClimateSpec,
-    CoverSpec,
     Discovered,
     DiscoveryError,
     EntityConfig,
-    FanSpec,
-    LightSpec,
-    LockSpec,
     Removal,
-    SensorSpec,
-    SwitchSpec,
     apply_base_topic,
     expand_abbreviations,
     parse_discovery,
     parse_topic,
-    parse_value_template,
 )
 from daemon.home.inventory import (
     AvailabilityChanged,
@@ -40,10 +40,10 @@ from daemon.home.inventory import (
     DeviceRemoved,
     Inventory,
     InventoryEvent,
-    LookupFailure,
-    parse_declared_devices,
 )
 from daemon.home.mqtt import MqttConnection
+from daemon.home.search import LookupFailure
+from daemon.home.templates import parse_value_template
 from simulator.broker import PrivateBroker
 from simulator.home import VirtualHome, default_devices, extra_devices
 

@@ -16,8 +16,9 @@ import pytest
 
 from daemon.config import MqttSettings
 from daemon.home.commands import Command, CommandError, plan_command
+from daemon.home.device import Device
 from daemon.home.executor import CommandExecutor
-from daemon.home.inventory import Device, Inventory
+from daemon.home.inventory import Inventory
 from simulator.broker import PrivateBroker
 from simulator.home import (
     SimAlarmPanel,

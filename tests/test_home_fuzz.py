@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.home.commands import Command, CommandError, plan_command
-from daemon.home.discovery import ID_RE, Discovered, DiscoveryError, parse_discovery
-from daemon.home.inventory import Device, Inventory
+from daemon.home.device import Device
+from daemon.home.discovery import Discovered, DiscoveryError, parse_discovery
+from daemon.home.inventory import Inventory
+from daemon.home.text import ID_RE
 from simulator.home import default_devices, extra_devices, security_devices
 
 Check = Callable[[str], bool]

@@ -23,15 +23,16 @@ from typing import Any
 import pytest
 
 from daemon.config import Settings
-from daemon.home.discovery import ID_RE, Discovered
-from daemon.ops.metrics import Metrics
-from daemon.tools.home_service import HomeService
-from daemon.tools.home_tools import (
+from daemon.home.discovery import Discovered
+from daemon.home.model_tools import (
     CONTROL_DEVICE,
     GET_DEVICE_STATE,
     LIST_DEVICES,
     MAX_DECLARATION_BYTES,
 )
+from daemon.home.service import HomeService
+from daemon.home.text import ID_RE
+from daemon.ops.metrics import Metrics
 from daemon.tools.registry import InvalidArguments, ToolError, ToolRegistry
 from simulator import home as sim
 from simulator.broker import PrivateBroker
@@ -102,7 +103,7 @@ DAEMON = """
 import asyncio, gc, json, sys
 from daemon.config import MqttSettings, Settings
 from daemon.ops.metrics import Metrics
-from daemon.tools.home_service import HomeService
+from daemon.home.service import HomeService
 from daemon.tools.registry import ToolRegistry
 
 async def main():
@@ -112,7 +113,7 @@ async def main():
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(service.run())
         assert await service.wait_ready(20)
-        await service._settle(service.conn, 10.0)
+        await service.settle(service.conn, 10.0)
         gc.collect()
         status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
         print(json.dumps({"hwm_mb": int(status["VmHWM"].split()[0]) / 1024,

@@ -25,9 +25,9 @@ from daemon.home.mqtt import (
     MqttMessage,
     NotPublished,
     PublishOutcome,
-    _counting_queue,
     topic_matches,
 )
+from daemon.home.mqtt.intake import counting_queue
 from simulator.broker import PrivateBroker
 
 pytestmark = pytest.mark.timeout(30)
@@ -393,7 +393,7 @@ async def test_publish_refused_at_once_keeps_its_deadline(broker: PrivateBroker)
     conn = connection(broker.port, "agent")
     async with conn:
         assert await conn.wait_connected(5)
-        session = conn._session
+        session = conn._session  # noqa: SLF001 - the test swaps the live client's publish
         assert session is not None
         client = session.client
         real = client.publish
@@ -412,7 +412,8 @@ async def test_publish_refused_at_once_keeps_its_deadline(broker: PrivateBroker)
         took = loop.time() - started
         assert 0.3 <= took < 1.5, took
         assert 2 <= len(attempts) <= 12, len(attempts)  # paced (~every 50 ms), not a busy loop
-        assert conn.connected and conn._session is session  # the session itself is fine
+        # The session itself is fine.
+        assert conn.connected and conn._session is session  # noqa: SLF001 - same session
         assert conn.stats.publishes_not_sent == 1
 
         for bad in (ValueError("payload too large"), TypeError("payload must be bytes")):
@@ -589,7 +590,7 @@ async def test_waiting_messages_are_bounded_in_bytes_and_oversized_ones_never_wa
     at once; the rest wait only up to a byte budget (each drop counted by reason)."""
     conn = MqttConnection(MqttSettings(host="127.0.0.1", max_discovery_bytes=4096,
                                        max_state_bytes=1024), max_queued_bytes=20_000)
-    queue = _counting_queue(conn.stats, conn._oversized, 20_000)(maxsize=100)
+    queue = counting_queue(conn.stats, conn.caps.oversized, 20_000)(maxsize=100)
 
     def message(topic: str, size: int) -> aiomqtt.Message:
         return aiomqtt.Message(topic, b"p" * size, 0, False, 0, None)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from daemon.tools.home_tools import CONTROL_DEVICE
+from daemon.home.model_tools import CONTROL_DEVICE
 from simulator.home import default_devices
 from tests.test_home_support import CLIENT_ID, Rig, eventually, home_rig
 

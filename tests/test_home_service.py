@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
@@ -19,12 +21,13 @@ import pytest
 
 from daemon.agent import Agent
 from daemon.config import ConfigError, MqttSettings, Settings, load_settings
+from daemon.home.declared import check_declared_devices
+from daemon.home.model_tools import CONTROL_DEVICE
+from daemon.home.service import HomeService
+from daemon.live.calls import FunctionCall
 from daemon.live.events import InputTranscript
 from daemon.media.types import VideoFrame
 from daemon.ops.metrics import Metrics
-from daemon.live.calls import FunctionCall
-from daemon.tools.home_service import HomeService
-from daemon.tools.home_tools import CONTROL_DEVICE
 from daemon.tools.registry import ToolRegistry
 from simulator.broker import free_port
 from simulator.home import default_devices
@@ -225,30 +228,30 @@ def test_another_edge_agents_entities_are_not_devices() -> None:
     agent, _link, _glasses = make_agent()
     other = HomeService(Settings(mqtt=MqttSettings(client_id="edge-kitchen")), ToolRegistry(),
                         Metrics(), agent)
-    assert len(other.entities) == 6
+    assert len(other.own_device.entities) == 6
     mine = HomeService(Settings(), ToolRegistry(), Metrics())
     inv = mine.inventory
-    for entity in other.entities:
-        config = other.discovery_config(entity)
-        assert inv.handle_discovery(other.discovery_topic(entity), json.dumps(config)) is None
+    for entity in other.own_device.entities:
+        config = other.own_device.discovery_config(entity)
+        assert inv.handle_discovery(other.own_device.discovery_topic(entity), json.dumps(config)) is None
         # Either mark is enough: the origin, or the device model (an older announcement).
         config.pop("origin")
         abbreviated = {**{k: v for k, v in config.items() if k != "device"},
                        "dev": {"mdl": "edge-agent daemon", "ids": ["x"]}}
-        topic = other.discovery_topic(entity).replace("edge-kitchen", "edge-hall")
+        topic = other.own_device.discovery_topic(entity).replace("edge-kitchen", "edge-hall")
         assert inv.handle_discovery(topic, json.dumps(abbreviated)) is None
     assert inv.devices() == [] and inv.stats.discovery_edge_agents == 12
     assert inv.problems() == []
     # The same switch by anyone else is a device.
-    switch = next(e for e in other.entities if e.object_id == "mute_microphone")
-    config = other.discovery_config(switch)
+    switch = next(e for e in other.own_device.entities if e.object_id == "mute_microphone")
+    config = other.own_device.discovery_config(switch)
     config.pop("origin")
     config["device"]["model"] = "Relay"
     topic = "homeassistant/switch/relay/mute/config"
     assert inv.handle_discovery(topic, json.dumps(config)) is not None
     assert [d.component for d in inv.devices()] == ["switch"]
     # A device that becomes an edge-agent entity on the same topic goes away.
-    assert inv.handle_discovery(topic, json.dumps(other.discovery_config(switch))) is None
+    assert inv.handle_discovery(topic, json.dumps(other.own_device.discovery_config(switch))) is None
     assert inv.devices() == []
 
 
@@ -328,8 +331,15 @@ def test_declared_devices_in_the_config_file(tmp_path: Path) -> None:
     assert [d["name"] for d in settings.mqtt.devices] == ["Porch light", "Pump"]
     path.write_text('[[mqtt.devices]]\ncomponent = "switch"\nname = "Pump"\n')
     with pytest.raises(ConfigError) as err:
-        load_settings(path, environ={})
+        check_declared_devices(load_settings(path, environ={}).mqtt.devices)
     assert str(err.value) == "mqtt.devices[0]: switch: command_topic is required"
+    # Where the daemon starts: exit 2 with that one line (config stays below the home).
+    done = subprocess.run([sys.executable, "-m", "daemon", "devices", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "edge-agent: mqtt.devices[0]: switch: command_topic is required"]
     with pytest.raises(ConfigError, match=r"^mqtt.client_id: "):
         load_settings(None, environ={"EDGE_AGENT_MQTT__CLIENT_ID": "a/#"})
 

@@ -21,12 +21,12 @@ from daemon.config import MqttSettings, Settings, ToolsSettings
 from daemon.home.consent import ECHO_TAIL_SECONDS, ConsentTracker
 from daemon.home.discovery import Discovered
 from daemon.home.mqtt import MqttConnection, MqttMessage
+from daemon.home.service import HomeService
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.tools.dispatch import ToolDispatcher
-from daemon.tools.home_service import HomeService
 from daemon.tools.registry import ToolRegistry
 from simulator.broker import PrivateBroker
 from simulator.home import VirtualDevice, VirtualHome, default_devices, extra_devices

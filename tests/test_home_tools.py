@@ -12,7 +12,7 @@ import pytest
 from google.genai import types
 
 from daemon.config import Settings, ToolsSettings
-from daemon.tools.home_tools import (
+from daemon.home.model_tools import (
     CONTROL_DEVICE,
     GEMINI_SCHEMA_KEYWORDS,
     GET_DEVICE_STATE,
@@ -340,7 +340,7 @@ async def confirm_flow(rig: Rig) -> None:
 async def test_confirmation_is_single_use_short_lived_and_bound() -> None:
     async with home_rig(tools={"confirm_ttl": 1.0}) as rig:
         await confirm_flow(rig)
-        rig.service._sync_metrics()
+        rig.service.sync_metrics()
         assert rig.metrics.value("edge_home_confirmations_total", result="redeemed") == 1
         assert rig.metrics.value("edge_home_confirmations_total", result="expired") >= 1
 

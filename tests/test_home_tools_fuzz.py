@@ -30,9 +30,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.home.discovery import ID_RE, ActionSpec
+from daemon.home.actions import ActionSpec
+from daemon.home.model_tools import CONTROL_DEVICE, GET_DEVICE_STATE, LIST_DEVICES
+from daemon.home.text import ID_RE
 from daemon.live.calls import FunctionCall
-from daemon.tools.home_tools import CONTROL_DEVICE, GET_DEVICE_STATE, LIST_DEVICES
 from simulator.home import BRIDGE_TOPIC, default_devices, extra_devices, security_devices
 from tests.test_home_fuzz import EXTRA_CONFIGS, Check, allow_list, expected_qos, json_values
 from tests.test_home_support import Rig, eventually, home_rig

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from daemon.ops.metrics import Metrics
 from daemon.live.calls import FunctionCall, ToolResponse
+from daemon.ops.metrics import Metrics
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 
@@ -327,7 +327,7 @@ async def test_a_held_call_can_be_cancelled_by_the_model(h: Harness) -> None:
 async def test_the_first_device_call_right_after_start_finds_the_home_tools() -> None:
     """End to end on a real broker: the call arrives before the home's first inventory."""
     from daemon.config import MqttSettings, Settings
-    from daemon.tools.home_service import HomeService
+    from daemon.home.service import HomeService
     from simulator.home import demo_home
     from simulator.scenario import home_demo_scenario
 

@@ -34,22 +34,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from daemon.home.actions import StateValue, plain_state
 from daemon.home.admission import Admission
 from daemon.home.commands import Command, CommandError, plan_command
 from daemon.home.confirm import ConfirmationGate
-from daemon.home.discovery import clean_text
+from daemon.home.device import Device
 from daemon.home.inventory import (
     AvailabilityChanged,
-    Device,
     DeviceRemoved,
     Inventory,
     InventoryEvent,
-    LookupFailure,
     StateReported,
-    StateValue,
 )
 from daemon.home.mqtt import NotPublished, PublishOutcome
+from daemon.home.search import LookupFailure
 from daemon.home.sensitivity import entity_of
+from daemon.home.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,7 @@ class ActionOutcome:
         if self.confirmation_token:
             out["confirmation_token"] = self.confirmation_token
         if self.state:
-            out["state"] = {
-                k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()
-            }
+            out["state"] = plain_state(self.state)
         if self.published:  # an echo for the transcript: one short line each
             out["mqtt"] = {k: clean_text(v, _ECHO_CHARS) for k, v in self.published.items()}
         return out

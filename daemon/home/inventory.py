@@ -1,65 +1,45 @@
 """The devices the daemon knows, their last reported state and availability.
 
 Devices come from two places that share one schema: Home Assistant discovery on
-the broker, and `[[mqtt.devices]]` tables in the config file (same keys as a
-discovery config, plus `id`, `component` and `area`). The inventory follows their
-state and availability topics, tells listeners when devices appear, change or
-vanish (so the daemon can refresh the model's tools), and finds a device from the
-words a person used ("the lamp in the bedroom").
+the broker, and `[[mqtt.devices]]` tables in the config file (daemon.home.declared).
+The inventory follows their state and availability topics, tells listeners when
+devices appear, change or vanish (so the daemon can refresh the model's tools), and
+finds a device from the words a person used (daemon.home.search). What a state
+message means is up to the device's component (daemon.home.components).
 
 Everything it keeps is bounded: the rejected configs (the newest `max_errors`), the
 last payload of shared state topics (for devices announced later; `replay_budget`
-bytes), and the search index. Finding a device costs a dictionary lookup per word
-and work proportional to the devices that share a word, never a fuzzy comparison
-per word and device.
+bytes), and the search index.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import json
 import logging
-import math
-import re
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from daemon.home.actions import StateValue
+from daemon.home.declared import parse_declared_devices
+from daemon.home.device import Device, DeviceSnapshot
 from daemon.home.discovery import (
-    ALARM_STATES,
-    COMPONENTS,
-    ID_RE,
-    MAX_STATE_CHARS,
-    ActionSpec,
-    AlarmPanelSpec,
-    Availability,
-    BinarySensorSpec,
-    ClimateSpec,
-    CoverSpec,
     Discovered,
     DiscoveryError,
     DiscoveryResult,
     EntityConfig,
-    FanSpec,
-    LightSpec,
-    LockSpec,
     Removal,
-    SensorSpec,
-    SwitchSpec,
-    ValueTemplate,
-    clean_text,
     parse_discovery,
-    parse_entity,
     parse_topic,
 )
+from daemon.home.search import LookupFailure, Match, SearchIndex
+from daemon.home.templates import render
+from daemon.home.text import ID_RE
 
 log = logging.getLogger(__name__)
 
-StateValue = str | int | float | bool | tuple[int, ...] | None
-# How an edge-agent daemon announces itself (daemon.tools.home_service): such entities
+# How an edge-agent daemon announces itself (daemon.home.own_device): such entities
 # (the mute switch of the glasses in the next room) are never devices for the model.
 EDGE_AGENT_ORIGIN = "edge-agent"
 EDGE_AGENT_MODEL = "edge-agent daemon"
@@ -80,6 +60,8 @@ class IncomingMessage(Protocol):
 
 
 class Cancelable(Protocol):
+    """A subscription the inventory can end."""
+
     def cancel(self) -> None: ...
 
 
@@ -89,100 +71,28 @@ class MessageSource(Protocol):
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Cancelable: ...
 
 
-@dataclass(frozen=True)
-class Device:
-    """A device the model may act on: a stable id plus its parsed config.
-
-    The id is the config's `unique_id` when it has one, otherwise it is derived from
-    the discovery topic (`light.kitchen` or `light.node.kitchen`), or is the `id`
-    given in the config file.
-    """
-
-    id: str
-    config: EntityConfig
-    source: Literal["discovery", "config"] = "discovery"
-    discovery_topic: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def component(self) -> str:
-        return self.config.component
-
-    @property
-    def area(self) -> str | None:
-        return self.config.area
-
-    @property
-    def device_class(self) -> str | None:
-        return self.config.device_class
-
-    # Cached: derived from the frozen config, and asked for on every message.
-    @functools.cached_property
-    def capabilities(self) -> tuple[ActionSpec, ...]:
-        return self.config.actions
-
-    @functools.cached_property
-    def command_topics(self) -> frozenset[str]:
-        return self.config.command_topics
-
-    @functools.cached_property
-    def state_topics(self) -> frozenset[str]:
-        return self.config.state_topics
-
-    @property
-    def availability(self) -> Availability:
-        return self.config.availability
-
-    @functools.cached_property
-    def availability_topics(self) -> frozenset[str]:
-        return frozenset(a.topic for a in self.config.availability.topics)
-
-    @functools.cached_property
-    def topics(self) -> frozenset[str]:
-        """State and availability topics: what the inventory listens to for it."""
-        return self.state_topics | self.availability_topics
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary for the model: what it is and what it can do."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "type": self.component,
-            "area": self.area,
-            "device_class": self.device_class,
-            "actions": [
-                {
-                    "action": a.name,
-                    "args": {arg.name: arg.describe() for arg in a.args},
-                    **({"note": a.description} if a.description else {}),
-                }
-                for a in self.capabilities
-            ],
-        }
-        if self.config.caveat:
-            out["note"] = self.config.caveat
-        return out
-
-
 # --------------------------------------------------------------------- events
 
 
 @dataclass(frozen=True)
 class DeviceAdded:
+    """A device appeared (discovered or declared)."""
+
     device: Device
 
 
 @dataclass(frozen=True)
 class DeviceUpdated:
+    """A device's config changed; `previous` is the one it replaced."""
+
     device: Device
     previous: Device
 
 
 @dataclass(frozen=True)
 class DeviceRemoved:
+    """A device went away (its config was removed, or not seen in a re-read)."""
+
     device: Device
 
 
@@ -202,6 +112,8 @@ class StateReported:
 
 @dataclass(frozen=True)
 class AvailabilityChanged:
+    """A device became reachable, unreachable, or unknown (None)."""
+
     device: Device
     available: bool | None
 
@@ -230,40 +142,6 @@ class InventoryStats:
     replay_evicted: int = 0  # last payloads of shared topics forgotten (replay_budget)
     replay_resubscribed: int = 0  # asked the broker again for a forgotten one
 
-
-@dataclass(frozen=True)
-class DeviceSnapshot:
-    """A device with what we currently know about it."""
-
-    device: Device
-    state: Mapping[str, StateValue]
-    available: bool | None
-    updated_at: float | None
-
-    def describe(self) -> dict[str, Any]:
-        out = self.device.describe()
-        out["available"] = self.available
-        out["state"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.state.items()}
-        return out
-
-
-@dataclass(frozen=True)
-class Match:
-    device: Device
-    score: float
-
-
-@dataclass(frozen=True)
-class LookupFailure:
-    """No single device fits the words used; the message says why and lists options."""
-
-    message: str
-    candidates: tuple[Device, ...] = ()
-
-    def __str__(self) -> str:
-        return self.message
-
-
 @dataclass
 class _Entry:
     device: Device
@@ -273,296 +151,11 @@ class _Entry:
     updated_at: float | None = None
 
 
-# ----------------------------------------------------------------- declared devices
-
-
-def parse_declared_devices(
-    entries: Sequence[Any], *, key: str = "mqtt.devices"
-) -> tuple[list[Device], list[DiscoveryError]]:
-    """Devices from the config file's `[[mqtt.devices]]` tables, and one error per bad one.
-
-    Each table has `component`, `name`, optional `id` and `area`, and otherwise the
-    Home Assistant discovery keys of that component (full or abbreviated).
-    """
-    devices: list[Device] = []
-    errors: list[DiscoveryError] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(entries):
-        where = f"{key}[{i}]"
-        if not isinstance(entry, Mapping):
-            errors.append(DiscoveryError(where, "must be a table"))
-            continue
-        body = dict(entry)
-        component = body.pop("component", None)
-        if component not in COMPONENTS:
-            errors.append(
-                DiscoveryError(
-                    f"{where}.component",
-                    f"must be one of {', '.join(COMPONENTS)}, got {component!r}",
-                )
-            )
-            continue
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            errors.append(DiscoveryError(f"{where}.name", "a non-empty name is required"))
-            continue
-        dev_id = body.pop("id", None)
-        if dev_id is None:
-            dev_id = _slug(name)
-        if not isinstance(dev_id, str) or not ID_RE.match(dev_id):
-            errors.append(DiscoveryError(f"{where}.id", "must be 1-128 of A-Z a-z 0-9 _ . : -"))
-            continue
-        if dev_id in seen:
-            errors.append(DiscoveryError(f"{where}.id", f"duplicate device id {dev_id!r}"))
-            continue
-        area = body.pop("area", None)
-        if area is not None and not isinstance(area, str):
-            errors.append(DiscoveryError(f"{where}.area", "must be a string"))
-            continue
-        if area:
-            body["suggested_area"] = area
-        parsed = parse_entity(component, body, object_id=_slug(dev_id), where=where)
-        if isinstance(parsed, DiscoveryError):
-            errors.append(parsed)
-            continue
-        seen.add(dev_id)
-        devices.append(Device(dev_id, parsed, "config"))
-    return devices, errors
-
-
 def _from_edge_agent(entity: EntityConfig) -> bool:
     """An entity announced by an edge-agent daemon (by its origin or its device model)."""
     if entity.origin == EDGE_AGENT_ORIGIN:
         return True
     return entity.device is not None and entity.device.model == EDGE_AGENT_MODEL
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_") or "device"
-
-
-# ------------------------------------------------------------------ state decoding
-
-
-def decode_state(config: EntityConfig, topic: str, payload: str) -> dict[str, StateValue]:
-    """What a message on one of the device's state topics says, in model units.
-
-    Fields: `state` (on/off, open/closed/..., locked/unlocked/...), `brightness`
-    and fan `percentage` and cover `position` in percent, `color_temp` in kelvin,
-    `rgb`, `preset_mode`, `oscillating`, climate `mode`, `temperature`,
-    `current_temperature`, sensor `value`, alarm panel `state` (Home Assistant's
-    words: disarmed, armed_home, ..., triggered). Unrecognised payloads give nothing;
-    text reported by a device is one clean line (`clean_text`).
-    """
-    spec = config.spec
-    out: dict[str, StateValue] = {}
-    if isinstance(spec, LightSpec):
-        if spec.schema == "json":
-            if topic == spec.state_topic:
-                out.update(_decode_json_light(spec, payload))
-            return out
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            if value == spec.payload_on:
-                out["state"] = "on"
-            elif value == spec.payload_off:
-                out["state"] = "off"
-        if topic == spec.brightness_state_topic:
-            num = _number(_render(spec.brightness_template, payload))
-            if num is not None:
-                out["brightness"] = round(num * 100 / spec.brightness_scale)
-        if topic == spec.color_temp_state_topic:
-            num = _number(_render(spec.color_temp_template, payload))
-            kelvin = _to_kelvin(num, spec.color_temp_kelvin)
-            if kelvin is not None:
-                out["color_temp"] = kelvin
-        if topic == spec.rgb_state_topic:
-            rgb = _rgb(_render(spec.rgb_template, payload))
-            if rgb is not None:
-                out["rgb"] = rgb
-        return out
-    if isinstance(spec, SwitchSpec):
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            if value == spec.state_on:
-                out["state"] = "on"
-            elif value == spec.state_off:
-                out["state"] = "off"
-        return out
-    if isinstance(spec, FanSpec):
-        return _decode_fan(spec, topic, payload)
-    if isinstance(spec, CoverSpec):
-        return _decode_cover(spec, topic, payload)
-    if isinstance(spec, LockSpec):
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            names = {
-                spec.state_locked: "locked",
-                spec.state_unlocked: "unlocked",
-                spec.state_locking: "locking",
-                spec.state_unlocking: "unlocking",
-                spec.state_jammed: "jammed",
-                spec.state_open: "open",
-                spec.state_opening: "opening",
-            }
-            if value in names:
-                out["state"] = names[value]
-        return out
-    if isinstance(spec, ClimateSpec):
-        if topic == spec.mode_state_topic:
-            mode = _render(spec.mode_template, payload)
-            if mode is not None and mode.strip():
-                out["mode"] = clean_text(mode)
-        if topic == spec.temperature_state_topic:
-            num = _number(_render(spec.temperature_template, payload))
-            if num is not None:
-                out["temperature"] = num
-        if topic == spec.current_temperature_topic:
-            num = _number(_render(spec.current_temperature_template, payload))
-            if num is not None:
-                out["current_temperature"] = num
-        return out
-    if isinstance(spec, SensorSpec):
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            if value is not None and value not in ("None", "unknown", "unavailable"):
-                num = _number(value)
-                out["value"] = num if num is not None else clean_text(value, MAX_STATE_CHARS)
-                if spec.unit_of_measurement:
-                    out["unit"] = spec.unit_of_measurement
-        return out
-    if isinstance(spec, BinarySensorSpec):
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            if value == spec.payload_on:
-                out["state"] = "on"
-            elif value == spec.payload_off:
-                out["state"] = "off"
-        return out
-    if isinstance(spec, AlarmPanelSpec):
-        if topic == spec.state_topic:
-            value = _render(spec.state_template, payload)
-            word = value.strip().casefold() if value is not None else ""
-            if word in ALARM_STATES:
-                out["state"] = word
-        return out
-    return out
-
-
-def _render(template: ValueTemplate | None, payload: str) -> str | None:
-    return payload if template is None else template.render(payload)
-
-
-def _number(value: Any) -> float | int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(num):
-        return None
-    return int(num) if num.is_integer() else num
-
-
-def _to_kelvin(num: float | None, is_kelvin: bool) -> int | None:
-    if num is None or num <= 0:
-        return None
-    return round(num) if is_kelvin else round(1e6 / num)
-
-
-def _rgb(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 3:
-        return None
-    try:
-        rgb = tuple(int(float(p)) for p in parts)
-    except ValueError:
-        return None
-    return rgb if all(0 <= c <= 255 for c in rgb) else None
-
-
-def _decode_json_light(spec: LightSpec, payload: str) -> dict[str, StateValue]:
-    out: dict[str, StateValue] = {}
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):
-        return out
-    if not isinstance(data, dict):
-        return out
-    state = data.get("state")
-    if state == "ON":
-        out["state"] = "on"
-    elif state == "OFF":
-        out["state"] = "off"
-    bri = _number(data.get("brightness"))
-    if bri is not None:
-        out["brightness"] = round(bri * 100 / spec.brightness_scale)
-    kelvin = _to_kelvin(_number(data.get("color_temp")), spec.color_temp_kelvin)
-    if kelvin is not None:
-        out["color_temp"] = kelvin
-    color = data.get("color")
-    if isinstance(color, dict) and all(k in color for k in ("r", "g", "b")):
-        rgb = _rgb(",".join(str(color[k]) for k in ("r", "g", "b")))
-        if rgb is not None:
-            out["rgb"] = rgb
-    if isinstance(data.get("color_mode"), str):
-        out["color_mode"] = clean_text(data["color_mode"])
-    return out
-
-
-def _decode_fan(spec: FanSpec, topic: str, payload: str) -> dict[str, StateValue]:
-    out: dict[str, StateValue] = {}
-    if topic == spec.state_topic:
-        value = _render(spec.state_template, payload)
-        if value == spec.payload_on:
-            out["state"] = "on"
-        elif value == spec.payload_off:
-            out["state"] = "off"
-    if topic == spec.percentage_state_topic:
-        num = _number(_render(spec.percentage_template, payload))
-        if num is not None:
-            count = spec.speed_range_max - spec.speed_range_min + 1
-            steps = num - spec.speed_range_min + 1
-            pct = 0 if num < spec.speed_range_min else steps * 100 / count
-            out["percentage"] = round(pct)
-    if topic == spec.preset_mode_state_topic:
-        mode = _render(spec.preset_mode_template, payload)
-        if mode is not None and mode.strip() and mode != "None":
-            out["preset_mode"] = clean_text(mode)
-    if topic == spec.oscillation_state_topic:
-        value = _render(spec.oscillation_template, payload)
-        if value == spec.payload_oscillation_on:
-            out["oscillating"] = True
-        elif value == spec.payload_oscillation_off:
-            out["oscillating"] = False
-    return out
-
-
-def _decode_cover(spec: CoverSpec, topic: str, payload: str) -> dict[str, StateValue]:
-    out: dict[str, StateValue] = {}
-    if topic == spec.state_topic:
-        value = _render(spec.state_template, payload)
-        names = {
-            spec.state_open: "open",
-            spec.state_opening: "opening",
-            spec.state_closed: "closed",
-            spec.state_closing: "closing",
-            spec.state_stopped: "stopped",
-        }
-        if value in names:
-            out["state"] = names[value]
-    if topic == spec.position_topic:
-        num = _number(_render(spec.position_template, payload))
-        if num is not None:
-            span = spec.position_open - spec.position_closed
-            pct = round((num - spec.position_closed) * 100 / span)
-            out["position"] = pct
-            if spec.state_topic is None:
-                out["state"] = "closed" if pct <= 0 else "open"
-    return out
 
 
 def _availability_of(entry: _Entry) -> bool | None:
@@ -579,212 +172,6 @@ def _availability_of(entry: _Entry) -> bool | None:
     if any(v is True for v in known):
         return True
     return False if all(v is False for v in known) else None
-
-
-# -------------------------------------------------------------------- lookup
-
-
-_SYNONYMS: Mapping[str, tuple[str, ...]] = {
-    "light": ("light", "lamp", "lights", "bulb"),
-    "switch": ("switch", "plug", "socket", "outlet"),
-    "fan": ("fan",),
-    "cover": ("cover", "blind", "blinds", "shutter", "door", "garage", "gate", "curtain"),
-    "lock": ("lock", "door"),
-    "climate": ("thermostat", "heating", "heater", "climate", "ac", "temperature"),
-    "scene": ("scene", "mood"),
-    "button": ("button",),
-    "sensor": ("sensor", "temperature", "humidity"),
-    "binary_sensor": ("sensor", "contact", "door", "window", "motion"),
-    "alarm_control_panel": ("alarm", "security", "panel", "siren"),
-}
-_STOP = frozenset({"the", "a", "an", "in", "on", "of", "my", "please", "room"})
-_FUZZY_MIN, _FUZZY_MAX = 4, 24  # token lengths matched approximately (others exactly)
-_FUZZY_RATIO = 0.8
-_FUZZY_ENTRIES = 50_000  # near-miss index entries at most (a real home needs a few k)
-_MEMO = 256  # words and areas remembered per index version
-
-
-def _tokens(text: str) -> list[str]:
-    return [t for t in re.split(r"[^0-9a-z]+", text.casefold()) if t and t not in _STOP]
-
-
-def _fuzzy(token: str) -> bool:
-    return _FUZZY_MIN <= len(token) <= _FUZZY_MAX and not token.isdigit()
-
-
-def _variants(token: str) -> set[str]:
-    """The token and every one-character deletion of it: two tokens that share one
-    are at most a substitution, an insertion or a swap apart."""
-    return {token} | {token[:i] + token[i + 1 :] for i in range(len(token))}
-
-
-@dataclass(frozen=True)
-class _Doc:
-    name: tuple[str, ...]
-    area: tuple[str, ...]
-    kind: tuple[str, ...]
-    folded_name: str
-
-
-class _SearchIndex:
-    """Postings (token → device ids) of every device's name, area and kind words, and a
-    deletion index for near misses ("kitchn"), kept current as devices come and go.
-
-    A word matches a token exactly (score 1) or, for words of 4+ letters, a token
-    sharing a deletion variant whose difflib ratio is at least 0.8 (score 0.9 x ratio),
-    as before, only without comparing every word with every device.
-    """
-
-    def __init__(self) -> None:
-        self.postings: dict[str, dict[str, set[str]]] = {"name": {}, "area": {}, "kind": {}}
-        self.by_name: dict[str, set[str]] = {}  # casefolded name -> ids
-        self.docs: dict[str, _Doc] = {}
-        self.version = 0
-        self._refs: Counter[str] = Counter()
-        self._near: dict[str, set[str]] = {}  # deletion variant -> tokens
-        self._near_entries = 0
-        self._matches: OrderedDict[str, dict[str, float]] = OrderedDict()
-        self._areas: OrderedDict[str, frozenset[str] | None] = OrderedDict()
-
-    def add(self, device: Device) -> None:
-        if device.id in self.docs:
-            self.remove(device.id)
-        kind = _SYNONYMS.get(device.component, ()) + tuple(_tokens(device.device_class or ""))
-        doc = _Doc(
-            tuple(_tokens(device.name)),
-            tuple(_tokens(device.area or "")),
-            kind,
-            device.name.casefold(),
-        )
-        self.docs[device.id] = doc
-        self.by_name.setdefault(doc.folded_name, set()).add(device.id)
-        for field_name, words in (("name", doc.name), ("area", doc.area), ("kind", doc.kind)):
-            postings = self.postings[field_name]
-            for word in set(words):
-                postings.setdefault(word, set()).add(device.id)
-                self._refs[word] += 1
-                if self._refs[word] == 1 and _fuzzy(word):
-                    self._index_near(word)
-        self._changed()
-
-    def remove(self, device_id: str) -> None:
-        doc = self.docs.pop(device_id, None)
-        if doc is None:
-            return
-        _discard(self.by_name, doc.folded_name, device_id)
-        for field_name, words in (("name", doc.name), ("area", doc.area), ("kind", doc.kind)):
-            postings = self.postings[field_name]
-            for word in set(words):
-                _discard(postings, word, device_id)
-                self._refs[word] -= 1
-                if self._refs[word] <= 0:
-                    del self._refs[word]
-                    if _fuzzy(word):
-                        self._unindex_near(word)
-        self._changed()
-
-    def _index_near(self, word: str) -> None:
-        variants = _variants(word)
-        if self._near_entries + len(variants) > _FUZZY_ENTRIES:
-            return  # a runaway inventory: exact matches still work
-        for v in variants:
-            self._near.setdefault(v, set()).add(word)
-        self._near_entries += len(variants)
-
-    def _unindex_near(self, word: str) -> None:
-        variants = _variants(word)
-        if word not in self._near.get(word, ()):
-            return  # never indexed
-        for v in variants:
-            _discard(self._near, v, word)
-        self._near_entries -= len(variants)
-
-    def _changed(self) -> None:
-        self.version += 1
-        self._matches.clear()
-        self._areas.clear()
-
-    def match(self, word: str) -> dict[str, float]:
-        """Known tokens this word may mean, with their scores."""
-        hit = self._matches.get(word)
-        if hit is not None:
-            return hit
-        found: dict[str, float] = {}
-        if word in self._refs:
-            found[word] = 1.0
-        if _fuzzy(word):
-            candidates: set[str] = set()
-            for v in _variants(word):
-                candidates |= self._near.get(v, set())
-            for cand in candidates - {word}:
-                ratio = difflib.SequenceMatcher(None, word, cand).ratio()
-                if ratio >= _FUZZY_RATIO:
-                    found[cand] = ratio * 0.9
-        self._matches[word] = found
-        if len(self._matches) > _MEMO:
-            self._matches.popitem(last=False)
-        return found
-
-    def ids_with(self, field_name: str, word: str) -> set[str]:
-        """Devices whose `field_name` words include one this word may mean."""
-        postings = self.postings[field_name]
-        out: set[str] = set()
-        for token in self.match(word):
-            out |= postings.get(token, set())
-        return out
-
-    def in_area(self, area: str) -> frozenset[str] | None:
-        """Devices in `area`: all its words fit the device's area, or else its name.
-        None when the area has no words (every device fits)."""
-        if area in self._areas:
-            return self._areas[area]
-        want = set(_tokens(area))
-        result: frozenset[str] | None = None
-        if want:
-            by_area: set[str] | None = None
-            by_name: set[str] | None = None
-            for word in want:
-                a, n = self.ids_with("area", word), self.ids_with("name", word)
-                by_area = a if by_area is None else by_area & a
-                by_name = n if by_name is None else by_name & n
-            result = frozenset((by_area or set()) | (by_name or set()))
-        self._areas[area] = result
-        if len(self._areas) > _MEMO:
-            self._areas.popitem(last=False)
-        return result
-
-    def scores(self, query: str) -> dict[str, float]:
-        """Every device the words fit at all, with how well (1.0 only for an exact name)."""
-        out: dict[str, float] = {i: 1.0 for i in self.by_name.get(query.casefold(), ())}
-        if query in self.docs:
-            out[query] = 1.0
-        words = _tokens(query)
-        if not words:
-            return out
-        weights = (("name", 1.0), ("area", 0.9), ("kind", 0.6))
-        total: dict[str, float] = {}
-        for word, count in Counter(words).items():
-            best: dict[str, float] = {}
-            for token, score in self.match(word).items():
-                for field_name, weight in weights:
-                    value = score * weight
-                    for dev_id in self.postings[field_name].get(token, ()):
-                        if value > best.get(dev_id, 0.0):
-                            best[dev_id] = value
-            for dev_id, value in best.items():
-                total[dev_id] = total.get(dev_id, 0.0) + count * value
-        for dev_id, value in total.items():
-            if dev_id not in out:
-                out[dev_id] = value / len(words) * 0.97  # only an exact id/name is certain
-        return out
-
-
-def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
-    members = index.get(key)
-    if members is not None:
-        members.discard(value)
-        if not members:
-            del index[key]
 
 
 # ------------------------------------------------------------------ inventory
@@ -828,21 +215,24 @@ class Inventory:
         self._last: OrderedDict[str, str] = OrderedDict()
         self._last_chars = 0
         self._unkept: set[str] = set()  # followed topics whose last payload was not kept
-        self._index = _SearchIndex()
+        self._index = SearchIndex()
         self._sorted: list[Device] | None = None
 
     # ---- queries
 
     def devices(self) -> list[Device]:
+        """Every known device, by id."""
         if self._sorted is None:
             self._sorted = sorted((e.device for e in self._entries.values()), key=lambda d: d.id)
         return list(self._sorted)
 
     def get(self, device_id: str) -> Device | None:
+        """The device with exactly this id (never a fuzzy match)."""
         entry = self._entries.get(device_id)
         return entry.device if entry else None
 
     def state(self, device_id: str) -> Mapping[str, StateValue]:
+        """The device's last reported state (a copy; empty when unknown)."""
         entry = self._entries.get(device_id)
         return dict(entry.state) if entry else {}
 
@@ -852,6 +242,7 @@ class Inventory:
         return _availability_of(entry) if entry else None
 
     def snapshot(self, device_id: str) -> DeviceSnapshot | None:
+        """The device with its state and availability now; None if unknown."""
         entry = self._entries.get(device_id)
         if entry is None:
             return None
@@ -953,6 +344,7 @@ class Inventory:
                     del self._topic_devices[topic]
 
     def remove(self, device_id: str) -> Device | None:
+        """Forget a device (listeners hear of it); None when there was none."""
         entry = self._entries.pop(device_id, None)
         if entry is None:
             return None
@@ -1105,7 +497,7 @@ class Inventory:
             self.stats.availability_messages += 1
             self._apply_availability(entry, topic, text)
         if topic in dev.state_topics:
-            values = decode_state(dev.config, topic, text)
+            values = dev.decode(topic, text)
             if not values:
                 self.stats.state_ignored += 1
                 return
@@ -1157,7 +549,7 @@ class Inventory:
         for at in entry.device.availability.topics:
             if at.topic != topic:
                 continue
-            value = _render(at.template, text)
+            value = render(at.template, text)
             if value == at.payload_available:
                 entry.avail[topic] = True
                 entry.avail_latest = True
@@ -1172,6 +564,7 @@ class Inventory:
 
     @property
     def discovery_filters(self) -> tuple[str, str]:
+        """The two filters discovery configs arrive on (with and without a node id)."""
         return (f"{self.prefix}/+/+/config", f"{self.prefix}/+/+/+/config")
 
     def topics(self) -> set[str]:
@@ -1191,6 +584,7 @@ class Inventory:
         self.handle_discovery(msg.topic, msg.payload)
 
     def detach(self) -> None:
+        """Stop following the broker (the devices and their state stay)."""
         for sub in [*self._disc_subs, *self._subs.values()]:
             sub.cancel()
         self._disc_subs.clear()

@@ -9,8 +9,8 @@ door lock's. So a command is sensitive when any of these holds:
   name; a relay, button or scene whose names or topics say gate, garage, door, lock
   or alarm;
 * its topic is a command topic of any sensitive device (an alias, whoever announced it);
-* its payload unlocks, unlatches, disarms or opens something (blinds, shades and
-  windows excepted: opening them is no way in).
+* its payload unlocks, unlatches, disarms or opens something (blinds, shades,
+  windows and valves excepted: opening them is no way in).
 
 Each sensitive command has a category (lock, alarm, gate, garage, door, other); the
 category decides how the user may confirm (`tools.confirm_with`).
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.home.inventory import Device
+from daemon.home.device import Device
 
 CATEGORIES: tuple[str, ...] = ("lock", "alarm", "gate", "garage", "door", "other")
 DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "door", "alarm_control_panel")
@@ -32,6 +32,8 @@ DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "door", "alarm_c
 HARMLESS_COVERS = frozenset(
     {"awning", "blind", "curtain", "damper", "shade", "shutter", "window"}
 )
+# Components whose opening lets nobody in: a water or gas valve.
+HARMLESS_COMPONENTS = frozenset({"valve"})
 # Words in a name, id or topic that mark an entry point, and their category.
 _ENTRY_WORDS: Mapping[str, str] = {
     "lock": "lock", "unlock": "lock", "deadbolt": "lock", "latch": "lock",
@@ -85,7 +87,7 @@ def _payload_tokens(payload: str) -> set[str]:
 
 @dataclass(frozen=True)
 class Entity:
-    """What the policy reads of a device (daemon.home.inventory.Device has it all)."""
+    """What the policy reads of a device (daemon.home.device.Device has it all)."""
 
     id: str
     name: str
@@ -156,7 +158,7 @@ class SensitivityPolicy:
             alias = self._topics.get(topic)
             if alias is not None:
                 return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
-        harmless = e.component == "cover" and e.device_class in HARMLESS_COVERS
+        harmless = _opens_no_way_in(e)
         for action in actions:
             cat = _ACTION_CATEGORY.get(action)
             if cat is not None and not (harmless and cat == "door"):
@@ -182,19 +184,26 @@ class SensitivityPolicy:
         self._fresh()
         if action in _ACTION_CATEGORY:
             cat = _ACTION_CATEGORY[action]
-            if not (cat == "door" and e.component == "cover" and e.device_class in HARMLESS_COVERS):
+            if not (cat == "door" and _opens_no_way_in(e)):
                 return Sensitivity(_COMPONENT_CATEGORY.get(e.component, cat), f"it would {action}")
         alias = self._topics.get(topic)
         if alias is not None:
             return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
         words = _payload_tokens(payload)
-        harmless_cover = e.component == "cover" and (e.device_class or "") in HARMLESS_COVERS
+        harmless = _opens_no_way_in(e)
         for word, cat in _PAYLOAD_WORDS.items():
-            if word in words and not (harmless_cover and cat == "door"):
+            if word in words and not (harmless and cat == "door"):
                 if e.component == "alarm_control_panel":
                     cat = "alarm"
                 return Sensitivity(cat, f"the command says {word!r}")
         return None
+
+
+def _opens_no_way_in(e: Entity) -> bool:
+    """Opening it lets nobody in: blinds, shades, windows and the like, and valves."""
+    if e.component in HARMLESS_COMPONENTS:
+        return True
+    return e.component == "cover" and (e.device_class or "") in HARMLESS_COVERS
 
 
 def _category_of(component: str, cls: str, listed: str) -> str:

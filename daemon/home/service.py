@@ -6,11 +6,12 @@ It owns one MQTT connection and keeps three things current:
   Home Assistant discovery under `mqtt.discovery_prefix` (re-read when Home
   Assistant says `<prefix>/status` = online; discovered devices whose config did
   not come back in the re-read are forgotten);
-* the model's device tools (daemon.tools.home_tools), rebuilt after a quiet
+* the model's device tools (daemon.home.model_tools), rebuilt after a quiet
   `mqtt.refresh_debounce` so a burst of announcements is one context update;
-* the daemon itself as a Home Assistant device: glasses connected, battery, Live
-  link state, last transcript, and the "mute microphone" and "camera" switches
-  that really call the Agent. Its availability is the connection's last will.
+* the daemon itself as a Home Assistant device (daemon.home.own_device): glasses
+  connected, battery, Live link state, last transcript, and the "mute microphone"
+  and "camera" switches that really call the Agent. Its availability is the
+  connection's last will.
 
 `describe()` renders the inventory and the exact declarations the model sees, for
 `edge-agent devices`; `snapshot()` fills the inventory first from the broker's
@@ -22,33 +23,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import math
 import os
-import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from daemon import __version__
 from daemon.config import MqttSettings, Settings
+from daemon.home.actions import plain_state
 from daemon.home.admission import Admission, fingerprint
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
 from daemon.home.consent import ConsentTracker
+from daemon.home.device import Device
 from daemon.home.executor import CommandExecutor, HomeControl
 from daemon.home.inventory import (
-    EDGE_AGENT_MODEL,
-    EDGE_AGENT_ORIGIN,
-    Device,
     DeviceAdded,
     DeviceRemoved,
     DeviceUpdated,
     Inventory,
     InventoryEvent,
 )
+from daemon.home.model_tools import TOOL_NAMES, HomeTools, Registry, action_text
 from daemon.home.mqtt import (
     MqttConnection,
     MqttMessage,
@@ -56,24 +53,15 @@ from daemon.home.mqtt import (
     PublishOutcome,
     Subscription,
 )
+from daemon.home.own_device import OwnDevice, StatusProvider, Switch
 from daemon.home.sensitivity import CATEGORIES, SensitivityPolicy, entity_of
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
-from daemon.tools.home_tools import TOOL_NAMES, HomeTools, action_text
-from daemon.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
-StatusProvider = Callable[[], Mapping[str, Any]]
-Switch = Callable[[bool], None]
-
-_STATE_MAX_CHARS = 255  # Home Assistant's limit for an entity state
-_POLL_SECONDS = 0.25  # how often the daemon's own state is compared with what was sent
 _SETTLE_SECONDS = 0.2  # retained messages have stopped arriving after this much quiet
 _REREAD_INTERVAL = 30.0  # Home Assistant's "online" re-reads discovery at most this often
-_HELD_KEY = "_new_sensitive_devices"
-# Switch commands that make the daemon hear or see more: opt-in over MQTT.
-_OPENING = {"mute_microphone": False, "camera": True}
 
 
 class AgentControls(Protocol):
@@ -105,57 +93,6 @@ class _NoBroker:
         raise NotPublished("no MQTT broker is configured (mqtt.host); nothing was sent")
 
 
-@dataclass(frozen=True)
-class OwnEntity:
-    """One entity of the daemon's own Home Assistant device."""
-
-    component: str
-    object_id: str
-    name: str
-    value: Callable[[Mapping[str, Any]], str]
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    command: Switch | None = None
-    retain: bool = True
-
-
-def node_id_for(client_id: str) -> str:
-    """The discovery node id: the client id with anything but [A-Za-z0-9_-] as `_`."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", client_id) or "edge_agent"
-
-
-def _on_off(value: Any) -> str:
-    return "ON" if value else "OFF"
-
-
-def _glasses_connected(status: Mapping[str, Any]) -> str:
-    """A BLE peripheral says `connected`; a file or microphone input is always there."""
-    peripheral = status.get("peripheral")
-    if not isinstance(peripheral, Mapping):
-        return "OFF"
-    connected = peripheral.get("connected")
-    if isinstance(connected, bool):
-        return _on_off(connected)
-    return _on_off(peripheral.get("kind") in ("file", "kiosk"))
-
-
-def _battery(status: Mapping[str, Any]) -> str:
-    value = status.get("battery_percent")
-    if value is None and isinstance(status.get("peripheral"), Mapping):
-        value = status["peripheral"].get("battery")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return "None"  # Home Assistant's "unknown" for a sensor
-    return str(round(value))
-
-
-def _text(key: str, default: str = "") -> Callable[[Mapping[str, Any]], str]:
-    def get(status: Mapping[str, Any]) -> str:
-        value = status.get(key)
-        text = default if value is None else str(value)
-        return text[:_STATE_MAX_CHARS]
-
-    return get
-
-
 class _Counted:
     """Moves a stats dataclass's counters into a labelled Prometheus counter by delta."""
 
@@ -182,7 +119,7 @@ class HomeService:
     def __init__(
         self,
         settings: Settings,
-        registry: ToolRegistry,
+        registry: Registry,
         metrics: Metrics,
         agent: AgentControls | None = None,
         *,
@@ -198,53 +135,33 @@ class HomeService:
         self.registry = registry
         self.metrics = metrics
         mqtt = settings.mqtt
-        self.client_id = mqtt.client_id
-        self.node_id = node_id_for(mqtt.client_id)
-        self.base_topic = f"edge-agent/{mqtt.client_id}"
-        self.on_mute = on_mute or (agent.set_mic_muted if agent else None)
-        self.on_camera = on_camera or (agent.set_camera_enabled if agent else None)
-        self.status_provider = status_provider or (agent.status if agent else None)
-        tools = settings.tools
         # Only the user can confirm a sensitive action: the tracker follows the Agent's
         # conversation. No Agent (and no tracker given): nothing sensitive ever acts.
         if consent is None and agent is not None:
-            pin = tools.confirm_pin.get_secret_value().strip() if tools.confirm_pin else None
-            consent = ConsentTracker(pin=pin)
+            pin = settings.tools.confirm_pin
+            consent = ConsentTracker(pin=pin.get_secret_value().strip() if pin else None)
             agent.add_observer(consent)
         self.consent = consent
-
-        self.inventory = Inventory(mqtt.discovery_prefix, ignore_nodes={self.node_id})
-        self.declared_errors = self.inventory.load_declared(mqtt.devices, key="mqtt.devices")
         self.conn: MqttConnection | None = connection
         if self.conn is None and mqtt.host:
             self.conn = MqttConnection(mqtt)
-        self.executor = CommandExecutor(
-            self.conn if self.conn is not None else _NoBroker(),
-            self.inventory,
-            deadline=tools.confirm_deadline,
+        base_topic = f"edge-agent/{mqtt.client_id}"
+        self.own_device = OwnDevice(
+            mqtt,
+            metrics,
+            availability_topic=(
+                self.conn.availability_topic if self.conn else f"{base_topic}/availability"
+            ),
+            held=self._held_line,
+            status_provider=status_provider or (agent.status if agent else None),
+            on_mute=on_mute or (agent.set_mic_muted if agent else None),
+            on_camera=on_camera or (agent.set_camera_enabled if agent else None),
         )
-        self.policy = SensitivityPolicy(
-            tools.sensitive, lambda: [entity_of(d) for d in self.inventory.devices()]
+        self.inventory = Inventory(
+            mqtt.discovery_prefix, ignore_nodes={self.own_device.node_id}
         )
-        self.gate = ConfirmationGate(
-            ConfirmationBook(ttl=tools.confirm_ttl),
-            self.policy,
-            consent,
-            confirm_with={
-                cat: frozenset(getattr(tools.confirm_with, cat)) for cat in CATEGORIES
-            },
-            taps_possible=taps_possible or (agent.taps_possible if agent else lambda: False),
-            answer_wait=tools.confirm_wait,
-        )
-        self.admission = Admission(
-            discovery_prefix=mqtt.discovery_prefix,
-            configured_prefixes=mqtt.command_prefixes,
-            hold_seconds=tools.new_device_hold,
-            state=state,
-            clock=time.monotonic,
-            topics=self._admission_topics,
-        )
-        self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
+        self.declared_errors = self.inventory.load_declared(mqtt.devices, key="mqtt.devices")
+        self._build_control(state, taps_possible or (agent.taps_possible if agent else None))
         self.tools = HomeTools(
             self.inventory,
             self.control,
@@ -257,27 +174,71 @@ class HomeService:
         self.rereads = 0
         self.reread_coalesced = 0
         self.inventory.add_listener(self._on_inventory)
-        self.entities = self._own_entities()
-        self.announcements = 0
         self._ready = asyncio.Event()
         self._running = False
-        self._wake = asyncio.Event()
-        self._announce_due = False
         self._reread = asyncio.Event()
         self._seen: set[str] | None = None  # discovery topics seen during a re-read
-        self._published: dict[str, str] = {}
-        self._commanded: dict[str, bool] = {}
         self._disc_subs: list[Subscription] = []
         self._subs: list[Subscription] = []
-        self._counted = [
+        self._counted = self._counters()
+
+    def _build_control(
+        self, state: StateStore | None, taps_possible: Callable[[], bool] | None
+    ) -> None:
+        """The executor, the sensitivity policy, the confirmation gate and admission."""
+        tools = self.settings.tools
+        mqtt = self.settings.mqtt
+        self.executor = CommandExecutor(
+            self.conn if self.conn is not None else _NoBroker(),
+            self.inventory,
+            deadline=tools.confirm_deadline,
+        )
+        self.policy = SensitivityPolicy(
+            tools.sensitive, lambda: [entity_of(d) for d in self.inventory.devices()]
+        )
+        self.gate = ConfirmationGate(
+            ConfirmationBook(ttl=tools.confirm_ttl),
+            self.policy,
+            self.consent,
+            confirm_with={
+                cat: frozenset(getattr(tools.confirm_with, cat)) for cat in CATEGORIES
+            },
+            taps_possible=taps_possible or (lambda: False),
+            answer_wait=tools.confirm_wait,
+        )
+        self.admission = Admission(
+            discovery_prefix=mqtt.discovery_prefix,
+            configured_prefixes=mqtt.command_prefixes,
+            hold_seconds=tools.new_device_hold,
+            state=state,
+            clock=time.monotonic,
+            topics=self._admission_topics,
+        )
+        self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
+
+    def _counters(self) -> list[_Counted]:
+        """The stats that move into /metrics."""
+        metrics = self.metrics
+        counted = [
             _Counted(metrics.home_messages, self.inventory.stats),
             _Counted(metrics.home_commands, self.executor.stats),
             _Counted(metrics.home_confirmations, self.gate.book.stats),
         ]
-        if consent is not None:
-            self._counted.append(_Counted(metrics.home_confirmations, consent.stats))
+        if self.consent is not None:
+            counted.append(_Counted(metrics.home_confirmations, self.consent.stats))
         if self.conn is not None:
-            self._counted.append(_Counted(metrics.mqtt_events, self.conn.stats))
+            counted.append(_Counted(metrics.mqtt_events, self.conn.stats))
+        return counted
+
+    @property
+    def announcements(self) -> int:
+        """How often the daemon's own entities were announced."""
+        return self.own_device.announcements
+
+    def _held_line(self) -> str:
+        """The new sensitive devices on hold, for Home Assistant: one line."""
+        held = self.admission.held()
+        return ", ".join(f"{h.name} ({h.category})" for h in held) or "none"
 
     # ----------------------------------------------------------- sensitive devices
 
@@ -310,7 +271,7 @@ class HomeService:
         elif self._initial_done:
             record = self._sensitive_record(event.device)
             if record is not None and self.admission.consider(event.device.id, *record):
-                self._wake.set()  # announce it to Home Assistant now
+                self.own_device.wake()  # announce it to Home Assistant now
 
     def _settle_sensitive(self) -> None:
         """The first full read of the broker's discovery configs is in."""
@@ -323,146 +284,6 @@ class HomeService:
                 found[dev.id] = record
         self.admission.settle_initial(found)
         self._initial_done = True
-
-    # ----------------------------------------------------------- own device
-
-    @property
-    def availability_topic(self) -> str:
-        return self.conn.availability_topic if self.conn else f"{self.base_topic}/availability"
-
-    def state_topic(self, entity: OwnEntity) -> str:
-        return f"{self.base_topic}/{entity.object_id}"
-
-    def command_topic(self, entity: OwnEntity) -> str:
-        return f"{self.base_topic}/{entity.object_id}/set"
-
-    def discovery_topic(self, entity: OwnEntity) -> str:
-        prefix = self.settings.mqtt.discovery_prefix
-        return f"{prefix}/{entity.component}/{self.node_id}/{entity.object_id}/config"
-
-    def _own_entities(self) -> list[OwnEntity]:
-        """Only entities something backs: sensors need a status, switches a callback."""
-        out: list[OwnEntity] = []
-        if self.status_provider is not None:
-            out += [
-                OwnEntity(
-                    "binary_sensor",
-                    "glasses_connected",
-                    "Glasses connected",
-                    _glasses_connected,
-                    {"device_class": "connectivity"},
-                ),
-                OwnEntity(
-                    "sensor",
-                    "battery",
-                    "Battery",
-                    _battery,
-                    {
-                        "device_class": "battery",
-                        "unit_of_measurement": "%",
-                        "state_class": "measurement",
-                    },
-                ),
-                OwnEntity(
-                    "sensor",
-                    "live_link",
-                    "Live link state",
-                    _text("live_link", "unknown"),
-                    {"icon": "mdi:cloud-sync"},
-                ),
-            ]
-            if self.settings.mqtt.publish_transcript:  # opt-in: speech stays here by default
-                # Not retained: what the user said should not sit on the broker forever.
-                out.append(
-                    OwnEntity(
-                        "sensor",
-                        "last_transcript",
-                        "Last transcript",
-                        _text("last_user_text"),
-                        {"icon": "mdi:text-box-outline"},
-                        retain=False,
-                    )
-                )
-        out.append(
-            OwnEntity(
-                "sensor",
-                "new_sensitive_devices",
-                "New sensitive devices on hold",
-                _text(_HELD_KEY, "none"),
-                {"icon": "mdi:shield-alert"},
-            )
-        )
-        if self.on_mute is not None:
-            out.append(
-                OwnEntity(
-                    "switch",
-                    "mute_microphone",
-                    "Mute microphone",
-                    lambda s: _on_off(s.get("microphone_muted")),
-                    {"icon": "mdi:microphone-off"},
-                    command=self.on_mute,
-                )
-            )
-        if self.on_camera is not None:
-            out.append(
-                OwnEntity(
-                    "switch",
-                    "camera",
-                    "Camera",
-                    lambda s: _on_off(s.get("camera_enabled", True)),
-                    {"icon": "mdi:camera"},
-                    command=self.on_camera,
-                )
-            )
-        return out
-
-    def discovery_config(self, entity: OwnEntity) -> dict[str, Any]:
-        """The retained Home Assistant discovery config of one own entity."""
-        config: dict[str, Any] = {
-            "name": entity.name,
-            "unique_id": f"edge-agent-{self.node_id}-{entity.object_id}",
-            "object_id": f"{self.node_id}_{entity.object_id}",
-            "state_topic": self.state_topic(entity),
-            "availability_topic": self.availability_topic,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "device": {
-                "identifiers": [f"edge-agent-{self.node_id}"],
-                "name": f"Edge agent {self.client_id}",
-                "manufacturer": "edge-agent",
-                "model": EDGE_AGENT_MODEL,
-                "sw_version": __version__,
-            },
-            "origin": {"name": EDGE_AGENT_ORIGIN, "sw_version": __version__},
-            **entity.extra,
-        }
-        if entity.command is not None:
-            config.update(
-                command_topic=self.command_topic(entity),
-                payload_on="ON",
-                payload_off="OFF",
-                optimistic=False,
-            )
-        return config
-
-    def entity_states(self) -> dict[str, str]:
-        """The state payload of every own entity, from the status provider.
-
-        Without a provider (or when it does not say), a switch reports what it was
-        last told to do.
-        """
-        status: dict[str, Any] = {}
-        if self.status_provider is not None:
-            try:
-                status = dict(self.status_provider())
-            except Exception:
-                log.exception("status provider failed")
-                return {}
-        held = self.admission.held()
-        status[_HELD_KEY] = ", ".join(f"{h.name} ({h.category})" for h in held) or "none"
-        status.setdefault("microphone_muted", self._commanded.get("mute_microphone", False))
-        status.setdefault("camera_enabled", self._commanded.get("camera", True))
-        return {e.object_id: e.value(status) for e in self.entities}
 
     # ----------------------------------------------------------------- run
 
@@ -493,13 +314,13 @@ class HomeService:
                 )
                 tg.create_task(self._become_ready(conn), name="home-ready")
                 tg.create_task(self._reread_loop(conn), name="home-reread")
-                if self.settings.mqtt.announce and self.entities:
-                    tg.create_task(self._own_device_loop(conn), name="home-announce")
+                if self.settings.mqtt.announce and self.own_device.entities:
+                    tg.create_task(self.own_device.run(conn), name="home-announce")
                 tg.create_task(self._metrics_loop(), name="home-metrics")
         finally:
             self._detach()
             self.tools.unregister()
-            self._sync_metrics()
+            self.sync_metrics()
             self._ready.clear()
             self._running = False
 
@@ -512,13 +333,7 @@ class HomeService:
         prefix = self.settings.mqtt.discovery_prefix
         self._subs = [conn.subscribe(f"{prefix}/status", self._on_ha_status)]
         if self.settings.mqtt.announce:
-            for entity in self.entities:
-                if entity.command is not None:
-                    self._subs.append(
-                        conn.subscribe(
-                            self.command_topic(entity), functools.partial(self._on_command, entity)
-                        )
-                    )
+            self._subs += self.own_device.subscribe(conn)
 
     def _detach(self) -> None:
         self.inventory.detach()
@@ -544,8 +359,7 @@ class HomeService:
             self.metrics.home_ha_commands.labels("ha_status", "coalesced").inc()
             return
         log.info("Home Assistant is online: re-announcing and re-reading discovery")
-        self._announce_due = True
-        self._wake.set()
+        self.own_device.reannounce()
         self._reread.set()
 
     async def _reread_loop(self, conn: MqttConnection) -> None:
@@ -582,7 +396,7 @@ class HomeService:
             conn.resubscribe(*self._disc_subs)
             if not await conn.wait_subscribed(*self._disc_subs, timeout=10.0):
                 return False
-            await self._settle(conn, 3.0)
+            await self.settle(conn, 3.0)
         finally:
             self._seen = None
         if conn.stats.connects != connects or not conn.connected:
@@ -591,43 +405,7 @@ class HomeService:
             log.info("%s (%s): its discovery config is gone; forgotten", device.id, device.name)
         return True
 
-    def _on_command(self, entity: OwnEntity, msg: MqttMessage) -> None:
-        """A switch command from Home Assistant: ON/OFF only, never a retained one."""
-        counter = self.metrics.home_ha_commands
-        if msg.retain:  # a stale command someone retained must not flip the mic on reconnect
-            counter.labels(entity.object_id, "ignored_retained").inc()
-            return
-        text = msg.text().strip().upper()
-        if text not in ("ON", "OFF") or entity.command is None:
-            counter.labels(entity.object_id, "invalid").inc()
-            log.warning("ignored %r on %s", msg.text()[:40], msg.topic)
-            return
-        on = text == "ON"
-        opening = _OPENING.get(entity.object_id)
-        if opening is not None and on == opening and not self.settings.mqtt.remote_unmute:
-            # Anyone who can publish here could listen in: only the safe direction.
-            counter.labels(entity.object_id, "refused_remote_unmute").inc()
-            log.warning(
-                "refused %s %s over MQTT: turning the %s back on from Home Assistant needs "
-                "mqtt.remote_unmute = true (and a broker ACL on %s)",
-                entity.object_id, text,
-                "microphone" if entity.object_id == "mute_microphone" else "camera",
-                msg.topic,
-            )
-            self._wake.set()  # re-publish the real state so Home Assistant's switch flips back
-            self._published.pop(entity.object_id, None)
-            return
-        try:
-            entity.command(on)
-        except Exception:
-            counter.labels(entity.object_id, "error").inc()
-            log.exception("%s: applying %s failed", entity.object_id, text)
-            return
-        self._commanded[entity.object_id] = text == "ON"
-        counter.labels(entity.object_id, "applied").inc()
-        self._wake.set()
-
-    async def _settle(self, conn: MqttConnection, limit: float) -> None:
+    async def settle(self, conn: MqttConnection, limit: float) -> None:
         """Wait until no message arrived for a moment (retained ones come in a burst)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
@@ -643,69 +421,18 @@ class HomeService:
 
     async def _become_ready(self, conn: MqttConnection) -> None:
         await conn.wait_subscribed(*self._disc_subs)
-        await self._settle(conn, 3.0)
+        await self.settle(conn, 3.0)
         self._settle_sensitive()
         self.tools.refresh()  # now, not after the debounce: the model may be about to ask
         self._ready.set()
 
-    async def _own_device_loop(self, conn: MqttConnection) -> None:
-        """Announce on every new connection and on HA's birth; publish states on change."""
-        loop = asyncio.get_running_loop()
-        announced_on = -1
-        last_full = -math.inf
-        interval = self.settings.mqtt.state_interval
-        while True:
-            await conn.wait_connected()
-            try:
-                if conn.stats.connects != announced_on or self._announce_due:
-                    connects = conn.stats.connects
-                    self._announce_due = False
-                    await self.announce(conn)
-                    announced_on = connects
-                    self._published.clear()
-                if loop.time() - last_full >= interval:
-                    self._published.clear()
-                    last_full = loop.time()
-                await self._publish_states(conn)
-            except NotPublished as exc:
-                log.info("own device state not published: %s", exc)
-                self.metrics.home_state_publishes.labels("not_sent").inc()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_POLL_SECONDS):
-                    await self._wake.wait()
-            self._wake.clear()
-
-    async def announce(self, conn: MqttConnection) -> None:
-        """Publish every own entity's discovery config, retained."""
-        for entity in self.entities:
-            await conn.publish(
-                self.discovery_topic(entity),
-                json.dumps(self.discovery_config(entity), separators=(",", ":")),
-                qos=1,
-                retain=True,
-                timeout=5.0,
-            )
-        self.announcements += 1
-        self.metrics.home_announcements.inc()
-
-    async def _publish_states(self, conn: MqttConnection) -> None:
-        states = self.entity_states()
-        for entity in self.entities:
-            value = states.get(entity.object_id)
-            if value is None or self._published.get(entity.object_id) == value:
-                continue
-            await conn.publish(
-                self.state_topic(entity), value, qos=1, retain=entity.retain, timeout=5.0
-            )
-            self._published[entity.object_id] = value
-            self.metrics.home_state_publishes.labels("published").inc()
-
     async def _metrics_loop(self) -> None:
         while True:
-            self._sync_metrics()
+            self.sync_metrics()
             await asyncio.sleep(1.0)
 
-    def _sync_metrics(self) -> None:
+    def sync_metrics(self) -> None:
+        """Move the counters into /metrics now (the service does it every second)."""
         for counted in self._counted:
             counted.sync()
         self.metrics.mqtt_connected.set(1 if self.conn is not None and self.conn.connected else 0)
@@ -758,7 +485,7 @@ class HomeService:
                 ]
                 if not await conn.wait_subscribed(*subs, timeout=timeout):
                     return False
-                await self._settle(conn, timeout)
+                await self.settle(conn, timeout)
             finally:
                 self.inventory.detach()
         return True
@@ -783,8 +510,8 @@ class HomeService:
                 f"  {dev.id}: {dev.name} [{dev.component}, {area}, {dev.source}, {online}{flag}]"
             )
             if snap and snap.state:
-                state = {k: list(v) if isinstance(v, tuple) else v for k, v in snap.state.items()}
-                lines.append(f"      state: {json.dumps(state, ensure_ascii=False)}")
+                state = json.dumps(plain_state(snap.state), ensure_ascii=False)
+                lines.append(f"      state: {state}")
             if dev.capabilities:
                 acts = ", ".join(action_text(a) for a in dev.capabilities)
                 lines.append(f"      actions: {acts}")

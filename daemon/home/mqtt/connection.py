@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import ipaddress
 import logging
 import math
@@ -66,6 +65,16 @@ from paho.mqtt.properties import Properties
 
 from daemon.backoff import Backoff
 from daemon.config import MqttSettings
+from daemon.home.mqtt.intake import PayloadCaps, counting_queue
+from daemon.home.mqtt.messages import (
+    MessageHandler,
+    MqttMessage,
+    MqttStats,
+    NotPublished,
+    PublishOutcome,
+    topic_matches,
+    valid_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,68 +91,24 @@ _SESSION_FOREVER = 0xFFFFFFFF  # MQTT 5 session expiry: like clean_session=False
 _LOOP_LOSSES, _LOOP_WINDOW, _LOOP_YOUNG = 3, 30.0, 5.0
 
 
-@dataclass(frozen=True)
-class MqttMessage:
-    """A received message, independent of the client library."""
-
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-
-    def text(self) -> str:
-        return self.payload.decode("utf-8", errors="replace")
-
-
-MessageHandler = Callable[[MqttMessage], None]
-
-
-class PublishOutcome(enum.Enum):
-    ACKED = "acked"  # the broker acknowledged it (PUBACK)
-    UNCONFIRMED = "unconfirmed"  # handed over, then the link or deadline ran out; not re-sent
-
-
-class NotPublished(Exception):
-    """Nothing was sent and nothing will be: the message never left this process."""
-
-
-@dataclass
-class MqttStats:
-    """Counters until they move to daemon.ops.metrics."""
-
-    connect_attempts: int = 0
-    connects: int = 0
-    connect_failures: int = 0
-    disconnects: int = 0
-    session_takeovers: int = 0  # the broker said another client took our session
-    connect_loops: int = 0  # warnings: lost again and again soon after connecting
-    mqtt5_refused: int = 0  # the broker speaks 3.1.1 only: fell back
-    messages_received: int = 0
-    messages_dropped: int = 0  # the waiting queue was full (count)
-    messages_dropped_backlog: int = 0  # the waiting queue held too many bytes
-    messages_oversized_discovery: int = 0  # a discovery config over max_discovery_bytes
-    messages_oversized_other: int = 0  # any other message over max_state_bytes
-    handler_errors: int = 0
-    publishes_acked: int = 0
-    publishes_unconfirmed: int = 0
-    publishes_not_sent: int = 0
-    subscribe_failures: int = 0
-    last_error: str = ""
-
-
 class Subscription:
     """A handler for one topic filter; `cancel()` removes it (and unsubscribes if last)."""
 
     def __init__(
-        self, conn: MqttConnection, topic_filter: str, handler: MessageHandler, qos: int
+        self,
+        topic_filter: str,
+        handler: MessageHandler,
+        qos: int,
+        on_cancel: Callable[[Subscription], None],
     ) -> None:
         self.topic_filter = topic_filter
         self.handler = handler
         self.qos = qos
-        self._conn = conn
+        self._on_cancel = on_cancel
 
     def cancel(self) -> None:
-        self._conn._remove(self)
+        """Stop calling the handler (unsubscribes when it was the filter's last)."""
+        self._on_cancel(self)
 
 
 @dataclass
@@ -154,72 +119,6 @@ class _Session:
     active: dict[str, int] = field(default_factory=dict)
     mqtt5: bool = False
     ids: dict[int, str] = field(default_factory=dict)  # subscription identifier -> filter
-
-
-def topic_matches(topic: str, topic_filter: str) -> bool:
-    """MQTT filter matching (`+` one level, `#` the rest)."""
-    t_parts = topic.split("/")
-    f_parts = topic_filter.split("/")
-    if t_parts[0].startswith("$") and f_parts[0] in ("+", "#"):
-        return False
-    for i, part in enumerate(f_parts):
-        if part == "#":
-            return True
-        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
-            return False
-    return len(t_parts) == len(f_parts)
-
-
-def _valid_filter(topic_filter: str) -> bool:
-    if not topic_filter or "\x00" in topic_filter:
-        return False
-    parts = topic_filter.split("/")
-    for i, part in enumerate(parts):
-        if "#" in part and (part != "#" or i != len(parts) - 1):
-            return False
-        if "+" in part and part != "+":
-            return False
-    return True
-
-
-def _payload_size(message: aiomqtt.Message) -> int:
-    raw: object = message.payload
-    return len(raw) if isinstance(raw, bytes | bytearray | str) else 0
-
-
-def _footprint(message: aiomqtt.Message) -> int:
-    """Roughly what a waiting message holds: its payload, and paho's objects (an MQTT 5
-    message carries a Properties object of about 6 KB)."""
-    return _payload_size(message) + (6144 if message.properties is not None else 512)
-
-
-def _counting_queue(
-    stats: MqttStats, oversized: Callable[[aiomqtt.Message], bool], max_bytes: int
-) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """The client's queue of received messages: drops (and counts) an oversized one
-    before anything else touches it, and any one that would exceed `max_bytes` waiting."""
-
-    class _Queue(asyncio.Queue[aiomqtt.Message]):
-        waiting_bytes = 0
-
-        def put_nowait(self, item: aiomqtt.Message) -> None:
-            if oversized(item):
-                return
-            size = _footprint(item)
-            if self.full():
-                stats.messages_dropped += 1
-            elif self.waiting_bytes + size > max_bytes:
-                stats.messages_dropped_backlog += 1
-                return
-            super().put_nowait(item)  # full: raises QueueFull, which aiomqtt logs
-            self.waiting_bytes += size
-
-        def get_nowait(self) -> aiomqtt.Message:
-            item = super().get_nowait()
-            self.waiting_bytes -= _footprint(item)
-            return item
-
-    return _Queue
 
 
 def _loss_reason(client: aiomqtt.Client) -> int | None:
@@ -286,10 +185,15 @@ class MqttConnection:
         self._max_queued_bytes = max_queued_bytes
         self._clean_session = clean_session
         self._tls = self._tls_context(settings)
-        self._max_discovery = settings.max_discovery_bytes
-        self._max_other = settings.max_state_bytes
-        self.max_packet_bytes = max(self._max_discovery, self._max_other) + _TOPIC_ROOM
-        self._discovery_root = settings.discovery_prefix.split("/")
+        self.caps = PayloadCaps(
+            self.stats,
+            settings.discovery_prefix,
+            settings.max_discovery_bytes,
+            settings.max_state_bytes,
+        )
+        self.max_packet_bytes = (
+            max(settings.max_discovery_bytes, settings.max_state_bytes) + _TOPIC_ROOM
+        )
         self.mqtt5 = True  # until the broker refuses it
         self._losses: collections.deque[float] = collections.deque(maxlen=_LOOP_LOSSES)
         self._loop_warned_at = -math.inf
@@ -328,6 +232,7 @@ class MqttConnection:
 
     @property
     def connected(self) -> bool:
+        """Connected now (subscriptions restored, "online" sent)."""
         return self._session is not None and not self._session.lost.done()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
@@ -378,11 +283,11 @@ class MqttConnection:
         Returns at once; the SUBSCRIBE goes out on the current connection in the
         background (see `wait_subscribed`) and again after every reconnect.
         """
-        if not _valid_filter(topic_filter):
+        if not valid_filter(topic_filter):
             raise ValueError(f"invalid MQTT topic filter {topic_filter!r}")
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
-        sub = Subscription(self, topic_filter, handler, qos)
+        sub = Subscription(topic_filter, handler, qos, self._remove)
         self._subs.setdefault(topic_filter, []).append(sub)
         self._wildcard_cache = None
         self._dirty.set()
@@ -706,23 +611,6 @@ class MqttConnection:
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
-    def _oversized(self, message: aiomqtt.Message) -> bool:
-        """Over its cap (counted): a discovery config's, or everything else's."""
-        size = _payload_size(message)
-        if size <= min(self._max_discovery, self._max_other):
-            return False
-        parts = message.topic.value.split("/")
-        root = self._discovery_root
-        if parts[: len(root)] == root and parts[-1] == "config" and len(parts) > len(root):
-            if size > self._max_discovery:
-                self.stats.messages_oversized_discovery += 1
-                return True
-            return False
-        if size > self._max_other:
-            self.stats.messages_oversized_other += 1
-            return True
-        return False
-
     def _client(self) -> aiomqtt.Client:
         s = self.settings
         will = (
@@ -748,7 +636,7 @@ class MqttConnection:
             # by this timeout) and the clean DISCONNECT. Other calls pass their own.
             timeout=self._connect_timeout,
             tls_context=self._tls,
-            queue_type=_counting_queue(self.stats, self._oversized, self._max_queued_bytes),
+            queue_type=counting_queue(self.stats, self.caps.oversized, self._max_queued_bytes),
             max_queued_incoming_messages=self._max_queued,
             # Small command messages must not wait for Nagle + delayed ACK (~40 ms each).
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),

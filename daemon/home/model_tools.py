@@ -23,27 +23,22 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from daemon.home.discovery import (
-    COMPONENTS,
-    MAX_TEXT_CHARS,
-    ActionSpec,
-    ArgSpec,
-    clean_text,
-)
+from daemon.home.actions import ActionSpec, ArgSpec, plain_state
+from daemon.home.components import NAMES
+from daemon.home.device import Device
 from daemon.home.executor import HomeControl
 from daemon.home.inventory import (
-    Device,
     DeviceAdded,
     DeviceRemoved,
     DeviceUpdated,
     Inventory,
     InventoryEvent,
-    StateValue,
 )
 from daemon.home.sensitivity import entity_of
-from daemon.tools.registry import Tool, ToolError, ToolRegistry
+from daemon.home.text import MAX_TEXT_CHARS, clean_text
+from daemon.live.calls import Tool, ToolError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +68,7 @@ GEMINI_SCHEMA_KEYWORDS = frozenset(
 )
 
 _MAX_TOKEN_CHARS = 64
-_MAX_ID_CHARS = 128  # daemon.home.discovery.ID_RE
+_MAX_ID_CHARS = 128  # daemon.home.text.ID_RE
 _MAX_QUERY_CHARS = 200  # the words of one spoken reference, with room to spare
 _MAX_AREAS = 30  # named in list_devices' description
 _FEWER_DESCRIBED = 10  # devices described when the declarations are too big
@@ -114,8 +109,22 @@ def action_text(action: ActionSpec) -> str:
     return f"{action.name}({', '.join(_arg_text(a) for a in action.args)})"
 
 
-def _plain(state: Mapping[str, StateValue]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in state.items()}
+class Registry(Protocol):
+    """Where the device tools are registered: daemon.tools.registry.ToolRegistry is one
+    (the generic tools layer sits above the home, so the home names only what it uses)."""
+
+    @property
+    def default_deadline(self) -> float: ...
+
+    def register(self, tool: Tool) -> None: ...
+
+    def unregister(self, name: str) -> None: ...
+
+    def get(self, name: str) -> Tool | None: ...
+
+    def names(self) -> list[str]: ...
+
+    def declarations(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -128,13 +137,13 @@ class HomeToolStats:
 
 
 class HomeTools:
-    """Registers the device tools in a `ToolRegistry` and keeps them current."""
+    """Registers the device tools in a `Registry` and keeps them current."""
 
     def __init__(
         self,
         inventory: Inventory,
         control: HomeControl,
-        registry: ToolRegistry,
+        registry: Registry,
         *,
         max_described: int = 50,
         list_limit: int = 50,
@@ -210,7 +219,7 @@ class HomeTools:
                     },
                     "kind": {
                         "type": "string",
-                        "enum": list(COMPONENTS),
+                        "enum": list(NAMES),
                         "description": "Only devices of this kind.",
                     },
                     "query": {
@@ -390,7 +399,7 @@ class HomeTools:
             "kind": device.component,
             "area": device.area,
             "online": snap.available if snap else None,
-            "state": _plain(snap.state) if snap else {},
+            "state": plain_state(snap.state) if snap else {},
             "actions": [action_text(a) for a in device.capabilities],
         }
         if device.config.caveat:  # what it cannot do here, and why
