@@ -254,17 +254,8 @@ def describe_status(response: Mapping[str, Any] | None) -> str:
         parts.append(f"the Live link is {link}")
     peripheral = status.get("peripheral")
     peripheral = peripheral if isinstance(peripheral, Mapping) else {}
-    kind = peripheral.get("kind")
-    if kind == "ble":
-        device = peripheral.get("device") or peripheral.get("name") or "glasses"
-        connected = "connected" if peripheral.get("connected") else "not connected"
-        parts.append(f"the {device} is {connected}")
-    elif kind == "kiosk":
-        parts.append("I'm listening on the local microphone")
-    elif kind == "file":
-        parts.append("I'm listening to a recording")
-    elif isinstance(kind, str) and kind:
-        parts.append(f"the {kind} peripheral is in use")
+    if (said := _peripheral_phrase(peripheral)) is not None:
+        parts.append(said)
     battery = status.get("battery_percent", peripheral.get("battery"))
     if isinstance(battery, int | float) and not isinstance(battery, bool):
         parts.append(f"the battery is at {round(battery)} percent")
@@ -274,6 +265,22 @@ def describe_status(response: Mapping[str, Any] | None) -> str:
         return "I'm up and running."
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"I'm up and running: {listed}."
+
+
+def _peripheral_phrase(peripheral: Mapping[str, Any]) -> str | None:
+    """What the status says about where the audio comes from, if anything."""
+    kind = peripheral.get("kind")
+    if kind == "ble":
+        device = peripheral.get("device") or peripheral.get("name") or "glasses"
+        connected = "connected" if peripheral.get("connected") else "not connected"
+        return f"the {device} is {connected}"
+    if kind == "kiosk":
+        return "I'm listening on the local microphone"
+    if kind == "file":
+        return "I'm listening to a recording"
+    if isinstance(kind, str) and kind:
+        return f"the {kind} peripheral is in use"
+    return None
 
 
 class _JsonView(dict[str, Any]):
@@ -372,6 +379,21 @@ def _parse_turn(raw: Any, where: str, base_dir: Path | None) -> Turn:
     if user is None:
         raise ScenarioError(f"{where}.user: required (the text the user is heard saying)")
     reply = _text(raw, "reply", where, "") or ""
+    audio = _parse_audio(raw, where, base_dir)
+    calls = _parse_tool_calls(raw, where)
+    usage = _parse_usage(raw["usage"], f"{where}.usage") if "usage" in raw else None
+    return Turn(
+        user=user,
+        reply=reply,
+        audio=audio,
+        tool_calls=calls,
+        cancelled_reply=_text(raw, "cancelled_reply", where, None),
+        usage=usage,
+    )
+
+
+def _parse_audio(raw: Mapping[str, Any], where: str, base_dir: Path | None) -> ReplyAudio:
+    """The reply voice of a turn: a tone (or chirp), or a WAV file that must load."""
     duration = _number(raw, "audio_ms", where, 1000.0)
     if not 0 <= duration <= _MAX_AUDIO_MS:
         raise ScenarioError(f"{where}.audio_ms: must be between 0 and {_MAX_AUDIO_MS:.0f}")
@@ -396,42 +418,39 @@ def _parse_turn(raw: Any, where: str, base_dir: Path | None) -> Turn:
             _load_wav_24k(str(wav))
         except (OSError, wave.Error, ValueError) as exc:
             raise ScenarioError(f"{where}.audio_file: {wav}: {exc}") from exc
+    return ReplyAudio(
+        duration_ms=duration, tone_hz=tone, chirp_to_hz=chirp, amplitude=amplitude,
+        wav_path=wav,
+    )
+
+
+def _parse_tool_calls(raw: Mapping[str, Any], where: str) -> tuple[ToolCallSpec, ...]:
+    """A turn's calls, from ``tool_call`` (one) or ``tool_calls`` (a list), not both."""
     if "tool_call" in raw and "tool_calls" in raw:
         raise ScenarioError(f"{where}: give tool_call or tool_calls, not both")
-    calls: tuple[ToolCallSpec, ...] = ()
     if "tool_call" in raw:
-        calls = (_parse_tool_call(raw["tool_call"], f"{where}.tool_call"),)
-    elif "tool_calls" in raw:
-        raw_calls = raw["tool_calls"]
-        if not isinstance(raw_calls, list) or len(raw_calls) > 64:
-            raise ScenarioError(f"{where}.tool_calls: must be a list of at most 64 tables")
-        calls = tuple(
-            _parse_tool_call(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(raw_calls)
-        )
-    usage: Usage | None = None
-    if "usage" in raw:
-        u = raw["usage"]
-        if not isinstance(u, dict):
-            raise ScenarioError(f"{where}.usage: must be a table")
-        _check_keys(u, {"prompt_token_count", "response_token_count"}, f"{where}.usage")
-        counts = []
-        for key in ("prompt_token_count", "response_token_count"):
-            v = u.get(key, 0)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ScenarioError(f"{where}.usage.{key}: must be a non-negative integer")
-            counts.append(v)
-        usage = Usage(prompt_token_count=counts[0], response_token_count=counts[1])
-    return Turn(
-        user=user,
-        reply=reply,
-        audio=ReplyAudio(
-            duration_ms=duration, tone_hz=tone, chirp_to_hz=chirp, amplitude=amplitude,
-            wav_path=wav,
-        ),
-        tool_calls=calls,
-        cancelled_reply=_text(raw, "cancelled_reply", where, None),
-        usage=usage,
+        return (_parse_tool_call(raw["tool_call"], f"{where}.tool_call"),)
+    if "tool_calls" not in raw:
+        return ()
+    raw_calls = raw["tool_calls"]
+    if not isinstance(raw_calls, list) or len(raw_calls) > 64:
+        raise ScenarioError(f"{where}.tool_calls: must be a list of at most 64 tables")
+    return tuple(
+        _parse_tool_call(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(raw_calls)
     )
+
+
+def _parse_usage(u: Any, where: str) -> Usage:
+    if not isinstance(u, dict):
+        raise ScenarioError(f"{where}: must be a table")
+    _check_keys(u, {"prompt_token_count", "response_token_count"}, where)
+    counts = []
+    for key in ("prompt_token_count", "response_token_count"):
+        v = u.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ScenarioError(f"{where}.{key}: must be a non-negative integer")
+        counts.append(v)
+    return Usage(prompt_token_count=counts[0], response_token_count=counts[1])
 
 
 @functools.lru_cache(maxsize=64)

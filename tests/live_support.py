@@ -15,12 +15,12 @@ from pydantic import SecretStr
 from daemon.agent import Agent
 from daemon.backoff import Backoff
 from daemon.config import LiveSettings
+from daemon.live.calls import FunctionCall
 from daemon.live.events import LiveEvent, TurnComplete
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk
 from daemon.ops.metrics import Metrics
 from daemon.peripherals.base import MediaSink, Peripheral
-from daemon.live.calls import FunctionCall
 from daemon.tools.registry import ToolRegistry
 from simulator.live_server import FakeLiveServer
 from simulator.probe import read_stamps, stamped_chunk

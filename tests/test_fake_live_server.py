@@ -29,6 +29,7 @@ from google.genai import errors, types
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from daemon.live.socket_door import sdk_websocket
 from simulator.live_server import (
     EndOfUtteranceDetector,
     FakeLiveServer,
@@ -386,7 +387,9 @@ async def test_a_tool_response_cut_before_it_is_read(
         call = await read_until_tool_call(session)
         await session.send_tool_response(function_responses=[
             types.FunctionResponse(id=call.id, name=call.name, response={"output": "up"})])
-        pong = await session._ws.ping()  # right behind the answer, as the daemon does
+        ws = sdk_websocket(session)  # the SDK's socket, through the daemon's one door
+        assert ws is not None
+        pong = await ws.ping()  # right behind the answer, as the daemon does
         if code is None:
             with pytest.raises(TimeoutError):  # a quiet server answers nothing
                 await asyncio.wait_for(asyncio.shield(pong), 0.5)

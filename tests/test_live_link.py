@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from daemon.backoff import Backoff
 from daemon.config import LiveSettings
+from daemon.live.calls import ToolResponse
 from daemon.live.events import (
     LinkStatus,
     ModelAudio,
@@ -30,10 +31,12 @@ from daemon.live.events import (
     ToolCallRequest,
     TurnComplete,
 )
-from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink, _Connection
+from daemon.live.link import UNENCODABLE_ANSWER, LiveFatalError, LiveLink
+from daemon.live.sender import audio_batch
+from daemon.live.socket_life import SocketLife
+from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
-from daemon.live.calls import ToolResponse
 from simulator.live_server import FakeLiveServer, Fault, Trigger, decode_base64
 from simulator.probe import read_stamps
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
@@ -79,7 +82,7 @@ def assert_no_call_unanswered(run: Run) -> None:
     srv = run.server
     assert not srv.unexpected_tool_responses
     answered = {r.id for r in srv.tool_responses}
-    cancelled = {c.id for c in srv.tool_cancellations} if srv.tool_cancellations else set()
+    cancelled = {i for c in srv.tool_cancellations for i in c.ids}
     asked = {c.id for c in srv.tool_calls}
     assert asked <= answered | cancelled, asked - answered
 
@@ -112,7 +115,7 @@ async def test_conversation_with_tool_round_trip(server: FakeLiveServer) -> None
     assert_no_call_unanswered(run)
     # the answer went up once, and the pong right behind it confirmed it
     assert [m.kind for m in server.connections[0].messages].count("tool_response") == 1
-    assert run.link._uplink.unconfirmed_responses == 0
+    assert run.link._uplink.unconfirmed_responses == 0  # noqa: SLF001 - white-box: confirmed
     assert run.metrics.value("edge_live_tool_responses_resent_total") == 0
     assert run.metrics.value("edge_live_connects_total", result="fresh") == 1
     # by default each 20 ms chunk is its own message, sent the moment it is handed over
@@ -342,7 +345,7 @@ async def test_video_is_rate_limited_and_only_the_newest_frame_waits(
     try:
         # offline: two frames offered 1 s apart (by the link's clock); only the newest waits
         link.send_video(VideoFrame(frames[0], 0.0))
-        link._uplink._next_video_at = -10.0  # as if a second had passed
+        link._uplink._next_video_at = -10.0  # noqa: SLF001 - as if a second had passed
         link.send_video(VideoFrame(frames[1], 0.0))
         await server.wait_until(lambda: len(server.video_frames) >= 1, timeout=5)
         link.send_video(VideoFrame(frames[2], 0.0))  # within the same second: skipped
@@ -666,19 +669,21 @@ async def test_an_answer_queued_when_the_cancellation_arrives_is_purged() -> Non
     # Offline (no socket), so the answers stay queued; the messages are the SDK's own.
     metrics = Metrics()
     link = LiveLink(LiveSettings(), SecretStr(KEY), metrics)
-    conn = _Connection(established_at=0.0, resumed=False)
+    conn = SocketLife(established_at=0.0, resumed=False)
+    receiver = link._receiver  # noqa: SLF001 - white-box: the SDK's messages, no socket
+    uplink = link._uplink  # noqa: SLF001 - white-box: what waits to be sent
     calls = [types.FunctionCall(id=i, name="t", args={}) for i in ("c1", "c2")]
-    await link._on_message(
+    await receiver.on_message(
         types.LiveServerMessage(tool_call=types.LiveServerToolCall(function_calls=calls)), conn
     )
     for i in ("c1", "c2"):
         link.send_tool_response(ToolResponse(i, "t", {"output": i}))
-    await link._on_message(types.LiveServerMessage(
+    await receiver.on_message(types.LiveServerMessage(
         tool_call_cancellation=types.LiveServerToolCallCancellation(ids=["c1"])), conn)
-    assert [r.id for r in link._uplink.drain_responses()] == ["c2"]
+    assert [r.id for r in uplink.drain_responses()] == ["c2"]
     assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 1
     link.send_tool_response(ToolResponse("c1", "t", {"output": "again"}))  # late: not queued
-    assert link._uplink.peek_response() is None
+    assert uplink.peek_response() is None
     assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 2
 
 
@@ -719,7 +724,7 @@ async def test_an_answer_lost_with_its_connection_is_sent_again_on_resume(
             say(link)
             (call,) = (await next_event_of(link, ToolCallRequest)).calls
             # the audio confirmed first (by the keepalive ping), so only the answer is at stake
-            await until(lambda: link._uplink.audio_seconds == 0)
+            await until(lambda: link._uplink.audio_seconds == 0)  # noqa: SLF001 - white-box
             link.send_tool_response(ToolResponse(call.id, call.name, {"output": "on"},
                                                  "WHEN_IDLE"))
             assert await armed.wait() == 0
@@ -752,7 +757,7 @@ async def test_a_confirmed_answer_is_not_sent_again_after_an_unplanned_close() -
             (call,) = (await next_event_of(link, ToolCallRequest)).calls
             link.send_tool_response(ToolResponse(call.id, call.name, {"output": "on"}))
             await next_event_of(link, TurnComplete)
-            await until(lambda: link._uplink.unconfirmed_responses == 0)  # the pong came
+            await until(lambda: link._uplink.unconfirmed_responses == 0)  # noqa: SLF001 - the pong came
             await server.inject(Fault.CLOSE, code=1011)
             await resumed(link)
             say(link, first=100)
@@ -794,19 +799,21 @@ def test_large_chunks_go_up_at_once_and_only_short_ones_wait() -> None:
     """Frame's 104 ms PCM notifications once waited for a partner, as if a backlog."""
     now = time.monotonic()
 
-    def link_with(chunk_ms: int, *durations: float) -> LiveLink:
-        link = LiveLink(LiveSettings(uplink_chunk_ms=chunk_ms), SecretStr(KEY), Metrics())
+    def batch_of(chunk_ms: int, *durations: float) -> tuple[list[Any], float]:
+        settings = LiveSettings(uplink_chunk_ms=chunk_ms)
+        uplink = UplinkBuffer(settings.replay_seconds, settings.video_fps)
         for d in durations:
-            link.send_audio(AudioChunk(bytes(round(d * 32_000) // 2 * 2), 16_000, now))
-        return link
+            uplink.push_audio(AudioChunk(bytes(round(d * 32_000) // 2 * 2), 16_000, now),
+                              time.monotonic())
+        return audio_batch(uplink, chunk_ms / 1000)
 
-    batch, wait = link_with(20, 0.104)._audio_batch()
+    batch, wait = batch_of(20, 0.104)
     assert (len(batch), wait) == (1, 0.0)
-    batch, wait = link_with(40, 0.104)._audio_batch()
+    batch, wait = batch_of(40, 0.104)
     assert (len(batch), wait) == (1, 0.0)
-    batch, wait = link_with(40, 0.02)._audio_batch()  # pairing: the first waits briefly
+    batch, wait = batch_of(40, 0.02)  # pairing: the first waits briefly
     assert len(batch) == 1 and 0 < wait <= 0.04
-    batch, wait = link_with(20, *[0.02] * 30)._audio_batch()  # a backlog: 200 ms messages
+    batch, wait = batch_of(20, *[0.02] * 30)  # a backlog: 200 ms messages
     assert (len(batch), wait) == (10, 0.0)
 
 

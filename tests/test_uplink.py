@@ -1,8 +1,8 @@
 import pytest
 
+from daemon.live.calls import ToolResponse
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
-from daemon.live.calls import ToolResponse
 
 pytestmark = pytest.mark.timeout(10)
 

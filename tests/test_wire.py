@@ -6,18 +6,18 @@ from google.genai import types
 
 from daemon.config import LiveSettings
 from daemon.live import wire
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.live.events import (
     GenerationComplete,
     InputTranscript,
     Interrupted,
     ModelAudio,
     OutputTranscript,
+    TokenUsage,
     ToolCallCancelled,
     ToolCallRequest,
     TurnComplete,
-    Usage,
 )
-from daemon.live.calls import FunctionCall, ToolResponse
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -73,7 +73,7 @@ def test_tool_calls_cancellations_usage_and_control() -> None:
     events, _ = wire.translate(msg({"usage_metadata": {"prompt_token_count": 3,
                                                       "response_token_count": 4,
                                                       "total_token_count": 7}}))
-    assert events == [Usage(3, 4, 7)]
+    assert events == [TokenUsage(3, 4, 7)]
     _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": "h", "resumable": True}}))
     assert (ctl.new_handle, ctl.resumable) == ("h", True)
     _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": "h2", "resumable": False}}))
@@ -163,4 +163,4 @@ def test_events_cannot_be_built_invalid() -> None:
         with pytest.raises(ValueError, match="model audio"):
             ModelAudio(pcm, rate)
     with pytest.raises(ValueError, match="negative"):
-        Usage(1, -1, 0)
+        TokenUsage(1, -1, 0)

@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class FunctionCall:
+    """A call the model made: its id (to answer), the tool's name, the arguments."""
+
     id: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -21,6 +23,8 @@ class FunctionCall:
 
 @dataclass(frozen=True, slots=True)
 class ToolResponse:
+    """The one answer to a call, with how the model should take it (scheduling)."""
+
     id: str
     name: str
     response: dict[str, Any]
@@ -39,11 +43,13 @@ class ToolError(Exception):
 
 
 class InvalidArguments(ToolError):
-    pass
+    """The arguments do not fit the tool's schema; the model hears which and why."""
 
 
 @dataclass(frozen=True)
 class Tool:
+    """What the model may call: its declaration and the handler that runs it."""
+
     name: str
     description: str
     parameters: Mapping[str, Any]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.media.types import DOWNLINK_RATE, SAMPLE_WIDTH
 from daemon.live.calls import FunctionCall
+from daemon.media.types import DOWNLINK_RATE, SAMPLE_WIDTH
 
 MIN_MODEL_RATE = 8_000
 MAX_MODEL_RATE = 48_000
@@ -40,33 +40,37 @@ class ModelAudio:
 
 @dataclass(frozen=True, slots=True)
 class InputTranscript:
+    """What the server heard the user say (a piece; `finished` ends the utterance)."""
+
     text: str
     finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OutputTranscript:
+    """What the model says, as text beside its audio (a piece)."""
+
     text: str
     finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Interrupted:
-    pass
+    """The user spoke over the model: what is queued for the speaker is stale."""
 
 
 @dataclass(frozen=True, slots=True)
 class TurnComplete:
-    pass
+    """The model finished its turn."""
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationComplete:
-    pass
+    """The model generated all of its reply (playback may still be under way)."""
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class TokenUsage:
     """Token counts, never negative (they go into counters, which only go up)."""
 
     prompt_tokens: int = 0
@@ -80,11 +84,15 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallRequest:
+    """The model calls tools; each call needs exactly one answer."""
+
     calls: tuple[FunctionCall, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCallCancelled:
+    """The model no longer waits for these calls: their answers are not sent."""
+
     ids: tuple[str, ...]
 
 
@@ -105,7 +113,7 @@ LiveEvent = (
     | Interrupted
     | TurnComplete
     | GenerationComplete
-    | Usage
+    | TokenUsage
     | ToolCallRequest
     | ToolCallCancelled
     | LinkStatus

@@ -20,12 +20,14 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from daemon.media.types import SAMPLE_WIDTH, AudioChunk, VideoFrame
 from daemon.live.calls import ToolResponse
+from daemon.media.types import SAMPLE_WIDTH, AudioChunk, VideoFrame
 
 
 @dataclass(frozen=True, slots=True)
 class PendingAudio:
+    """A chunk waiting to go up (or sent, until confirmed), numbered in order."""
+
     seq: int
     chunk: AudioChunk
     enqueued_at: float
@@ -33,12 +35,16 @@ class PendingAudio:
 
 @dataclass(slots=True)
 class UplinkStats:
+    """What the buffer dropped or skipped, counted since start."""
+
     audio_dropped: int = 0
     video_rate_limited: int = 0
     video_superseded: int = 0
 
 
 class UplinkBuffer:
+    """Audio, the newest video frame and tool answers, until the peer has them."""
+
     def __init__(self, max_audio_seconds: float, video_fps: float) -> None:
         self._max_bytes = int(max_audio_seconds * 16_000 * SAMPLE_WIDTH)
         self._pending: deque[PendingAudio] = deque()
@@ -74,6 +80,7 @@ class UplinkBuffer:
         return dropped
 
     def peek_audio(self) -> PendingAudio | None:
+        """The oldest audio not yet sent, if any."""
         return self._pending[0] if self._pending else None
 
     def peek_batch(self, seconds: float) -> list[PendingAudio]:
@@ -119,6 +126,7 @@ class UplinkBuffer:
 
     @property
     def last_sent_seq(self) -> int:
+        """The number of the newest chunk sent: a ping's mark for confirm."""
         return self._sent[-1].seq if self._sent else 0
 
     @property
@@ -128,10 +136,12 @@ class UplinkBuffer:
 
     @property
     def pending_seconds(self) -> float:
+        """Audio not yet sent."""
         return self._pending_bytes / (16_000 * SAMPLE_WIDTH)
 
     @property
     def audio_chunks(self) -> int:
+        """Chunks not yet sent."""
         return len(self._pending)
 
     # video ----------------------------------------------------------------
@@ -155,6 +165,7 @@ class UplinkBuffer:
         return True
 
     def take_video(self) -> VideoFrame | None:
+        """The frame to send now, if one waits (it leaves the buffer)."""
         frame, self._video = self._video, None
         return frame
 
@@ -173,6 +184,7 @@ class UplinkBuffer:
         return True
 
     def peek_response(self) -> ToolResponse | None:
+        """The answer to send next (unconfirmed ones requeued first), if any."""
         return next(iter(self._responses.values()), None)
 
     def pop_response(self, response: ToolResponse) -> None:
@@ -199,6 +211,7 @@ class UplinkBuffer:
 
     @property
     def unconfirmed_responses(self) -> int:
+        """Answers on the socket that no pong has confirmed yet."""
         return len(self._sent_responses)
 
     def confirm_responses(self, seq: int) -> None:
@@ -249,6 +262,7 @@ class UplinkBuffer:
         return out
 
     def has_work(self) -> bool:
+        """True while anything waits to be sent."""
         return bool(
             self._pending or self._video is not None or self._responses or self.stream_end_pending
         )

@@ -15,6 +15,7 @@ from typing import Any
 from google.genai import types
 
 from daemon.config import LiveSettings
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.live.events import (
     GenerationComplete,
     InputTranscript,
@@ -22,14 +23,13 @@ from daemon.live.events import (
     LiveEvent,
     ModelAudio,
     OutputTranscript,
+    TokenUsage,
     ToolCallCancelled,
     ToolCallRequest,
     TurnComplete,
-    Usage,
     audio_problem,
 )
 from daemon.media.types import DOWNLINK_RATE, pcm_duration
-from daemon.live.calls import FunctionCall, ToolResponse
 
 AUDIO_MIME = "audio/pcm;rate=16000"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*s\s*$")
@@ -38,6 +38,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*s\s*$")
 def connect_config(
     settings: LiveSettings, declarations: Iterable[dict[str, Any]], handle: str | None
 ) -> types.LiveConnectConfig:
+    """The session setup: voice, tools, resumption (with the handle), compression."""
     speech = None
     if settings.voice or settings.language:
         speech = types.SpeechConfig(
@@ -69,6 +70,7 @@ def connect_config(
 
 
 def function_tools(declarations: Iterable[dict[str, Any]]) -> list[types.Tool]:
+    """Our backend-neutral declarations as the SDK's tool (none when there are none)."""
     decls = [
         types.FunctionDeclaration(
             name=d["name"],
@@ -82,6 +84,7 @@ def function_tools(declarations: Iterable[dict[str, Any]]) -> list[types.Tool]:
 
 
 def function_response(resp: ToolResponse) -> types.FunctionResponse:
+    """An answer as the SDK sends it, with its scheduling for non-blocking tools."""
     return types.FunctionResponse(
         id=resp.id,
         name=resp.name,
@@ -143,44 +146,72 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
         ctl.kinds.append("go_away")
         left = parse_duration(msg.go_away.time_left)
         ctl.go_away_in = 0.0 if left is None else left
-    sc = msg.server_content
-    if sc is not None:
+    if msg.server_content is not None:
         ctl.kinds.append("server_content")
-        if sc.input_transcription is not None and sc.input_transcription.text:
-            ctl.turn_active = True
-            events.append(
-                InputTranscript(sc.input_transcription.text, bool(sc.input_transcription.finished))
+        _server_content(msg.server_content, events, ctl)
+    _tool_messages(msg, events, ctl)
+    if msg.usage_metadata is not None:
+        ctl.kinds.append("usage_metadata")
+        um = msg.usage_metadata
+        counts = (um.prompt_token_count or 0, um.response_token_count or 0,
+                  um.total_token_count or 0)
+        if min(counts) < 0:
+            ctl.dropped.append("usage_negative")
+        else:
+            events.append(TokenUsage(*counts))
+    if msg.setup_complete is not None:
+        ctl.kinds.append("setup_complete")
+    if not ctl.kinds:
+        ctl.kinds.append("other")
+    return events, ctl
+
+
+def _server_content(sc: types.LiveServerContent, events: list[LiveEvent], ctl: Control) -> None:
+    """Transcripts, model audio and turn boundaries, in the order the Agent needs them."""
+    if sc.input_transcription is not None and sc.input_transcription.text:
+        ctl.turn_active = True
+        events.append(
+            InputTranscript(sc.input_transcription.text, bool(sc.input_transcription.finished))
+        )
+    if sc.model_turn is not None and sc.model_turn.parts:
+        ctl.turn_active = True
+        _model_audio(sc.model_turn.parts, events, ctl)
+    if sc.output_transcription is not None and sc.output_transcription.text:
+        events.append(
+            OutputTranscript(
+                sc.output_transcription.text, bool(sc.output_transcription.finished)
             )
-        if sc.model_turn is not None and sc.model_turn.parts:
-            ctl.turn_active = True
-            for part in sc.model_turn.parts:
-                blob = part.inline_data
-                if blob is not None and blob.data:
-                    rate = _pcm_rate(blob.mime_type)
-                    if rate is None:
-                        ctl.dropped.append("audio_format")
-                        continue
-                    problem = audio_problem(blob.data, rate)
-                    if problem is not None:
-                        ctl.dropped.append(problem)
-                        continue
-                    ctl.audio_bytes += len(blob.data)
-                    ctl.audio_seconds += pcm_duration(len(blob.data), rate)
-                    events.append(ModelAudio(blob.data, rate))
-        if sc.output_transcription is not None and sc.output_transcription.text:
-            events.append(
-                OutputTranscript(
-                    sc.output_transcription.text, bool(sc.output_transcription.finished)
-                )
-            )
-        if sc.interrupted:
-            ctl.turn_active = False
-            events.append(Interrupted())
-        if sc.generation_complete:
-            events.append(GenerationComplete())
-        if sc.turn_complete:
-            ctl.turn_active = False
-            events.append(TurnComplete())
+        )
+    if sc.interrupted:
+        ctl.turn_active = False
+        events.append(Interrupted())
+    if sc.generation_complete:
+        events.append(GenerationComplete())
+    if sc.turn_complete:
+        ctl.turn_active = False
+        events.append(TurnComplete())
+
+
+def _model_audio(parts: list[types.Part], events: list[LiveEvent], ctl: Control) -> None:
+    """The playable audio of a model turn; anything else is named in `ctl.dropped`."""
+    for part in parts:
+        blob = part.inline_data
+        if blob is not None and blob.data:
+            rate = _pcm_rate(blob.mime_type)
+            if rate is None:
+                ctl.dropped.append("audio_format")
+                continue
+            problem = audio_problem(blob.data, rate)
+            if problem is not None:
+                ctl.dropped.append(problem)
+                continue
+            ctl.audio_bytes += len(blob.data)
+            ctl.audio_seconds += pcm_duration(len(blob.data), rate)
+            events.append(ModelAudio(blob.data, rate))
+
+
+def _tool_messages(msg: types.LiveServerMessage, events: list[LiveEvent], ctl: Control) -> None:
+    """Tool calls (a turn under way) and their cancellations."""
     if msg.tool_call is not None and msg.tool_call.function_calls:
         ctl.kinds.append("tool_call")
         calls = tuple(
@@ -195,20 +226,6 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
         ids = tuple(msg.tool_call_cancellation.ids)
         ctl.cancelled_ids.extend(ids)
         events.append(ToolCallCancelled(ids))
-    if msg.usage_metadata is not None:
-        ctl.kinds.append("usage_metadata")
-        um = msg.usage_metadata
-        counts = (um.prompt_token_count or 0, um.response_token_count or 0,
-                  um.total_token_count or 0)
-        if min(counts) < 0:
-            ctl.dropped.append("usage_negative")
-        else:
-            events.append(Usage(*counts))
-    if msg.setup_complete is not None:
-        ctl.kinds.append("setup_complete")
-    if not ctl.kinds:
-        ctl.kinds.append("other")
-    return events, ctl
 
 
 def _pcm_rate(mime: str | None) -> int | None:
