@@ -276,118 +276,149 @@ def _sent(path: Path) -> list[tuple[float, int]]:
     return [(t, pid) for t, pid in RECORD.iter_unpack(data)]
 
 
+class _Fleet:
+    """The benchmark's processes: spawned with their stderr in `tmp`, killed at the end."""
+
+    def __init__(self, tmp: Path, profile: str) -> None:
+        self.tmp = tmp
+        self.profile = profile
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.procs: list[subprocess.Popen[str]] = []
+        self.transports: list[str] = []
+
+    def spawn(self, args: list[str], name: str, **kw: Any) -> subprocess.Popen[str]:
+        err = open(self.tmp / f"{name}.err", "a")  # noqa: SIM115 - the child keeps it
+        p = subprocess.Popen(args, env=self.env, cwd=ROOT, text=True, stderr=err, **kw)
+        err.close()
+        self.procs.append(p)
+        return p
+
+    def spawn_glasses(self, run: int) -> subprocess.Popen[str]:
+        tmp = self.tmp
+        return self.spawn([sys.executable, __file__, "glasses", self.transports[0], self.profile,
+                           str(run * PID_STEP), str(tmp / f"sent{run}.bin"),
+                           str(tmp / f"events{run}.jsonl")],
+                          f"glasses{run}", stdout=subprocess.DEVNULL)
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+
+
+def _start(fleet: _Fleet, photo_every: float) -> dict[str, subprocess.Popen[str]]:
+    """Radio hub, fake Live server, glasses run 0, daemon: started in that order."""
+    py, tmp = sys.executable, fleet.tmp
+    radio = fleet.spawn([py, "-m", "simulator.radio", "--ports", "2"], "radio",
+                        stdout=subprocess.PIPE)
+    assert radio.stdout is not None
+    fleet.transports = _read_json_line(radio.stdout, 20, "radio hub")["transports"]
+    server = fleet.spawn([py, __file__, "server", str(tmp / "server.json")], "server",
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert server.stdin is not None
+    assert server.stdout is not None
+    info = _read_json_line(server.stdout, 30, "fake Live server")
+    gl = fleet.spawn_glasses(0)
+    dmn = fleet.spawn([py, __file__, "daemon", fleet.transports[1], info["base_url"],
+                       info["ca_file"], fleet.profile, str(tmp / "daemon.json"),
+                       str(photo_every)], "daemon",
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert dmn.stdin is not None
+    assert dmn.stdout is not None
+    return {"daemon": dmn, "glasses": gl, "radio": radio, "server": server}
+
+
+def _steady_cpu(procs: dict[str, subprocess.Popen[str]], window: float,
+                phases: dict[str, Any]) -> dict[str, float]:
+    """CPU percent of every process over a window of steady streaming."""
+    c0 = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    t0 = time.monotonic()
+    time.sleep(window)
+    t1 = time.monotonic()
+    cpu = {k: (cpu_seconds(p.pid) - c0[k]) / (t1 - t0) * 100 for k, p in procs.items()}
+    phases["window"] = (t0, t1)
+    phases["load"] = os.getloadavg()
+    return cpu
+
+
+def _reconnects(fleet: _Fleet, gl: subprocess.Popen[str], lines: _Lines, cycles: int,
+                down: float, settle: float, phases: dict[str, Any]) -> subprocess.Popen[str]:
+    """SIGKILL the glasses, keep them away, start them again; returns the last glasses."""
+    for run in range(1, cycles + 1):
+        phases["kills"].append(time.monotonic())
+        os.kill(gl.pid, signal.SIGKILL)
+        gl.wait(timeout=10)
+        time.sleep(down)
+        restart = time.monotonic()
+        gl = fleet.spawn_glasses(run)
+        phases["restarts"].append(restart)
+        lines.flow_after(restart, 60)
+        time.sleep(settle)
+    return gl
+
+
+def _stop(gl: subprocess.Popen[str], dmn: subprocess.Popen[str],
+          server: subprocess.Popen[str]) -> None:
+    """Glasses first, then the daemon writes its records, then the server dumps its."""
+    assert dmn.stdin is not None
+    assert server.stdin is not None
+    assert server.stdout is not None
+    gl.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        gl.wait(timeout=10)
+    time.sleep(0.5)  # the last frames reach the server
+    dmn.stdin.write("quit\n")
+    dmn.stdin.flush()
+    dmn.wait(timeout=30)
+    for cmd in ("dump", "quit"):
+        server.stdin.write(cmd + "\n")
+        server.stdin.flush()
+        if cmd == "dump":
+            server.stdout.readline()
+    server.wait(timeout=30)
+
+
 def orchestrate(quick: bool, profile: str, cycles: int, down: float, photo_every: float,
                 keep: bool = False) -> dict[str, Any]:
     warm, window, settle = (2.0, 12.0, 3.0) if quick else (3.0, 40.0, 5.0)
     if cycles < 0:
         cycles = 1 if quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="bench-ble-"))
-    py = sys.executable
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs: list[subprocess.Popen[str]] = []
-
-    def spawn(args: list[str], name: str, **kw: Any) -> subprocess.Popen[str]:
-        err = open(tmp / f"{name}.err", "a")  # noqa: SIM115 - the child keeps it
-        p = subprocess.Popen(args, env=env, cwd=ROOT, text=True, stderr=err, **kw)
-        err.close()
-        procs.append(p)
-        return p
-
-    def spawn_glasses(run: int) -> subprocess.Popen[str]:
-        return spawn([py, __file__, "glasses", transports[0], profile, str(run * PID_STEP),
-                      str(tmp / f"sent{run}.bin"), str(tmp / f"events{run}.jsonl")],
-                     f"glasses{run}", stdout=subprocess.DEVNULL)
-
-    cpu: dict[str, float] = {}
+    fleet = _Fleet(tmp, profile)
     phases: dict[str, Any] = {"restarts": [], "kills": []}
     try:
-        radio = spawn([py, "-m", "simulator.radio", "--ports", "2"], "radio",
-                      stdout=subprocess.PIPE)
-        assert radio.stdout is not None
-        transports = _read_json_line(radio.stdout, 20, "radio hub")["transports"]
-        server = spawn([py, __file__, "server", str(tmp / "server.json")], "server",
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert server.stdin is not None
-        assert server.stdout is not None
-        info = _read_json_line(server.stdout, 30, "fake Live server")
-        gl = spawn_glasses(0)
-        dmn = spawn([py, __file__, "daemon", transports[1], info["base_url"], info["ca_file"],
-                     profile, str(tmp / "daemon.json"), str(photo_every)], "daemon",
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert dmn.stdin is not None
+        procs = _start(fleet, photo_every)
+        dmn = procs["daemon"]
         assert dmn.stdout is not None
         lines = _Lines(dmn.stdout)
         phases["first_flow"] = lines.flow_after(0.0, 60)
-
-        # steady streaming: CPU of every process over the window
         time.sleep(warm)
-        others = {"daemon": dmn, "glasses": gl, "radio": radio, "server": server}
-        c0 = {k: cpu_seconds(p.pid) for k, p in others.items()}
-        t0 = time.monotonic()
-        time.sleep(window)
-        t1 = time.monotonic()
-        for k, p in others.items():
-            cpu[k] = (cpu_seconds(p.pid) - c0[k]) / (t1 - t0) * 100
-        phases["window"] = (t0, t1)
-        phases["load"] = os.getloadavg()
-
-        # reconnects: SIGKILL the glasses, keep them away, start them again
-        for run in range(1, cycles + 1):
-            phases["kills"].append(time.monotonic())
-            os.kill(gl.pid, signal.SIGKILL)
-            gl.wait(timeout=10)
-            time.sleep(down)
-            restart = time.monotonic()
-            gl = spawn_glasses(run)
-            phases["restarts"].append(restart)
-            lines.flow_after(restart, 60)
-            time.sleep(settle)
-
+        cpu = _steady_cpu(procs, window, phases)
+        gl = _reconnects(fleet, procs["glasses"], lines, cycles, down, settle, phases)
         rss = rss_mb(dmn.pid)
         phases["end"] = time.monotonic()
-        gl.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            gl.wait(timeout=10)
-        time.sleep(0.5)  # the last frames reach the server
-        dmn.stdin.write("quit\n")
-        dmn.stdin.flush()
-        dmn.wait(timeout=30)
-        for cmd in ("dump", "quit"):
-            server.stdin.write(cmd + "\n")
-            server.stdin.flush()
-            if cmd == "dump":
-                server.stdout.readline()
-        server.wait(timeout=30)
+        _stop(gl, dmn, procs["server"])
     except BaseException:
         print(f"bench failed; process logs in {tmp}", file=sys.stderr)
         raise
     finally:
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
+        fleet.kill_all()
     res = analyse(tmp, cycles, cpu, rss, phases)
     if not keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
-def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
-            phases: dict[str, Any]) -> dict[str, Any]:
-    d = json.loads((tmp / "daemon.json").read_text())
-    srv = json.loads((tmp / "server.json").read_text())
-    handed = [tuple(h) for h in d["handed"]]  # pid, received, handed, crc
-    sent_at: dict[int, float] = {}
-    kill_cut: dict[int, float] = {}  # run -> time after which a frame may die with it
-    for run in range(cycles + 1):
-        for t, pid in _sent(tmp / f"sent{run}.bin"):
-            sent_at[pid] = t  # pids are unique: run k uses k * PID_STEP upwards
-        if run < len(phases["kills"]):
-            kill_cut[run] = phases["kills"][run] - KILL_MARGIN
+def _ms(pairs: list[tuple[float, float]]) -> list[float]:
+    return [(b - a) * 1000 for a, b in pairs]
 
-    # server messages map to handed chunks in order; the CRC confirms each pair
-    chunks = srv["chunks"]
+
+def _match_server(handed: list[Any], chunks: list[Any]) -> tuple[dict[int, float], int]:
+    """Server messages map to handed chunks in order; the CRC confirms each pair.
+
+    Returns handed index -> server time, and how many messages matched none."""
     server_t: dict[int, float] = {}
     i = mismatched = 0
     for t, crc, _conn in chunks:
@@ -399,34 +430,17 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
             continue
         server_t[j] = t
         i = j + 1
+    return server_t, mismatched
 
-    t0, t1 = phases["window"]
-    steady = [k for k, h in enumerate(handed) if h[0] in sent_at and t0 <= sent_at[h[0]] <= t1]
-    all_ok = [k for k, h in enumerate(handed) if h[0] in sent_at]
 
-    def ms(pairs: list[tuple[float, float]]) -> list[float]:
-        return [(b - a) * 1000 for a, b in pairs]
-
-    n2rx = ms([(sent_at[handed[k][0]], handed[k][1]) for k in steady])
-    rx2link = ms([(handed[k][1], handed[k][2]) for k in steady])
-    n2link = ms([(sent_at[handed[k][0]], handed[k][2]) for k in steady])
-    n2link_all = ms([(sent_at[handed[k][0]], handed[k][2]) for k in all_ok])
-    link2srv = ms([(handed[k][2], server_t[k]) for k in steady if k in server_t])
-    n2srv = ms([(sent_at[handed[k][0]], server_t[k]) for k in steady if k in server_t])
-
-    got = {h[0] for h in handed}
-    missing = [pid for pid in sent_at if pid not in got]
-
-    def near_kill(pid: int) -> bool:
-        cut = kill_cut.get(pid // PID_STEP)
-        return cut is not None and sent_at[pid] >= cut
-
-    lost_at_kill = sum(1 for pid in missing if near_kill(pid))
-
+def _reconnect_figures(tmp: Path, handed: list[Any], sent_at: dict[int, float],
+                       restarts: list[float]) -> tuple[list[float], list[float],
+                                                        list[dict[str, float]]]:
+    """Per restart: ms to the first frame handed, ms from advertising, and the parts."""
     reconnect: list[float] = []
     adv_to_link: list[float] = []
     parts: list[dict[str, float]] = []
-    for run, restart in enumerate(phases["restarts"], start=1):
+    for run, restart in enumerate(restarts, start=1):
         first = min((h[2] for h in handed if h[0] // PID_STEP == run), default=float("nan"))
         ev = {e["event"]: e["t"] for e in reversed(_events(tmp / f"events{run}.jsonl"))}
         first_sent = min((t for pid, t in sent_at.items() if pid // PID_STEP == run),
@@ -443,11 +457,21 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
             "first_handed": (first - restart) * 1000,
             "audio_gap": (first - max(before)) * 1000 if before else float("nan"),
         })
+    return reconnect, adv_to_link, parts
 
-    videos = d["videos"]  # photos the Agent handed to the link
-    requests = d["photo_requests"]
-    photo_lat = [(v[0] - max(r for r in requests if r <= v[0])) * 1000
-                 for v in videos if any(r <= v[0] for r in requests)]
+
+def _frame_figures(handed: list[Any], sent_at: dict[int, float], server_t: dict[int, float],
+                   window: tuple[float, float]) -> dict[str, Any]:
+    """Latency of the frames sent in the steady window, hop by hop."""
+    t0, t1 = window
+    steady = [k for k, h in enumerate(handed) if h[0] in sent_at and t0 <= sent_at[h[0]] <= t1]
+    all_ok = [k for k, h in enumerate(handed) if h[0] in sent_at]
+    n2rx = _ms([(sent_at[handed[k][0]], handed[k][1]) for k in steady])
+    rx2link = _ms([(handed[k][1], handed[k][2]) for k in steady])
+    n2link = _ms([(sent_at[handed[k][0]], handed[k][2]) for k in steady])
+    n2link_all = _ms([(sent_at[handed[k][0]], handed[k][2]) for k in all_ok])
+    link2srv = _ms([(handed[k][2], server_t[k]) for k in steady if k in server_t])
+    n2srv = _ms([(sent_at[handed[k][0]], server_t[k]) for k in steady if k in server_t])
     return {
         "frames_sent": len(sent_at),
         "frames_handed": len(handed),
@@ -464,6 +488,38 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
         "link_to_server_p99_ms": percentile(link2srv, 99),
         "notify_to_server_p50_ms": _median(n2srv),
         "notify_to_server_p99_ms": percentile(n2srv, 99),
+    }
+
+
+def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
+            phases: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((tmp / "daemon.json").read_text())
+    srv = json.loads((tmp / "server.json").read_text())
+    handed = [tuple(h) for h in d["handed"]]  # pid, received, handed, crc
+    sent_at: dict[int, float] = {}
+    kill_cut: dict[int, float] = {}  # run -> time after which a frame may die with it
+    for run in range(cycles + 1):
+        for t, pid in _sent(tmp / f"sent{run}.bin"):
+            sent_at[pid] = t  # pids are unique: run k uses k * PID_STEP upwards
+        if run < len(phases["kills"]):
+            kill_cut[run] = phases["kills"][run] - KILL_MARGIN
+    server_t, mismatched = _match_server(handed, srv["chunks"])
+
+    got = {h[0] for h in handed}
+    missing = [pid for pid in sent_at if pid not in got]
+
+    def near_kill(pid: int) -> bool:
+        cut = kill_cut.get(pid // PID_STEP)
+        return cut is not None and sent_at[pid] >= cut
+
+    lost_at_kill = sum(1 for pid in missing if near_kill(pid))
+    reconnect, adv_to_link, parts = _reconnect_figures(tmp, handed, sent_at, phases["restarts"])
+    videos = d["videos"]  # photos the Agent handed to the link
+    requests = d["photo_requests"]
+    photo_lat = [(v[0] - max(r for r in requests if r <= v[0])) * 1000
+                 for v in videos if any(r <= v[0] for r in requests)]
+    return {
+        **_frame_figures(handed, sent_at, server_t, phases["window"]),
         "lost_frames": len(missing) - lost_at_kill,
         "lost_at_sigkill": lost_at_kill,
         "handed_not_at_server": len(handed) - len(server_t),

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from daemon.live.calls import FunctionCall
 from daemon.live.events import (
     InputTranscript,
     Interrupted,
@@ -22,17 +23,16 @@ from daemon.live.events import (
     LiveEvent,
     ModelAudio,
     OutputTranscript,
+    TokenUsage,
     ToolCallCancelled,
     ToolCallRequest,
     TurnComplete,
-    Usage,
 )
 from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
 from daemon.peripherals.base import CameraUnavailable, Peripheral
-from daemon.live.calls import FunctionCall
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 from daemon.tools.status import status_tool
@@ -104,7 +104,7 @@ class Agent:
         self.model_active = False
         self.last_user_text = ""
         self.last_model_text = ""
-        self.usage = Usage()
+        self.usage = TokenUsage()
         self._state = state
         # The user's switches survive a restart: a restart never turns the microphone on.
         saved = state.load(SWITCHES) if state is not None else None
@@ -333,7 +333,7 @@ class Agent:
                 self._model_speaks()
                 self._model_text = _append(self._model_text, text)
                 self.last_model_text = self._model_text.strip()
-            case Usage():
+            case TokenUsage():
                 self.usage = event
                 self.metrics.tokens.labels("prompt").inc(event.prompt_tokens)
                 self.metrics.tokens.labels("response").inc(event.response_tokens)

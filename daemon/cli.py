@@ -112,6 +112,9 @@ def _settings(a: argparse.Namespace, *, demo: bool = False) -> Settings:
     ):
         overrides["peripheral.kind"] = "ble"  # virtual glasses unless asked otherwise
     settings = load_settings(path, required=required, overrides=overrides)
+    from daemon.home.declared import check_declared_devices  # lazy, like every command's
+
+    check_declared_devices(settings.mqtt.devices)  # a bad one: ConfigError, exit 2
     if settings.mqtt.password is None:
         password = read_secret("EDGE_AGENT_MQTT__PASSWORD", "mqtt_password")
         if password is not None:
@@ -244,10 +247,10 @@ async def _serve(
     input_done: asyncio.Event | None = None,
     speaker_wav: Path | None = None,
 ) -> int:
+    from daemon.home.model_tools import TOOL_NAMES as HOME_TOOLS
+    from daemon.home.service import HomeService
     from daemon.live.link import LiveFatalError, LiveLink
     from daemon.peripherals import PeripheralUnavailable, make_peripheral
-    from daemon.tools.home_service import HomeService
-    from daemon.tools.home_tools import TOOL_NAMES as HOME_TOOLS
     from daemon.tools.registry import ToolRegistry
 
     metrics = Metrics()
@@ -465,7 +468,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from daemon.tools.home_service import HomeService
+    from daemon.home.service import HomeService
     from daemon.tools.registry import ToolRegistry
     from daemon.tools.status import status_tool
 
@@ -555,6 +558,10 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     for name, ok, detail in checks:
         failed |= not ok and name != "GEMINI_API_KEY"
         print(f"{'ok ' if ok else 'FAIL'}  {name}: {detail}")
+    from daemon.live import socket_door  # a warning: the link works on without it
+
+    door_ok, door_detail = socket_door.check()
+    print(f"{'ok ' if door_ok else 'WARN'}  Live SDK socket: {door_detail}")
     if settings is not None and settings.peripheral.kind == "ble":  # a warning: exit unchanged
         from daemon.ops.state import StateStore, state_dir_from
         from daemon.peripherals.ble.pinning import describe

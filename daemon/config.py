@@ -179,6 +179,7 @@ class MqttSettings(_Section):
     discovery_prefix: str = Field("homeassistant", min_length=1)
     # Devices declared here (`[[mqtt.devices]]`), same keys as a discovery config plus
     # `component`, `name`, optional `id` and `area`; for devices that do not announce.
+    # Checked when the daemon starts (daemon.home.declared): config stays below home.
     devices: tuple[dict[str, Any], ...] = ()
     announce: bool = True  # publish the daemon itself as a Home Assistant device
     # Topics device commands may go to; empty = the first levels of the devices' own
@@ -221,12 +222,6 @@ class MqttSettings(_Section):
         prefix = self.discovery_prefix
         if any(c in prefix for c in "+#\x00") or prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError("discovery_prefix: must be a topic without wildcards or edge '/'")
-        if self.devices:
-            from daemon.home.inventory import parse_declared_devices  # lazy: config stays light
-
-            _devices, errors = parse_declared_devices(self.devices, key="devices")
-            if errors:
-                raise ValueError(str(errors[0]))
         return self
 
 
@@ -332,7 +327,8 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(err: ValidationError) -> str:
+def describe_error(err: ValidationError) -> str:
+    """The first error as one line, `key: reason` (device profiles word theirs so too)."""
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
     msg = first["msg"]
@@ -388,7 +384,7 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_error(exc)) from None
 
 
 def read_secret(env_name: str, credential: str, environ: Mapping[str, str] | None = None) -> (

@@ -266,6 +266,7 @@ class VirtualRadio:
         self.closing = False
 
     async def start(self) -> None:
+        """Listen on one port per participant."""
         loop = asyncio.get_running_loop()
         try:
             for slot in self._slots:
@@ -280,6 +281,7 @@ class VirtualRadio:
             raise
 
     async def close(self) -> None:
+        """Drop every participant and stop listening."""
         self.closing = True
         for slot in self._slots:
             slot.close()
@@ -302,9 +304,11 @@ class VirtualRadio:
 
     @property
     def participants(self) -> int:
+        """How many HCI sockets the hub offers."""
         return len(self._slots)
 
     def port(self, index: int) -> int:
+        """TCP port of participant `index`."""
         return self._slots[index].port
 
     def transport(self, index: int) -> str:
@@ -312,6 +316,7 @@ class VirtualRadio:
         return f"tcp-client:{self.host}:{self._slots[index].port}"
 
     def transports(self) -> list[str]:
+        """Bumble transport strings of every participant, in order."""
         return [self.transport(i) for i in range(len(self._slots))]
 
     def connected(self, index: int) -> bool:
@@ -319,6 +324,7 @@ class VirtualRadio:
         return self._slots[index].socket is not None
 
     def describe(self) -> dict[str, Any]:
+        """The hub's ports and timing (the JSON line `sim radio` prints)."""
         return {
             "transports": self.transports(),
             "ports": [s.port for s in self._slots],

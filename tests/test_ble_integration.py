@@ -688,13 +688,13 @@ async def test_speaker_writes_are_exactly_the_profiles_chunk_size() -> None:
         sim_glasses.VirtualGlasses("omi", hub.transport(0)) as glasses,
     ):
         writes: list[tuple[int | None, int]] = []  # (bytes still owed, write size)
-        record = glasses._on_speaker
+        record = glasses.speaker.on_write
 
         def on_speaker(link: Any, value: bytes) -> None:
             writes.append((link.speaker_remaining, len(value)))
             record(link, value)
 
-        glasses._on_speaker = on_speaker  # type: ignore[method-assign]
+        glasses.speaker.on_write = on_speaker  # type: ignore[method-assign]
         ble = make_ble("omi", hub.transport(1))
         sink = Sink()
         async with running(ble, sink):
@@ -812,7 +812,7 @@ async def test_photo_command_not_written_in_time_is_photo_unavailable(
             pass
 
     ble = BlePeripheral(load_profile("omiglass"), "bluez")
-    ble._session = StuckSession()  # type: ignore[assignment]
+    ble._session = StuckSession()  # type: ignore[assignment]  # noqa: SLF001 - a writer stuck in GATT, not stageable on the radio
     monkeypatch.setattr(ble_peripheral, "PHOTO_COMMAND_TIMEOUT", 0.05)
     with pytest.raises(PhotoUnavailable, match="not written in time"):
         await ble.take_photo()

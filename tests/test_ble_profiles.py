@@ -11,7 +11,14 @@ from daemon.peripherals.ble.framing import FrameFlags
 from daemon.peripherals.ble.profile import (
     BATTERY_LEVEL_UUID,
     BATTERY_SERVICE_UUID,
+    AudioControl,
+    AudioSpec,
+    Characteristics,
+    DeviceProfile,
     Discovery,
+    DownlinkSpec,
+    PhotoControl,
+    PhotoSpec,
     ProfileError,
     TapSpec,
     default_profile_dir,
@@ -69,6 +76,221 @@ def write(tmp_path: Path, text: str, name: str = "test") -> Path:
 
 
 # ---------------------------------------------------------------- shipped files
+OMI_FAMILY_SERVICE = "19b10000-e8f2-537e-4f6c-d104768a1214"
+OMI_FAMILY_CODEC_ID = "19b10002-e8f2-537e-4f6c-d104768a1214"
+OMI_FAMILY_PHOTO = "19b10005-e8f2-537e-4f6c-d104768a1214"
+OMI_FAMILY_PHOTO_CONTROL = "19b10006-e8f2-537e-4f6c-d104768a1214"
+FRAME_SERVICE = "7a230001-5475-a6a4-654c-8431f6ad49c4"
+OMI_GLASS_CAMERA = PhotoControl(
+    one_shot=b"\xff",
+    stop=b"\x00",
+    interval_prefix=b"",
+    interval_encoding="i8",
+    interval_min_s=5,
+    interval_max_s=127,
+)
+
+
+def shipped(name: str) -> Path:
+    return default_profile_dir() / f"{name}.toml"
+
+
+# Every value of every shipped profile, written out: a change to the loader that
+# changes what a profile means fails here, whatever the files say.
+SHIPPED = {
+    "omi": DeviceProfile(
+        name="omi",
+        display_name="Omi",
+        source=shipped("omi"),
+        discovery=Discovery(("Omi", "Friend"), (OMI_FAMILY_SERVICE,)),
+        characteristics=Characteristics(
+            audio_data=OMI_AUDIO,
+            service=OMI_FAMILY_SERVICE,
+            codec_id=OMI_FAMILY_CODEC_ID,
+            audio_control=None,
+            photo_data=None,
+            photo_control=None,
+            speaker="19b10003-e8f2-537e-4f6c-d104768a1214",
+            button_service="23ba7924-0000-1000-7450-346eac492e92",
+            button="23ba7925-0000-1000-7450-346eac492e92",
+            battery_service="0000180f-0000-1000-8000-00805f9b34fb",
+            battery_level="00002a19-0000-1000-8000-00805f9b34fb",
+        ),
+        audio=AudioSpec(
+            framing="omi",
+            default_codec=20,
+            codecs=(
+                (0, CodecSpec("pcm16", 16000, 20)),
+                (1, CodecSpec("pcm16", 8000, 20)),
+                (10, CodecSpec("mulaw", 16000, 20)),
+                (11, CodecSpec("mulaw", 8000, 20)),
+                (20, CodecSpec("opus", 16000, 20)),
+                (21, CodecSpec("opus", 16000, 20)),
+            ),
+            control=None,
+        ),
+        photo=PhotoSpec(
+            framing="none", orientation_byte=False, max_bytes=524288, control=None, chunk_bytes=200
+        ),
+        downlink=DownlinkSpec(
+            kind="pcm16", rate=8000, frame_ms=20, chunk_bytes=400, length_prefix="u32le"
+        ),
+        min_mtu=100,
+        max_mtu=None,
+        bonding_required=False,
+        frame_flags=None,
+        tap=TapSpec(source="button", events=(1,)),
+    ),
+    "omiglass": DeviceProfile(
+        name="omiglass",
+        display_name="omiGlass",
+        source=shipped("omiglass"),
+        discovery=Discovery(("OMI Glass", "Omi Glass", "omiGlass"), (OMI_FAMILY_SERVICE,)),
+        characteristics=Characteristics(
+            audio_data=OMI_AUDIO,
+            service=OMI_FAMILY_SERVICE,
+            codec_id=OMI_FAMILY_CODEC_ID,
+            audio_control=None,
+            photo_data=OMI_FAMILY_PHOTO,
+            photo_control=OMI_FAMILY_PHOTO_CONTROL,
+            speaker=None,
+            button_service=None,
+            button=None,
+            battery_service="0000180f-0000-1000-8000-00805f9b34fb",
+            battery_level="00002a19-0000-1000-8000-00805f9b34fb",
+        ),
+        audio=AudioSpec(
+            framing="omi",
+            default_codec=21,
+            codecs=(
+                (1, CodecSpec("pcm16", 8000, 20)),
+                (11, CodecSpec("mulaw", 8000, 20)),
+                (20, CodecSpec("opus", 16000, 20)),
+                (21, CodecSpec("opus", 16000, 20)),
+            ),
+            control=None,
+        ),
+        photo=PhotoSpec(
+            framing="omi",
+            orientation_byte=True,
+            max_bytes=524288,
+            control=OMI_GLASS_CAMERA,
+            chunk_bytes=200,
+        ),
+        downlink=DownlinkSpec(
+            kind="none", rate=0, frame_ms=20, chunk_bytes=0, length_prefix="none"
+        ),
+        min_mtu=205,
+        max_mtu=None,
+        bonding_required=False,
+        frame_flags=None,
+        tap=TapSpec(source="none", events=()),
+    ),
+    "openglass": DeviceProfile(
+        name="openglass",
+        display_name="OpenGlass",
+        source=shipped("openglass"),
+        discovery=Discovery(("OpenGlass",), (OMI_FAMILY_SERVICE,)),
+        characteristics=Characteristics(
+            audio_data=OMI_AUDIO,
+            service=OMI_FAMILY_SERVICE,
+            codec_id=OMI_FAMILY_CODEC_ID,
+            audio_control=None,
+            photo_data=OMI_FAMILY_PHOTO,
+            photo_control=OMI_FAMILY_PHOTO_CONTROL,
+            speaker=None,
+            button_service=None,
+            button=None,
+            battery_service="0000180f-0000-1000-8000-00805f9b34fb",
+            battery_level="00002a19-0000-1000-8000-00805f9b34fb",
+        ),
+        audio=AudioSpec(
+            framing="omi",
+            default_codec=1,
+            codecs=(
+                (1, CodecSpec("pcm16", 8000, 20)),
+                (11, CodecSpec("mulaw", 8000, 20)),
+                (20, CodecSpec("opus", 16000, 20)),
+            ),
+            control=None,
+        ),
+        photo=PhotoSpec(
+            framing="omi",
+            orientation_byte=False,
+            max_bytes=524288,
+            control=OMI_GLASS_CAMERA,
+            chunk_bytes=200,
+        ),
+        downlink=DownlinkSpec(
+            kind="none", rate=0, frame_ms=20, chunk_bytes=0, length_prefix="none"
+        ),
+        min_mtu=205,
+        max_mtu=None,
+        bonding_required=False,
+        frame_flags=None,
+        tap=TapSpec(source="none", events=()),
+    ),
+    "frame": DeviceProfile(
+        name="frame",
+        display_name="Brilliant Labs Frame",
+        source=shipped("frame"),
+        discovery=Discovery(("Frame",), (FRAME_SERVICE,)),
+        characteristics=Characteristics(
+            audio_data=FRAME_RX,
+            service=FRAME_SERVICE,
+            codec_id=None,
+            audio_control=FRAME_TX,
+            photo_data=FRAME_RX,
+            photo_control=FRAME_TX,
+            speaker=None,
+            button_service=None,
+            button=None,
+            battery_service="0000180f-0000-1000-8000-00805f9b34fb",
+            battery_level="00002a19-0000-1000-8000-00805f9b34fb",
+        ),
+        audio=AudioSpec(
+            framing="frame",
+            default_codec=0,
+            codecs=((0, CodecSpec("pcm16", 8000, 20)), (1, CodecSpec("pcm8", 8000, 20))),
+            control=AudioControl(start=b"\x01\x30\x01", stop=b"\x01\x30\x00"),
+        ),
+        photo=PhotoSpec(
+            framing="frame",
+            orientation_byte=False,
+            max_bytes=524288,
+            control=PhotoControl(
+                one_shot=b"\x01\x0d",
+                stop=b"\x01\x0f",
+                interval_prefix=b"\x01\x0e",
+                interval_encoding="u8",
+                interval_min_s=1,
+                interval_max_s=255,
+            ),
+            chunk_bytes=200,
+        ),
+        downlink=DownlinkSpec(
+            kind="none", rate=0, frame_ms=20, chunk_bytes=0, length_prefix="none"
+        ),
+        min_mtu=64,
+        max_mtu=256,
+        bonding_required=True,
+        frame_flags=FrameFlags(
+            data_prefix=0x01, audio=0x05, audio_final=0x06, photo=0x07, photo_final=0x08, tap=0x09
+        ),
+        tap=TapSpec(source="frame", events=()),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_profile_values_are_pinned(name: str) -> None:
+    assert load_profile(name) == SHIPPED[name]
+
+
+def test_every_shipped_profile_is_pinned() -> None:
+    assert set(list_profiles()) == set(SHIPPED)
+
+
 def test_shipped_profiles_are_listed_and_load() -> None:
     names = list_profiles()
     assert {"omi", "omiglass", "openglass", "frame"} <= set(names)

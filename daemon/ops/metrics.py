@@ -243,6 +243,13 @@ class Metrics:
             "Fresh setups rejected (1007) and tried again with the built-in tools only",
             registry=r,
         )
+        self.sdk_socket_unavailable = Counter(
+            "edge_live_sdk_socket_unavailable",
+            "Connections on which the installed google-genai did not expose the websocket "
+            "the link needs (daemon.live.socket_door): no ping confirmed what was sent on "
+            "them, so tool answers and audio were taken as delivered",
+            registry=r,
+        )
         self.set_link_state("idle")
 
     def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:

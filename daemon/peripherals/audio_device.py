@@ -30,6 +30,7 @@ class AudioDeviceError(Exception):
 
 @dataclass(slots=True)
 class AudioDeviceStats:
+    """Counters of one sound device, for the kiosk's status."""
     blocks: int = 0
     overflows: int = 0  # PortAudio input overflow flags
     underruns: int = 0  # the speaker wanted audio and had some, but not enough
@@ -75,6 +76,7 @@ def portaudio() -> Any:
 
 
 def list_devices() -> list[dict[str, Any]]:
+    """Every PortAudio device with its info (`edge-agent devices --audio`)."""
     pa = portaudio()
     return [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
 
@@ -120,8 +122,8 @@ def _open_rate(dev: dict[str, Any], want: int, *, output: bool) -> int:
         return int(dev["defaultSampleRate"])
 
 
-class Microphone:
-    """Captures mono 16-bit PCM at `rate`, in blocks of `block_ms`."""
+class SoundCardMicrophone:
+    """Captures mono 16-bit PCM at `rate`, in blocks of `block_ms`, from a local device."""
 
     def __init__(self, device: str, rate: int, block_ms: int, *, max_backlog: int = 50) -> None:
         self._device_name = device
@@ -175,9 +177,11 @@ class Microphone:
 
     @property
     def active(self) -> bool:
+        """Whether the input stream is open and running."""
         return self._stream is not None and bool(self._stream.is_active())
 
     def close(self) -> None:
+        """Stop and close the input stream; safe to call twice."""
         stream, self._stream = self._stream, None
         if stream is not None:
             with contextlib.suppress(OSError):
@@ -185,8 +189,8 @@ class Microphone:
             stream.close()
 
 
-class Speaker:
-    """Plays mono 16-bit PCM from a bounded buffer; silence when it runs dry.
+class SoundCardSpeaker:
+    """Plays mono 16-bit PCM on a local device from a bounded buffer; silence when dry.
 
     `rate` is what the device is asked to run at; audio at any other rate is
     resampled to what it was opened at (the model may not always speak 24 kHz).
@@ -207,6 +211,7 @@ class Speaker:
         self.on_drained: Callable[[], None] | None = None
 
     def open(self) -> None:
+        """Open the output stream at the rate the device can run."""
         import pyaudio
 
         dev = find_device(self._device_name, output=True)
@@ -269,6 +274,7 @@ class Speaker:
             self._buffered += len(pcm)
 
     def flush_playback(self) -> float:
+        """Drop what is buffered; returns the seconds dropped."""
         if self._resampler is not None:  # nor the filter's tail of what was cut
             self._resampler.reset()
         with self._lock:
@@ -278,10 +284,12 @@ class Speaker:
         return pcm_duration(dropped, self._dev_rate)
 
     def playback_pending(self) -> float:
+        """Seconds buffered and not yet played."""
         with self._lock:
             return pcm_duration(self._buffered, self._dev_rate)
 
     def close(self) -> None:
+        """Stop and close the output stream; safe to call twice."""
         stream, self._stream = self._stream, None
         if stream is not None:
             with contextlib.suppress(OSError):

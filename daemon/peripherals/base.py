@@ -5,15 +5,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+from daemon.config import ConfigError
 from daemon.media.types import AudioChunk, VideoFrame
+
+__all__ = ["CameraUnavailable", "MediaSink", "Peripheral", "PeripheralUnavailable"]
 
 
 class MediaSink(Protocol):
     """Where a peripheral puts what it captures (the Agent)."""
 
-    def audio(self, chunk: AudioChunk) -> None: ...
+    def audio(self, chunk: AudioChunk) -> None:
+        """One chunk of microphone audio, as captured."""
 
-    def video(self, frame: VideoFrame) -> None: ...
+    def video(self, frame: VideoFrame) -> None:
+        """One camera frame (a JPEG), as captured."""
 
     def input_paused(self) -> None:
         """The microphone stopped delivering for now (file ended, glasses gone)."""
@@ -32,7 +37,15 @@ class CameraUnavailable(RuntimeError):
     """No photo can be taken now; the message says why (no camera, switched off, ...)."""
 
 
+class PeripheralUnavailable(ConfigError):
+    """The configured peripheral cannot be used here; the message names the key.
+
+    A ConfigError, so every caller that maps bad configuration to exit 2 maps this too.
+    """
+
+
 class Peripheral(ABC):
+    """Where media comes from and where the model's voice goes."""
     kind: str = ""
     # A loudspeaker in the room that the microphone hears (a kiosk without an echo
     # canceller): the Agent gates the microphone while the model's audio plays.
@@ -85,4 +98,5 @@ class Peripheral(ABC):
         """Release what the constructor opened; safe to call more than once."""
 
     def status(self) -> dict[str, Any]:
+        """What /healthz and `doctor` show about the device."""
         return {"kind": self.kind}

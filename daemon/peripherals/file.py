@@ -21,8 +21,7 @@ import soxr
 
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
 from daemon.media.wav import WavError, read_wav
-from daemon.peripherals import PeripheralUnavailable
-from daemon.peripherals.base import MediaSink, Peripheral
+from daemon.peripherals.base import MediaSink, Peripheral, PeripheralUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,7 @@ class FilePeripheral(Peripheral):
             self._writer.setframerate(output_rate)
 
     async def run(self, sink: MediaSink) -> None:
+        """Stream the input WAV, then hold playback open until cancelled."""
         try:
             await self._stream(self._pcm + self._tail, sink)
             self.finished = True
@@ -125,6 +125,7 @@ class FilePeripheral(Peripheral):
             self._drain_playback()
 
     def play(self, pcm: bytes, rate: int) -> None:
+        """Write model audio to the output WAV (on a virtual clock if real time)."""
         if rate != self._out_rate:
             log.warning("model audio at %d Hz, output file is %d Hz; converting", rate,
                         self._out_rate)
@@ -152,6 +153,7 @@ class FilePeripheral(Peripheral):
             self._play_clock += pcm_duration(len(pcm), self._out_rate)
 
     def flush_playback(self) -> float:
+        """Drop what a real speaker would not have played yet."""
         self._drain_playback()
         dropped = pcm_duration(self._queued_bytes, self._out_rate)
         self._queue.clear()
@@ -160,6 +162,7 @@ class FilePeripheral(Peripheral):
         return dropped
 
     def playback_pending(self) -> float:
+        """Seconds not yet played on the virtual clock (0 if not real time)."""
         self._drain_playback()
         queued = pcm_duration(self._queued_bytes, self._out_rate)
         return max(queued, self._play_clock - time.monotonic()) if self._realtime else 0.0
@@ -170,6 +173,7 @@ class FilePeripheral(Peripheral):
             self._writer.writeframes(pcm)
 
     def close(self) -> None:
+        """Write out what was still queued and close the output."""
         if self._writer is not None:
             for pcm in self._queue:  # what was still queued at a clean stop is written out
                 self._writer.writeframes(pcm)
@@ -183,6 +187,7 @@ class FilePeripheral(Peripheral):
             self._out_file = None
 
     def status(self) -> dict[str, Any]:
+        """Input progress and seconds played."""
         return {
             "kind": self.kind,
             "input": str(self._input_path) if self._input_path else None,

@@ -14,7 +14,12 @@ from typing import Any
 
 from daemon.backoff import Backoff
 from daemon.media.types import DOWNLINK_RATE, UPLINK_RATE, AudioChunk
-from daemon.peripherals.audio_device import AudioDeviceError, Microphone, Speaker, find_device
+from daemon.peripherals.audio_device import (
+    AudioDeviceError,
+    SoundCardMicrophone,
+    SoundCardSpeaker,
+    find_device,
+)
 from daemon.peripherals.base import MediaSink, Peripheral
 
 log = logging.getLogger(__name__)
@@ -23,18 +28,20 @@ STALL_SECONDS = 2.0
 
 
 class KioskPeripheral(Peripheral):
+    """A local microphone and loudspeaker (PortAudio) instead of glasses."""
     kind = "kiosk"
     hears_own_speaker = True  # an open loudspeaker, no echo canceller yet
 
     def __init__(self, input_device: str, output_device: str, *, block_ms: int = 40) -> None:
         find_device(input_device, output=False)  # fail at start, with the device list
         find_device(output_device, output=True)
-        self._mic = Microphone(input_device, UPLINK_RATE, block_ms)
-        self._speaker = Speaker(output_device, DOWNLINK_RATE)
+        self._mic = SoundCardMicrophone(input_device, UPLINK_RATE, block_ms)
+        self._speaker = SoundCardSpeaker(output_device, DOWNLINK_RATE)
         self._backoff = Backoff(0.5, 10.0)
         self.state = "idle"
 
     async def run(self, sink: MediaSink) -> None:
+        """Capture until cancelled; a lost microphone is reopened with backoff."""
         self._speaker.open()
         try:
             while True:
@@ -68,15 +75,19 @@ class KioskPeripheral(Peripheral):
             sink.audio(AudioChunk(pcm, UPLINK_RATE, time.monotonic()))
 
     def play(self, pcm: bytes, rate: int) -> None:
+        """Queue model audio on the loudspeaker."""
         self._speaker.play(pcm, rate)
 
     def flush_playback(self) -> float:
+        """Drop what the loudspeaker has not played yet."""
         return self._speaker.flush_playback()
 
     def playback_pending(self) -> float:
+        """Seconds the loudspeaker has still to play."""
         return self._speaker.playback_pending()
 
     def status(self) -> dict[str, Any]:
+        """Capture state and both devices' counters."""
         return {
             "kind": self.kind,
             "state": self.state,

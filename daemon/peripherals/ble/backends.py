@@ -81,6 +81,7 @@ class BleBackend:
 
     @property
     def virtual(self) -> bool:
+        """Whether this is the simulator's radio, not a real adapter."""
         return self.name.startswith(VIRTUAL_PREFIX)
 
     async def aclose(self) -> None:

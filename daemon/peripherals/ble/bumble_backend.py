@@ -174,6 +174,7 @@ class BumbleAdapter:
 
     @property
     def is_open(self) -> bool:
+        """Whether the Bumble device is powered on."""
         return self._device is not None
 
     async def open(self) -> Device:
@@ -221,7 +222,7 @@ class BumbleAdapter:
         self._device, transport = None, self._transport
         self._transport = None
         for client in list(self._clients):
-            client._on_link_lost(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+            client.link_lost(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
         if transport is not None:  # the socket is gone already; release it synchronously
             for end in (transport.source, transport.sink):
                 with contextlib.suppress(Exception):
@@ -255,6 +256,7 @@ class BumbleAdapter:
                 log.exception("scanner callback failed")
 
     async def start_scan(self, callback: Callable[[Advertisement], None]) -> None:
+        """Deliver advertisements to `callback` (scanning starts with the first)."""
         device = await self.open()
         first = not self._scan_callbacks
         self._scan_callbacks.add(callback)
@@ -266,6 +268,7 @@ class BumbleAdapter:
                 raise BleakError(f"scan start failed: {exc}") from exc
 
     async def stop_scan(self, callback: Callable[[Advertisement], None]) -> None:
+        """Stop delivering to `callback` (scanning stops with the last)."""
         self._scan_callbacks.discard(callback)
         device = self._device
         if not self._scan_callbacks and device is not None and device.is_scanning:
@@ -293,7 +296,7 @@ class BumbleAdapter:
             await asyncio.wait_for(
                 device.send_sync_command(hci.HCI_LE_Create_Connection_Cancel_Command()), 1.0
             )
-        owned = {c._connection for c in self._clients}
+        owned = {c.connection for c in self._clients}
         for conn in list(device.connections.values()):
             if conn.peer_address == address and conn not in owned:
                 with contextlib.suppress(Exception):
@@ -303,7 +306,7 @@ class BumbleAdapter:
         """Whether the key store holds a bond with `address` (as pairing stored it)."""
         peer: hci.Address | None = None
         for client in self._clients:
-            conn = client._connection
+            conn = client.connection
             if conn is not None and client.address.upper() == address.upper():
                 peer = conn.peer_address
         if peer is None:
@@ -314,9 +317,11 @@ class BumbleAdapter:
         return await self.keystore.get(str(peer)) is not None
 
     def register(self, client: BumbleClient) -> None:
+        """A client with a live connection (matched on transport loss)."""
         self._clients.add(client)
 
     def unregister(self, client: BumbleClient) -> None:
+        """The client's connection ended."""
         self._clients.discard(client)
 
 
@@ -343,11 +348,13 @@ class BumbleScanner(BaseBleakScanner):
         self._scanning = False
 
     async def start(self) -> None:
+        """bleak: start scanning."""
         self.seen_devices = {}
         await self._adapter.start_scan(self._on_advertisement)
         self._scanning = True
 
     async def stop(self) -> None:
+        """bleak: stop scanning."""
         if self._scanning:
             self._scanning = False
             await self._adapter.stop_scan(self._on_advertisement)
@@ -401,15 +408,23 @@ class BumbleClient(BaseBleakClient):
     # ------------------------------------------------------------------- state
     @property
     def name(self) -> str:
+        """bleak: the peer's advertised name (or its address)."""
         return self._name
 
     @property
+    def connection(self) -> Connection | None:
+        """The Bumble connection while connected (the adapter matches peers by it)."""
+        return self._connection
+
+    @property
     def mtu_size(self) -> int:
+        """bleak: the ATT MTU (23 until exchanged)."""
         conn = self._connection
         return int(conn.att_mtu) if conn is not None else att.ATT_DEFAULT_MTU
 
     @property
     def is_connected(self) -> bool:
+        """bleak: whether the LE connection is up."""
         return self._connection is not None
 
     def _require(self) -> tuple[Connection, Peer]:
@@ -419,6 +434,7 @@ class BumbleClient(BaseBleakClient):
 
     # ------------------------------------------------------------ connectivity
     async def connect(self, pair: bool, **kwargs: Any) -> None:
+        """bleak: connect, exchange the MTU, pair if asked, discover services."""
         if self._connection is not None:
             return
         conn = await self._adapter.connect(self._peer_address, self._timeout)
@@ -463,6 +479,7 @@ class BumbleClient(BaseBleakClient):
         return self.mtu_size - 3
 
     async def disconnect(self) -> None:
+        """bleak: disconnect and wait (bounded) for the event."""
         conn = self._connection
         if conn is None:
             return
@@ -481,12 +498,14 @@ class BumbleClient(BaseBleakClient):
         finally:
             conn.remove_listener(conn.EVENT_DISCONNECTION, _done)
             if self._connection is conn:  # no event came (radio gone): forget it anyway
-                self._on_link_lost(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+                self.link_lost(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
 
     def _on_disconnection(self, reason: int) -> None:
-        self._on_link_lost(reason)
+        self.link_lost(reason)
 
-    def _on_link_lost(self, reason: int) -> None:
+    def link_lost(self, reason: int) -> None:
+        """The link is gone (the peer, the radio, or an unanswered disconnect): forget
+        it, once, and tell bleak through the disconnected callback."""
         conn = self._connection
         if conn is None:
             return
@@ -534,6 +553,7 @@ class BumbleClient(BaseBleakClient):
             raise BleakError("pairing finished but the link is not encrypted")
 
     async def unpair(self) -> None:
+        """bleak: forget the stored bond with the peer."""
         with contextlib.suppress(KeyError):
             await self._adapter.keystore.delete(str(self._peer_address))
 
@@ -541,6 +561,7 @@ class BumbleClient(BaseBleakClient):
     async def read_gatt_char(
         self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
+        """bleak: read a characteristic's value."""
         _, peer = self._require()
         value = await _gatt("read", peer.read_value(characteristic.handle))
         return bytearray(value)
@@ -548,12 +569,14 @@ class BumbleClient(BaseBleakClient):
     async def read_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
+        """bleak: read a descriptor's value."""
         _, peer = self._require()
         return bytearray(await _gatt("read descriptor", peer.read_value(descriptor.handle)))
 
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: SizedBuffer, response: bool
     ) -> None:
+        """bleak: write a characteristic; never longer than MTU - 3 without response."""
         _, peer = self._require()
         payload = bytes(data)
         if not response and len(payload) > self._max_write_size():
@@ -566,12 +589,14 @@ class BumbleClient(BaseBleakClient):
     async def write_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, data: SizedBuffer
     ) -> None:
+        """bleak: write a descriptor (with response)."""
         _, peer = self._require()
         await _gatt("write descriptor", peer.write_value(descriptor.handle, bytes(data), True))
 
     async def start_notify(
         self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
     ) -> None:
+        """bleak: subscribe; a failing callback never breaks Bumble."""
         _, peer = self._require()
 
         def deliver(value: bytes) -> None:

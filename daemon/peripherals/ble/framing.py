@@ -320,6 +320,7 @@ class Photo:
 
     @property
     def rotation_degrees(self) -> int:
+        """The orientation byte as degrees (0 for unknown values)."""
         return self.orientation * 90 if 0 <= self.orientation <= 3 else 0
 
 
@@ -397,6 +398,7 @@ def complete_jpeg(data: bytes) -> bytes | None:
 
 @dataclass(slots=True)
 class PhotoStats:
+    """omi photo reassembly counters (cumulative)."""
     notifications: int = 0
     chunks: int = 0
     photos: int = 0
@@ -438,10 +440,12 @@ class PhotoAssembler:
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes of the photo in progress."""
         return 0 if self._buf is None else len(self._buf)
 
     @property
     def in_progress(self) -> bool:
+        """Whether a photo has begun and not yet ended."""
         return self._buf is not None
 
     def reset(self) -> None:
@@ -582,6 +586,7 @@ FrameEvent = FrameAudio | Photo | FrameTap
 
 @dataclass(slots=True)
 class FrameStats:
+    """Frame message-layer counters (cumulative)."""
     notifications: int = 0
     non_data: int = 0  # not a data message (e.g. Lua print output): ignored
     malformed: int = 0
@@ -609,9 +614,11 @@ class FrameMessageDecoder:
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes of the photo in progress."""
         return len(self._photo)
 
     def reset(self) -> None:
+        """Drop a photo in progress (disconnect)."""
         self._photo = bytearray()
         self._discarding = False
 
@@ -707,6 +714,7 @@ OMI_BUTTON_SINGLE_TAP: Final = 1
 
 @dataclass(slots=True)
 class ButtonStats:
+    """Button notification counters (cumulative)."""
     notifications: int = 0
     taps: int = 0
     other_events: int = 0  # double tap, release and the like: not a confirmation

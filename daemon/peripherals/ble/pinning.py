@@ -87,6 +87,7 @@ class Pin:
     rebonded_at: str = ""  # last time the host, having lost the bond, paired anew
 
     def to_record(self) -> dict[str, Any]:
+        """The pin as stored in the state directory (versioned)."""
         return {"version": RECORD_VERSION, **asdict(self)}
 
     @classmethod
@@ -298,6 +299,7 @@ class Pinning:
 
     # ------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
+        """The pin and its counters, for `status()` and `doctor`."""
         pin = self.pin
         return {
             "pinned": pin is not None,
