@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import numpy as np
+from typing_extensions import override
 
 from daemon.live.calls import FunctionCall
 from daemon.live.events import (
@@ -32,7 +33,7 @@ from daemon.live.link import LiveLink
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
-from daemon.peripherals.base import CameraUnavailable, Peripheral
+from daemon.peripherals.base import CameraUnavailable, MediaSink, Peripheral
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
 from daemon.tools.status import status_tool
@@ -65,22 +66,31 @@ class ConversationObserver(Protocol):
     chunk after a quiet gap, `trusted` whether it came from the user's own device.
     """
 
-    def model_speaking(self, now: float) -> None: ...
+    def model_speaking(self, now: float) -> None:
+        """Model audio arrived: the model is talking."""
 
-    def model_acting(self, now: float) -> None: ...
+    def model_acting(self, now: float) -> None:
+        """The model called a tool: it reacted to what the user said."""
 
-    def model_turn_done(self, now: float, playback_left: float) -> None: ...
+    def model_turn_done(self, now: float, playback_left: float) -> None:
+        """The model's turn is complete; its audio plays `playback_left` seconds more."""
 
-    def model_interrupted(self, now: float) -> None: ...
+    def model_interrupted(self, now: float) -> None:
+        """The model was cut off (barge-in); its queued audio was dropped."""
 
-    def user_onset(self, at: float, trusted: bool) -> None: ...
+    def user_onset(self, at: float, trusted: bool) -> None:
+        """A loud chunk after a quiet gap: an utterance began at capture time `at`."""
 
-    def user_words(self, text: str, finished: bool, now: float) -> None: ...
+    def user_words(self, text: str, finished: bool, now: float) -> None:
+        """A fragment of the user's transcript; `finished` ends the utterance."""
 
-    def user_tap(self, at: float, trusted: bool) -> None: ...
+    def user_tap(self, at: float, trusted: bool) -> None:
+        """The user tapped the device at `at`."""
 
 
-class Agent:
+class Agent(MediaSink):
+    """Runs one conversation: media up, the model's voice down, tool calls out, and the policy."""
+
     def __init__(
         self,
         link: LiveLink,
@@ -134,7 +144,9 @@ class Agent:
         registry.add_listener(link.tools_changed)
 
     # -- MediaSink -------------------------------------------------------------
+    @override
     def audio(self, chunk: AudioChunk) -> None:
+        """Microphone audio goes up: withheld while muted, zeroed while the speaker may echo."""
         self.metrics.peripheral_audio.inc()
         if self.mic_muted:
             self.metrics.uplink_withheld.labels("audio").inc()
@@ -161,6 +173,7 @@ class Agent:
             self._echo_until = now + ECHO_TAIL_SECONDS
         return now < self._echo_until
 
+    @override
     def video(self, frame: VideoFrame) -> None:
         """Frames go up while the user talks and the model listens, or when asked for.
 
@@ -224,13 +237,16 @@ class Agent:
                 {"microphone_muted": self.mic_muted, "camera_enabled": self.camera_enabled},
             )
 
+    @override
     def input_paused(self) -> None:
         self.input_done = True
         self.link.end_audio_stream()
 
+    @override
     def backlog_seconds(self) -> float:
         return self.link.replay_seconds
 
+    @override
     def user_tap(self) -> None:
         self.last_tap_at = now = time.monotonic()
         self.metrics.peripheral_taps.inc()
@@ -293,27 +309,11 @@ class Agent:
         self.last_activity = time.monotonic()
         match event:
             case ModelAudio(pcm=pcm, rate=rate):
-                self._model_speaks()
-                for obs in self._observers:
-                    obs.model_speaking(time.monotonic())
-                self.peripheral.play(pcm, rate)
-                self.metrics.playback_seconds.inc(len(pcm) / (2 * rate))
+                self._model_audio(pcm, rate)
             case Interrupted():
-                self.model_active = False
-                self._model_turn_open = False
-                for obs in self._observers:
-                    obs.model_interrupted(time.monotonic())
-                dropped = self.peripheral.flush_playback()
-                if dropped:
-                    self.metrics.playback_dropped.labels("interrupted").inc(dropped)
-                self.dispatcher.mark_interrupted()
+                self._interrupted()
             case TurnComplete():
-                self.model_active = False
-                self._close_user_turn()
-                self._model_turn_open = False
-                left = self.peripheral.playback_pending()
-                for obs in self._observers:
-                    obs.model_turn_done(time.monotonic(), left)
+                self._turn_complete()
             case ToolCallRequest(calls=calls):
                 self._close_user_turn()
                 for obs in self._observers:
@@ -322,13 +322,7 @@ class Agent:
             case ToolCallCancelled(ids=ids):
                 self.dispatcher.cancel(ids)
             case InputTranscript(text=text, finished=finished):
-                for obs in self._observers:
-                    obs.user_words(text, finished, time.monotonic())
-                if not self._user_turn_open:
-                    self._user_turn_open = True
-                    self._user_text = ""
-                self._user_text = _append(self._user_text, text)
-                self.last_user_text = self._shown(self._user_text)
+                self._user_heard(text, finished)
             case OutputTranscript(text=text):
                 self._model_speaks()
                 self._model_text = _append(self._model_text, text)
@@ -341,6 +335,42 @@ class Agent:
                 self.model_active = False
             case _:
                 pass
+
+    def _model_audio(self, pcm: bytes, rate: int) -> None:
+        self._model_speaks()
+        for obs in self._observers:
+            obs.model_speaking(time.monotonic())
+        self.peripheral.play(pcm, rate)
+        self.metrics.playback_seconds.inc(len(pcm) / (2 * rate))
+
+    def _interrupted(self) -> None:
+        """Barge-in: the speaker is emptied and answers to running tool calls go silent."""
+        self.model_active = False
+        self._model_turn_open = False
+        for obs in self._observers:
+            obs.model_interrupted(time.monotonic())
+        dropped = self.peripheral.flush_playback()
+        if dropped:
+            self.metrics.playback_dropped.labels("interrupted").inc(dropped)
+        self.dispatcher.mark_interrupted()
+
+    def _turn_complete(self) -> None:
+        self.model_active = False
+        self._close_user_turn()
+        self._model_turn_open = False
+        left = self.peripheral.playback_pending()
+        for obs in self._observers:
+            obs.model_turn_done(time.monotonic(), left)
+
+    def _user_heard(self, text: str, finished: bool) -> None:
+        """A transcript fragment: the first after the model answered starts a new utterance."""
+        for obs in self._observers:
+            obs.user_words(text, finished, time.monotonic())
+        if not self._user_turn_open:
+            self._user_turn_open = True
+            self._user_text = ""
+        self._user_text = _append(self._user_text, text)
+        self.last_user_text = self._shown(self._user_text)
 
     def _close_user_turn(self) -> None:
         """The model answers: the user's words so far were one utterance."""
@@ -379,6 +409,7 @@ class Agent:
         return out
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the link is up or coming up, and the status /healthz shows (no conversation)."""
         status = self.status()
         for key in ("last_user_text", "last_model_text"):  # no conversation on /healthz
             status.pop(key, None)

@@ -10,6 +10,8 @@ import random
 
 
 class Backoff:
+    """Delays between reconnect attempts; `reset` once a connection proved stable."""
+
     def __init__(
         self,
         initial: float,
@@ -43,4 +45,5 @@ class Backoff:
         return 0.0 if n < 0 else min(self.cap, self.initial * (2.0 ** max(n, 0)))
 
     def reset(self) -> None:
+        """The connection proved stable: the next failure retries at once again."""
         self.failures = 0

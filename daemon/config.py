@@ -27,11 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.errors import EdgeAgentError
+
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/edge-agent.toml")
 ENV_PREFIX = "EDGE_AGENT_"
 
 
-class ConfigError(Exception):
+class ConfigError(EdgeAgentError, ValueError):
     """A bad configuration file or value; `str()` is one line naming the key."""
 
 
@@ -71,6 +73,8 @@ class _Section(BaseModel):
 
 
 class LiveSettings(_Section):
+    """`[live]`: the Gemini Live endpoint, the model and the link's timing."""
+
     model: str = Field("gemini-3.8-live", min_length=1)
     base_url: str = ""
     ca_file: CaFile = None
@@ -116,6 +120,8 @@ class LiveSettings(_Section):
 
 
 class FilePeripheralSettings(_Section):
+    """`[peripheral.file]`: a WAV streamed as the microphone, the model's audio to a WAV."""
+
     input: OptionalPath = None
     output: OptionalPath = None
     realtime: bool = True
@@ -124,6 +130,8 @@ class FilePeripheralSettings(_Section):
 
 
 class BlePeripheralSettings(_Section):
+    """`[peripheral.ble]`: the glasses' device profile, radio backend and link timing."""
+
     profile: str = "omi"
     backend: str = "bluez"
     address: str = ""
@@ -143,11 +151,15 @@ class BlePeripheralSettings(_Section):
 
 
 class KioskPeripheralSettings(_Section):
+    """`[peripheral.kiosk]`: PortAudio devices, matched by part of their name."""
+
     input_device: str = ""
     output_device: str = ""
 
 
 class PeripheralSettings(_Section):
+    """`[peripheral]`: which kind is used, and the settings of each."""
+
     kind: Literal["file", "ble", "kiosk"] = "file"
     file: FilePeripheralSettings = FilePeripheralSettings()
     ble: BlePeripheralSettings = BlePeripheralSettings()
@@ -166,6 +178,8 @@ def default_client_id(hostname: str | None = None) -> str:
 
 
 class MqttSettings(_Section):
+    """`[mqtt]`: the broker, the daemon's identity on it, and limits on what it takes."""
+
     host: str = ""
     port: int = Field(1883, ge=1, le=65535)
     username: str = ""
@@ -242,6 +256,8 @@ class ConfirmWithSettings(_Section):
 
 
 class ToolsSettings(_Section):
+    """`[tools]`: deadlines, and what sensitive actions need before they run."""
+
     deadline: float = Field(5.0, gt=0, le=120)
     confirm_ttl: float = Field(30.0, gt=0, le=600)
     confirm_deadline: float = Field(3.0, gt=0, le=60)
@@ -264,6 +280,8 @@ class ToolsSettings(_Section):
 
 
 class OpsSettings(_Section):
+    """`[ops]`: health port, logging, and where state survives a restart."""
+
     health_port: int = Field(0, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
@@ -273,6 +291,8 @@ class OpsSettings(_Section):
 
 
 class Settings(_Section):
+    """The whole configuration: file, then environment, then flags (see `load_settings`)."""
+
     live: LiveSettings = LiveSettings()
     peripheral: PeripheralSettings = PeripheralSettings()
     mqtt: MqttSettings = MqttSettings()

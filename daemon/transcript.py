@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from daemon.live.calls import FunctionCall
 from daemon.live.events import (
     InputTranscript,
     Interrupted,
@@ -17,10 +18,11 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.ops.logsetup import scrub
-from daemon.live.calls import FunctionCall
 
 
 class TranscriptPrinter:
+    """Prints the conversation as it happens, one timestamped line per turn or tool call."""
+
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out or sys.stdout
         self._t0 = time.monotonic()
@@ -45,6 +47,7 @@ class TranscriptPrinter:
             self._model.clear()
 
     def event(self, ev: LiveEvent) -> None:
+        """Follow one Live event (an `Agent` event observer)."""
         match ev:
             case InputTranscript(text=text, finished=finished):
                 self._user.append(text)
@@ -67,6 +70,7 @@ class TranscriptPrinter:
                 pass
 
     def call(self, call: FunctionCall, outcome: str, response: dict[str, Any] | None) -> None:
+        """Print a finished tool call (an `Agent` call observer)."""
         self._flush_user()
         args = json.dumps(call.args, sort_keys=True)
         self._print("tool", f"{call.name}({args}) -> {outcome}: {_result(response)}")

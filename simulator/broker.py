@@ -23,10 +23,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from daemon.errors import EdgeAgentError
+
 DEFAULT_MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(EdgeAgentError, RuntimeError):
     """mosquitto could not be started (the message carries the end of its log)."""
 
 
@@ -38,6 +40,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def find_mosquitto() -> str | None:
+    """The mosquitto binary: the usual install path, else from PATH; None when absent."""
     if os.access(DEFAULT_MOSQUITTO, os.X_OK):
         return DEFAULT_MOSQUITTO
     return shutil.which("mosquitto")
@@ -87,14 +90,17 @@ class PrivateBroker:
 
     @property
     def running(self) -> bool:
+        """Whether the mosquitto process is alive."""
         return self._proc is not None and self._proc.returncode is None
 
     @property
     def pid(self) -> int | None:
+        """The mosquitto process id while started."""
         return self._proc.pid if self._proc else None
 
     @property
     def workdir(self) -> Path:
+        """The broker's data directory; RuntimeError before `start`."""
         if self._dir is None:
             raise RuntimeError("broker not started")
         return self._dir
@@ -271,6 +277,7 @@ class PrivateBroker:
             self._proc.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """Let a paused broker run again (SIGCONT)."""
         if self._proc is not None and self._proc.returncode is None:
             self._proc.send_signal(signal.SIGCONT)
 

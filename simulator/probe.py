@@ -26,6 +26,7 @@ def stamped_chunk(seq: int, speech: bool, samples: int = CHUNK_SAMPLES) -> bytes
 
 
 def read_stamp(pcm: bytes) -> int | None:
+    """The sequence number stamped by `stamped_chunk`, or None for audio without a stamp."""
     s = np.frombuffer(pcm[:10], "<i2")
     if len(s) < 5 or s[0] != MARK or any(not 0 <= int(v) <= 15 for v in s[1:5]):
         return None

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from daemon.errors import EdgeAgentError
 from daemon.media.wav import read_wav
 
 __all__ = [
@@ -79,7 +80,7 @@ _MAX_TURNS = 10_000
 _FADE_MS = 5.0
 
 
-class ScenarioError(ValueError):
+class ScenarioError(EdgeAgentError, ValueError):
     """A scenario file or dict is malformed; the message names the field."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from daemon.errors import EdgeAgentError
+
 StateValue = str | int | float | bool | tuple[int, ...] | None
 ArgValue = int | float | str | tuple[int, int, int]
 
@@ -111,5 +113,5 @@ def expect(*expects: Expect | None) -> ExpectedState | None:
 Built = tuple[str, str, ExpectedState | None]
 
 
-class Refused(Exception):
+class Refused(EdgeAgentError, ValueError):
     """A component cannot build this command (told to the model; nothing is sent)."""

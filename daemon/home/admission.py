@@ -49,6 +49,8 @@ def fingerprint(component: str, command_topics: Iterable[str]) -> str:
 
 
 class Admission:
+    """Decides which command topics may be published and which sensitive devices are still held."""
+
     def __init__(
         self,
         *,
@@ -81,6 +83,7 @@ class Admission:
                 self._first_start = False
 
     def now(self) -> float:
+        """The clock holds are measured on (the one `held_until` answers in)."""
         return self._clock()
 
     # -- topics ---------------------------------------------------------------
@@ -108,6 +111,7 @@ class Admission:
         return any(topic.startswith(p) or topic == p.rstrip("/") for p in self.never)
 
     def topic_allowed(self, topic: str) -> bool:
+        """Whether a command may go to `topic`: never a forbidden one, else under the prefixes."""
         if self._forbidden(topic):
             return False
         self._fresh()
@@ -117,10 +121,12 @@ class Admission:
         return any(topic.startswith(p) for p in prefixes)
 
     def prefixes(self) -> tuple[str, ...]:
+        """The allowed command prefixes now: the configured ones, else those the devices use."""
         self._fresh()
         return self.configured or tuple(sorted(self._derived))
 
     def why_topic(self, topic: str) -> str:
+        """One clause for the model saying why `topic_allowed` refused `topic`."""
         if self._forbidden(topic):
             return f"{topic!r} is one of the daemon's own or the broker's topics"
         where = "mqtt.command_prefixes" if self.configured else "the devices' own topic prefixes"
@@ -163,6 +169,7 @@ class Admission:
         return held
 
     def forget(self, dev_id: str) -> None:
+        """The device was removed: its hold ends (announcing it again starts a new one)."""
         self._held.pop(dev_id, None)
 
     def held(self) -> list[Held]:
@@ -184,6 +191,7 @@ class Admission:
             self._save()
 
     def held_until(self, dev_id: str) -> float | None:
+        """When a held device may be controlled, or None once it is not held."""
         if dev_id not in self._held:
             return None
         self.held()  # accepts those whose hold ended

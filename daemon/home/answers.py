@@ -83,6 +83,7 @@ def _spans(tokens: list[str], phrases: tuple[tuple[str, ...], ...]) -> set[int]:
 
 
 def is_negative(tokens: list[str]) -> bool:
+    """A no anywhere in the words (a "no" phrase or any "n't"); it outweighs any yes."""
     return bool(_spans(tokens, _NO)) or any(t.endswith("n't") for t in tokens)
 
 

@@ -131,24 +131,35 @@ def _check_args(spec: ActionSpec, args: Any) -> dict[str, ArgValue] | CommandErr
 
 
 def _check_value(arg: ArgSpec, value: Any) -> ArgValue | CommandError:
+    """One argument checked against its spec: the value to send, or why not."""
     if arg.kind == "choice":
-        if not isinstance(value, str):
-            return CommandError("bad_argument", f"{arg.describe()}; got {value!r}", arg.choices)
-        if value in arg.choices:
-            return value
-        folded = [c for c in arg.choices if c.casefold() == value.strip().casefold()]
-        if len(folded) == 1:
-            return folded[0]
-        return CommandError(
-            "bad_argument",
-            f"{arg.name} {value!r} is not supported; allowed: {', '.join(arg.choices)}",
-            arg.choices,
-        )
+        return _check_choice(arg, value)
     if arg.kind == "rgb":
         rgb = _as_rgb(value)
         if rgb is None:
             return CommandError("bad_argument", f"{arg.describe()} (or '#rrggbb'); got {value!r}")
         return rgb
+    return _check_number(arg, value)
+
+
+def _check_choice(arg: ArgSpec, value: Any) -> str | CommandError:
+    """One of the choices; a case-blind match counts when exactly one choice fits."""
+    if not isinstance(value, str):
+        return CommandError("bad_argument", f"{arg.describe()}; got {value!r}", arg.choices)
+    if value in arg.choices:
+        return value
+    folded = [c for c in arg.choices if c.casefold() == value.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    return CommandError(
+        "bad_argument",
+        f"{arg.name} {value!r} is not supported; allowed: {', '.join(arg.choices)}",
+        arg.choices,
+    )
+
+
+def _check_number(arg: ArgSpec, value: Any) -> int | float | CommandError:
+    """A number of the argument's kind, inside its range, on its step."""
     number = _as_number(value)
     if number is None:
         return CommandError("bad_argument", f"{arg.describe()}; got {value!r}, not a number")

@@ -126,10 +126,12 @@ class ConsentTracker:
 
     @property
     def has_pin(self) -> bool:
+        """Whether a PIN was configured, so that an answer can be checked against it."""
         return bool(self._pin)
 
     @property
     def phase(self) -> Phase | None:
+        """Where the one open question stands, or None when nothing is being asked."""
         return None if self._q is None else self._q.phase
 
     # -- the gate's side ---------------------------------------------------------
@@ -272,6 +274,7 @@ class ConsentTracker:
             self._evaluate(q, now)
 
     def user_tap(self, at: float, trusted: bool) -> None:
+        """A tap on the device: confirms an open question that accepts taps, if it is trusted."""
         q = self._q
         if q is None:
             return

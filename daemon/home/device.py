@@ -27,39 +27,48 @@ class Device:
 
     @property
     def name(self) -> str:
+        """What people and the model call it (the config's name, one clean line)."""
         return self.config.name
 
     @property
     def component(self) -> str:
+        """The Home Assistant component (`light`, `lock`, ...), a key of the component registry."""
         return self.config.component
 
     @property
     def area(self) -> str | None:
+        """The room it is in, if the config says."""
         return self.config.area
 
     @property
     def device_class(self) -> str | None:
+        """Home Assistant's device class (`garage`, `door`, ...), if given; sensitivity reads it."""
         return self.config.device_class
 
     # Cached: derived from the frozen config, and asked for on every message.
     @functools.cached_property
     def capabilities(self) -> tuple[ActionSpec, ...]:
+        """The actions the model may ask for, with their argument ranges."""
         return self.config.actions
 
     @functools.cached_property
     def command_topics(self) -> frozenset[str]:
+        """Every topic a command for it may be published to."""
         return self.config.command_topics
 
     @functools.cached_property
     def state_topics(self) -> frozenset[str]:
+        """The topics on which it reports state."""
         return self.config.state_topics
 
     @property
     def availability(self) -> Availability:
+        """How to tell whether it is reachable (no topics: always)."""
         return self.config.availability
 
     @functools.cached_property
     def availability_topics(self) -> frozenset[str]:
+        """The topics on which it reports being reachable."""
         return frozenset(a.topic for a in self.config.availability.topics)
 
     @functools.cached_property
@@ -111,6 +120,7 @@ class DeviceSnapshot:
     updated_at: float | None
 
     def describe(self) -> dict[str, Any]:
+        """The device's summary for the model plus its availability and state now."""
         out = self.device.describe()
         out["available"] = self.available
         out["state"] = plain_state(self.state)

@@ -276,14 +276,17 @@ class EntityConfig:
 
     @property
     def actions(self) -> tuple[ActionSpec, ...]:
+        """What the device can be told to do (the spec's actions)."""
         return self.spec.actions()
 
     @property
     def command_topics(self) -> frozenset[str]:
+        """Every topic a command for it may be published to (the spec's)."""
         return self.spec.command_topics()
 
     @property
     def state_topics(self) -> frozenset[str]:
+        """The topics on which it reports state (the spec's)."""
         return self.spec.state_topics()
 
 

@@ -67,7 +67,8 @@ class Publisher(Protocol):
         qos: int = 1,
         retain: bool = False,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> PublishOutcome: ...
+    ) -> PublishOutcome:
+        """Publish at most once: acked, unconfirmed, or `NotPublished` if nothing left in time."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,8 @@ class CommandExecutor:
         finally:
             mine.result.set_result(result)  # None (cancelled): a repeat goes its own way
 
-    async def _execute(self, command: Command, deadline: float | None) -> ExecResult:
-        budget = self.deadline if deadline is None else deadline
-        loop = asyncio.get_running_loop()
-        end = loop.time() + budget
+    def _target(self, command: Command) -> Device | ExecResult:
+        """The device the command goes to, or the failure that stops it before any publish."""
         device = self.inventory.get(command.device_id)
         if device is None:
             self.stats.failed_unknown_device += 1
@@ -176,6 +175,15 @@ class CommandExecutor:
             self.stats.failed_unavailable += 1
             why = "is offline" if available is False else "has not reported availability yet"
             return ExecResult("failed", f"{device.name} {why}; nothing was sent")
+        return device
+
+    async def _execute(self, command: Command, deadline: float | None) -> ExecResult:
+        budget = self.deadline if deadline is None else deadline
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        device = self._target(command)
+        if isinstance(device, ExecResult):
+            return device
 
         expected = command.expected
         confirmed: asyncio.Future[Mapping[str, StateValue]] = loop.create_future()
@@ -251,6 +259,7 @@ class ActionOutcome:
     published: Mapping[str, str] | None = None  # what went to the broker, for the transcript
 
     def as_dict(self) -> dict[str, Any]:
+        """The outcome as the JSON the model gets back (empty fields left out)."""
         out: dict[str, Any] = {"status": self.status, "message": self.message}
         if self.device_id:
             out["device_id"] = self.device_id
@@ -306,6 +315,7 @@ class HomeControl:
         area: str | None = None,
         confirmation: str | None = None,
     ) -> ActionOutcome:
+        """One tool call's action on one device, with exactly one outcome (or a question)."""
         found = self.inventory.resolve(device, area)
         if isinstance(found, LookupFailure):
             return ActionOutcome("error", found.message)

@@ -50,25 +50,30 @@ class IncomingMessage(Protocol):
     """What the inventory needs from a received MQTT message."""
 
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The topic the message arrived on."""
 
     @property
-    def payload(self) -> bytes: ...
+    def payload(self) -> bytes:
+        """The raw payload (decoded by the inventory, after a length cap)."""
 
     @property
-    def retain(self) -> bool: ...
+    def retain(self) -> bool:
+        """Whether the broker delivered it from its retained store."""
 
 
 class Cancelable(Protocol):
     """A subscription the inventory can end."""
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """End the subscription; its handler is not called again."""
 
 
 class MessageSource(Protocol):
     """Something that delivers messages for topic filters (an `MqttConnection`)."""
 
-    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Cancelable: ...
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Cancelable:
+        """Call `handler` for every message matching `topic_filter` until cancelled."""
 
 
 # --------------------------------------------------------------------- events

@@ -114,17 +114,23 @@ class Registry(Protocol):
     (the generic tools layer sits above the home, so the home names only what it uses)."""
 
     @property
-    def default_deadline(self) -> float: ...
+    def default_deadline(self) -> float:
+        """The deadline a tool without its own gets, in seconds."""
 
-    def register(self, tool: Tool) -> None: ...
+    def register(self, tool: Tool) -> None:
+        """Add or replace a tool; the model's declarations follow."""
 
-    def unregister(self, name: str) -> None: ...
+    def unregister(self, name: str) -> None:
+        """Remove a tool if it is there; the model's declarations follow."""
 
-    def get(self, name: str) -> Tool | None: ...
+    def get(self, name: str) -> Tool | None:
+        """The tool registered under `name`, or None."""
 
-    def names(self) -> list[str]: ...
+    def names(self) -> list[str]:
+        """The registered tool names, sorted."""
 
-    def declarations(self) -> list[dict[str, Any]]: ...
+    def declarations(self) -> list[dict[str, Any]]:
+        """The declarations the model is offered, one per tool."""
 
 
 @dataclass

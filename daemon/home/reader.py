@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from daemon.errors import EdgeAgentError
 from daemon.home.templates import (
     CommandTemplate,
     ValueTemplate,
@@ -34,7 +35,7 @@ _MAX_TOPIC_BYTES = 1024  # real topics are far shorter; the config is kept in me
 _TOPIC_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-class Invalid(Exception):
+class Invalid(EdgeAgentError, ValueError):
     """A config value is wrong (the parser turns it into a DiscoveryError)."""
 
 

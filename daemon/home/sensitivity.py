@@ -99,6 +99,8 @@ class Entity:
 
 @dataclass(frozen=True)
 class Sensitivity:
+    """Why a device or command needs confirmation: its category (which decides how) and a reason."""
+
     category: str
     why: str
 

@@ -67,15 +67,20 @@ _REREAD_INTERVAL = 30.0  # Home Assistant's "online" re-reads discovery at most 
 class AgentControls(Protocol):
     """What the service needs from the Agent (the Agent has exactly these)."""
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]:
+        """What Home Assistant is shown of the agent (scalars only)."""
 
-    def set_mic_muted(self, muted: bool) -> None: ...
+    def set_mic_muted(self, muted: bool) -> None:
+        """The microphone switch in Home Assistant: muted, nothing heard leaves the device."""
 
-    def set_camera_enabled(self, enabled: bool) -> None: ...
+    def set_camera_enabled(self, enabled: bool) -> None:
+        """The camera switch in Home Assistant: off, no frame is captured or sent."""
 
-    def add_observer(self, observer: ConsentTracker) -> None: ...
+    def add_observer(self, observer: ConsentTracker) -> None:
+        """Follow the conversation's turns, to read the answer to a confirmation question."""
 
-    def taps_possible(self) -> bool: ...
+    def taps_possible(self) -> bool:
+        """Whether the user can tap to confirm (the peripheral has a tap source)."""
 
 
 class _NoBroker:

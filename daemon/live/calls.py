@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.errors import EdgeAgentError
+
 
 @dataclass(frozen=True, slots=True)
 class FunctionCall:
@@ -38,11 +40,11 @@ ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 VALIDATION_ONLY = frozenset({"maxLength", "minLength", "pattern"})
 
 
-class ToolError(Exception):
+class ToolError(EdgeAgentError):
     """Raised by a handler for an error the model should hear, in plain words."""
 
 
-class InvalidArguments(ToolError):
+class InvalidArguments(ToolError, ValueError):
     """The arguments do not fit the tool's schema; the model hears which and why."""
 
 

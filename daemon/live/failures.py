@@ -9,10 +9,11 @@ from __future__ import annotations
 from google.genai import errors as genai_errors
 
 from daemon.config import LiveSettings
+from daemon.errors import EdgeAgentError
 from daemon.ops.logsetup import clip
 
 
-class LiveFatalError(Exception):
+class LiveFatalError(EdgeAgentError, ConnectionError):
     """Retrying soon cannot help (rejected key, unknown model, wrong endpoint, setup).
 
     The message is one line naming the setting to fix; `kind` is the metric
@@ -24,7 +25,7 @@ class LiveFatalError(Exception):
         self.kind = kind
 
 
-class ConnectFailed(Exception):
+class ConnectFailed(EdgeAgentError, ConnectionError):
     """A connection attempt failed in a way worth retrying with backoff.
 
     `kind` is the metric reason (unreachable, setup_timeout, resume_refused, ...).

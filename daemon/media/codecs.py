@@ -50,9 +50,11 @@ class CodecSpec:
 
     @property
     def frame_samples(self) -> int:
+        """Samples in one frame at the codec's own rate."""
         return self.rate * self.frame_ms // 1000
 
     def describe(self) -> str:
+        """A short label for logs and status (`opus 16 kHz 20 ms`, `mulaw 8 kHz`)."""
         khz = f"{self.rate / 1000:g} kHz"
         return f"opus {khz} {self.frame_ms} ms" if self.kind == "opus" else f"{self.kind} {khz}"
 
@@ -125,6 +127,7 @@ def pcm16_to_pcm8(pcm: bytes) -> bytes:
 
 
 def silence(n_samples: int) -> bytes:
+    """`n_samples` of 16-bit silence (none for a negative count)."""
     return bytes(max(0, n_samples) * SAMPLE_WIDTH)
 
 
@@ -306,5 +309,6 @@ class StreamDecoder:
         return AudioChunk(pcm, self.out_rate, self._clock() if captured_at is None else captured_at)
 
     def close(self) -> None:
+        """Free the Opus decoder now, if there is one; Opus cannot be decoded afterwards."""
         if self._opus is not None:
             self._opus.close()

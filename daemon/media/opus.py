@@ -17,6 +17,8 @@ import opuslib.api.decoder as _dec
 import opuslib.api.encoder as _enc
 import opuslib.api.info as _info
 
+from daemon.errors import EdgeAgentError
+
 VALID_RATES: Final = frozenset({8000, 12000, 16000, 24000, 48000})
 VALID_FRAME_MS: Final = frozenset({5, 10, 20, 40, 60})  # 2.5 ms is valid but not an int
 MAX_PACKET_MS: Final = 120  # the longest duration one Opus packet can carry
@@ -36,7 +38,7 @@ _BAD_ARG: Final = -1
 Application = Literal["voip", "audio", "restricted_lowdelay"]
 
 
-class OpusError(ValueError):
+class OpusError(EdgeAgentError, ValueError):
     """A libopus call failed; `code` is the negative libopus error code (0 if ours)."""
 
     def __init__(self, message: str, code: int = 0) -> None:
@@ -158,6 +160,7 @@ class OpusDecoder:
         self.last_frame_samples = self.rate // 50
 
     def close(self) -> None:
+        """Free libopus's state now rather than at garbage collection; idempotent."""
         state, self._state = self._state, None
         if state is not None:
             _dec.destroy(state)
@@ -232,6 +235,7 @@ class OpusEncoder:
         return ctypes.string_at(self._out, result)
 
     def close(self) -> None:
+        """Free libopus's state now rather than at garbage collection; idempotent."""
         state, self._state = self._state, None
         if state is not None:
             _enc.destroy(state)

@@ -36,9 +36,11 @@ class Resampler:
 
     @property
     def identity(self) -> bool:
+        """Whether the rates are equal, so `process` passes audio through untouched."""
         return self._stream is None
 
     def process(self, pcm: bytes) -> bytes:
+        """The resampled audio available so far; an odd trailing byte waits for the next call."""
         data = self._carry + pcm if self._carry else pcm
         if len(data) % SAMPLE_WIDTH:
             self._carry = data[-1:]

@@ -19,6 +19,7 @@ class AudioChunk:
 
     @property
     def duration(self) -> float:
+        """Seconds of audio in the chunk."""
         return len(self.pcm) / (SAMPLE_WIDTH * self.rate)
 
 
@@ -33,4 +34,5 @@ class VideoFrame:
 
 
 def pcm_duration(n_bytes: int, rate: int) -> float:
+    """Seconds of 16-bit mono audio in `n_bytes` at `rate`."""
     return n_bytes / (SAMPLE_WIDTH * rate)

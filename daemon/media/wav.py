@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from daemon.errors import EdgeAgentError
 from daemon.media.types import SAMPLE_WIDTH
 
 
-class WavError(ValueError):
+class WavError(EdgeAgentError, ValueError):
     """The file is missing, unreadable or not 16-bit PCM; the message names it."""
 
 

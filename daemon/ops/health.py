@@ -458,7 +458,15 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
         lines.pop()
     if not lines or not lines[0].isascii():
         raise _BadRequest("malformed request line")
-    parts = lines[0].decode("ascii").split(" ")
+    method, target, version, authority = _request_line(lines[0].decode("ascii"))
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    lengths, hosts = _headers(lines[1:])
+    return _Request(method, path, version, hosts, authority), _body_length(lengths)
+
+
+def _request_line(line: str) -> tuple[str, str, str, str | None]:
+    """Method, origin-form target, version, and the authority of an absolute-form target."""
+    parts = line.split(" ")
     if len(parts) != 3:
         raise _BadRequest("malformed request line")
     method, target, version = parts
@@ -472,11 +480,14 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
         target = target[slash:] if slash >= 0 else "/"
     if not target.startswith("/") or any(c.isspace() or ord(c) < 0x21 for c in target):
         raise _BadRequest("malformed request target")
-    path = target.split("?", 1)[0].split("#", 1)[0]
+    return method, target, version, authority
 
+
+def _headers(lines: list[bytes]) -> tuple[set[str], list[str]]:
+    """The Content-Length values and Host headers; no Transfer-Encoding is accepted."""
     lengths: set[str] = set()
     hosts: list[str] = []
-    for raw in lines[1:]:
+    for raw in lines:
         line = raw.decode("latin-1")
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
@@ -489,15 +500,19 @@ def _parse_head(head: bytes) -> tuple[_Request, int]:
             lengths.update(v.strip(" \t") for v in value.split(","))
         elif lowered == "host":
             hosts.append(value)
-    body_length = 0
-    if lengths:
-        if len(lengths) != 1:
-            raise _BadRequest("conflicting content-length")
-        (text,) = lengths
-        if not text.isdigit() or len(text) > 12:
-            raise _BadRequest("malformed content-length")
-        body_length = int(text)
-    return _Request(method, path, version, hosts, authority), body_length
+    return lengths, hosts
+
+
+def _body_length(lengths: set[str]) -> int:
+    """The one Content-Length all headers agree on (0 without one)."""
+    if not lengths:
+        return 0
+    if len(lengths) != 1:
+        raise _BadRequest("conflicting content-length")
+    (text,) = lengths
+    if not text.isdigit() or len(text) > 12:
+        raise _BadRequest("malformed content-length")
+    return int(text)
 
 
 def health_server_from_settings(

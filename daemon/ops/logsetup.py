@@ -34,6 +34,8 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 from urllib.parse import quote, quote_plus
 
+from typing_extensions import override
+
 REDACTED = "***"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not scrubbed: replacing every "a1" would mangle logs and hide nothing."""
@@ -198,6 +200,7 @@ class ScrubbingFormatter(logging.Formatter):
             raise ValueError(f"log_format: must be 'text' or 'json', not {fmt!r}")
         self.fmt: LogFormat = fmt
 
+    @override
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         exc = ""
@@ -339,6 +342,7 @@ class ScrubbingStream(io.TextIOBase):
         self._pending = ""
         self._lock = threading.Lock()
 
+    @override
     def write(self, text: str) -> int:
         with self._lock:
             self._pending += text
@@ -351,6 +355,7 @@ class ScrubbingStream(io.TextIOBase):
                 self.raw.write(scrub(out))
         return len(text)
 
+    @override
     def flush(self) -> None:
         with self._lock:
             out, self._pending = self._pending, ""
@@ -358,20 +363,25 @@ class ScrubbingStream(io.TextIOBase):
                 self.raw.write(scrub(out))
         self.raw.flush()
 
+    @override
     def writable(self) -> bool:
         return True
 
+    @override
     def fileno(self) -> int:
         return self.raw.fileno()
 
+    @override
     def isatty(self) -> bool:
         return self.raw.isatty()
 
     @property
+    @override
     def encoding(self) -> str:  # type: ignore[override]
         return self.raw.encoding
 
     @property
+    @override
     def errors(self) -> str | None:  # type: ignore[override]
         return self.raw.errors
 

@@ -20,6 +20,8 @@ LINK_STATES = ("idle", "connecting", "connected", "handover", "backoff", "failed
 
 
 class Metrics:
+    """The Prometheus metrics of one daemon: each an attribute, all in `registry`."""
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         # Live link
@@ -262,10 +264,12 @@ class Metrics:
         self.registry.register(_StatusCollector(f"edge_{name}_stat", status))
 
     def set_link_state(self, state: str) -> None:
+        """Set the link state gauge: 1 for `state`, 0 for every other."""
         for s in LINK_STATES:
             self.link_state.labels(s).set(1 if s == state else 0)
 
     def render(self) -> bytes:
+        """The /metrics body in Prometheus text format."""
         return generate_latest(self.registry)
 
     def value(self, name: str, **labels: str) -> float:

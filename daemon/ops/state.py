@@ -48,9 +48,11 @@ class StateStore:
 
     @property
     def persistent(self) -> bool:
+        """Whether records survive a restart (there is a directory)."""
         return self.directory is not None
 
     def path(self, name: str) -> Path | None:
+        """The file of record `name`, or None in memory; ValueError for a name that is not safe."""
         if not _NAME.match(name):
             raise ValueError(f"bad state record name {name!r}")
         return None if self.directory is None else self.directory / f"{name}.json"

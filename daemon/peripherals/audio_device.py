@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.errors import EdgeAgentError
 from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, pcm_duration
 
 log = logging.getLogger(__name__)
 
 
-class AudioDeviceError(Exception):
+class AudioDeviceError(EdgeAgentError, OSError):
     """No such device, or it cannot be opened; the message says which and why."""
 
 

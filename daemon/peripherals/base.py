@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from daemon.config import ConfigError
+from daemon.errors import EdgeAgentError
 from daemon.media.types import AudioChunk, VideoFrame
 
 __all__ = ["CameraUnavailable", "MediaSink", "Peripheral", "PeripheralUnavailable"]
@@ -33,7 +34,7 @@ class MediaSink(Protocol):
         """
 
 
-class CameraUnavailable(RuntimeError):
+class CameraUnavailable(EdgeAgentError, RuntimeError):
     """No photo can be taken now; the message says why (no camera, switched off, ...)."""
 
 

@@ -1,1 +1,1 @@
-
+"""The generic tool layer: registry, argument validation, dispatch; nothing about MQTT."""

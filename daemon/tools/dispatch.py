@@ -25,9 +25,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.ops.logsetup import clip
 from daemon.ops.metrics import Metrics
-from daemon.live.calls import FunctionCall, ToolResponse
 from daemon.tools.registry import InvalidArguments, Tool, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ not within `timeout` seconds (0: at once, without waiting)."""
 
 
 class ToolDispatcher:
+    """Runs each tool call in its own task and sends exactly one answer for it."""
+
     def __init__(
         self,
         registry: ToolRegistry,
@@ -71,6 +73,7 @@ class ToolDispatcher:
 
     @property
     def in_flight(self) -> int:
+        """How many calls are running now."""
         return len(self._running)
 
     async def run(self) -> None:
@@ -83,6 +86,7 @@ class ToolDispatcher:
                 self._tg = None
 
     def submit(self, calls: Iterable[FunctionCall]) -> None:
+        """Start the calls; a repeated call id is answered "duplicate" and not run again."""
         if self._tg is None:
             raise RuntimeError("ToolDispatcher.run() is not running")
         for call in calls:
@@ -105,12 +109,14 @@ class ToolDispatcher:
             self._finish(call, "cancelled", None)
 
     def cancel(self, ids: Iterable[str]) -> None:
+        """Cancel the calls the model withdrew; they get no answer (the model no longer waits)."""
         for call_id in ids:
             task = self._running.get(call_id)
             if task is not None and not task.done():
                 task.cancel()
 
     def mark_interrupted(self) -> None:
+        """The user interrupted the model: answers to calls running now go back SILENT."""
         self._interrupt_epoch += 1
 
     async def _tool(self, name: str) -> Tool | None:

@@ -40,13 +40,20 @@ MAX_ERROR = 300  # characters of a validation error told to the model
 def _too_big(args: Any, schema: Mapping[str, Any]) -> str | None:
     """Why the arguments are too big to validate, or None. Looks at no more than
     MAX_VALUES values and never iterates a container longer than allowed."""
-    left = MAX_VALUES
+    return _SizeWalk().walk(args, schema, "", 0)
 
-    def walk(value: Any, sch: Any, path: str, depth: int) -> str | None:
-        nonlocal left
-        left -= 1
+
+class _SizeWalk:
+    """One bounded walk over a call's arguments, beside the schema's own limits."""
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUES
+
+    def walk(self, value: Any, sch: Any, path: str, depth: int) -> str | None:
+        """Why `value` (at `path`, `depth` levels down) is too big, or None."""
+        self.left -= 1
         where = f"{path}: " if path else ""
-        if left < 0:
+        if self.left < 0:
             return f"too many values (at most {MAX_VALUES} in all)"
         if depth > MAX_DEPTH:
             return f"{where}nested too deeply (at most {MAX_DEPTH} levels)"
@@ -56,27 +63,37 @@ def _too_big(args: Any, schema: Mapping[str, Any]) -> str | None:
             if len(value) > limit:
                 return f"{where}too long ({len(value)} characters; at most {limit})"
         elif isinstance(value, list):
-            limit = _limit(sch.get("maxItems"), MAX_ITEMS)
-            if len(value) > limit:
-                return f"{where}too many items ({len(value)}; at most {limit})"
-            for i, item in enumerate(value):
-                if (why := walk(item, sch.get("items"), f"{path}/{i}".lstrip("/"), depth + 1)):
-                    return why
+            return self._array(value, sch, path, depth)
         elif isinstance(value, dict):
-            if len(value) > MAX_ITEMS:
-                return f"{where}too many keys ({len(value)}; at most {MAX_ITEMS})"
-            props = sch.get("properties")
-            props = props if isinstance(props, Mapping) else {}
-            for key, item in value.items():
-                name = str(key)
-                if len(name) > MAX_STRING:
-                    return f"{where}a key is too long ({len(name)} characters)"
-                sub = props.get(name, sch.get("additionalProperties"))
-                if (why := walk(item, sub, f"{path}/{name}".lstrip("/"), depth + 1)):
-                    return why
+            return self._object(value, sch, path, depth)
         return None
 
-    return walk(args, schema, "", 0)
+    def _array(self, value: list[Any], sch: Mapping[str, Any], path: str, depth: int) -> str | None:
+        where = f"{path}: " if path else ""
+        limit = _limit(sch.get("maxItems"), MAX_ITEMS)
+        if len(value) > limit:
+            return f"{where}too many items ({len(value)}; at most {limit})"
+        for i, item in enumerate(value):
+            if (why := self.walk(item, sch.get("items"), f"{path}/{i}".lstrip("/"), depth + 1)):
+                return why
+        return None
+
+    def _object(
+        self, value: dict[Any, Any], sch: Mapping[str, Any], path: str, depth: int
+    ) -> str | None:
+        where = f"{path}: " if path else ""
+        if len(value) > MAX_ITEMS:
+            return f"{where}too many keys ({len(value)}; at most {MAX_ITEMS})"
+        props = sch.get("properties")
+        props = props if isinstance(props, Mapping) else {}
+        for key, item in value.items():
+            name = str(key)
+            if len(name) > MAX_STRING:
+                return f"{where}a key is too long ({len(name)} characters)"
+            sub = props.get(name, sch.get("additionalProperties"))
+            if (why := self.walk(item, sub, f"{path}/{name}".lstrip("/"), depth + 1)):
+                return why
+        return None
 
 
 def _limit(declared: Any, ceiling: int) -> int:
@@ -87,6 +104,8 @@ def _limit(declared: Any, ceiling: int) -> int:
 
 
 class ToolRegistry:
+    """The tools the model may call, each with a validator built once from its schema."""
+
     def __init__(self, default_deadline: float = 5.0) -> None:
         self.default_deadline = default_deadline
         self._tools: dict[str, Tool] = {}
@@ -94,6 +113,7 @@ class ToolRegistry:
         self._listeners: list[Callable[[], None]] = []
 
     def register(self, tool: Tool) -> None:
+        """Add or replace a tool; ValueError for a bad name or schema. Listeners are told."""
         if not _NAME.match(tool.name):
             raise ValueError(f"tool name {tool.name!r}: letters, digits, _ . - only, max 64")
         if tool.parameters.get("type") != "object":
@@ -107,20 +127,25 @@ class ToolRegistry:
         self._changed()
 
     def unregister(self, name: str) -> None:
+        """Remove a tool if it is there; listeners are told."""
         if self._tools.pop(name, None) is not None:
             del self._validators[name]
             self._changed()
 
     def get(self, name: str) -> Tool | None:
+        """The tool registered under `name`, or None."""
         return self._tools.get(name)
 
     def names(self) -> list[str]:
+        """The registered tool names, sorted."""
         return sorted(self._tools)
 
     def declarations(self) -> list[dict[str, Any]]:
+        """The declarations the model is offered, in name order."""
         return [self._tools[n].declaration() for n in sorted(self._tools)]
 
     def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever the set of tools changes."""
         self._listeners.append(callback)
 
     def _changed(self) -> None:

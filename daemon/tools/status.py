@@ -14,6 +14,7 @@ DESCRIPTION = (
 
 
 def status_tool(provider: Callable[[], dict[str, Any]]) -> Tool:
+    """The `agent_status` tool, answering with what `provider` reports."""
     async def handler(_: dict[str, Any]) -> dict[str, Any]:
         return provider()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from bumble import gatt
 from bumble.device import Connection, Device
 
+from daemon.errors import EdgeAgentError
 from simulator.glasses.report import GlassesStats
 
 __all__ = ["CentralLink", "LinkGone", "Notifier"]
@@ -52,7 +53,7 @@ class CentralLink:
             self.stream_ok.clear()
 
 
-class LinkGone(Exception):
+class LinkGone(EdgeAgentError, ConnectionError):
     """The connection ended: unwinds the per-connection TaskGroup."""
 
 

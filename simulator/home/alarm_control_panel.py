@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block
 
 
@@ -56,12 +58,15 @@ class SimAlarmPanel(VirtualDevice):
         self.exit_delay = exit_delay
         self.refused = 0
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", self.state["state"])]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         t = f"{self.base}/state"
         armed = self.PAYLOADS.get(payload)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import VirtualDevice, avty
 
 
@@ -26,5 +28,6 @@ class SimDoorContact(VirtualDevice):
             state={"contact": "closed"},
         )
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", self.state["contact"])]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty
 
 
@@ -24,9 +26,11 @@ class SimButton(VirtualDevice):
         )
         self.presses = 0
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/press"}
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if payload == "PRESS":
             self.presses += 1

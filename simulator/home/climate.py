@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty
 
 
@@ -32,9 +34,11 @@ class SimThermostat(VirtualDevice):
             state={"mode": "heat", "target": 20.0, "current": 19.5},
         )
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/mode/set", f"{self.base}/target/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         b, s = self.base, self.state
         return [
@@ -43,6 +47,7 @@ class SimThermostat(VirtualDevice):
             (f"{b}/current", f"{s['current']:.1f}"),
         ]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if topic == f"{self.base}/mode/set" and payload in ("off", "heat", "cool", "auto"):
             self.state["mode"] = payload

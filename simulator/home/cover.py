@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block, int_of
 
 
@@ -26,12 +28,15 @@ class SimGarageDoor(VirtualDevice):
         )
         self.travel = travel
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", self.state["state"])]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         t = f"{self.base}/state"
         if payload == "OPEN":
@@ -69,12 +74,15 @@ class SimBlinds(VirtualDevice):
             state={"position": 0},
         )
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set", f"{self.base}/position/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/position", str(self.state["position"]))]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if topic == f"{self.base}/position/set":
             v = int_of(payload)

@@ -37,20 +37,25 @@ class VirtualDevice:
 
     @property
     def base(self) -> str:
+        """The topic prefix of the device's own topics."""
         return f"sim/{self.object_id}"
 
     @property
     def availability_topic(self) -> str:
+        """Where the device says online or offline (retained)."""
         return f"{self.base}/availability"
 
     def discovery_topic(self, prefix: str) -> str:
+        """Where its retained discovery config goes under the discovery `prefix`."""
         node = f"{self.node_id}/" if self.node_id else ""
         return f"{prefix}/{self.component}/{node}{self.object_id}/config"
 
     def command_topics(self) -> set[str]:
+        """The topics it obeys; the home routes each one to this device alone."""
         return set()
 
     def state_messages(self) -> list[tuple[str, str]]:
+        """Its current state as (topic, payload) messages: published at start and by `_now`."""
         return []
 
     def on_command(self, topic: str, payload: str) -> list[Step]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block, int_of
 
 
@@ -34,10 +36,12 @@ class SimFan(VirtualDevice):
             state={"state": "OFF", "speed": 3, "preset": "auto", "osc": "oscillate_off"},
         )
 
+    @override
     def command_topics(self) -> set[str]:
         b = self.base
         return {f"{b}/set", f"{b}/speed/set", f"{b}/preset/set", f"{b}/oscillate/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         b, s = self.base, self.state
         return [
@@ -47,6 +51,7 @@ class SimFan(VirtualDevice):
             (f"{b}/oscillate", s["osc"]),
         ]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         b = self.base
         if topic == f"{b}/set" and payload in ("ON", "OFF"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block, int_of
 
 
@@ -34,10 +36,12 @@ class SimLight(VirtualDevice):
             state={"state": "OFF", "brightness": 100, "color_temp": 370},
         )
 
+    @override
     def command_topics(self) -> set[str]:
         b = self.base
         return {f"{b}/set", f"{b}/brightness/set", f"{b}/color_temp/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         b, s = self.base, self.state
         return [
@@ -46,6 +50,7 @@ class SimLight(VirtualDevice):
             (f"{b}/color_temp", str(s["color_temp"])),
         ]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         """Like many bulbs: report the power state and the attribute that changed."""
         b = self.base
@@ -101,12 +106,15 @@ class SimJsonLight(VirtualDevice):
             },
         )
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(self.base, json.dumps(self.state))]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         try:
             data = json.loads(payload)

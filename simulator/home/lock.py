@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block
 
 
@@ -49,12 +51,15 @@ class SimLock(VirtualDevice):
         self.hold_open = hold_open
         self.openings = 0
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", self.state["state"])]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if self.open_payload is not None and payload == self.open_payload:
             self.openings += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block
 
 
@@ -24,9 +26,11 @@ class SimScene(VirtualDevice):
         )
         self.activations = 0
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/activate"}
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if payload == "ACTIVATE":
             self.activations += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from typing_extensions import override
+
 from simulator.home.device import VirtualDevice, avty, dev_block
 
 
@@ -29,5 +31,6 @@ class SimTemperatureSensor(VirtualDevice):
             state={"temperature": 21.5, "humidity": 45},
         )
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", json.dumps(self.state))]

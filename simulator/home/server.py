@@ -129,6 +129,7 @@ class VirtualHome:
         await self._publish(dev.availability_topic, "online" if online else "offline")
 
     def set_ignore_commands(self, object_id: str, ignore: bool = True) -> None:
+        """Make a device drop commands silently, as a dead relay would (a test's timeout)."""
         self.devices[object_id].ignore_commands = ignore
 
     def _on_ha_status(self, msg: MqttMessage) -> None:

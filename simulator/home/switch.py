@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from typing_extensions import override
+
 from simulator.home.device import BRIDGE_TOPIC, Step, VirtualDevice
 
 
@@ -39,12 +41,15 @@ class SimSwitch(VirtualDevice):
             state={"state": "OFF", "power": 0.0},
         )
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         return [(f"{self.base}/state", json.dumps(self.state))]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if payload not in ("ON", "OFF"):
             return []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from typing_extensions import override
+
 from simulator.home.device import Step, VirtualDevice, avty, dev_block, int_of
 
 
@@ -45,14 +47,17 @@ class SimValve(VirtualDevice):
         self.reports_position = reports_position
         self.travel = travel
 
+    @override
     def command_topics(self) -> set[str]:
         return {f"{self.base}/set"}
 
+    @override
     def state_messages(self) -> list[tuple[str, str]]:
         if self.reports_position:
             return [(f"{self.base}/state", str(self.state["position"]))]
         return [(f"{self.base}/state", self.state["state"])]
 
+    @override
     def on_command(self, topic: str, payload: str) -> list[Step]:
         if self.reports_position:
             return self._move_to(int_of(payload))

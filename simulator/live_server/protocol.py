@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from daemon.errors import EdgeAgentError
 from simulator.live_server.records import ConnectionRecord
 
 JsonDict = dict[str, Any]
@@ -34,7 +35,7 @@ DEFAULT_REASONS: dict[int, str] = {
 }
 
 
-class ProtocolError(Exception):
+class ProtocolError(EdgeAgentError, ValueError):
     """The client broke the protocol; close with ``code`` and ``reason``."""
 
     def __init__(self, code: int, reason: str, *, invalid: Any = None) -> None:

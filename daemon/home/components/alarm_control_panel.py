@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import ActionSpec, ArgValue, Built, Expect, Refused, StateValue, expect
-from daemon.home.components.base import Component, templated, topics
+from daemon.home.components.base import Component, ComponentSpec, templated, topics
 from daemon.home.reader import ConfigReader, Invalid
 from daemon.home.templates import CommandTemplate, ValueTemplate, render
 
@@ -43,7 +45,7 @@ _EXPECT: Mapping[str, tuple[StateValue, ...]] = {
 
 
 @dataclass(frozen=True)
-class AlarmPanelSpec:
+class AlarmPanelSpec(ComponentSpec):
     """An alarm panel; `actions` are those offered (supported, and needing no user code).
 
     Payloads are those of Home Assistant (`payload_arm_home` ...), through a
@@ -62,17 +64,22 @@ class AlarmPanelSpec:
         return tuple(a for a, _p in self.payloads)
 
     def payload(self, action: str) -> str:
+        """The payload Home Assistant's config gives an offered action (KeyError for any other)."""
         return dict(self.payloads)[action]
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         return tuple(ActionSpec(a) for a in self.offered)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(self.command_topic)
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         if topic != self.state_topic:
             return {}
@@ -80,6 +87,7 @@ class AlarmPanelSpec:
         word = value.strip().casefold() if value is not None else ""
         return {"state": word} if word in STATES else {}
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         """The action's payload through the config's template; never a code (none is
         offered)."""

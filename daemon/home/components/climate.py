@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import (
     ActionSpec,
     ArgSpec,
@@ -15,14 +17,14 @@ from daemon.home.actions import (
     StateValue,
     expect,
 )
-from daemon.home.components.base import Component, num_arg, number, templated, topics
+from daemon.home.components.base import Component, ComponentSpec, num_arg, number, templated, topics
 from daemon.home.reader import ConfigReader, Invalid
 from daemon.home.templates import CommandTemplate, ValueTemplate, render
 from daemon.home.text import clean_text
 
 
 @dataclass(frozen=True)
-class ClimateSpec:
+class ClimateSpec(ComponentSpec):
     """A thermostat's topics, modes and target range (in its own unit and step)."""
 
     mode_command_topic: str | None = None
@@ -44,6 +46,7 @@ class ClimateSpec:
     payload_on: str = "ON"
     payload_off: str = "OFF"
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         acts = []
         if self.mode_command_topic:
@@ -69,16 +72,19 @@ class ClimateSpec:
             acts += [ActionSpec("turn_on"), ActionSpec("turn_off")]
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(
             self.mode_command_topic, self.temperature_command_topic, self.power_command_topic
         )
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(
             self.mode_state_topic, self.temperature_state_topic, self.current_temperature_topic
         )
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         out: dict[str, StateValue] = {}
         if topic == self.mode_state_topic:
@@ -95,6 +101,7 @@ class ClimateSpec:
                 out["current_temperature"] = num
         return out
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         if action == "set_mode":
             assert self.mode_command_topic is not None

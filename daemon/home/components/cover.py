@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import (
     ActionSpec,
     ArgSpec,
@@ -17,6 +19,7 @@ from daemon.home.actions import (
 )
 from daemon.home.components.base import (
     Component,
+    ComponentSpec,
     named_state,
     num_arg,
     number,
@@ -31,7 +34,7 @@ from daemon.home.templates import CommandTemplate, ValueTemplate, render
 
 
 @dataclass(frozen=True)
-class CoverSpec:
+class CoverSpec(ComponentSpec):
     """A cover's commands, state words and position range (either way round)."""
 
     command_topic: str | None = None
@@ -52,6 +55,7 @@ class CoverSpec:
     position_open: int = 100
     position_closed: int = 0
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         acts = []
         if self.command_topic:
@@ -71,12 +75,15 @@ class CoverSpec:
             )
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(self.command_topic, self.set_position_topic)
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic, self.position_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         out: dict[str, StateValue] = {}
         if topic == self.state_topic:
@@ -97,6 +104,7 @@ class CoverSpec:
                     out["state"] = "closed" if pct <= 0 else "open"
         return out
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         reports = self.state_topic is not None or self.position_topic is not None
         if action in ("open", "close", "stop"):

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import (
     ActionSpec,
     ArgSpec,
@@ -18,6 +20,7 @@ from daemon.home.actions import (
 )
 from daemon.home.components.base import (
     Component,
+    ComponentSpec,
     num_arg,
     number,
     on_off,
@@ -30,7 +33,7 @@ from daemon.home.text import clean_text
 
 
 @dataclass(frozen=True)
-class FanSpec:
+class FanSpec(ComponentSpec):
     """A fan's topics, speed range, presets and oscillation payloads."""
 
     command_topic: str
@@ -57,6 +60,7 @@ class FanSpec:
     payload_oscillation_on: str = "oscillate_on"
     payload_oscillation_off: str = "oscillate_off"
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         acts = [ActionSpec("turn_on"), ActionSpec("turn_off")]
         if self.percentage_command_topic:
@@ -82,6 +86,7 @@ class FanSpec:
             )
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(
             self.command_topic,
@@ -90,6 +95,7 @@ class FanSpec:
             self.oscillation_command_topic,
         )
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(
             self.state_topic,
@@ -98,6 +104,7 @@ class FanSpec:
             self.oscillation_state_topic,
         )
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         out: dict[str, StateValue] = {}
         if topic == self.state_topic:
@@ -122,6 +129,7 @@ class FanSpec:
                 out["oscillating"] = False
         return out
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         if action in ("turn_on", "turn_off"):
             word = "on" if action == "turn_on" else "off"

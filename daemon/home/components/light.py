@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from typing_extensions import override
+
 from daemon.home.actions import (
     ActionSpec,
     ArgSpec,
@@ -27,6 +29,7 @@ from daemon.home.actions import (
 )
 from daemon.home.components.base import (
     Component,
+    ComponentSpec,
     json_payload,
     num_arg,
     number,
@@ -48,7 +51,7 @@ _COLOR_MODES = ("onoff", "brightness", "color_temp", "hs", "xy", "rgb", "rgbw", 
 
 
 @dataclass(frozen=True)
-class LightSpec:
+class LightSpec(ComponentSpec):
     """A light in the default or JSON schema; colour temperature is kept in kelvin."""
 
     schema: Literal["default", "json"]
@@ -83,6 +86,7 @@ class LightSpec:
     # ("first"/"last" order ON against attribute commands; one action is one publish.)
     on_command_type: Literal["last", "first", "brightness"] = "last"
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         acts = [ActionSpec("turn_on"), ActionSpec("turn_off")]
         if self.brightness:
@@ -107,6 +111,7 @@ class LightSpec:
             )
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(
             self.command_topic,
@@ -117,6 +122,7 @@ class LightSpec:
             self.xy_command_topic,
         )
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(
             self.state_topic,
@@ -125,6 +131,7 @@ class LightSpec:
             self.rgb_state_topic,
         )
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         if self.schema == "json":
             return _decode_json(self, payload) if topic == self.state_topic else {}
@@ -147,6 +154,7 @@ class LightSpec:
                 out["rgb"] = rgb
         return out
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         if action in ("turn_on", "turn_off"):
             return _build_power(self, action == "turn_on")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import ActionSpec, ArgValue, Built, Expect, StateValue, expect
-from daemon.home.components.base import Component, named_state, templated, topics
+from daemon.home.components.base import Component, ComponentSpec, named_state, templated, topics
 from daemon.home.reader import ConfigReader, Invalid
 from daemon.home.templates import CommandTemplate, ValueTemplate, render
 
 
 @dataclass(frozen=True)
-class LockSpec:
+class LockSpec(ComponentSpec):
     """A lock's command payloads and the words it reports its state in."""
 
     command_topic: str
@@ -30,18 +32,22 @@ class LockSpec:
     state_open: str = "OPEN"
     state_opening: str = "OPENING"
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         acts = [ActionSpec("lock"), ActionSpec("unlock")]
         if self.payload_open is not None:
             acts.append(ActionSpec("open", description="unlatch and open the door"))
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(self.command_topic)
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         if topic != self.state_topic:
             return {}
@@ -56,6 +62,7 @@ class LockSpec:
         }
         return named_state(render(self.state_template, payload), names)
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         payload, states = {
             "lock": (self.payload_lock, ("locked", "locking")),

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import ActionSpec, ArgValue, Built, Refused, StateValue
-from daemon.home.components.base import Component, number, topics
+from daemon.home.components.base import Component, ComponentSpec, number, topics
 from daemon.home.reader import ConfigReader
 from daemon.home.templates import ValueTemplate, render
 from daemon.home.text import MAX_STATE_CHARS, clean_text
 
 
 @dataclass(frozen=True)
-class SensorSpec:
+class SensorSpec(ComponentSpec):
     """A sensor's state topic and the unit the model hears its value in."""
 
     state_topic: str
@@ -21,15 +23,19 @@ class SensorSpec:
     unit_of_measurement: str | None = None
     state_class: str | None = None
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         return ()
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return frozenset()
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         out: dict[str, StateValue] = {}
         if topic == self.state_topic:
@@ -41,6 +47,7 @@ class SensorSpec:
                     out["unit"] = self.unit_of_measurement
         return out
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         raise Refused("a sensor has no actions")
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 from daemon.home.actions import ActionSpec, ArgValue, Built, Expect, StateValue, expect
-from daemon.home.components.base import Component, on_off, topics
+from daemon.home.components.base import Component, ComponentSpec, on_off, topics
 from daemon.home.reader import ConfigReader, Invalid
 from daemon.home.templates import ValueTemplate, render
 
 
 @dataclass(frozen=True)
-class SwitchSpec:
+class SwitchSpec(ComponentSpec):
     """A switch's command payloads and the state words it reports."""
 
     command_topic: str
@@ -23,20 +25,25 @@ class SwitchSpec:
     state_on: str = "ON"
     state_off: str = "OFF"
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         return (ActionSpec("turn_on"), ActionSpec("turn_off"))
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(self.command_topic)
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         if topic != self.state_topic:
             return {}
         return on_off(render(self.state_template, payload), self.state_on, self.state_off)
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         on = action == "turn_on"
         exp = Expect("state", ("on" if on else "off",)) if self.state_topic else None

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from typing_extensions import override
+
 from daemon.home.actions import (
     ActionSpec,
     ArgSpec,
@@ -29,6 +31,7 @@ from daemon.home.actions import (
 )
 from daemon.home.components.base import (
     Component,
+    ComponentSpec,
     named_state,
     num_arg,
     number,
@@ -50,7 +53,7 @@ _EXPECT_WORDS: Mapping[str, tuple[StateValue, ...]] = {
 
 
 @dataclass(frozen=True)
-class ValveSpec:
+class ValveSpec(ComponentSpec):
     """A valve's command topic, payloads or position range, and its state words."""
 
     command_topic: str | None = None
@@ -69,6 +72,7 @@ class ValveSpec:
     position_open: int = 100
     position_closed: int = 0
 
+    @override
     def actions(self) -> tuple[ActionSpec, ...]:
         if self.command_topic is None:
             return ()
@@ -89,12 +93,15 @@ class ValveSpec:
             )
         return tuple(acts)
 
+    @override
     def command_topics(self) -> frozenset[str]:
         return topics(self.command_topic)
 
+    @override
     def state_topics(self) -> frozenset[str]:
         return topics(self.state_topic)
 
+    @override
     def decode(self, topic: str, payload: str) -> dict[str, StateValue]:
         if topic != self.state_topic:
             return {}
@@ -124,6 +131,7 @@ class ValveSpec:
         pct = min(100, max(0, percent_of(num, self.position_closed, self.position_open)))
         return {"state": "closed" if pct <= 0 else "open", **moving, "position": pct}
 
+    @override
     def build(self, action: str, args: Mapping[str, ArgValue]) -> Built:
         if self.command_topic is None:
             raise Refused("this valve has no command topic")

@@ -334,21 +334,7 @@ class MqttConnection:
         add = [(f, q) for f, q in sorted(wanted.items()) if session.active.get(f) != q]
         drop = [f for f in session.active if f not in wanted]
         client = session.client
-        batches: list[tuple[list[tuple[str, int]], Properties | None]] = []
-        if session.mqtt5:
-            exact = [(f, q) for f, q in add if "+" not in f and "#" not in f]
-            if exact:
-                batches.append((exact, None))
-            for flt, qos in add:
-                if "+" in flt or "#" in flt:
-                    sub_id = self._sub_id(flt)
-                    props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
-                    props.SubscriptionIdentifier = sub_id
-                    session.ids[sub_id] = flt
-                    batches.append(([(flt, qos)], props))
-        elif add:
-            batches.append((add, None))
-        for batch, batch_props in batches:
+        for batch, batch_props in self._subscribe_batches(session, add):
             codes = await client.subscribe(
                 batch, properties=batch_props, timeout=self._op_timeout
             )
@@ -369,6 +355,26 @@ class MqttConnection:
                 del session.ids[sub_id]
         if add or drop:
             self._notify()
+
+    def _subscribe_batches(
+        self, session: _Session, add: list[tuple[str, int]]
+    ) -> list[tuple[list[tuple[str, int]], Properties | None]]:
+        """The SUBSCRIBE packets for `add`: over MQTT 5 one per wildcard filter, with its id."""
+        batches: list[tuple[list[tuple[str, int]], Properties | None]] = []
+        if session.mqtt5:
+            exact = [(f, q) for f, q in add if "+" not in f and "#" not in f]
+            if exact:
+                batches.append((exact, None))
+            for flt, qos in add:
+                if "+" in flt or "#" in flt:
+                    sub_id = self._sub_id(flt)
+                    props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
+                    props.SubscriptionIdentifier = sub_id
+                    session.ids[sub_id] = flt
+                    batches.append(([(flt, qos)], props))
+        elif add:
+            batches.append((add, None))
+        return batches
 
     def _sub_id(self, topic_filter: str) -> int:
         """A subscription identifier per wildcard filter, the same on every connection."""

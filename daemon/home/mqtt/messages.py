@@ -6,6 +6,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from daemon.errors import EdgeAgentError
+
 
 @dataclass(frozen=True)
 class MqttMessage:
@@ -31,7 +33,7 @@ class PublishOutcome(enum.Enum):
     UNCONFIRMED = "unconfirmed"  # handed over, then the link or deadline ran out; not re-sent
 
 
-class NotPublished(Exception):
+class NotPublished(EdgeAgentError, ConnectionError):
     """Nothing was sent and nothing will be: the message never left this process."""
 
 

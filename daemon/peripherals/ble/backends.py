@@ -23,11 +23,13 @@ from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
+from daemon.errors import EdgeAgentError
+
 VIRTUAL_PREFIX = "virtual:"
 _HOST_ADDRESS_SALT = b"edge-agent virtual host address\0"
 
 
-class BackendError(ValueError):
+class BackendError(EdgeAgentError, ValueError):
     """`peripheral.ble.backend` names no usable backend (message is one line)."""
 
 

@@ -33,6 +33,7 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from daemon.backoff import Backoff
+from daemon.errors import EdgeAgentError
 from daemon.peripherals.ble.backends import BleBackend
 from daemon.peripherals.ble.pinning import Pinning, clean_name
 from daemon.peripherals.ble.profile import DeviceProfile
@@ -86,7 +87,7 @@ def _consume(task: asyncio.Future[Any]) -> None:
         log.debug("clean-up step failed: %s", task.exception())
 
 
-class SetupError(Exception):
+class SetupError(EdgeAgentError, ConnectionError):
     """A connection came up but cannot be used; `reason` is a short metric label."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -226,6 +226,47 @@ class AudioPacketTracker:
         self._lost_carry += 1
         return True
 
+    def _account(self, kind: PacketKind, missing: int) -> None:
+        """Count a packet that is not a duplicate; a gap or a reset drops the frame in progress."""
+        stats = self.stats
+        if kind is PacketKind.FIRST:
+            stats.first += 1
+        elif kind is PacketKind.CONTIGUOUS:
+            stats.contiguous += 1
+        elif kind is PacketKind.GAP:
+            stats.gaps += 1
+            stats.missing_packets += missing
+            dropped = self._drop_pending()
+            self._lost_carry += max(1, dropped + self._estimate_frames(missing))
+        else:  # RESET
+            stats.resets += 1
+            self._drop_pending()
+            self._lost_carry = 0
+            self._disc_carry = True
+
+    def _buffer(self, pid: int, idx: int, payload: bytes, out: list[AudioFrame]) -> bool:
+        """Add the payload to the frame in progress; False when it was dropped instead.
+
+        A first fragment (`idx` 0) completes the buffered frame into `out` and starts anew.
+        """
+        if idx == 0:
+            if self._parts is not None:
+                out.append(self._complete())
+            self._parts = [payload]
+            self._pending_id, self._pending_idx = pid, 0
+            self._pending_bytes = len(payload)
+            return not self._oversize(1, len(payload))
+        self._fragmented = True
+        if self._parts is not None and idx == self._pending_idx + 1:
+            self._parts.append(payload)
+            self._pending_idx = idx
+            self._pending_bytes += len(payload)
+            return not self._oversize(len(self._parts), self._pending_bytes)
+        self.stats.orphan_fragments += 1
+        if self._drop_pending():  # a fragment of the buffered frame went missing
+            self._lost_carry += 1
+        return False
+
     # ----------------------------------------------------------------- public
     def push(self, notification: bytes) -> AudioPush:
         """Classify one notification and return any frames it completed."""
@@ -243,46 +284,12 @@ class AudioPacketTracker:
         if kind is PacketKind.DUPLICATE:
             self.stats.duplicates += 1
             return AudioPush(kind, pid)
-        stats = self.stats
-        if kind is PacketKind.FIRST:
-            stats.first += 1
-        elif kind is PacketKind.CONTIGUOUS:
-            stats.contiguous += 1
-        elif kind is PacketKind.GAP:
-            stats.gaps += 1
-            stats.missing_packets += missing
-            dropped = self._drop_pending()
-            self._lost_carry += max(1, dropped + self._estimate_frames(missing))
-        else:  # RESET
-            stats.resets += 1
-            self._drop_pending()
-            self._lost_carry = 0
-            self._disc_carry = True
+        self._account(kind, missing)
         self._last_id, self._last_idx = pid, idx
 
         out: list[AudioFrame] = []
-        if idx == 0:
-            if self._parts is not None:
-                out.append(self._complete())
-            self._parts = [payload]
-            self._pending_id, self._pending_idx = pid, 0
-            self._pending_bytes = len(payload)
-            if self._oversize(1, len(payload)):
-                return AudioPush(kind, pid, missing, tuple(out))
-        else:
-            self._fragmented = True
-            if self._parts is not None and idx == self._pending_idx + 1:
-                self._parts.append(payload)
-                self._pending_idx = idx
-                self._pending_bytes += len(payload)
-                if self._oversize(len(self._parts), self._pending_bytes):
-                    return AudioPush(kind, pid, missing, tuple(out))
-            else:
-                stats.orphan_fragments += 1
-                if self._drop_pending():  # a fragment of the buffered frame went missing
-                    self._lost_carry += 1
-                return AudioPush(kind, pid, missing, tuple(out))
-
+        if not self._buffer(pid, idx, payload, out):
+            return AudioPush(kind, pid, missing, tuple(out))
         hint = self.fragment_payload_max
         if hint is not None:
             if len(payload) < hint:
@@ -351,26 +358,18 @@ def _jpeg_structure_ok(b: bytes) -> bool:
         return False
     i, seen_sof, seen_sos = 2, False, False
     while True:
-        if i >= n or b[i] != 0xFF:
+        marker, i = _read_marker(b, i)
+        if marker < 0:
             return False
-        while i < n and b[i] == 0xFF:  # fill bytes
-            i += 1
-        if i >= n:
-            return False
-        marker = b[i]
-        i += 1
         if marker == 0xD9:  # EOI: must be the very end, after at least one scan
             return seen_sos and i == n
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:
             continue  # stand-alone markers
         if marker in (0x00, 0xD8):
             return False
-        if i + 2 > n:
+        i = _skip_segment(b, i)
+        if i < 0:
             return False
-        seglen = (b[i] << 8) | b[i + 1]
-        if seglen < 2 or i + seglen > n:
-            return False
-        i += seglen
         if marker in _SOF_MARKERS:
             seen_sof = True
         elif marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
@@ -380,6 +379,29 @@ def _jpeg_structure_ok(b: bytes) -> bool:
             i = _skip_entropy_data(b, i)
             if i < 0:
                 return False
+
+
+def _read_marker(b: bytes, i: int) -> tuple[int, int]:
+    """The marker at `i` (after any fill bytes) and the index past it; -1 when none is there."""
+    n = len(b)
+    if i >= n or b[i] != 0xFF:
+        return -1, i
+    while i < n and b[i] == 0xFF:  # fill bytes
+        i += 1
+    if i >= n:
+        return -1, i
+    return b[i], i + 1
+
+
+def _skip_segment(b: bytes, i: int) -> int:
+    """Index past the marker segment whose length field is at `i`, or -1 if it overruns."""
+    n = len(b)
+    if i + 2 > n:
+        return -1
+    seglen = (b[i] << 8) | b[i + 1]
+    if seglen < 2 or i + seglen > n:
+        return -1
+    return i + seglen
 
 
 def complete_jpeg(data: bytes) -> bytes | None:
@@ -464,6 +486,41 @@ class PhotoAssembler:
             return
         self._buf += data
 
+    def _end(self) -> Photo | None:
+        """The end marker: the photo in progress, if it is a whole JPEG."""
+        stats = self.stats
+        if self._buf is None:
+            stats.empty_end += 1
+            return None
+        data, orientation = bytes(self._buf), self._orientation
+        self.reset()
+        jpeg = complete_jpeg(data)
+        if jpeg is None:
+            stats.not_jpeg += 1
+            return None
+        stats.photos += 1
+        return Photo(jpeg, orientation)
+
+    def _first_chunk(self, data: bytes, size: int) -> None:
+        """Chunk 0 starts a photo (dropping one in progress); `size` sets the chunk size."""
+        stats = self.stats
+        if self._buf is not None:
+            stats.restarts += 1
+        self.reset()
+        if self.orientation_byte:
+            if not data:
+                stats.malformed += 1
+                return
+            self._orientation, data = data[0], data[1:]
+        if self.chunk_bytes is not None and size > self.chunk_bytes:
+            stats.bad_length += 1
+            return
+        self._buf = bytearray()
+        self._expected = 1
+        self._chunk_len = self.chunk_bytes or size
+        self._short = size < self._chunk_len
+        self._append(data)
+
     def push(self, notification: bytes) -> Photo | None:
         """Feed one notification; returns a Photo when an end marker completes one."""
         stats = self.stats
@@ -473,37 +530,11 @@ class PhotoAssembler:
             return None
         index = notification[0] | (notification[1] << 8)
         if index == PHOTO_END_MARKER:
-            if self._buf is None:
-                stats.empty_end += 1
-                return None
-            data, orientation = bytes(self._buf), self._orientation
-            self.reset()
-            jpeg = complete_jpeg(data)
-            if jpeg is None:
-                stats.not_jpeg += 1
-                return None
-            stats.photos += 1
-            return Photo(jpeg, orientation)
+            return self._end()
         stats.chunks += 1
         data = bytes(notification[OMI_PHOTO_HEADER:])
         if index == 0:
-            if self._buf is not None:
-                stats.restarts += 1
-            self.reset()
-            if self.orientation_byte:
-                if not data:
-                    stats.malformed += 1
-                    return None
-                self._orientation, data = data[0], data[1:]
-            size = len(notification) - OMI_PHOTO_HEADER
-            if self.chunk_bytes is not None and size > self.chunk_bytes:
-                stats.bad_length += 1
-                return None
-            self._buf = bytearray()
-            self._expected = 1
-            self._chunk_len = self.chunk_bytes or size
-            self._short = size < self._chunk_len
-            self._append(data)
+            self._first_chunk(data, len(notification) - OMI_PHOTO_HEADER)
         elif self._buf is None:
             stats.orphan_chunks += 1
         elif index == self._expected:

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from daemon.errors import EdgeAgentError
 from daemon.ops.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 Verdict = Literal["take", "refuse", "ignore"]
 
 
-class PinError(ValueError):
+class PinError(EdgeAgentError, ValueError):
     """An address or a pin record that cannot be used; the message says why."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from daemon.errors import EdgeAgentError
 from daemon.media.codecs import CodecSpec
 from daemon.peripherals.ble.framing import (
     DEFAULT_MAX_PHOTO_BYTES,
@@ -60,7 +61,7 @@ LengthPrefix = Literal["none", "u32le"]
 TapSource = Literal["none", "button", "frame"]
 
 
-class ProfileError(ValueError):
+class ProfileError(EdgeAgentError, ValueError):
     """A device profile is missing, unreadable or invalid (message is one line)."""
 
 

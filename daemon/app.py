@@ -1,0 +1,184 @@
+"""The daemon itself, wired: peripheral, Live link, Agent, home and ops in one TaskGroup.
+
+`edge-agent run` and the simulator's `demo` both come here; the CLI around it only
+parses, loads the configuration and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from daemon.agent import Agent
+from daemon.config import Settings
+from daemon.errors import EdgeAgentError
+from daemon.ops.metrics import Metrics
+from daemon.ops.state import StateStore, state_dir_from
+
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
+
+log = logging.getLogger("daemon")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(EdgeAgentError):
+    """Bad usage or configuration found after parsing: exit 2 with this line."""
+
+
+def run_until_signal(coro: Coroutine[Any, Any, int]) -> int:
+    """Run until done, SIGTERM or SIGINT; a signal means a clean stop (exit 0)."""
+
+    async def wrapper() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopping = False
+
+        def stop() -> None:
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                log.info("stopping")
+                task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if stopping:
+                return EXIT_OK
+            raise
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(wrapper())
+
+
+
+async def serve(
+    settings: Settings,
+    key: SecretStr,
+    *,
+    exit_when_idle: float | None = None,
+    printer: Any = None,
+    input_done: asyncio.Event | None = None,
+    speaker_wav: Path | None = None,
+) -> int:
+    """Run the daemon until cancelled (or, for the demo, until input ended and all went
+    quiet). `printer`, `input_done` and `speaker_wav` are the demo's hooks."""
+    from daemon.home.model_tools import TOOL_NAMES as HOME_TOOLS
+    from daemon.home.service import HomeService
+    from daemon.live.link import LiveFatalError, LiveLink
+    from daemon.peripherals import PeripheralUnavailable, make_peripheral
+    from daemon.tools.registry import ToolRegistry
+
+    metrics = Metrics()
+    registry = ToolRegistry(settings.tools.deadline)
+    state = _state_store(settings)
+    try:
+        peripheral = make_peripheral(settings.peripheral, state=state)
+    except PeripheralUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    if speaker_wav is not None:  # the demo's glasses have no speaker: a WAV stands in
+        from daemon.peripherals.ble.peripheral import BlePeripheral
+        from daemon.peripherals.file import FilePeripheral
+
+        assert isinstance(peripheral, BlePeripheral)
+        peripheral.speaker_fallback = FilePeripheral(None, speaker_wav)
+    def built_in_tools() -> list[dict[str, Any]]:
+        """What the link offers alone if a setup with the home's tools is rejected."""
+        return [d for d in registry.declarations() if d["name"] not in HOME_TOOLS]
+
+    if not state.persistent:
+        # A file peripheral (tests, benchmarks) has nothing to pin; a microphone has.
+        level = logging.INFO if settings.peripheral.kind == "file" else logging.WARNING
+        log.log(level, "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned "
+                "glasses and the microphone and camera switches are kept in memory only")
+    link = LiveLink(settings.live, key, metrics, declarations=registry.declarations,
+                    fallback_declarations=built_in_tools)
+    agent = Agent(
+        link,
+        peripheral,
+        registry,
+        metrics,
+        on_event=printer.event if printer else None,
+        on_call=printer.call if printer else None,
+        state=state,
+    )
+    home = HomeService(settings, registry, metrics, agent, state=state)
+    if settings.tools.confirm_pin is not None:
+        from daemon.home.answers import redact_digits
+
+        agent.text_filter = redact_digits  # a spoken PIN never reaches HA or the status
+    # A call to control_device before the first inventory read waits for it (bounded).
+    agent.dispatcher.wait_for_tools(home.wait_ready)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(peripheral.close)  # also when the daemon fails to start
+            await _start_ops(stack, settings, metrics, agent)
+            async with asyncio.TaskGroup() as tg:
+                home_task = tg.create_task(home.run(), name="home")
+                if exit_when_idle is not None:  # the demo: let discovery land first
+                    await home.wait_ready(timeout=5.0)
+                if input_done is not None:
+                    tg.create_task(_pause_when(input_done, agent), name="input-done")
+                await agent.run(exit_when_idle=exit_when_idle)
+                home_task.cancel()
+    except* LiveFatalError as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):  # nested task groups nest the error
+            first = first.exceptions[0]
+        raise UsageError(str(first)) from None
+    return EXIT_OK
+
+
+def _state_store(settings: Settings) -> StateStore:
+    """The state directory (`$STATE_DIRECTORY`, else `ops.state_dir`), or memory only.
+
+    Without one, `serve` says so once the configuration has been accepted.
+    """
+    return StateStore(state_dir_from(settings.ops.state_dir, os.environ))
+
+
+async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
+    """A simulated source that cannot say so itself has ended (the demo's glasses)."""
+    await done.wait()
+    agent.input_paused()
+
+
+async def _start_ops(
+    stack: contextlib.AsyncExitStack, settings: Settings, metrics: Metrics, agent: Agent
+) -> None:
+    """Crash logging, the health endpoint, systemd readiness and its watchdog."""
+    from daemon.ops import health, logsetup, systemd
+
+    logsetup.install_asyncio_handler()
+    server = health.health_server_from_settings(settings.ops, metrics, agent.healthy)
+    if server is not None:
+        try:
+            await stack.enter_async_context(server)
+        except OSError as exc:
+            raise UsageError(
+                f"ops.health_port: cannot listen on 127.0.0.1:{settings.ops.health_port} "
+                f"({exc.strerror or exc})"
+            ) from None
+        log.info("health endpoint on http://127.0.0.1:%d/healthz", server.port)
+    systemd.ready()
+    stack.callback(systemd.stopping)
+    if systemd.watchdog_interval() is not None:
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        task = tg.create_task(systemd.watchdog_loop(lambda: agent.link.state != "failed"))
+        stack.callback(task.cancel)
+
+

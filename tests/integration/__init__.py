@@ -1,0 +1,1 @@
+"""Integration tests: real mosquitto, Bumble radios, fake servers, subprocesses."""
