@@ -7,8 +7,10 @@ Live server and the daemon each run in their own process, as in production:
                                                                        ══WSS══▶ fake Live server
 
 The glasses (omiGlass by default: Opus 16 kHz in 20 ms frames, one frame per omi
-packet id) stream a looped speech WAV; the daemon asks for one photo a second
-(`take_photo`, the one-shot command: omiGlass intervals start at 5 s). Every time is
+packet id) stream a looped speech WAV; the daemon asks for a photo one second after
+the last one was asked for (`take_photo`, the one-shot command: omiGlass intervals start
+at 5 s), which the peripheral holds until the user pauses (`BENCH_PHOTO_QUIET=0`: at
+once; see daemon/peripherals/ble/photo_pacing.py). Every time is
 CLOCK_MONOTONIC, system-wide on Linux, so times taken in different processes compare
 directly. Opus is lossy, so frames are matched by the omi packet id, not by stamped
 samples:
@@ -23,8 +25,13 @@ samples:
   the link sends one message per chunk in order, so the n-th message is the n-th
   handed chunk, and the CRCs confirm it.
 
+Latencies are also split by the frame's level at the server: frames carrying the user's
+voice (at or above the pacing's VOICE_RMS) and quiet ones, which a photo asked for in a
+pause may delay.
+
 CPU and peak RSS of the daemon are read from /proc by the orchestrator, not
-self-reported. Reconnect: the glasses process is SIGKILLed, stays away `--down`
+self-reported; the daemon reports the garbage collector's share of the steady window
+(`gc_percent`, part of `cpu_percent`). Reconnect: the glasses process is SIGKILLed, stays away `--down`
 seconds (longer than the radio's 1 s supervision timeout, so the daemon has seen the
 link die and is scanning), and is started again with packet ids from a fresh base;
 reconnect time is restart to the first frame handed to the link again.
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import queue
@@ -67,6 +75,7 @@ RECORD = struct.Struct("<dI")  # glasses send record: monotonic time, packet id
 FLOW_GAP = 0.5  # a frame handed after this long without one marks (re)started flow
 KILL_MARGIN = 0.1  # frames sent this close before a SIGKILL may die with the process
 FRAME_BYTES = 640  # one 20 ms frame of 16 kHz 16-bit audio, as the daemon hands it over
+VOICE_RMS = 300  # a frame at least this loud carries the user's voice (photo_pacing's level)
 
 TARGETS = {
     "notify_to_link_p50_ms": 2.0,
@@ -78,6 +87,7 @@ TARGETS = {
 
 # -- server process -------------------------------------------------------------
 async def serve(out: Path) -> None:
+    from daemon.media.level import mean_square
     from simulator.live_server import FakeLiveServer
     from simulator.scenario import Scenario
 
@@ -91,7 +101,8 @@ async def serve(out: Path) -> None:
             if line == "dump":
                 # One entry per 20 ms frame: a catch-up message after a busy moment
                 # carries several frames, each matched to the chunk it came from.
-                chunks = [(c.t, zlib.crc32(c.pcm[i : i + FRAME_BYTES]), c.connection)
+                chunks = [(c.t, zlib.crc32(c.pcm[i : i + FRAME_BYTES]), c.connection,
+                           mean_square(c.pcm[i : i + FRAME_BYTES]))
                           for c in server.audio_chunks
                           for i in range(0, len(c.pcm), FRAME_BYTES)]
                 messages = [(len(c.pcm) + FRAME_BYTES - 1) // FRAME_BYTES
@@ -142,6 +153,7 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
     from daemon.media.types import AudioChunk, VideoFrame
     from daemon.ops.metrics import Metrics
     from daemon.peripherals.ble.peripheral import BlePeripheral, PhotoUnavailable
+    from daemon.peripherals.ble.photo_pacing import QUIET_SECONDS
     from daemon.peripherals.ble.profile import load_profile
     from daemon.tools.registry import ToolRegistry
 
@@ -171,6 +183,7 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
             videos.append((frame.captured_at, time.monotonic(), len(frame.jpeg)))
             super().send_video(frame, force=force)
 
+    gc_time = _gc_clock()
     metrics = Metrics()
     # The server splits each message into 20 ms frames and matches the n-th frame with
     # the n-th chunk handed over (by CRC), whatever the messages held. BENCH_UPLINK_MS=40
@@ -178,15 +191,18 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
     uplink_ms = int(os.environ.get("BENCH_UPLINK_MS", "20"))
     settings = LiveSettings(base_url=base_url, ca_file=Path(ca_file), uplink_chunk_ms=uplink_ms)
     link = TimedLink(settings, SecretStr(KEY), metrics)
-    peripheral = BlePeripheral(profile, f"virtual:{transport}", on_audio_frame=on_frame)
+    # BENCH_PHOTO_QUIET=0 asks for each photo at once (no pause of the user awaited).
+    quiet = float(os.environ.get("BENCH_PHOTO_QUIET", QUIET_SECONDS))
+    peripheral = BlePeripheral(profile, f"virtual:{transport}", on_audio_frame=on_frame,
+                               photo_quiet=quiet)
     agent = Agent(link, peripheral, ToolRegistry(), metrics)
 
     async def photos() -> None:
-        loop = asyncio.get_running_loop()
-        start, k = loop.time(), 0
+        """A photo asked for `photo_every` seconds after the last one was (the peripheral
+        may hold a request until the user pauses; catching up would then ask for two in a
+        row, and the link's 1 fps limit would drop the second)."""
         while True:
-            k += 1
-            await asyncio.sleep(max(0.0, start + k * photo_every - loop.time()))
+            await asyncio.sleep(photo_every)
             t = time.monotonic()
             try:
                 await peripheral.take_photo()
@@ -194,24 +210,39 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
                 continue
             requests.append(t)
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(agent.run())]
         if photo_every > 0 and profile.photo.control is not None:
             tasks.append(tg.create_task(photos()))
-        while (line := await reader.readline()) and line.decode().strip() != "quit":
-            pass
+        marks = await _until_quit(gc_time)
         for task in tasks:
             task.cancel()
-    status = peripheral.status()
+    data = {"handed": handed, "videos": videos, "photo_requests": requests,
+            **_daemon_figures(peripheral.status(), metrics), "gc_marks": marks}
+    await asyncio.to_thread(out.write_text, json.dumps(data))
+
+
+async def _until_quit(gc_time: list[float]) -> list[tuple[list[int], list[float]]]:
+    """Read the orchestrator's stdin until `quit`; each `mark` (the steady window starts
+    or ends) notes the garbage collector's counts and time."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    marks: list[tuple[list[int], list[float]]] = []
+    while (line := (await reader.readline()).decode().strip()) and line != "quit":
+        if line == "mark":
+            marks.append(([g["collections"] for g in gc.get_stats()], list(gc_time)))
+    return marks
+
+
+def _daemon_figures(status: dict[str, Any], metrics: Any) -> dict[str, Any]:
+    """The peripheral's counters and the link's drop counters at the end of the run."""
 
     def sample(name: str, **labels: str) -> float:
-        return metrics.registry.get_sample_value(name, labels) or 0.0
+        return float(metrics.registry.get_sample_value(name, labels) or 0.0)
 
-    data = {"handed": handed, "videos": videos, "photo_requests": requests,
-            "media": status["media"], "link": status["link"],
+    return {"media": status["media"], "link": status["link"],
+            "photo_pacing": status.get("photo_pacing", {}),
             "decoder": status["decoder"], "framing": status.get("audio_framing", {}),
             "video_withheld": sample("edge_uplink_withheld_total", kind="video_idle"),
             "video_rate_limited": sample("edge_live_uplink_video_skipped_frames_total",
@@ -219,7 +250,22 @@ async def daemon(transport: str, base_url: str, ca_file: str, profile_name: str,
             "video_superseded": sample("edge_live_uplink_video_skipped_frames_total",
                                        reason="superseded"),
             "audio_dropped": sample("edge_live_uplink_audio_dropped_chunks_total")}
-    await asyncio.to_thread(out.write_text, json.dumps(data))
+
+
+def _gc_clock() -> list[float]:
+    """Process CPU time spent in the cyclic garbage collector, per generation (kept
+    up to date in the returned list by a gc callback)."""
+    spent = [0.0, 0.0, 0.0]
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            spent[info["generation"]] += time.process_time() - started[0]
+
+    gc.callbacks.append(on_gc)
+    return spent
 
 
 # -- orchestrator ---------------------------------------------------------------
@@ -333,10 +379,16 @@ def _start(fleet: _Fleet, photo_every: float) -> dict[str, subprocess.Popen[str]
 def _steady_cpu(procs: dict[str, subprocess.Popen[str]], window: float,
                 phases: dict[str, Any]) -> dict[str, float]:
     """CPU percent of every process over a window of steady streaming."""
+    mark = procs["daemon"].stdin
+    assert mark is not None
     c0 = {k: cpu_seconds(p.pid) for k, p in procs.items()}
     t0 = time.monotonic()
+    mark.write("mark\n")
+    mark.flush()
     time.sleep(window)
     t1 = time.monotonic()
+    mark.write("mark\n")
+    mark.flush()
     cpu = {k: (cpu_seconds(p.pid) - c0[k]) / (t1 - t0) * 100 for k, p in procs.items()}
     phases["window"] = (t0, t1)
     phases["load"] = os.getloadavg()
@@ -415,13 +467,16 @@ def _ms(pairs: list[tuple[float, float]]) -> list[float]:
     return [(b - a) * 1000 for a, b in pairs]
 
 
-def _match_server(handed: list[Any], chunks: list[Any]) -> tuple[dict[int, float], int]:
+def _match_server(handed: list[Any], chunks: list[Any]) -> tuple[dict[int, float],
+                                                                 dict[int, float], int]:
     """Server messages map to handed chunks in order; the CRC confirms each pair.
 
-    Returns handed index -> server time, and how many messages matched none."""
+    Returns handed index -> server time, handed index -> the frame's mean square, and
+    how many messages matched none."""
     server_t: dict[int, float] = {}
+    level: dict[int, float] = {}
     i = mismatched = 0
-    for t, crc, _conn in chunks:
+    for t, crc, _conn, ms in chunks:
         j = i
         while j < len(handed) and handed[j][3] != crc:
             j += 1
@@ -429,8 +484,9 @@ def _match_server(handed: list[Any], chunks: list[Any]) -> tuple[dict[int, float
             mismatched += 1
             continue
         server_t[j] = t
+        level[j] = ms
         i = j + 1
-    return server_t, mismatched
+    return server_t, level, mismatched
 
 
 def _reconnect_figures(tmp: Path, handed: list[Any], sent_at: dict[int, float],
@@ -461,10 +517,16 @@ def _reconnect_figures(tmp: Path, handed: list[Any], sent_at: dict[int, float],
 
 
 def _frame_figures(handed: list[Any], sent_at: dict[int, float], server_t: dict[int, float],
-                   window: tuple[float, float]) -> dict[str, Any]:
-    """Latency of the frames sent in the steady window, hop by hop."""
+                   window: tuple[float, float], level: dict[int, float]) -> dict[str, Any]:
+    """Latency of the frames sent in the steady window, hop by hop; and notify -> link
+    of the frames carrying the user's voice (the server's copy at or above VOICE_RMS)
+    apart from the quiet ones, which photos asked for in a pause may delay."""
     t0, t1 = window
     steady = [k for k, h in enumerate(handed) if h[0] in sent_at and t0 <= sent_at[h[0]] <= t1]
+    voice = [k for k in steady if level.get(k, 0.0) >= VOICE_RMS**2]
+    quiet = [k for k in steady if k in level and level[k] < VOICE_RMS**2]
+    n2link_voice = _ms([(sent_at[handed[k][0]], handed[k][2]) for k in voice])
+    n2link_quiet = _ms([(sent_at[handed[k][0]], handed[k][2]) for k in quiet])
     all_ok = [k for k, h in enumerate(handed) if h[0] in sent_at]
     n2rx = _ms([(sent_at[handed[k][0]], handed[k][1]) for k in steady])
     rx2link = _ms([(handed[k][1], handed[k][2]) for k in steady])
@@ -484,11 +546,26 @@ def _frame_figures(handed: list[Any], sent_at: dict[int, float], server_t: dict[
         "notify_to_link_p99_ms": percentile(n2link, 99),
         "notify_to_link_max_ms": max(n2link, default=float("nan")),
         "notify_to_link_p99_all_ms": percentile(n2link_all, 99),
+        "voice_frames": len(voice),
+        "voice_notify_to_link_p99_ms": percentile(n2link_voice, 99),
+        "voice_notify_to_link_max_ms": max(n2link_voice, default=float("nan")),
+        "quiet_notify_to_link_p99_ms": percentile(n2link_quiet, 99),
         "link_to_server_p50_ms": _median(link2srv),
         "link_to_server_p99_ms": percentile(link2srv, 99),
         "notify_to_server_p50_ms": _median(n2srv),
         "notify_to_server_p99_ms": percentile(n2srv, 99),
     }
+
+
+def _gc_figures(marks: list[Any], window: tuple[float, float]) -> dict[str, Any]:
+    """The daemon's cyclic-GC work in the steady window: collections per generation and
+    its CPU time as a share of one core (part of cpu_percent)."""
+    if len(marks) < 2:
+        return {}
+    (n0, s0), (n1, s1) = marks[0], marks[1]
+    span = window[1] - window[0]
+    return {"gc_percent": (sum(s1) - sum(s0)) / span * 100,
+            "gc_collections": "/".join(str(b - a) for a, b in zip(n0, n1, strict=True))}
 
 
 def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
@@ -503,7 +580,7 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
             sent_at[pid] = t  # pids are unique: run k uses k * PID_STEP upwards
         if run < len(phases["kills"]):
             kill_cut[run] = phases["kills"][run] - KILL_MARGIN
-    server_t, mismatched = _match_server(handed, srv["chunks"])
+    server_t, level, mismatched = _match_server(handed, srv["chunks"])
 
     got = {h[0] for h in handed}
     missing = [pid for pid in sent_at if pid not in got]
@@ -519,13 +596,14 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
     photo_lat = [(v[0] - max(r for r in requests if r <= v[0])) * 1000
                  for v in videos if any(r <= v[0] for r in requests)]
     return {
-        **_frame_figures(handed, sent_at, server_t, phases["window"]),
+        **_frame_figures(handed, sent_at, server_t, phases["window"], level),
         "lost_frames": len(missing) - lost_at_kill,
         "lost_at_sigkill": lost_at_kill,
         "handed_not_at_server": len(handed) - len(server_t),
         "server_unmatched": mismatched,
         "catch_up_messages": srv["multi_frame_messages"],
         "cpu_percent": cpu["daemon"],
+        **_gc_figures(d["gc_marks"], phases["window"]),
         "glasses_cpu_percent": cpu["glasses"],
         "radio_cpu_percent": cpu["radio"],
         "server_cpu_percent": cpu["server"],
@@ -539,6 +617,7 @@ def analyse(tmp: Path, cycles: int, cpu: dict[str, float], rss: float,
         "photos_at_server": len(srv["frames"]),
         "photo_bytes": videos[0][2] if videos else 0,
         "photo_request_to_link_p50_ms": _median(photo_lat),
+        **{f"photo_requests_{k}": v for k, v in d["photo_pacing"].items()},
         "reconnects": len(reconnect),
         "reconnect_median_ms": _median(reconnect),
         "reconnect_max_ms": max(reconnect, default=float("nan")),

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import numpy as np
 from typing_extensions import override
 
 from daemon.live.calls import FunctionCall
@@ -30,6 +29,7 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.live.link import LiveLink
+from daemon.media.level import mean_square
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
@@ -156,7 +156,7 @@ class Agent(MediaSink):
             self.metrics.uplink_withheld.labels("echo_gate").inc()
             chunk = AudioChunk(bytes(len(chunk.pcm)), chunk.rate, chunk.captured_at)
         else:
-            energy = _energy(chunk.pcm)
+            energy = mean_square(chunk.pcm)  # no numpy: glasses at 16 kHz never load it
             if energy >= ONSET_RMS * ONSET_RMS:
                 if chunk.captured_at - self._last_voice_at > ONSET_GAP_SECONDS:
                     trusted = self.peripheral.input_trusted
@@ -245,6 +245,10 @@ class Agent(MediaSink):
     @override
     def backlog_seconds(self) -> float:
         return self.link.replay_seconds
+
+    @override
+    def speech_ended(self) -> None:
+        self.link.end_audio_stream()
 
     @override
     def user_tap(self) -> None:
@@ -423,14 +427,6 @@ def look_tool(handler: Callable[[dict[str, Any]], Awaitable[str]]) -> Tool:
     """The `look` tool, offered when the peripheral has a camera."""
     return Tool("look", LOOK_DESCRIPTION, {"type": "object", "properties": {}}, handler,
                 deadline=LOOK_SECONDS + 1)
-
-
-def _energy(pcm: bytes) -> float:
-    """Mean square of the samples; one dot product (np.mean costs 4x more per frame)."""
-    samples = np.frombuffer(pcm, "<i2", count=len(pcm) // 2).astype(np.float32)
-    if not samples.size:
-        return 0.0
-    return float(np.dot(samples, samples)) / samples.size
 
 
 def _append(text: str, piece: str) -> str:

@@ -13,15 +13,17 @@ import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from daemon.agent import Agent
 from daemon.config import Settings
 from daemon.errors import EdgeAgentError
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore, state_dir_from
+
+if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s, ~20 MB)
+    from daemon.agent import Agent
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
 
@@ -77,6 +79,7 @@ async def serve(
 ) -> int:
     """Run the daemon until cancelled (or, for the demo, until input ended and all went
     quiet). `printer`, `input_done` and `speaker_wav` are the demo's hooks."""
+    from daemon.agent import Agent
     from daemon.home.model_tools import TOOL_NAMES as HOME_TOOLS
     from daemon.home.service import HomeService
     from daemon.live.link import LiveFatalError, LiveLink
@@ -106,7 +109,7 @@ async def serve(
         log.log(level, "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned "
                 "glasses and the microphone and camera switches are kept in memory only")
     link = LiveLink(settings.live, key, metrics, declarations=registry.declarations,
-                    fallback_declarations=built_in_tools)
+                    fallback_declarations=built_in_tools, state=state)
     agent = Agent(
         link,
         peripheral,
@@ -157,6 +160,17 @@ async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
     agent.input_paused()
 
 
+def _runtime_status() -> dict[str, int]:
+    """Live asyncio tasks and threads, read at scrape time: a leak shows as a rising floor."""
+    import threading
+
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the event loop: nothing to count
+        return {"threads": threading.active_count()}
+    return {"asyncio_tasks": tasks, "threads": threading.active_count()}
+
+
 async def _start_ops(
     stack: contextlib.AsyncExitStack, settings: Settings, metrics: Metrics, agent: Agent
 ) -> None:
@@ -164,6 +178,7 @@ async def _start_ops(
     from daemon.ops import health, logsetup, systemd
 
     logsetup.install_asyncio_handler()
+    metrics.add_status_source("runtime", _runtime_status)
     server = health.health_server_from_settings(settings.ops, metrics, agent.healthy)
     if server is not None:
         try:

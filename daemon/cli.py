@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from daemon import __version__
-from daemon.agent import look_tool
 from daemon.app import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, run_until_signal, serve
 from daemon.config import ConfigError, Settings
 from daemon.ops.metrics import Metrics
@@ -41,15 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     # Listed for --help; their own parsers live in simulator.cli.
     sub.add_parser("demo", help="a whole conversation on simulated parts (demo --help)",
                    add_help=False)
-    sub.add_parser("sim", help="run one simulated part on its own: live, radio, glasses, home",
-                   add_help=False)
+    sub.add_parser("sim", help="run one simulated part on its own: live, radio, glasses, "
+                   "home; or soak (the daemon under seeded faults)", add_help=False)
     devices = sub.add_parser("devices", help="print the inventory and the model's tools")
     add_common_options(devices)
     devices.add_argument("--unpair", action="store_true",
                          help="forget the pinned glasses; the restarted daemon pins the next "
                               "ones it finds")
+    devices.add_argument("--audio", action="store_true",
+                         help="list the sound devices PortAudio sees (for peripheral.kiosk)")
     doctor = sub.add_parser("doctor", help="check this machine and the configuration")
     add_common_options(doctor)
+    doctor.add_argument("--json", action="store_true",
+                        help="print one JSON document (checks and verdict) for scripts")
     return p
 
 
@@ -115,10 +118,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _cmd_devices(args: argparse.Namespace) -> int:
     """The inventory and the exact tool declarations the model will see."""
+    from daemon.agent import look_tool
     from daemon.home.service import HomeService
     from daemon.tools.registry import ToolRegistry
     from daemon.tools.status import status_tool
 
+    if args.audio:
+        from daemon.peripherals.audio_device import AudioDeviceError, describe_devices
+
+        try:
+            print(describe_devices())
+        except AudioDeviceError as exc:
+            print(f"edge-agent devices: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        return EXIT_OK
     settings = settings_from_args(args)
     if args.unpair:
         return _unpair(settings)

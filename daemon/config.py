@@ -101,6 +101,11 @@ class LiveSettings(_Section):
     refused_backoff_initial: float = Field(300.0, gt=0, le=3600)
     refused_backoff_max: float = Field(1800.0, gt=0, le=86400)
     goaway_margin: float = Field(5.0, ge=0, le=60)
+    # The session's newest resumption handle is kept in the state directory; a
+    # restarted daemon resumes with it while it is younger than this (s since its
+    # issue; the service keeps a handle 2 h after its session ends). 0 = never.
+    resume_max_age: float = Field(7200.0, ge=0, le=86400)
+    resume_save_interval: float = Field(1.0, ge=0, le=60)  # at most one write per interval
     compression_trigger_tokens: int = Field(25600, ge=1000)
     compression_target_tokens: int = Field(12800, ge=500)
 
@@ -151,10 +156,30 @@ class BlePeripheralSettings(_Section):
 
 
 class KioskPeripheralSettings(_Section):
-    """`[peripheral.kiosk]`: PortAudio devices, matched by part of their name."""
+    """`[peripheral.kiosk]`: PortAudio devices, matched by part of their name, and the
+    audio front end (daemon.audio): echo mode, voice detector, uplink gate, barge-in."""
 
     input_device: str = ""
     output_device: str = ""
+    echo: Literal["auto", "webrtc", "speex", "half_duplex", "off"] = "auto"
+    noise_suppression: bool = True
+    vad: Literal["silero", "webrtc", "off"] = "silero"
+    vad_gate: bool = True  # send speech (with pre-roll), not silence
+    preroll_ms: int = Field(300, ge=0, le=2000)
+    hangover_ms: int = Field(600, ge=100, le=5000)
+    barge_in: bool = True
+    duck_db: float = Field(20.0, ge=0, le=60)
+    resume_after: float = Field(1.5, ge=0.2, le=30)
+    echo_tail_ms: int = Field(300, ge=0, le=3000)
+    block_ms: int = Field(20, ge=10, le=100, multiple_of=10)
+    listen: Literal["always", "wake_word", "push_to_talk"] = "always"
+    wake_word: str = "hey_jarvis"  # a model inside pyopen-wakeword, or a .tflite path
+    wake_threshold: float = Field(0.5, gt=0, lt=1)
+    wake_refractory: float = Field(2.0, ge=0, le=60)
+    listen_window: float = Field(6.0, gt=0, le=60)  # after the wake word
+    follow_up: float = Field(6.0, ge=0, le=60)  # after an answer, no wake word needed; 0 = off
+    stop_word: str = ""  # a model like wake_word; "" = none
+    earcons: bool = True
 
 
 class PeripheralSettings(_Section):

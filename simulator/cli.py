@@ -1,5 +1,6 @@
 """The simulator's commands: `edge-agent demo` (a whole conversation on simulated parts)
-and `edge-agent sim PART` (one simulated part on its own).
+and `edge-agent sim PART` (one simulated part on its own; `sim soak`: the daemon among
+all of them under seeded faults, see simulator.soak).
 
 `daemon.cli` hands these two commands here, lazily, so the daemon never imports the
 simulator unless asked to; the demo then runs the real daemon (`daemon.app.serve`)
@@ -29,7 +30,7 @@ __all__ = ["DEMO_KEY", "DEMO_WAV", "asset", "demo_main", "sim_main"]
 
 DEMO_KEY = "edge-agent-demo-key"
 DEMO_WAV = "home_demo.wav"
-SIM_PARTS = ("live", "radio", "glasses", "home")
+SIM_PARTS = ("live", "radio", "glasses", "home", "soak")
 
 
 def asset(name: str) -> contextlib.AbstractContextManager[Path]:
@@ -76,6 +77,8 @@ def sim_main(part: str, argv: list[str]) -> int:
         from simulator.radio import main
     elif part == "glasses":
         from simulator.glasses import main
+    elif part == "soak":  # not a part but all of them, with the daemon, under faults
+        from simulator.soak.cli import main
     else:
         from simulator.home import main
     code: int = main(rest)

@@ -91,6 +91,21 @@ def _text(key: str, default: str = "") -> Callable[[Mapping[str, Any]], str]:
     return get
 
 
+def _is_kiosk(status: StatusProvider) -> bool:
+    try:
+        peripheral = status().get("peripheral")
+    except Exception:  # a status that cannot be read yet has no kiosk to show
+        return False
+    return isinstance(peripheral, Mapping) and peripheral.get("kind") == "kiosk"
+
+
+def _assistant_state(status: Mapping[str, Any]) -> str:
+    """The kiosk's own word for it (daemon.audio.frontend.FrontEnd.assistant_state)."""
+    peripheral = status.get("peripheral")
+    value = peripheral.get("assistant") if isinstance(peripheral, Mapping) else None
+    return value if isinstance(value, str) else "unknown"
+
+
 def _status_entities(publish_transcript: bool) -> list[OwnEntity]:
     """The sensors a status provider backs."""
     out = [
@@ -187,6 +202,9 @@ class OwnDevice:
         out: list[OwnEntity] = []
         if self.status_provider is not None:
             out += _status_entities(self.mqtt.publish_transcript)
+            if _is_kiosk(self.status_provider):  # idle/listening/thinking/speaking: an LED ring
+                out.append(OwnEntity("sensor", "assistant_state", "Assistant state",
+                                     _assistant_state, {"icon": "mdi:account-voice"}))
         out.append(
             OwnEntity(
                 "sensor",

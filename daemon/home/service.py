@@ -186,6 +186,9 @@ class HomeService:
         self._disc_subs: list[Subscription] = []
         self._subs: list[Subscription] = []
         self._counted = self._counters()
+        # At each scrape too, not only every second: a command must not show in
+        # edge_tool_calls a second before it shows in edge_home_commands.
+        metrics.before_render(self.sync_metrics)
 
     def _build_control(
         self, state: StateStore | None, taps_possible: Callable[[], bool] | None

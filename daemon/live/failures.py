@@ -73,7 +73,10 @@ def classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSett
 
     A rejected key and an unknown model are refusals; so is 1007 (invalid
     argument) on a fresh setup, which carries our own settings and the tools.
-    1007 on a resume means the handle is bad: start fresh. Anything else,
+    1007 on a resume means the handle is bad: start fresh; so does a 1008 "not
+    found" on a resume that does not name a model (its session is gone: a
+    handle stored by a previous run must never stop the daemon as if the
+    model were wrong). Anything else,
     notably a 1008 policy close (seen in the field on some function-call
     shapes, and passing), is retried with backoff.
     """
@@ -83,11 +86,12 @@ def classify_setup_close(exc: genai_errors.APIError, resuming: bool, s: LiveSett
     if "api key not valid" in lowered or "api_key_invalid" in lowered:
         return LiveFatalError(f"GEMINI_API_KEY: rejected by the Live API ({code}: {text[:160]})",
                               "key_rejected")
-    if code == 1008 and "not found" in lowered:
+    if code == 1008 and "not found" in lowered and (not resuming or "model" in lowered):
         return LiveFatalError(f"live.model: {s.model!r} is not available ({text[:160]})",
                               "model_unavailable")
-    if code == 1007 and resuming:
-        return ConnectFailed("resume_refused", f"close 1007 during setup: {text[:160]}")
+    if resuming and (code == 1007 or (code == 1008 and "not found" in lowered)):
+        # The handle is bad (or its session gone): not the key, not the model.
+        return ConnectFailed("resume_refused", f"close {code} during setup: {text[:160]}")
     if code == 1007:
         return LiveFatalError(
             f"{_setup_key(lowered)}: the Live API rejected the session setup "

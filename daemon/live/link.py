@@ -10,9 +10,10 @@ may be passing or caused by what changed since (tools built from MQTT devices),
 so the link waits minutes, retries, and says why in `problem`.
 
 The parts: `sender` and `receiver` (one connection's traffic), `resumption`
-(what the session carries across connections), `tool_offer` (which tools the
-model gets), `failures` (why a connection failed), `socket_door` (the SDK's
-private socket, behind one door).
+(what the session carries across connections), `session_record` (what it
+carries across a restart of the daemon: the stored handle, resumed by the
+first connection), `tool_offer` (which tools the model gets), `failures` (why
+a connection failed), `socket_door` (the SDK's private socket, behind one door).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from daemon.live.failures import (
 from daemon.live.receiver import Receiver
 from daemon.live.resumption import Resumption
 from daemon.live.sender import UNENCODABLE_ANSWER, Sender
+from daemon.live.session_record import SessionKeeper
 from daemon.live.socket_door import LiveSocket, SocketDoor
 from daemon.live.socket_life import SocketLife
 from daemon.live.tool_offer import ToolOffer
@@ -53,6 +55,7 @@ from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.logsetup import scrub
 from daemon.ops.metrics import Metrics
+from daemon.ops.state import StateStore
 
 __all__ = ["UNENCODABLE_ANSWER", "LiveFatalError", "LiveLink"]
 
@@ -76,9 +79,12 @@ class LiveLink:
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
         refused_backoff: Backoff | None = None,
+        state: StateStore | None = None,
     ) -> None:
         """`fallback_declarations`: the tools to offer alone, once, after a fresh
-        setup with all of them was rejected (the built-in ones, without the home's)."""
+        setup with all of them was rejected (the built-in ones, without the home's).
+        `state`: where the session's newest handle is kept for the next start (read
+        here: a stored session is resumed by the first connection)."""
         self._s = settings
         self._metrics = metrics
         self._tools = ToolOffer(declarations, fallback_declarations, metrics)
@@ -91,7 +97,12 @@ class LiveLink:
         self._events: asyncio.Queue[LiveEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._uplink = UplinkBuffer(settings.replay_seconds, settings.video_fps)
         self._backoff = backoff or Backoff(settings.backoff_initial, settings.backoff_max)
-        self._resumption = Resumption(settings, self._uplink, metrics)
+        self._keeper = SessionKeeper(state, settings, metrics)
+        self._resumption = Resumption(settings, self._uplink, metrics, self._keeper)
+        stored = self._keeper.load()
+        if stored is not None:
+            self._resumption.restore(stored)
+        self._restarted = stored is not None  # until the stored session is resumed or refused
         self._sender = Sender(settings, self._uplink, metrics, self._resumption, self._tools)
         self._receiver = Receiver(settings, metrics, self._resumption, self._events,
                                   ping=self._sender.ping, on_close=self._server_closed)
@@ -172,6 +183,14 @@ class LiveLink:
     # -- supervisor ------------------------------------------------------------
     async def run(self) -> None:
         """Hold the conversation until cancelled; raises LiveFatalError if hopeless."""
+        keeper = asyncio.create_task(self._keeper.run(), name="live-session-record")
+        try:
+            await self._supervise()
+        finally:
+            keeper.cancel()  # it writes what is still due as it ends
+            await asyncio.wait([keeper])
+
+    async def _supervise(self) -> None:
         lost_at: float | None = None
         try:
             while True:
@@ -207,6 +226,9 @@ class LiveLink:
         if exc.kind == "resume_refused":
             log.warning("resume refused (%s); starting a fresh session", exc.detail)
             self._resumption.drop_handle("resume_refused")
+            if self._restarted:  # the handle a previous process stored: not the key
+                self._restarted = False
+                self._keeper.started("refused")
         delay = self._backoff.next_delay()
         log.warning("Live connect failed: %s; retry in %.2f s", exc.detail, delay)
         return delay
@@ -310,6 +332,11 @@ class LiveLink:
             self._metrics.link_gap.observe(now - lost_at)
         if not resumed:
             self._resumption.start_fresh()
+        elif self._restarted:
+            self._restarted = False
+            self._keeper.started("resumed")
+            log.info("resumed the Live session stored by the previous run")
+            self._resumption.answer_interrupted(self._scheduling)
         self._set_state("connected")
         log.info("Live link connected (%s)", "resumed" if resumed else "new session")
         await self._emit(LinkStatus("connected", resumed=resumed))
@@ -338,11 +365,21 @@ class LiveLink:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await _close(session, socket)
-        self._resumption.settle(conn.reason, socket)
+        unread = conn.unanswered_for(time.monotonic()) > self._s.stall_timeout
+        if unread and conn.reason != "stall":
+            log.warning("Live connection ended (%s) with a ping unanswered for more than "
+                        "live.stall_timeout: the server was not reading", conn.reason)
+        self._resumption.settle(conn.reason, socket, unread=unread)
         if conn.reason == "stall" and socket is not None:
             socket.abort()
 
     # -- helpers -----------------------------------------------------------------
+    def _scheduling(self, tool: str) -> str | None:
+        """How the model should take an answer to this tool (None: a blocking tool)."""
+        blocking = any(d.get("name") == tool and d.get("blocking")
+                       for d in self._tools.offered())
+        return None if blocking else "WHEN_IDLE"
+
     def _server_closed(self, detail: str) -> None:
         self.last_error = detail
 

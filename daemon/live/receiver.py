@@ -7,6 +7,7 @@ and counted; only a closed socket or a silent server ends the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -89,20 +90,38 @@ class Receiver:
         self._resumption.check_handover(conn)
 
     async def watch(self, socket: LiveSocket | None, conn: SocketLife) -> None:
-        """End a connection the server went silent on; keep a quiet one confirmed."""
+        """End a connection the server went silent on, or stopped reading on; keep a
+        quiet one confirmed.
+
+        A server can go on sending (transcripts, tool calls) after it stopped
+        reading: then only the pings tell, by a pong that does not come. The
+        watch never waits on a ping itself (a peer that does not read fills the
+        TCP buffers, and a send then waits), so it always gets to judge.
+        """
         tick = min(1.0, self._s.stall_timeout / 4, self._s.ping_interval)
         next_ping = time.monotonic() + self._s.ping_interval
         while not conn.ended.is_set():
             await asyncio.sleep(tick)
             now = time.monotonic()
             self._resumption.check_handover(conn)
-            if now - conn.last_alive > self._s.stall_timeout:
-                log.warning("Live link stalled: nothing heard for %.1f s", now - conn.last_alive)
-                conn.finish("stall")
+            evidence = conn.stall(now, self._s.stall_timeout)
+            if evidence is not None:
+                self._stalled(conn, evidence, now)
                 return
             if socket is not None and now >= next_ping:
                 next_ping = now + self._s.ping_interval
-                await self._ping(socket, conn)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(tick):
+                        await self._ping(socket, conn)
+
+    def _stalled(self, conn: SocketLife, evidence: str, now: float) -> None:
+        self._metrics.live_stalls.labels(evidence).inc()
+        if evidence == "silence":
+            log.warning("Live link stalled: nothing heard for %.1f s", now - conn.last_alive)
+        else:
+            log.warning("Live link stalled: no pong for %.1f s although the server still "
+                        "sends; it is not reading what is sent", conn.unanswered_for(now))
+        conn.finish("stall")
 
     def _dropped(self, reason: str) -> None:
         """A malformed part of a server message was not passed on: counted, and

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from daemon.config import LiveSettings
 from daemon.live.calls import ToolResponse
+from daemon.live.session_record import SessionKeeper, StoredSession
 from daemon.live.socket_door import LiveSocket
 from daemon.live.socket_life import SocketLife
 from daemon.live.uplink import UplinkBuffer
@@ -23,15 +25,26 @@ from daemon.ops.metrics import Metrics
 log = logging.getLogger("daemon.live.link")  # the link's parts log under its name
 
 REMEMBERED_CANCELLATIONS = 512
+INTERRUPTED_ANSWER = {
+    "error": "interrupted: the assistant restarted before this call finished; "
+             "whether it took effect is unknown"
+}
 
 
 class Resumption:
     """The session's side of the link: its handle and its open calls."""
 
-    def __init__(self, settings: LiveSettings, uplink: UplinkBuffer, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: LiveSettings, uplink: UplinkBuffer, metrics: Metrics,
+        keeper: SessionKeeper,
+    ) -> None:
+        """`keeper` stores each new handle (and the open calls) for the next process."""
         self._s = settings
         self._uplink = uplink
         self._metrics = metrics
+        self._keeper = keeper
+        self._restored: tuple[tuple[str, str], ...] = ()  # calls a dead process left open
+        self._call_names: dict[str, str] = {}  # open calls' tool names, for the record
         self._handle: str | None = None
         self._resumable = False
         self._turn_active = False
@@ -86,11 +99,15 @@ class Resumption:
         """Take in what a server message means for the session and this connection."""
         if ctl.resumable is not None:
             self._resumable = ctl.resumable
-        if ctl.new_handle:
-            self._handle = ctl.new_handle
         if ctl.turn_active is not None:
             self._turn_active = ctl.turn_active
         self._expected_calls.update(ctl.call_ids)
+        self._call_names.update(ctl.call_names)
+        if ctl.new_handle:
+            self._handle = ctl.new_handle
+            self._keeper.issued(ctl.new_handle, self.open_calls())
+        elif ctl.call_ids:
+            self._keeper.calls_changed(self.open_calls())
         if ctl.cancelled_ids:
             self._calls_cancelled(ctl.cancelled_ids)
         if ctl.go_away_in is not None:
@@ -126,11 +143,46 @@ class Resumption:
             log.info("%d queued tool answer(s) not sent: the model cancelled the call(s)",
                      len(purged))
 
+    def open_calls(self) -> dict[str, str]:
+        """The calls the model still waits on (no answer confirmed), by id: their names."""
+        open_ids = self._expected_calls | self._uplink.unconfirmed_response_ids()
+        self._call_names = {i: n for i, n in self._call_names.items() if i in open_ids}
+        return dict(self._call_names)
+
+    # -- across a restart ----------------------------------------------------------
+    def restore(self, stored: StoredSession) -> None:
+        """Resume the session a previous process stored (its open calls are answered
+        once it is resumed: `answer_interrupted`)."""
+        self._handle = stored.handle
+        self._resumable = True
+        self._restored = stored.open_calls
+
+    def answer_interrupted(self, scheduling: Callable[[str], str | None]) -> None:
+        """The stored session is resumed: the calls the dead process left open get an
+        error answer each (it cannot know whether they took effect), so the model
+        does not wait for ever; running them again could repeat a device command."""
+        for call_id, name in self._restored:
+            self._expected_calls.add(call_id)
+            self._call_names[call_id] = name
+            if self._uplink.push_response(
+                ToolResponse(call_id, name, dict(INTERRUPTED_ANSWER), scheduling(name))
+            ):
+                self._metrics.live_interrupted_calls.labels("answered").inc()
+                log.warning("tool call %s (%s) was open when the daemon stopped; answered "
+                            "with an error (outcome unknown)", call_id, name)
+        self._restored = ()
+
     # -- between connections -------------------------------------------------------
     def drop_handle(self, reason: str) -> None:
         """Forget the handle: the next connection starts a fresh session."""
         if self._handle is not None:
             self._metrics.link_fresh_sessions.labels(reason).inc()
+            self._keeper.forget()
+        if self._restored:
+            self._metrics.live_interrupted_calls.labels("dropped").inc(len(self._restored))
+            log.warning("%d tool call(s) open when the daemon stopped are lost with their "
+                        "session", len(self._restored))
+            self._restored = ()
         self._handle = None
         self._resumable = False
 
@@ -144,23 +196,28 @@ class Resumption:
         self._expected_calls.clear()
         self._cancelled_calls.clear()
         self._resending.clear()
+        self._call_names.clear()
         self._turn_active = False
 
-    def settle(self, reason: str, socket: LiveSocket | None) -> None:
+    def settle(self, reason: str, socket: LiveSocket | None, *, unread: bool = False) -> None:
         """Decide what became of audio that was on the socket but never confirmed.
 
         Audio is confirmed by pongs, so at any time up to one confirmation window
         (live.confirm_interval, plus a round trip) is on the socket unconfirmed.
-        - Stall: a silent peer may have read none of it; it is sent again, in
-          order. Some of it may have been read before the peer went quiet: those
-          chunks arrive twice (at most one confirmation window).
-        - Close or reset by the server (1000, 1008, 1011, 1006), or a failed send:
-          the peer was reading until then, so the tail is taken as delivered.
-          Only what crossed the server's close on the wire (about half a round
-          trip of audio) is lost; re-sending the whole window instead would make
-          the model hear up to confirm_interval of words twice, which is worse
-          (duplicate audio after a resume is a known field problem). Counted in
-          edge_live_uplink_unconfirmed_at_close_chunks{reason}, so the cost shows.
+        - Not read (`unread`: a stall, or a ping unanswered for live.stall_timeout
+          when the connection ended): the server did not read what went up after
+          its last pong; it is sent again, in order, within live.replay_seconds
+          (what was let go at that bound is counted as dropped, never as
+          delivered). Some of it may have been read before the server stopped:
+          those chunks arrive twice (at most one confirmation window).
+        - Close or reset by the server (1000, 1008, 1011, 1006), or a failed send,
+          with pongs coming until then: the peer was reading, so the tail is taken
+          as delivered. Only what crossed the server's close on the wire (about
+          half a round trip of audio) is lost; re-sending the whole window instead
+          would make the model hear up to confirm_interval of words twice, which
+          is worse (duplicate audio after a resume is a known field problem).
+          Counted in edge_live_uplink_unconfirmed_at_close_chunks{reason}, so the
+          cost shows.
         - GoAway: the socket was closed by us; if the server replied to the
           close, it read everything, and nothing is counted.
         Audio the socket refused is still pending and goes out after the resume.
@@ -176,11 +233,8 @@ class Resumption:
             reason == "goaway" and socket is not None and socket.close_replied
         )
         self._settle_answers(read_all, reason)
-        if reason == "stall":
-            n = self._uplink.requeue_unconfirmed()
-            if n:
-                self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(n)
-                log.warning("%d audio chunk(s) unconfirmed by the stalled server; resending", n)
+        if (unread or reason == "stall") and not read_all:
+            self._replay_unread(reason)
             return
         n = self._uplink.confirm_all()
         if read_all:
@@ -189,6 +243,18 @@ class Resumption:
             self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(n)
             log.info("%d audio chunk(s) were sent but unconfirmed when the connection ended "
                      "(%s); taken as delivered", n, reason)
+
+    def _replay_unread(self, reason: str) -> None:
+        """The server did not read the unconfirmed audio: send it again, or count it lost."""
+        again = self._uplink.requeue_unconfirmed()
+        if again.resent:
+            self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(again.resent)
+            log.warning("%d audio chunk(s) sent but not read by the server (%s); resending",
+                        again.resent, reason)
+        if again.lost:
+            self._metrics.uplink_audio_dropped.inc(again.lost)
+            log.warning("%d audio chunk(s) not read by the server (%s) are beyond "
+                        "live.replay_seconds and are lost", again.lost, reason)
 
     def _settle_answers(self, delivered: bool, reason: str) -> None:
         if delivered:

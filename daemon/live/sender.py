@@ -218,20 +218,35 @@ class Sender:
 
     # -- confirmation ----------------------------------------------------------------
     async def ping(self, socket: LiveSocket, conn: SocketLife) -> None:
-        """Ping behind what was sent; its pong confirms all of it."""
+        """Ping behind what was sent; its pong confirms all of it.
+
+        The ping counts as sent (for the stall watch) before it is on the wire: a
+        peer that does not read can leave it stuck behind a full TCP buffer, and
+        the caller may give up waiting.
+        """
         seq = self._uplink.last_sent_seq
         answers = self._uplink.last_response_seq
-        self._last_ping_at = time.monotonic()
+        sent_at = self._last_ping_at = time.monotonic()
         self._ping_outstanding = True
-        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+        conn.ping_sent(sent_at)
+        try:
             waiter = await socket.ping()
-            waiter.add_done_callback(lambda f: self._pong(f, conn, seq, answers))
+        except websockets.exceptions.ConnectionClosed:
+            return
+        except BaseException:
+            self._ping_outstanding = False  # no pong will tell: let the next one go out
+            raise
+        waiter.add_done_callback(lambda f: self._pong(f, conn, seq, answers, sent_at))
 
-    def _pong(self, fut: asyncio.Future[float], conn: SocketLife, seq: int, answers: int) -> None:
+    def _pong(
+        self, fut: asyncio.Future[float], conn: SocketLife, seq: int, answers: int,
+        sent_at: float,
+    ) -> None:
         """A pong proves the peer read everything sent before its ping."""
         self._ping_outstanding = False
         if not fut.cancelled() and fut.exception() is None:
             conn.last_alive = time.monotonic()
+            conn.pong(sent_at)
             if not conn.ended.is_set():
                 self._uplink.confirm(seq)
                 self._uplink.confirm_responses(answers)

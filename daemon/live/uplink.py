@@ -4,8 +4,11 @@ The same bounded buffer serves the connected and the disconnected case, so
 audio captured during a reconnect is sent once, in order, when the link is
 back (the Gemini Developer API keeps no replay state for us). Audio that went
 out on a socket stays until a pong confirms the peer read past it: if the
-peer goes silent, that unconfirmed tail is sent again after the reconnect.
-Beyond the bound the oldest audio is dropped, and every drop is counted.
+peer goes silent, or stops reading, that unconfirmed tail is sent again after
+the reconnect. Beyond the bound the oldest audio is dropped, and every drop is
+counted: sent audio let go unconfirmed at the bound is remembered (by number)
+until a pong confirms it or the connection ends, so a replay that cannot
+include it counts it as lost instead of taking it as delivered.
 
 Tool answers are not bounded by count: each one answers a call the server still
 waits for, and a dropped answer leaves the model silent for good. They are
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from daemon.live.calls import ToolResponse
 from daemon.media.types import SAMPLE_WIDTH, AudioChunk, VideoFrame
@@ -31,6 +35,13 @@ class PendingAudio:
     seq: int
     chunk: AudioChunk
     enqueued_at: float
+
+
+class Requeued(NamedTuple):
+    """What became of the unconfirmed audio when it had to be sent again."""
+
+    resent: int  # chunks back in the queue, in order
+    lost: int  # chunks beyond live.replay_seconds: let go unconfirmed, not sent again
 
 
 @dataclass(slots=True)
@@ -49,6 +60,7 @@ class UplinkBuffer:
         self._max_bytes = int(max_audio_seconds * 16_000 * SAMPLE_WIDTH)
         self._pending: deque[PendingAudio] = deque()
         self._sent: deque[PendingAudio] = deque()  # on the socket, not yet confirmed
+        self._released: deque[int] = deque()  # sent, let go unconfirmed at the bound
         self._audio_bytes = 0
         self._pending_bytes = 0
         self._seq = 0
@@ -100,29 +112,47 @@ class UplinkBuffer:
             item = self._pending.popleft()
             self._pending_bytes -= len(item.chunk.pcm)
             self._sent.append(item)
-        # Keep at most the bound for resending; older sent audio is let go.
+        # Keep at most the bound for resending; older sent audio is let go (its
+        # number kept until a pong says whether the peer read it).
         while self._audio_bytes - self._pending_bytes > self._max_bytes:
-            self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
+            item = self._sent.popleft()
+            self._audio_bytes -= len(item.chunk.pcm)
+            self._released.append(item.seq)
 
     def confirm(self, seq: int) -> None:
         """The peer has read everything up to this chunk (a pong came back after it)."""
         while self._sent and self._sent[0].seq <= seq:
             self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
+        while self._released and self._released[0] <= seq:
+            self._released.popleft()
 
     def confirm_all(self) -> int:
-        """Take every sent chunk as read; returns how many were unconfirmed."""
-        n = len(self._sent)
+        """Take every sent chunk as read; returns how many were unconfirmed (including
+        those let go at the bound)."""
+        n = len(self._sent) + len(self._released)
         if self._sent:
             self.confirm(self._sent[-1].seq)
+        self._released.clear()
         return n
 
-    def requeue_unconfirmed(self) -> int:
-        """The peer went silent: what it never confirmed is sent again, in order."""
-        n = len(self._sent)
+    def requeue_unconfirmed(self) -> Requeued:
+        """The peer did not read what it never confirmed: that goes again, in order,
+        within the bound; what did not fit (let go at the bound, or the oldest
+        beyond it now) is lost and counted in `stats.audio_dropped`."""
+        resent = len(self._sent)
+        lost = len(self._released)
+        self._released.clear()
         self._pending_bytes += sum(len(p.chunk.pcm) for p in self._sent)
         self._pending.extendleft(reversed(self._sent))
         self._sent.clear()
-        return n
+        while self._pending_bytes > self._max_bytes and len(self._pending) > 1:
+            old = self._pending.popleft()
+            self._pending_bytes -= len(old.chunk.pcm)
+            self._audio_bytes -= len(old.chunk.pcm)
+            lost += 1
+            resent = max(0, resent - 1)  # the requeued chunks are the oldest
+        self.stats.audio_dropped += lost
+        return Requeued(resent, lost)
 
     @property
     def last_sent_seq(self) -> int:
@@ -213,6 +243,10 @@ class UplinkBuffer:
     def unconfirmed_responses(self) -> int:
         """Answers on the socket that no pong has confirmed yet."""
         return len(self._sent_responses)
+
+    def unconfirmed_response_ids(self) -> set[str]:
+        """The calls whose answers are on the socket, unconfirmed."""
+        return set(self._sent_responses)
 
     def confirm_responses(self, seq: int) -> None:
         """The peer has read every answer sent up to this send number."""

@@ -120,6 +120,7 @@ class Control:
     go_away_in: float | None = None
     turn_active: bool | None = None  # a turn is under way: heard, thinking, calling, speaking
     call_ids: list[str] = field(default_factory=list)
+    call_names: dict[str, str] = field(default_factory=dict)  # call id -> tool name
     cancelled_ids: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     audio_bytes: int = 0
@@ -219,6 +220,7 @@ def _tool_messages(msg: types.LiveServerMessage, events: list[LiveEvent], ctl: C
             for fc in msg.tool_call.function_calls
         )
         ctl.call_ids.extend(c.id for c in calls)
+        ctl.call_names.update((c.id, c.name) for c in calls)
         ctl.turn_active = True
         events.append(ToolCallRequest(calls))
     if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:

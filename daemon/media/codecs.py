@@ -8,17 +8,19 @@ smoothed hole instead of a click or a shifted timeline.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from daemon.media.opus import VALID_FRAME_MS, VALID_RATES, OpusDecoder, OpusError
 from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk
+
+if TYPE_CHECKING:  # numpy is imported where a codec needs it: Opus at 16 kHz never does
+    import numpy as np
+    import numpy.typing as npt
 
 CodecKind = Literal["pcm8", "pcm16", "mulaw", "opus"]
 CODEC_KINDS: Final[tuple[str, ...]] = get_args(CodecKind)
@@ -65,6 +67,8 @@ _ULAW_CLIP: Final = 32635
 
 
 def _build_ulaw_decode() -> npt.NDArray[np.int16]:
+    import numpy as np
+
     u = (~np.arange(256, dtype=np.int32)) & 0xFF
     sign = u & 0x80
     exponent = (u >> 4) & 0x07
@@ -74,6 +78,8 @@ def _build_ulaw_decode() -> npt.NDArray[np.int16]:
 
 
 def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
+    import numpy as np
+
     x = np.arange(-32768, 32768, dtype=np.int32)
     sign = np.where(x < 0, 0x80, 0)
     mag = np.minimum(np.abs(x), _ULAW_CLIP) + _ULAW_BIAS
@@ -86,30 +92,39 @@ def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
     return table
 
 
-_ULAW_DECODE: Final = _build_ulaw_decode()
-_ULAW_ENCODE: Final = _build_ulaw_encode()
+# Built on first use, like the numpy they need.
+_ulaw_decode_table = functools.cache(_build_ulaw_decode)
+_ulaw_encode_table = functools.cache(_build_ulaw_encode)
 
 
 def mulaw_decode(data: bytes) -> bytes:
     """G.711 µ-law bytes to 16-bit LE PCM (one sample per byte)."""
+    import numpy as np
+
     codes = np.frombuffer(data, dtype=np.uint8)
-    return bytes(_ULAW_DECODE[codes].astype("<i2").tobytes())
+    return bytes(_ulaw_decode_table()[codes].astype("<i2").tobytes())
 
 
 def mulaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM to G.711 µ-law; a trailing odd byte is ignored."""
+    import numpy as np
+
     samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<u2")
-    return bytes(_ULAW_ENCODE[samples].tobytes())
+    return bytes(_ulaw_encode_table()[samples].tobytes())
 
 
 # ----------------------------------------------------------------- PCM helpers
 def pcm16_to_array(pcm: bytes) -> npt.NDArray[np.int16]:
     """View 16-bit LE PCM as int16 samples (a trailing odd byte is ignored)."""
+    import numpy as np
+
     return np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.int16)
 
 
 def array_to_pcm16(samples: npt.ArrayLike) -> bytes:
     """Samples (any numeric dtype, clipped to int16) to 16-bit LE PCM bytes."""
+    import numpy as np
+
     arr = np.asarray(samples)
     if arr.dtype.kind == "f":
         arr = np.rint(arr)
@@ -118,11 +133,15 @@ def array_to_pcm16(samples: npt.ArrayLike) -> bytes:
 
 def pcm8_to_pcm16(data: bytes) -> bytes:
     """Signed 8-bit PCM to 16-bit LE PCM (scaled by 256)."""
+    import numpy as np
+
     return bytes((np.frombuffer(data, dtype=np.int8).astype("<i2") << 8).tobytes())
 
 
 def pcm16_to_pcm8(pcm: bytes) -> bytes:
     """16-bit LE PCM to signed 8-bit PCM (top byte, arithmetic shift)."""
+    import numpy as np
+
     return bytes((pcm16_to_array(pcm) >> 8).astype(np.int8).tobytes())
 
 

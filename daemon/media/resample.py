@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import soxr
-
 SAMPLE_WIDTH = 2
 
 
@@ -31,8 +28,8 @@ class Resampler:
         self._quality = quality
         self._carry = b""
         self._stream: Any = None
-        if in_rate != out_rate:
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        if in_rate != out_rate:  # soxr and numpy only when rates differ
+            self._stream = _new_stream(in_rate, out_rate, quality)
 
     @property
     def identity(self) -> bool:
@@ -49,6 +46,8 @@ class Resampler:
             self._carry = b""
         if self._stream is None or not data:
             return bytes(data)
+        import numpy as np
+
         samples = np.frombuffer(data, dtype="<i2")
         out = self._stream.resample_chunk(samples, last=False)
         return bytes(np.asarray(out, dtype="<i2").tobytes())
@@ -58,10 +57,10 @@ class Resampler:
         self._carry = b""
         if self._stream is None:
             return b""
+        import numpy as np
+
         out = self._stream.resample_chunk(np.zeros(0, dtype="<i2"), last=True)
-        self._stream = soxr.ResampleStream(
-            self.in_rate, self.out_rate, 1, dtype="int16", quality=self._quality
-        )
+        self._stream = _new_stream(self.in_rate, self.out_rate, self._quality)
         return bytes(np.asarray(out, dtype="<i2").tobytes())
 
     def reset(self) -> None:
@@ -69,3 +68,9 @@ class Resampler:
         self._carry = b""
         if self._stream is not None:
             self._stream.clear()
+
+
+def _new_stream(in_rate: int, out_rate: int, quality: str) -> Any:
+    import soxr
+
+    return soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)

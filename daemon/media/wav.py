@@ -5,9 +5,6 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
-import numpy as np
-import soxr
-
 from daemon.errors import EdgeAgentError
 from daemon.media.types import SAMPLE_WIDTH
 
@@ -32,6 +29,12 @@ def read_wav(path: Path | str, rate: int | None = None, *, max_seconds: float | 
         raise WavError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as exc:
         raise WavError(f"{path}: not a readable WAV file ({exc})") from None
+    raw = raw[: len(raw) - len(raw) % SAMPLE_WIDTH]
+    if channels == 1 and (rate is None or rate == src):
+        return raw, src  # nothing to convert: no numpy
+    import numpy as np
+    import soxr
+
     samples = np.frombuffer(raw, dtype="<i2")
     if channels > 1:
         samples = samples[: len(samples) // channels * channels].reshape(-1, channels)

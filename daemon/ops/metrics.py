@@ -208,8 +208,40 @@ class Metrics:
         self.uplink_unconfirmed_at_close = Counter(
             "edge_live_uplink_unconfirmed_at_close_chunks",
             "Audio chunks on the socket but not confirmed by a pong when a connection "
-            "ended, by reason (after a stall they are sent again, else taken as delivered)",
+            "ended, by reason: sent again when the server was not reading (a stall, or a "
+            "ping unanswered for live.stall_timeout), else taken as delivered",
             ["reason"],
+            registry=r,
+        )
+        self.live_start_sessions = Counter(
+            "edge_live_start_sessions",
+            "How the first Live session after the daemon started came about, by reason: "
+            "resumed (the stored handle), or fresh because it was refused, expired "
+            "(older than live.resume_max_age), changed (another endpoint or model), "
+            "corrupt (unreadable record) or none (nothing stored)",
+            ["reason"],
+            registry=r,
+        )
+        self.live_session_writes = Counter(
+            "edge_live_session_writes",
+            "Writes of the stored Live session (state record live_session), by result: "
+            "written, deleted, failed",
+            ["result"],
+            registry=r,
+        )
+        self.live_interrupted_calls = Counter(
+            "edge_live_interrupted_calls",
+            "Tool calls a previous daemon process left open, by outcome: answered (with "
+            "an error: outcome unknown) on the resumed session, or dropped with it",
+            ["outcome"],
+            registry=r,
+        )
+        self.live_stalls = Counter(
+            "edge_live_stalls",
+            "Connections ended as stalled, by evidence: silence (nothing heard for "
+            "live.stall_timeout) or no_pong (a ping unanswered that long while the server "
+            "still sent: it was not reading); their unconfirmed audio is sent again",
+            ["evidence"],
             registry=r,
         )
         self.tool_responses_dropped = Counter(
@@ -252,6 +284,7 @@ class Metrics:
             "them, so tool answers and audio were taken as delivered",
             registry=r,
         )
+        self._before_render: list[Callable[[], None]] = []
         self.set_link_state("idle")
 
     def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
@@ -268,8 +301,18 @@ class Metrics:
         for s in LINK_STATES:
             self.link_state.labels(s).set(1 if s == state else 0)
 
+    def before_render(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before each render: counters kept in plain dataclasses move in
+        then, so one scrape never shows some of them a moment behind the others."""
+        self._before_render.append(hook)
+
     def render(self) -> bytes:
         """The /metrics body in Prometheus text format."""
+        for hook in self._before_render:
+            try:
+                hook()
+            except Exception:
+                log.exception("metrics hook failed")
         return generate_latest(self.registry)
 
     def value(self, name: str, **labels: str) -> float:

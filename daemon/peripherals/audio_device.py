@@ -13,16 +13,24 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from daemon.errors import EdgeAgentError
 from daemon.media.resample import Resampler
-from daemon.media.types import SAMPLE_WIDTH, pcm_duration
+from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, pcm_duration
+
+if TYPE_CHECKING:
+    from daemon.audio.reference import FarEndTimeline
 
 log = logging.getLogger(__name__)
+
+RAMP_MS = 5  # a change of the loudspeaker's gain (barge-in) is ramped over this long
 
 
 class AudioDeviceError(EdgeAgentError, OSError):
@@ -105,6 +113,15 @@ def find_device(name: str, *, output: bool) -> dict[str, Any]:
     raise AudioDeviceError(f"no {kind} device matching {name!r} (have: {have})")
 
 
+def _device_offset(time_info: Any, key: str) -> float | None:
+    """Seconds from now to PortAudio's stamp `key` (negative: in the past), if it gave one."""
+    try:
+        now, stamp = float(time_info["current_time"]), float(time_info[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stamp - now if now > 0 and stamp > 0 else None
+
+
 def _open_rate(dev: dict[str, Any], want: int, *, output: bool) -> int:
     """`want` if the device takes it, else its default rate (we resample)."""
     import pyaudio
@@ -135,24 +152,25 @@ class SoundCardMicrophone:
         self.stats = AudioDeviceStats()
         self._stream: Any = None
 
-    async def blocks(self) -> asyncio.Queue[bytes]:
-        """Open the device; blocks arrive on the returned queue until close()."""
+    async def blocks(self) -> asyncio.Queue[tuple[bytes, float]]:
+        """Open the device; (pcm, capture time of its last sample on time.monotonic())
+        pairs arrive on the returned queue until close()."""
         import pyaudio
 
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         dev = find_device(self._device_name, output=False)
         dev_rate = _open_rate(dev, self.rate, output=False)
         resampler = Resampler(dev_rate, self.rate)
         frames = dev_rate * self.block_ms // 1000
 
-        def deliver(pcm: bytes) -> None:
+        def deliver(pcm: bytes, captured_at: float) -> None:
             self._backlog -= 1
             out = resampler.process(pcm)
             if out:
-                queue.put_nowait(out)
+                queue.put_nowait((out, captured_at))
 
-        def callback(data: bytes | None, _n: int, _t: Any, status: int) -> tuple[None, int]:
+        def callback(data: bytes | None, n: int, t: Any, status: int) -> tuple[None, int]:
             if status & pyaudio.paInputOverflow:
                 self.stats.overflows += 1
             if data:
@@ -161,7 +179,9 @@ class SoundCardMicrophone:
                 else:
                     self._backlog += 1
                     self.stats.blocks += 1
-                    loop.call_soon_threadsafe(deliver, data)
+                    ago = _device_offset(t, "input_buffer_adc_time")
+                    at = time.monotonic() + (ago + n / dev_rate if ago is not None else 0.0)
+                    loop.call_soon_threadsafe(deliver, data, at)
             return None, pyaudio.paContinue
 
         try:
@@ -197,7 +217,8 @@ class SoundCardSpeaker:
     resampled to what it was opened at (the model may not always speak 24 kHz).
     """
 
-    def __init__(self, device: str, rate: int, *, max_seconds: float = 60.0) -> None:
+    def __init__(self, device: str, rate: int, *, max_seconds: float = 60.0,
+                 timeline: FarEndTimeline | None = None) -> None:
         self._device_name = device
         self.rate = rate
         self._max_bytes = int(max_seconds * rate) * SAMPLE_WIDTH
@@ -210,6 +231,16 @@ class SoundCardSpeaker:
         self._stream: Any = None
         self.played_seconds = 0.0
         self.on_drained: Callable[[], None] | None = None
+        # What is played, at the microphone's rate and stamped with the time it leaves
+        # the loudspeaker: the echo canceller's far end (daemon.audio.reference).
+        self.timeline = timeline
+        self._reference: Resampler | None = None
+        self._ref_in = self._ref_out = 0  # samples into and out of the reference resampler
+        self.gain = 1.0  # set by barge-in: ducked or 0; ramped over one callback
+        self._gain_now = 1.0
+        self.paused = False  # barge-in: play silence and keep the queue
+        self.last_sound_at = -1e9  # time.monotonic() of the last block that held audio
+        self.quiet_at = -1e9  # when the last lowering of the gain left the loudspeaker
 
     def open(self) -> None:
         """Open the output stream at the rate the device can run."""
@@ -219,12 +250,23 @@ class SoundCardSpeaker:
         dev_rate = _open_rate(dev, self.rate, output=True)
         self._resampler = None  # made for the rate of the first audio played
         self._dev_rate = dev_rate
-        frames = dev_rate // 50
+        self._reference = Resampler(dev_rate, UPLINK_RATE) if self.timeline is not None else None
+        self._ref_in = self._ref_out = 0
+        frames = dev_rate // 100  # 10 ms: a barge-in is heard one short block later
 
-        def callback(_in: Any, n: int, _t: Any, _status: int) -> tuple[bytes, int]:
+        def callback(_in: Any, n: int, t: Any, _status: int) -> tuple[bytes, int]:
             want = n * SAMPLE_WIDTH
-            out = self._take(want)
-            return out + b"\0" * (want - len(out)), pyaudio.paContinue
+            out = b"" if self.paused and self._gain_now == 0.0 else self._take(want)
+            out += b"\0" * (want - len(out))
+            ahead = _device_offset(t, "output_buffer_dac_time")
+            if self.paused or self.gain != 1.0 or self._gain_now != 1.0:
+                was = self._gain_now
+                out = self._apply_gain(out)
+                if self._gain_now < was:  # ducked or stopped: when it is heard so
+                    self.quiet_at = time.monotonic() + (ahead or 0.0) + RAMP_MS / 1000
+            if self.timeline is not None:
+                self._note_played(out, time.monotonic() + (ahead or 0.0))
+            return out, pyaudio.paContinue
 
         try:
             with _quiet_stderr():
@@ -236,6 +278,41 @@ class SoundCardSpeaker:
         except OSError as exc:
             raise AudioDeviceError(f"cannot open output {dev['name']!r}: {exc}") from None
         log.info("speaker %r open at %d Hz", dev["name"], dev_rate)
+
+    @property
+    def active(self) -> bool:
+        """Whether the output stream is open and running."""
+        return self._stream is not None and bool(self._stream.is_active())
+
+    def _apply_gain(self, out: bytes) -> bytes:
+        """Ramp from the gain in force to the one asked for over the block's first 5 ms
+        (no click, and quiet soon), then hold it."""
+        target = 0.0 if self.paused else self.gain
+        x = np.frombuffer(out, dtype="<i2").astype(np.float32)
+        n = min(len(x), max(1, self._dev_rate * RAMP_MS // 1000))
+        gains = np.full(len(x), target, dtype=np.float32)
+        gains[:n] = np.linspace(self._gain_now, target, n, dtype=np.float32)
+        self._gain_now = target
+        return bytes(np.clip(x * gains, -32768, 32767).astype("<i2").tobytes())
+
+    def _note_played(self, out: bytes, at: float) -> None:
+        """The block leaves the loudspeaker at `at`: the canceller's far end from then.
+
+        soxr hands out its output in bursts (nothing for one block, two blocks' worth
+        the next), so the resampled piece is stamped by its own position in the
+        stream, not by the block that released it.
+        """
+        assert self.timeline is not None
+        assert self._reference is not None
+        pcm = self._reference.process(out)
+        self._ref_in += len(out) // SAMPLE_WIDTH
+        m = len(pcm) // SAMPLE_WIDTH
+        self._ref_out += m
+        if m:
+            block_start = (self._ref_in - len(out) // SAMPLE_WIDTH) / self._dev_rate
+            piece_start = (self._ref_out - m) / UPLINK_RATE
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+            self.timeline.played(samples, at + piece_start - block_start)
 
     def _take(self, want: int) -> bytes:
         parts: list[bytes] = []
@@ -254,6 +331,8 @@ class SoundCardSpeaker:
             self._buffered -= got
             if had and got < want:
                 self.stats.underruns += 1
+        if got:
+            self.last_sound_at = time.monotonic()
         self.played_seconds += got / (SAMPLE_WIDTH * self._dev_rate)
         return b"".join(parts)
 
@@ -297,3 +376,28 @@ class SoundCardSpeaker:
                 stream.stop_stream()
             stream.close()
 
+
+
+def describe_devices() -> str:
+    """`edge-agent devices --audio`: every device, its directions and default rate,
+    and which are the defaults (a kiosk names one by part of its name)."""
+    pa = portaudio()
+    with _quiet_stderr():
+        try:
+            default_in = int(pa.get_default_input_device_info()["index"])
+        except OSError:
+            default_in = -1
+        try:
+            default_out = int(pa.get_default_output_device_info()["index"])
+        except OSError:
+            default_out = -1
+    lines = ["index  in  out  rate    name"]
+    for d in list_devices():
+        marks = [m for m, i in (("default input", default_in), ("default output", default_out))
+                 if i == d["index"]]
+        note = f"  ({', '.join(marks)})" if marks else ""
+        lines.append(f"{d['index']:>5}  {d['maxInputChannels']:>2}  {d['maxOutputChannels']:>3}  "
+                     f"{int(d['defaultSampleRate']):>6}  {d['name']}{note}")
+    if len(lines) == 1:
+        lines.append("(none: no sound card, and no PulseAudio or PipeWire plugin)")
+    return "\n".join(lines)

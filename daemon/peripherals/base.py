@@ -27,6 +27,10 @@ class MediaSink(Protocol):
     def backlog_seconds(self) -> float:
         """Audio not yet sent upstream; a faster-than-real-time source waits on it."""
 
+    def speech_ended(self) -> None:
+        """The peripheral's own voice detector heard an utterance end and sends no
+        silence after it: end the audio stream now (the input goes on)."""
+
     def user_tap(self) -> None:
         """The wearer tapped the device: a deliberate gesture (it confirms an action).
 

@@ -92,11 +92,15 @@ def _local_output(device: str) -> SoundCardSpeaker:
 
 
 def _kiosk_peripheral(settings: PeripheralSettings) -> Peripheral:
+    from daemon.audio import FrontEndUnavailable
     from daemon.peripherals.audio_device import AudioDeviceError
     from daemon.peripherals.kiosk import KioskPeripheral
 
     ks = settings.kiosk
     try:
-        return KioskPeripheral(ks.input_device, ks.output_device)
+        return KioskPeripheral(ks.input_device, ks.output_device, block_ms=ks.block_ms,
+                               settings=ks)
     except AudioDeviceError as exc:
         raise PeripheralUnavailable(f"peripheral.kiosk: {exc}") from None
+    except FrontEndUnavailable as exc:
+        raise PeripheralUnavailable(f"peripheral.kiosk.{exc}") from None

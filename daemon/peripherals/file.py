@@ -16,9 +16,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-import soxr
-
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
 from daemon.media.wav import WavError, read_wav
 from daemon.peripherals.base import MediaSink, Peripheral, PeripheralUnavailable
@@ -129,6 +126,9 @@ class FilePeripheral(Peripheral):
         if rate != self._out_rate:
             log.warning("model audio at %d Hz, output file is %d Hz; converting", rate,
                         self._out_rate)
+            import numpy as np  # only here: the model speaks 24 kHz, the output's default
+            import soxr
+
             samples = soxr.resample(np.frombuffer(pcm, "<i2"), rate, self._out_rate)
             pcm = np.asarray(samples, dtype="<i2").tobytes()
         if not self._realtime:

@@ -1,5 +1,13 @@
 """The kiosk: a local microphone and speaker instead of glasses.
 
+With its settings (`[peripheral.kiosk]`), every captured block goes through the
+audio front end (daemon.audio): the echo of what the loudspeaker plays is taken
+out with the true far end, voice is found on the cleaned signal, silence is held
+back (with pre-roll) and the end of an utterance ends the audio stream, and a
+user who talks over the model ducks, then pauses, the loudspeaker at once. Built
+without settings it streams the raw microphone and leaves the echo to the
+Agent's gate (`hears_own_speaker`), as before the front end existed.
+
 A device that disappears (a USB microphone pulled out) is reopened with
 backoff; the conversation waits rather than ends.
 """
@@ -9,10 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from daemon.backoff import Backoff
+from daemon.config import KioskPeripheralSettings
 from daemon.media.types import DOWNLINK_RATE, UPLINK_RATE, AudioChunk
 from daemon.peripherals.audio_device import (
     AudioDeviceError,
@@ -22,30 +34,60 @@ from daemon.peripherals.audio_device import (
 )
 from daemon.peripherals.base import MediaSink, Peripheral
 
+if TYPE_CHECKING:
+    from daemon.audio.frontend import FrontEnd
+
 log = logging.getLogger(__name__)
 
 STALL_SECONDS = 2.0
+PLAYING_TAIL_SECONDS = 0.4
 
 
 class KioskPeripheral(Peripheral):
     """A local microphone and loudspeaker (PortAudio) instead of glasses."""
-    kind = "kiosk"
-    hears_own_speaker = True  # an open loudspeaker, no echo canceller yet
 
-    def __init__(self, input_device: str, output_device: str, *, block_ms: int = 40) -> None:
+    kind = "kiosk"
+
+    def __init__(self, input_device: str, output_device: str, *, block_ms: int = 40,
+                 settings: KioskPeripheralSettings | None = None) -> None:
         find_device(input_device, output=False)  # fail at start, with the device list
         find_device(output_device, output=True)
+        self._frontend: FrontEnd | None = None
+        timeline = None
+        if settings is not None:
+            from daemon.audio import build
+            from daemon.audio.reference import FarEndTimeline
+
+            timeline = FarEndTimeline()
+            self._frontend = build(settings, timeline)
+        # Without a front end the open loudspeaker reaches the uplink: the Agent gates it.
+        self.hears_own_speaker = self._frontend is None
         self._mic = SoundCardMicrophone(input_device, UPLINK_RATE, block_ms)
-        self._speaker = SoundCardSpeaker(output_device, DOWNLINK_RATE)
+        self._speaker = SoundCardSpeaker(output_device, DOWNLINK_RATE, timeline=timeline)
         self._backoff = Backoff(0.5, 10.0)
+        self._decided_at = 0.0
+        self.quiet_ms: deque[float] = deque(maxlen=100)
+        self._earcons = settings is not None and settings.earcons
+        self.stopped_by_word = 0
+        self.assistant_state = "idle"
+        self._answering = False  # the loudspeaker plays the model's answer (not an earcon)
         self.state = "idle"
 
+    @property
+    def frontend(self) -> FrontEnd | None:
+        """The audio front end, if the kiosk was built with its settings."""
+        return self._frontend
+
     async def run(self, sink: MediaSink) -> None:
-        """Capture until cancelled; a lost microphone is reopened with backoff."""
+        """Capture until cancelled; a lost microphone (or loudspeaker) is reopened with backoff."""
         self._speaker.open()
         try:
             while True:
                 try:
+                    if not self._speaker.active:  # the sound server went away and back
+                        self._speaker.close()
+                        self._speaker.open()
+                        self._speaker.stats.reopens += 1
                     await self._capture(sink)
                 except AudioDeviceError as exc:
                     self._mic.close()
@@ -58,6 +100,8 @@ class KioskPeripheral(Peripheral):
         finally:
             self._mic.close()
             self._speaker.close()
+            if self._frontend is not None:
+                self._frontend.close()
             self.state = "stopped"
 
     async def _capture(self, sink: MediaSink) -> None:
@@ -67,31 +111,97 @@ class KioskPeripheral(Peripheral):
         while True:
             try:
                 async with asyncio.timeout(STALL_SECONDS):
-                    pcm = await queue.get()
+                    pcm, captured_at = await queue.get()
             except TimeoutError:
                 if not self._mic.active:
                     raise AudioDeviceError("input stream stopped") from None
                 continue
-            sink.audio(AudioChunk(pcm, UPLINK_RATE, time.monotonic()))
+            if self._frontend is None:
+                sink.audio(AudioChunk(pcm, UPLINK_RATE, captured_at))
+            else:
+                self._through_frontend(self._frontend, pcm, captured_at, sink)
+
+    def _through_frontend(self, fe: FrontEnd, pcm: bytes, captured_at: float,
+                          sink: MediaSink) -> None:
+        """One block through the front end: the loudspeaker follows barge-in at once."""
+        from daemon.audio.bargein import Playback
+
+        # A reply streamed in real time may leave the queue dry for a moment between
+        # chunks: it still counts as playing (and its echo still rings) for a while.
+        spk = self._speaker
+        playing = (spk.playback_pending() > 0
+                   or time.monotonic() - spk.last_sound_at < PLAYING_TAIL_SECONDS)
+        if not playing:
+            self._answering = False
+        before = fe.barge.state
+        step = fe.process(np.frombuffer(pcm, dtype="<i2"), captured_at, playing=playing,
+                          answering=playing and self._answering)
+        if self._decided_at and spk.quiet_at > self._decided_at:
+            self.quiet_ms.append(round((spk.quiet_at - self._decided_at) * 1000, 1))
+            self._decided_at = 0.0
+        if step.playback is not before and step.playback in (Playback.DUCKED, Playback.PAUSED):
+            self._decided_at = time.monotonic()
+        spk.paused = step.playback is Playback.PAUSED
+        spk.gain = step.gain if step.playback is Playback.DUCKED else 1.0
+        if step.stop:  # the stop word: the model is cut off here and now
+            self.stopped_by_word += 1
+            self.flush_playback()
+        if step.send:
+            sink.audio(AudioChunk(step.send, UPLINK_RATE, captured_at))
+        if step.ended:
+            sink.speech_ended()
+        if self._earcons and (step.listening_started or step.listening_stopped):
+            self._speaker.play(_earcon(rising=step.listening_started), DOWNLINK_RATE)
+        self.assistant_state = fe.assistant_state(captured_at, playing)
+
+    def push_to_talk(self, pressed: bool) -> None:
+        """The talk button went down or up (a key, a GPIO line, an MQTT topic, a tap)."""
+        if self._frontend is not None:
+            self._frontend.listen.press(pressed)
 
     def play(self, pcm: bytes, rate: int) -> None:
         """Queue model audio on the loudspeaker."""
+        self._answering = True
         self._speaker.play(pcm, rate)
 
     def flush_playback(self) -> float:
-        """Drop what the loudspeaker has not played yet."""
-        return self._speaker.flush_playback()
+        """Drop what the loudspeaker has not played yet, paused audio too (interrupted)."""
+        dropped = self._speaker.flush_playback()
+        self._speaker.paused = False
+        self._speaker.gain = 1.0
+        self._speaker.last_sound_at = -1e9  # nothing is playing any more
+        if self._frontend is not None:
+            self._frontend.flushed()
+        return dropped
 
     def playback_pending(self) -> float:
         """Seconds the loudspeaker has still to play."""
         return self._speaker.playback_pending()
 
     def status(self) -> dict[str, Any]:
-        """Capture state and both devices' counters."""
-        return {
+        """Capture state, both devices' counters and the front end's."""
+        out: dict[str, Any] = {
             "kind": self.kind,
             "state": self.state,
             "microphone": asdict(self._mic.stats),
             "speaker_played_s": round(self._speaker.played_seconds, 2),
             "speaker_underruns": self._speaker.stats.underruns,
+            "speaker_reopens": self._speaker.stats.reopens,
+            "assistant": self.assistant_state,  # idle, listening, thinking, speaking
+            "stop_words": self.stopped_by_word,
         }
+        if self._frontend is not None:
+            out["frontend"] = self._frontend.status()
+            # barge-in decisions -> the lowered audio at the converter: the last, the worst
+            out["frontend"]["duck_to_quiet_ms"] = self.quiet_ms[-1] if self.quiet_ms else 0.0
+            out["frontend"]["duck_to_quiet_max_ms"] = max(self.quiet_ms, default=0.0)
+        return out
+
+
+def _earcon(*, rising: bool) -> bytes:
+    """Two short soft tones (24 kHz): up when listening starts, down when it stops."""
+    t = np.arange(int(0.08 * DOWNLINK_RATE)) / DOWNLINK_RATE
+    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
+    tones = (660.0, 880.0) if rising else (880.0, 660.0)
+    wave = np.concatenate([np.sin(2 * np.pi * f * t) * fade for f in tones])
+    return bytes((wave * 0.15 * 32767).astype("<i2").tobytes())

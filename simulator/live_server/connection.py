@@ -89,6 +89,7 @@ class LiveConnection:
         self.replying = False
         self.closing = False
         self.quiet = False
+        self.deaf = False  # STOP_READING: sends, but reads nothing more
         self.ended = False
         self.live = False
         self.in_activity = False

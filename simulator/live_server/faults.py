@@ -38,6 +38,14 @@ class Fault(enum.Enum):
     away. Every write is dropped while reading continues, so the server still
     notices when the client gives up; what arrives meanwhile is recorded in
     the connection's messages but not acted on."""
+    STOP_READING = "stop_reading"
+    """Stop reading the client while still sending: a server wedged on its read
+    side. Its messages and pings stay in the TCP buffers (which back up), so no
+    pong comes back and nothing more is recorded or acted on; the turn under way
+    goes on, and an outputTranscription piece goes out every ``interval``
+    seconds, so the client keeps hearing from it. With ``drop_after`` the server
+    finally aborts the TCP connection that many seconds later, as a wedged
+    frontend eventually does; otherwise it ends when the client gives up."""
     REJECT_RESUME = "reject_resume"
     """Next ``count`` connections carrying a handle: close 1007 after setup
     and forget that session (resuming it again fails too; start fresh)."""
@@ -51,7 +59,9 @@ class Fault(enum.Enum):
     1008 for a passing policy problem, a reason saying the key is not valid)."""
 
 
-CONNECTION_FAULTS = frozenset({Fault.GOAWAY, Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET})
+CONNECTION_FAULTS = frozenset(
+    {Fault.GOAWAY, Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET, Fault.STOP_READING}
+)
 FRAME_FAULTS = frozenset({Fault.ABORT, Fault.CLOSE, Fault.GO_QUIET})
 
 
@@ -136,6 +146,8 @@ class FaultSpec:
     time_left: float = 2.0
     code: int = 1011
     reason: str | None = None
+    interval: float = 0.25  # STOP_READING: how often it still sends something
+    drop_after: float | None = None  # STOP_READING: abort the TCP connection after this
 
 
 class _MutedTransport(asyncio.Transport):
@@ -196,6 +208,16 @@ class _MutedTransport(asyncio.Transport):
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._inner.get_protocol()
+
+
+def stop_reading(conn: LiveConnection) -> None:
+    """Read nothing more from this connection: frames, pings and close frames stay in
+    the TCP buffers (websockets must not resume reading when its queue drains)."""
+    conn.deaf = True
+    conn.record.stopped_reading = True
+    ws = conn.ws
+    ws.recv_messages.resume = lambda: None
+    ws.transport.pause_reading()
 
 
 class FaultBoard:
@@ -333,6 +355,9 @@ class FaultBoard:
                     conn.ws.protocol.send_close(spec.code, protocol.clip_reason(reason))
             else:
                 conn.spawn(conn.close(spec.code, reason), "fault-close")
+        elif spec.fault is Fault.STOP_READING:
+            stop_reading(conn)
+            conn.spawn(self._still_sending(conn, spec), "deaf-chatter")
         elif spec.fault is Fault.GO_QUIET:
             conn.quiet = True
             rec.quiet = True
@@ -341,6 +366,24 @@ class FaultBoard:
             for task in list(conn.tasks):
                 if task is not current:
                     task.cancel()
+
+    async def _still_sending(self, conn: LiveConnection, spec: FaultSpec) -> None:
+        """STOP_READING: keep talking to a client it no longer reads, then maybe drop it.
+
+        The writes are also how the server learns the client went away: a reset
+        socket fails the next write (reading, which would notice, is paused).
+        """
+        started = time.monotonic()
+        n = 0
+        while not conn.finished():
+            if spec.drop_after is not None and time.monotonic() - started >= spec.drop_after:
+                conn.closing = True
+                conn.record.aborted = True
+                conn.ws.transport.abort()
+                return
+            await conn.send({"serverContent": {"outputTranscription": {"text": f" ...{n}"}}})
+            n += 1
+            await asyncio.sleep(spec.interval)
 
     async def _goaway_deadline(self, conn: LiveConnection, time_left: float) -> None:
         await asyncio.sleep(max(time_left, 0.0))

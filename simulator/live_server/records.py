@@ -135,6 +135,7 @@ class ConnectionRecord:
     close_received: tuple[int, str] | None = None
     aborted: bool = False
     quiet: bool = False
+    stopped_reading: bool = False
     error: str | None = None
     goaway_sent_at: float | None = None
     faults: list[tuple[float, str]] = field(default_factory=list)

@@ -177,7 +177,7 @@ class FakeLiveServer(Recordings):
         server, self._server = self._server, None
         if server is not None:
             for conn in list(self._conns):
-                if conn.quiet or conn.record.setup_hung:
+                if conn.quiet or conn.deaf or conn.record.setup_hung:
                     conn.ws.transport.abort()
             server.close()
             try:
@@ -263,10 +263,13 @@ class FakeLiveServer(Recordings):
         reason: str | None = None,
         count: int = 1,
         connection: int | None = None,
+        interval: float = 0.25,
+        drop_after: float | None = None,
     ) -> int | None:
         """Apply a fault now; returns the connection index hit (None for next-N faults).
 
-        GOAWAY uses ``time_left``; CLOSE uses ``code``/``reason``; REJECT_KEY,
+        GOAWAY uses ``time_left``; CLOSE uses ``code``/``reason``; STOP_READING
+        uses ``interval`` and ``drop_after``; REJECT_KEY,
         REJECT_RESUME and SETUP_HANG use ``count`` (next N connections);
         REJECT_SETUP uses ``count``, ``code`` and ``reason``.
         Connection faults hit ``connection`` (an index) or the live one.
@@ -278,9 +281,9 @@ class FakeLiveServer(Recordings):
         conn = self._find_conn(connection)
         if conn is None:
             raise RuntimeError("no live connection to inject a fault into")
-        await self._faults.apply(
-            conn, FaultSpec(fault, time_left=time_left, code=code, reason=reason)
-        )
+        await self._faults.apply(conn, FaultSpec(fault, time_left=time_left, code=code,
+                                                 reason=reason, interval=interval,
+                                                 drop_after=drop_after))
         return conn.index
 
     def arm(
@@ -293,13 +296,17 @@ class FakeLiveServer(Recordings):
         code: int = 1011,
         reason: str | None = None,
         connection: int | None = None,
+        interval: float = 0.25,
+        drop_after: float | None = None,
     ) -> ArmedFault:
         """Arm a connection fault to fire at the Nth ``trigger`` event (one-shot).
 
         Counting starts when armed and is per connection; ``connection``
-        restricts it to one connection index.
+        restricts it to one connection index. ``interval`` and ``drop_after``
+        are STOP_READING's (see :class:`Fault`).
         """
-        spec = FaultSpec(fault, time_left=time_left, code=code, reason=reason)
+        spec = FaultSpec(fault, time_left=time_left, code=code, reason=reason,
+                         interval=interval, drop_after=drop_after)
         return self._faults.arm(fault, trigger, n, spec, connection)
 
     async def send_raw(

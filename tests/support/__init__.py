@@ -17,6 +17,9 @@ and the only place a test imports helpers from: a test module never imports anot
 - `config`, `leaks`, `logs`, `ops`: config files, secrets and their leak checks, log
   filters, a switchable health check.
 - `kiosk_probe`: run as `python -m tests.support.kiosk_probe` (a subprocess).
+- `speech`, `echo_room`, `pulse`: espeak-ng speech, a room on arrays, the virtual sound
+  card and its room process (simulator.soundcard; a skip where the Debian parts are
+  missing); `frontend_loop`: the kiosk's audio front end in a closed loop on arrays.
 
 The one private mosquitto is `simulator.broker.PrivateBroker`; a test gets it from the
 `broker` fixture in tests/integration/conftest.py (or inside `home_rig`).

@@ -81,3 +81,23 @@ async def test_waiting_messages_are_bounded_in_bytes_and_oversized_ones_never_wa
         queue.get_nowait()
     queue.put_nowait(message("some/state", 1000))  # room again once read
     assert queue.qsize() == 1
+
+
+def test_a_broker_gone_is_not_logged_as_an_error_by_the_library(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """paho says ERROR for a socket the broker reset; the supervisor already warns about
+    it (the soak saw `ERROR mqtt: failed to receive on socket` at each broker restart)."""
+    from daemon.home.mqtt.library_log import LIBRARY_LOG
+
+    caplog.set_level(logging.INFO)
+    LIBRARY_LOG.log(logging.ERROR, "failed to receive on socket: %s",
+                    ConnectionResetError(104, "Connection reset by peer"))
+    LIBRARY_LOG.log(logging.ERROR, "Caught exception in on_connect: %s", ValueError("bug"))
+    levels = {r.getMessage().split(":")[0]: r.levelname for r in caplog.records}
+    assert levels == {"failed to receive on socket": "INFO",
+                      "Caught exception in on_connect": "ERROR"}
+    caplog.clear()
+    caplog.set_level(logging.WARNING)
+    LIBRARY_LOG.log(logging.ERROR, "timeout on socket: %s", TimeoutError())
+    assert caplog.records == []

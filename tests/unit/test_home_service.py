@@ -130,3 +130,15 @@ def test_transcript_shows_the_command_and_state_however_long_the_answer() -> Non
     assert '"device_id": "sim-desk_lamp"' in rest and len(rest) <= 241
     assert error.endswith("...") and len(error.split(" -> error: ", 1)[1]) == 240
     assert cancelled.endswith("-> cancelled: (no answer sent)")
+
+
+def test_home_counters_are_current_at_every_scrape() -> None:
+    """A command the executor counted shows in the very next /metrics, not a second later
+    (the soak saw a scrape with the tool call finished and its command not yet counted)."""
+    metrics = Metrics()
+    service = HomeService(Settings(), ToolRegistry(), metrics)
+    service.executor.stats.done += 1
+    service.inventory.stats.state_messages += 2
+    text = metrics.render().decode()
+    assert 'edge_home_commands_total{result="done"} 1.0' in text
+    assert 'edge_home_messages_total{result="state_messages"} 2.0' in text

@@ -115,7 +115,7 @@ def test_unconfirmed_audio_is_requeued_in_order() -> None:
         ub.mark_sent(item.seq)
     ub.confirm(2)  # a pong after chunk 1 (seq 2)
     assert ub.pending_seconds == pytest.approx(0.04)
-    assert ub.requeue_unconfirmed() == 2
+    assert ub.requeue_unconfirmed() == (2, 0)
     got = []
     while (item := ub.peek_audio()) is not None:
         got.append(int.from_bytes(item.chunk.pcm[:4], "little"))

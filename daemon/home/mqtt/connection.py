@@ -66,6 +66,7 @@ from paho.mqtt.properties import Properties
 from daemon.backoff import Backoff
 from daemon.config import MqttSettings
 from daemon.home.mqtt.intake import PayloadCaps, counting_queue
+from daemon.home.mqtt.library_log import LIBRARY_LOG
 from daemon.home.mqtt.messages import (
     MessageHandler,
     MqttMessage,
@@ -650,6 +651,7 @@ class MqttConnection:
             clean_session=None if self.mqtt5 else self._clean_session,
             clean_start=self._clean_session if self.mqtt5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=props,
+            logger=LIBRARY_LOG,
         )
 
     async def _connect_and_serve(self) -> float:

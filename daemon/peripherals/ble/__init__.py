@@ -9,5 +9,7 @@
 - framing.py         wire formats: omi packets and photo chunks, Frame messages, buttons
 - profile.py         `load_profile`: find and read a profile (types: profile_types.py,
                      checks: profile_schema.py)
-- backends.py        BlueZ or the simulator's radio (bumble_backend.py)
+- photo_pacing.py    `PhotoPacer`: a photo is asked for in a pause of the user's speech
+- backends.py        BlueZ or the simulator's radio (bumble_backend.py; its notifications
+                     skip Bumble's host through bumble_notify.py)
 """

@@ -40,6 +40,8 @@ from bumble.keys import KeyStore, MemoryKeyStore
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
+from daemon.peripherals.ble.bumble_notify import NotificationRouter
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -169,6 +171,7 @@ class BumbleAdapter:
         self._transport: Transport | None = None
         self._scan_callbacks: set[Callable[[Advertisement], None]] = set()
         self._clients: set[BumbleClient] = set()
+        self.router: NotificationRouter | None = None  # of the open device
         self.opens = 0
         self.transport_losses = 0
 
@@ -191,6 +194,9 @@ class BumbleAdapter:
                     f"virtual radio at {self.transport_spec!r} is not reachable: {exc}"
                 ) from exc
             device = Device.with_hci(self.name, self.address, transport.source, transport.sink)
+            # Notifications to our subscribers skip Bumble's host (see bumble_notify).
+            router = NotificationRouter(device.host)
+            transport.source.set_packet_sink(router)
             # Identify by the address used on the air: the virtual controller also has a
             # public address, which pairing would otherwise hand out as the identity, and
             # a bond stored under it is never found when the peer connects again.
@@ -208,7 +214,7 @@ class BumbleAdapter:
             transport.source.terminated.add_done_callback(
                 functools.partial(self._on_transport_lost, device)
             )
-            self._device, self._transport = device, transport
+            self._device, self._transport, self.router = device, transport, router
             self.opens += 1
             if self._scan_callbacks:
                 await device.start_scanning(filter_duplicates=False)
@@ -223,6 +229,7 @@ class BumbleAdapter:
         self._transport = None
         for client in list(self._clients):
             client.link_lost(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+        self.router = None
         if transport is not None:  # the socket is gone already; release it synchronously
             for end in (transport.source, transport.sink):
                 with contextlib.suppress(Exception):
@@ -236,7 +243,7 @@ class BumbleAdapter:
                     await client.disconnect()
             self._scan_callbacks.clear()
             device, transport = self._device, self._transport
-            self._device = self._transport = None
+            self._device = self._transport = self.router = None
             if device is not None:
                 with contextlib.suppress(Exception):
                     if device.is_scanning:
@@ -511,6 +518,9 @@ class BumbleClient(BaseBleakClient):
             return
         with contextlib.suppress(Exception):
             conn.remove_listener(conn.EVENT_DISCONNECTION, self._on_disconnection)
+        router = self._adapter.router
+        if router is not None:
+            router.unroute(conn.handle)
         self._connection = self._peer = None
         self._subscribers.clear()
         self._adapter.unregister(self)
@@ -610,11 +620,23 @@ class BumbleClient(BaseBleakClient):
             with contextlib.suppress(BleakError):
                 await _gatt("unsubscribe", peer.unsubscribe(characteristic.obj, old))
         self._subscribers[characteristic.handle] = deliver
+        self._route(characteristic.handle, deliver)  # before the first can arrive
         try:
             await _gatt("subscribe", peer.subscribe(characteristic.obj, deliver))
         except BaseException:
             self._subscribers.pop(characteristic.handle, None)
+            self._route(characteristic.handle, None)
             raise
+
+    def _route(self, value_handle: int, deliver: Callable[[bytes], None] | None) -> None:
+        """Notifications of `value_handle` past Bumble's host (None: no longer)."""
+        router, conn = self._adapter.router, self._connection
+        if router is None or conn is None:
+            return
+        if deliver is None:
+            router.unroute(conn.handle, value_handle)
+        else:
+            router.route(conn.handle, value_handle, deliver)
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         """Tell the peer first, forget the callback last.
@@ -632,6 +654,7 @@ class BumbleClient(BaseBleakClient):
         if cccd is not None:
             await _gatt("unsubscribe", peer.write_value(cccd, b"\x00\x00", with_response=True))
         self._subscribers.pop(characteristic.handle, None)
+        self._route(characteristic.handle, None)
         await _gatt("unsubscribe", peer.unsubscribe(characteristic.obj, subscriber))
 
 

@@ -35,6 +35,7 @@ from daemon.ops.state import StateStore
 from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
 from daemon.peripherals.ble.central import BleCentral, Link, bounded
+from daemon.peripherals.ble.photo_pacing import MAX_WAIT_SECONDS, QUIET_SECONDS, PhotoPacer
 from daemon.peripherals.ble.pinning import Pinning
 from daemon.peripherals.ble.playback import PlaybackQueue, PlaybackStats
 from daemon.peripherals.ble.profile import DeviceProfile
@@ -100,6 +101,8 @@ class BlePeripheral(Peripheral):
         on_audio_frame: Callable[[int, float], None] | None = None,
         on_native_pcm: Callable[[bytes, int], None] | None = None,
         state: StateStore | None = None,
+        photo_quiet: float = QUIET_SECONDS,
+        photo_max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
         each reassembled omi audio frame's packet id and its notification's receive time
@@ -112,6 +115,9 @@ class BlePeripheral(Peripheral):
         `state` keeps the pinned glasses across restarts (memory only without it), and
         its directory fixes the virtual host's address (never a key is stored there);
         `address` pins explicitly (PinError if it is not a Bluetooth address).
+
+        `take_photo` waits for the user to be quiet `photo_quiet` seconds, at most
+        `photo_max_wait` (see photo_pacing; `photo_quiet=0` asks at once).
         """
         self.profile = profile
         self.backend = (
@@ -143,6 +149,11 @@ class BlePeripheral(Peripheral):
             lead=playback_lead,
             opus_bitrate=opus_bitrate,
         )
+        self.pacer = (
+            PhotoPacer(quiet=photo_quiet, max_wait=photo_max_wait)
+            if profile.photo.control is not None
+            else None
+        )
         self._kit = SessionKit(
             profile=profile,
             uplink=self.uplink,
@@ -153,6 +164,7 @@ class BlePeripheral(Peripheral):
             silence_timeout=max(0.1, silence_timeout),
             camera_command=self._camera_state_command,
             on_audio_frame=on_audio_frame,
+            pacer=self.pacer,
         )
         self._session: LinkSession | None = None
 
@@ -177,6 +189,8 @@ class BlePeripheral(Peripheral):
             return await session.run()
         finally:
             self._session = None
+            if self.pacer is not None:
+                self.pacer.abandon()
             self.playback.clear("not_connected")
             sink.input_paused()
 
@@ -239,12 +253,8 @@ class BlePeripheral(Peripheral):
         """Whether the profile has camera commands."""
         return self.profile.has_camera
 
-    async def take_photo(self) -> None:
-        """Ask the glasses for one photo now; it arrives later through `sink.video()`.
-
-        Raises PhotoUnavailable if not connected, the device has no camera control, the
-        camera is switched off, or the command was not written in time.
-        """
+    def _photo_session(self) -> tuple[LinkSession, bytes]:
+        """The session a photo can be asked on and the one-shot command, or why not."""
         control = self.profile.photo.control
         if control is None:
             raise PhotoUnavailable(f"{self.profile.display_name} has no camera control")
@@ -253,8 +263,21 @@ class BlePeripheral(Peripheral):
         session = self._session
         if session is None or session.photo_control is None:
             raise PhotoUnavailable("glasses not connected")
+        return session, control.one_shot
+
+    async def take_photo(self) -> None:
+        """Ask the glasses for one photo at the user's next pause (at most `photo_max_wait`
+        from now); it arrives later through `sink.video()`.
+
+        Raises PhotoUnavailable if not connected, the device has no camera control, the
+        camera is switched off, or the command was not written in time.
+        """
+        self._photo_session()
+        if self.pacer is not None:
+            await self.pacer.wait_for_pause()
+        session, one_shot = self._photo_session()  # again: the link may have ended meanwhile
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        session.queue_command(control.one_shot, done)
+        session.queue_command(one_shot, done)
         try:
             async with asyncio.timeout(PHOTO_COMMAND_TIMEOUT):
                 await done
@@ -284,6 +307,8 @@ class BlePeripheral(Peripheral):
         """
         changed = enabled != self.camera_enabled
         self.camera_enabled = enabled
+        if not enabled and self.pacer is not None:
+            self.pacer.abandon()  # a photo waiting for a pause is not taken
         session = self._session
         if self.profile.photo.control is None or session is None or not changed:
             return
@@ -324,6 +349,8 @@ class BlePeripheral(Peripheral):
             out["battery"] = self.readings.battery
         out["link"] = asdict(self.central.stats)
         out["media"] = asdict(self.media_stats)
+        if self.pacer is not None:
+            out["photo_pacing"] = asdict(self.pacer.stats)
         out["pin"] = {**self.pinning.status(), "trusted": self.input_trusted}
         out.update(self.uplink.status())
         playback = asdict(self.playback.stats)

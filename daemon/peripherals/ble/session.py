@@ -27,10 +27,12 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError
 
 from daemon.media.codecs import CodecSpec, StreamDecoder
+from daemon.media.level import mean_square
 from daemon.media.types import VideoFrame
 from daemon.peripherals.base import CameraUnavailable, MediaSink
 from daemon.peripherals.ble.central import Link, SetupError, bounded, reraise_pending_cancel
 from daemon.peripherals.ble.framing import FrameAudio, FrameEvent, FrameTap, Photo
+from daemon.peripherals.ble.photo_pacing import PhotoPacer
 from daemon.peripherals.ble.pinning import Pinning
 from daemon.peripherals.ble.playback import PlaybackQueue
 from daemon.peripherals.ble.profile import DeviceProfile
@@ -103,6 +105,8 @@ class SessionKit:
     camera_command: Callable[[], bytes | None]
     # bench/ble_pipeline.py: each reassembled omi frame's packet id and receive time.
     on_audio_frame: Callable[[int, float], None] | None = None
+    # A camera's photo requests wait for a pause in the user's speech: it hears each frame.
+    pacer: PhotoPacer | None = None
 
 
 class _SessionEnd(Exception):
@@ -375,6 +379,9 @@ class LinkSession:
             self.kit.pinning.confirm(
                 found.address, found.name, bonded=self.kit.profile.bonding_required
             )
+        pacer = self.kit.pacer
+        if pacer is not None:
+            pacer.heard(mean_square(chunk.pcm), now)
         self.sink.audio(chunk)
 
     def _emit_photo(self, photo: Photo, now: float) -> None:
