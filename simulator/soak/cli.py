@@ -15,11 +15,13 @@ import asyncio
 import logging
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from simulator.soak.checks import run_checks
+from simulator.soak.evidence import Evidence
 from simulator.soak.plan import FaultKind
 from simulator.soak.report import figures_json, render, write_results
 from simulator.soak.runner import SoakOptions, run_soak
@@ -76,6 +78,19 @@ def _options(args: argparse.Namespace, workdir: Path, wav: Path) -> SoakOptions:
     )
 
 
+async def _run_stoppable(opts: SoakOptions) -> Evidence:
+    """`run_soak`, cancelled by SIGTERM as by Ctrl-C: the rig stops its daemon and broker
+    instead of leaving them behind (a plain SIGTERM would end Python at once)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await run_soak(opts)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def _command(argv: list[str]) -> str:
     return "edge-agent sim soak " + " ".join(shlex.quote(a) for a in argv)
 
@@ -95,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 
         with asset(DEMO_WAV) as demo_wav:
             opts = _options(args, workdir, args.wav or demo_wav)
-            evidence = asyncio.run(run_soak(opts))
+            evidence = asyncio.run(_run_stoppable(opts))
     except ValueError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print(f"{PROG}: stopped before the end; logs and state kept in {workdir}",
+              file=sys.stderr)
+        return 1
     checks = run_checks(evidence)
     ok = all(c.ok for c in checks)
     command = _command(argv)
