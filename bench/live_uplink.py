@@ -66,13 +66,17 @@ async def serve(out: Path, chunk_ms: int) -> None:
                 frames = [(f.t, f.connection) for f in server.video_frames]
                 data = json.dumps({"chunks": chunks, "frames": frames})
                 await asyncio.to_thread(out.write_text, data)
+            elif line == "clear":  # bench/uplink_peers.py: one client's run at a time
+                server.audio_chunks.clear()
+                server.video_frames.clear()
             elif line == "quit":
                 break
             print("ok", flush=True)
 
 
 # -- client process -------------------------------------------------------------
-async def client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_ms: int) -> None:
+async def client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_ms: int,
+                 video: bool = True) -> None:
     from pydantic import SecretStr
 
     from daemon.config import LiveSettings
@@ -96,13 +100,15 @@ async def client(base_url: str, ca_file: str, seconds: float, out: Path, chunk_m
     async def stream() -> None:
         while not link.connected:
             await asyncio.sleep(0.01)
+        if os.environ.get("BENCH_SIGNAL"):  # bench/uplink_peers.py times its window from here
+            print("streaming", flush=True)
         start = time.monotonic()
         for i, pcm in enumerate(chunks):
             await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
             now = time.monotonic()
             handed.append(now)
             link.send_audio(AudioChunk(pcm, 16_000, now))
-            if i % round(1 / step) == 0:
+            if video and i % round(1 / step) == 0:
                 link.send_video(VideoFrame(jpeg, now))
         while link.replay_seconds > 0:
             await asyncio.sleep(0.01)
@@ -142,7 +148,7 @@ async def raw_client(base_url: str, ca_file: str, seconds: float, out: Path, chu
         for i, msg in enumerate(msgs):
             await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
             handed.append(time.monotonic())
-            await ws.send(msg)
+            await ws.send(msg, text=True)
     await asyncio.to_thread(out.write_text, json.dumps({"handed": handed}))
 
 
@@ -249,7 +255,7 @@ def main() -> int:
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         coro = client(sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5]),
-                      int(sys.argv[6]))
+                      int(sys.argv[6]), video=sys.argv[7:8] != ["0"])
         run_profiled(coro)  # BENCH_PROFILE=file: where the client's CPU goes
         return 0
     ap = argparse.ArgumentParser(description=__doc__)

@@ -46,6 +46,7 @@ ONSET_GAP_SECONDS = 0.35  # quiet this long before a loud chunk: a new utterance
 ECHO_TAIL_SECONDS = 0.3  # a speaker-in-the-room microphone stays gated this long after playback
 SPEECH_HOLD_SECONDS = 3.0
 LOOK_SECONDS = 4.0
+PHOTO_MAX_AGE = 60.0  # an older frame is not "what the user is looking at" for a task
 LOOK_DESCRIPTION = (
     "Take a photo with the user's glasses camera now and see it. Use when the user asks "
     "about what they are looking at."
@@ -133,6 +134,9 @@ class Agent(MediaSink):
         self._last_voice_at = -1e9
         self._frame_wanted_until = 0.0
         self._frame_sent = asyncio.Event()
+        self._last_frame: VideoFrame | None = None  # for a background task's photo
+        # More of the status (the background tasks' newest state and result, for HA).
+        self.status_extras: list[Callable[[], dict[str, Any]]] = []
         self.last_tap_at = -1e9
         self._user_turn_open = False
         if not self.camera_enabled:
@@ -184,6 +188,7 @@ class Agent(MediaSink):
         if not self.camera_enabled:
             self.metrics.uplink_withheld.labels("video").inc()
             return
+        self._last_frame = frame
         now = time.monotonic()
         wanted = now < self._frame_wanted_until
         talking = now - self._last_speech_at < SPEECH_HOLD_SECONDS
@@ -212,6 +217,27 @@ class Agent(MediaSink):
         except TimeoutError:
             raise ToolError("the camera did not deliver a photo in time") from None
         return "A photo from the user's glasses was just sent to you as video input."
+
+    # -- background tasks (daemon.tasks: the Agent is their Conversation) ----------
+    def quiet_for(self) -> float:
+        """Seconds since the user or the model last spoke; 0 while either does, a call
+        runs, the speaker plays or the link is down: when a task's result may be said."""
+        if (self.model_active or self.dispatcher.in_flight or not self.link.connected
+                or self.peripheral.playback_pending() > 0):
+            return 0.0
+        return max(0.0, time.monotonic() - max(self.last_activity, self._last_voice_at))
+
+    def say(self, text: str) -> asyncio.Future[None]:
+        """Give the model text to answer aloud; done once it is on the socket."""
+        return self.link.send_text(text)
+
+    def camera_photo(self) -> bytes | None:
+        """The newest camera frame (JPEG) if it is recent, unless the camera is off."""
+        frame = self._last_frame
+        if frame is None or not self.camera_enabled \
+                or time.monotonic() - frame.captured_at > PHOTO_MAX_AGE:
+            return None
+        return frame.jpeg
 
     def set_mic_muted(self, muted: bool) -> None:
         """The user muted the microphone: nothing it hears leaves the device."""
@@ -410,6 +436,8 @@ class Agent(MediaSink):
         }
         if "battery" in peripheral:
             out["battery_percent"] = peripheral["battery"]
+        for extra in self.status_extras:
+            out.update(extra())
         return out
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:

@@ -24,6 +24,7 @@ from daemon.ops.state import StateStore, state_dir_from
 
 if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s, ~20 MB)
     from daemon.agent import Agent
+    from daemon.tasks.manager import TaskManager
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
 
@@ -119,6 +120,7 @@ async def serve(
         on_call=printer.call if printer else None,
         state=state,
     )
+    tasks = _background_tasks(settings, key, metrics, state, agent)  # before the home: HA
     home = HomeService(settings, registry, metrics, agent, state=state)
     if settings.tools.confirm_pin is not None:
         from daemon.home.answers import redact_digits
@@ -131,19 +133,44 @@ async def serve(
             stack.callback(peripheral.close)  # also when the daemon fails to start
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
-                home_task = tg.create_task(home.run(), name="home")
+                side = [tg.create_task(home.run(), name="home")] + (
+                    [tg.create_task(tasks.run(), name="tasks")] if tasks else [])
                 if exit_when_idle is not None:  # the demo: let discovery land first
                     await home.wait_ready(timeout=5.0)
                 if input_done is not None:
                     tg.create_task(_pause_when(input_done, agent), name="input-done")
                 await agent.run(exit_when_idle=exit_when_idle)
-                home_task.cancel()
+                for task in side:
+                    task.cancel()
     except* LiveFatalError as group:
         first: BaseException = group
         while isinstance(first, BaseExceptionGroup):  # nested task groups nest the error
             first = first.exceptions[0]
         raise UsageError(str(first)) from None
     return EXIT_OK
+
+
+def _background_tasks(
+    settings: Settings, key: SecretStr, metrics: Metrics, state: StateStore, agent: Agent
+) -> TaskManager | None:
+    """`[interactions]`: the task manager and its tools, the Agent as its conversation."""
+    if not settings.interactions.enabled:
+        return None
+    from daemon.tasks.client import Endpoint, InteractionsClient
+    from daemon.tasks.manager import TaskManager
+    from daemon.tasks.metrics import TaskMetrics
+    from daemon.tasks.store import TaskStore
+    from daemon.tasks.tools import task_tools
+
+    s = settings.interactions
+    client = InteractionsClient(s, Endpoint.of(s, settings.live), key)
+    manager = TaskManager(s, TaskStore(state.directory), client, TaskMetrics(metrics.registry))
+    manager.conversation = agent
+    agent.status_extras.append(manager.ha_status)
+    photo = agent.camera_photo if agent.peripheral.has_camera else None
+    for tool in task_tools(manager, photo):
+        agent.registry.register(tool)
+    return manager
 
 
 def _state_store(settings: Settings) -> StateStore:

@@ -315,6 +315,36 @@ class OpsSettings(_Section):
     state_dir: OptionalPath = None
 
 
+class InteractionsSettings(_Section):
+    """`[interactions]`: background tasks through the Interactions API (see daemon.tasks).
+
+    The endpoint (`base_url`, `ca_file`, `api_version`) defaults to the Live link's,
+    so one private endpoint serves both, as the real one does.
+    """
+
+    enabled: bool = False  # opt-in: a research agent costs money per task
+    agent: str = "deep-research-pro-preview-12-2025"  # a managed agent; "" = use `model`
+    model: str = ""  # a model instead of an agent (used when `agent` is "")
+    base_url: str | None = None  # None = live.base_url
+    ca_file: CaFile = None  # None = live.ca_file
+    api_version: str | None = None  # None = live.api_version
+    poll_initial: float = Field(2.0, gt=0, le=60)  # first poll after a start, in seconds
+    poll_max: float = Field(60.0, gt=0, le=600)  # polls back off up to this
+    max_task_seconds: float = Field(1800.0, gt=0, le=86400)  # then the task is given up
+    max_concurrent: int = Field(3, ge=1, le=20)
+    request_timeout: float = Field(30.0, gt=0, le=300)  # one REST call
+    deliver_quiet: float = Field(1.5, ge=0, le=60)  # silence before a result is spoken
+    keep_finished: int = Field(50, ge=1, le=10_000)  # finished tasks kept in the database
+
+    @model_validator(mode="after")
+    def _check_target(self) -> InteractionsSettings:
+        if not self.agent and not self.model:
+            raise ValueError("agent: set an agent or a model")
+        if self.poll_max < self.poll_initial:
+            raise ValueError("poll_max: must be at least poll_initial")
+        return self
+
+
 class Settings(_Section):
     """The whole configuration: file, then environment, then flags (see `load_settings`)."""
 
@@ -323,6 +353,7 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     tools: ToolsSettings = ToolsSettings()
     ops: OpsSettings = OpsSettings()
+    interactions: InteractionsSettings = InteractionsSettings()
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

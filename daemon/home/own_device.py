@@ -99,6 +99,13 @@ def _is_kiosk(status: StatusProvider) -> bool:
     return isinstance(peripheral, Mapping) and peripheral.get("kind") == "kiosk"
 
 
+def _has_tasks(status: StatusProvider) -> bool:
+    try:
+        return "background_task" in status()
+    except Exception:  # a status that cannot be read yet has no tasks to show
+        return False
+
+
 def _assistant_state(status: Mapping[str, Any]) -> str:
     """The kiosk's own word for it (daemon.audio.frontend.FrontEnd.assistant_state)."""
     peripheral = status.get("peripheral")
@@ -205,6 +212,11 @@ class OwnDevice:
             if _is_kiosk(self.status_provider):  # idle/listening/thinking/speaking: an LED ring
                 out.append(OwnEntity("sensor", "assistant_state", "Assistant state",
                                      _assistant_state, {"icon": "mdi:account-voice"}))
+            if _has_tasks(self.status_provider):  # [interactions] on: daemon.tasks
+                out += [OwnEntity("sensor", "background_task", "Background task",
+                                  _text("background_task", "none"), {"icon": "mdi:progress-clock"}),
+                        OwnEntity("sensor", "background_task_result", "Background task result",
+                                  _text("background_task_result"), {"icon": "mdi:text-search"})]
         out.append(
             OwnEntity(
                 "sensor",

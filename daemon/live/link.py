@@ -152,8 +152,8 @@ class LiveLink:
         dropped = self._uplink.push_audio(chunk, time.monotonic())
         if dropped:
             self._metrics.uplink_audio_dropped.inc(dropped)
-        self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
-        self._sender.audio_queued(chunk.duration)
+        if not self._sender.audio_queued(chunk.duration):  # sent at once: the sender set it
+            self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
 
     def send_video(self, frame: VideoFrame, *, force: bool = False) -> None:
         """Queue a frame within live.video_fps; `force` (a photo the model asked
@@ -179,6 +179,11 @@ class LiveLink:
     def tools_changed(self) -> None:
         """The tool set changed: tell the model now if connected, else at connect."""
         self._sender.tools_changed()
+
+    def send_text(self, text: str) -> asyncio.Future[None]:
+        """Queue a text turn for the model to answer (a background task's result); the
+        future is done once it is written to a socket, across reconnects."""
+        return self._sender.text_queued(text)
 
     # -- supervisor ------------------------------------------------------------
     async def run(self) -> None:

@@ -4,6 +4,10 @@ One loop per connection drains the uplink buffer by urgency: a changed tool
 set, tool answers, the newest video frame, audio in order, the end of an audio
 stream. Pings sent behind answers and audio confirm what the server has read,
 so only what it never read is sent again after a reconnect.
+
+While that loop is parked with nothing else waiting, a full audio message is
+written from the caller's own turn of the event loop instead (one wake-up per
+message, not two: on a Pi the wake-ups are most of the uplink's CPU).
 """
 
 from __future__ import annotations
@@ -57,16 +61,30 @@ class Sender:
         self._tools_dirty = False
         self._ping_outstanding = False
         self._last_ping_at = 0.0
+        # The connection the loop serves, and whether it is parked (waiting for a wake):
+        # only then may audio go out from the caller's turn, in order.
+        self._socket: LiveSocket | None = None
+        self._conn: SocketLife | None = None
+        self._parked = False
+        self._ping_wanted = False
+        # Text turns for the model (a background task's result), each with the future
+        # its sender awaits: done once the text is on a socket (daemon.tasks).
+        self._texts: list[tuple[str, asyncio.Future[None]]] = []
 
     # -- told by the link --------------------------------------------------------
     def wake(self) -> None:
         """Something is waiting to go up."""
         self._wake.set()
 
-    def audio_queued(self, duration: float) -> None:
-        """A chunk of this duration was queued: wake now if a message is full."""
+    def audio_queued(self, duration: float) -> bool:
+        """A chunk of this duration was queued: send (or wake) now if a message is full.
+
+        True when it went out at once, from the caller's turn of the loop.
+        """
         want = self._s.uplink_chunk_ms / 1000
         if self._uplink.pending_seconds >= want - 1e-9:
+            if self._send_audio_now(want):
+                return True
             self._wake_now()
         elif self._flush_timer is None:
             # Half a message: wake the sender when the rest is due, not now (a
@@ -75,8 +93,40 @@ class Sender:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._wake.set()
-                return
+                return False
             self._flush_timer = loop.call_later(want - duration / 2, self._wake_now)
+        return False
+
+    def _send_audio_now(self, want: float) -> bool:
+        """Write the next audio message here, if the loop is parked with nothing else
+        to send and the socket takes it without waiting; False leaves it to the loop."""
+        socket, conn = self._socket, self._conn
+        if (
+            not self._parked
+            or self._wake.is_set()  # something else waits: the loop sends in its order
+            or socket is None
+            or conn is None
+            or conn.ended.is_set()
+        ):
+            return False
+        ub = self._uplink
+        if ub.audio_chunks == 1:  # the usual case: the chunk just queued is a whole message
+            batch = [head] if (head := ub.peek_audio()) is not None else []
+            pcm = batch[0].chunk.pcm if batch else b""
+        else:
+            batch, wait = audio_batch(ub, want)
+            if wait > 0:
+                return False
+            pcm = b"".join(item.chunk.pcm for item in batch)
+        if not batch or not socket.send_text_now(wire.audio_message(pcm)):
+            return False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._audio_sent(batch, socket, conn):
+            self._ping_wanted = True  # the loop pings: one extra wake-up per confirm_interval
+            self._wake.set()
+        return True
 
     def _wake_now(self) -> None:
         if self._flush_timer is not None:
@@ -89,6 +139,13 @@ class Sender:
         self._tools_dirty = True
         self._wake.set()
 
+    def text_queued(self, text: str) -> asyncio.Future[None]:
+        """A user-role text turn to send; the future is done once it is on a socket."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._texts.append((text, done))
+        self._wake.set()
+        return done
+
     def tools_in_setup(self) -> None:
         """The next connection's setup carries the current tools."""
         self._tools_dirty = False
@@ -99,21 +156,32 @@ class Sender:
     ) -> None:
         """Send until the connection ends; a failed send ends it."""
         self._ping_outstanding = False
+        self._ping_wanted = False
         self._wake.set()  # what the last connection left (a requeued answer) goes first
+        self._socket, self._conn = socket, conn
         try:
             if self._tools_dirty:
                 await self._send_tools(session)
             while True:
-                await self._wake.wait()
+                self._parked = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._parked = False
                 self._wake.clear()
                 while not conn.ended.is_set():
                     if not await self._send_next(session, socket, conn):
                         break
+                if self._ping_wanted and socket is not None and not conn.ended.is_set():
+                    self._ping_wanted = False
+                    await self.ping(socket, conn)
         except websockets.exceptions.ConnectionClosed as exc:
             conn.finish(close_reason(exc.rcvd.code if exc.rcvd else 1006))
         except OSError as exc:
             log.warning("Live send failed: %s", brief(exc))
             conn.finish("send_error")
+        finally:
+            self._socket = self._conn = None
 
     async def _send_next(
         self, session: genai.live.AsyncSession, socket: LiveSocket | None, conn: SocketLife
@@ -129,6 +197,8 @@ class Sender:
                     await self.ping(socket, conn)  # confirm the answer at once
                 else:  # nothing can confirm it (the door counted and said so): delivered
                     ub.confirm_all_responses()
+        elif self._texts:
+            await self._send_text(session)
         elif (frame := ub.take_video()) is not None:
             await self._send_video(session, frame)
         elif ub.peek_audio() is not None:
@@ -174,6 +244,17 @@ class Sender:
         self._resumption.answer_sent(resp)
         return True
 
+    async def _send_text(self, session: genai.live.AsyncSession) -> None:
+        """The oldest text turn; kept queued (for the next connection) if the send fails."""
+        text, done = self._texts[0]
+        if not done.cancelled():
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text=text)]),
+                turn_complete=True)
+            if not done.done():
+                done.set_result(None)
+        self._texts.pop(0)
+
     async def _send_video(self, session: genai.live.AsyncSession, frame: VideoFrame) -> None:
         try:
             await session.send_realtime_input(
@@ -203,18 +284,25 @@ class Sender:
             await session.send_realtime_input(
                 audio=types.Blob(data=pcm, mime_type=wire.AUDIO_MIME)
             )
+        if self._audio_sent(batch, socket, conn) and socket is not None:
+            await self.ping(socket, conn)
+
+    def _audio_sent(
+        self, batch: list[PendingAudio], socket: LiveSocket | None, conn: SocketLife
+    ) -> bool:
+        """Book an audio message as on the socket; True when a ping should follow it."""
+        ub = self._uplink
         ub.mark_sent(batch[-1].seq)
         self._metrics.uplink_audio.inc(len(batch))
-        late = sum(item.enqueued_at < conn.established_at for item in batch)
-        if late:
+        if batch[0].enqueued_at < conn.established_at:  # queued before this socket: a replay
+            late = sum(item.enqueued_at < conn.established_at for item in batch)
             self._metrics.uplink_audio_replayed.inc(late)
         self._metrics.replay_buffer_seconds.set(ub.pending_seconds)
-        if (
+        return (
             socket is not None
             and not self._ping_outstanding
             and time.monotonic() - self._last_ping_at >= self._s.confirm_interval
-        ):
-            await self.ping(socket, conn)
+        )
 
     # -- confirmation ----------------------------------------------------------------
     async def ping(self, socket: LiveSocket, conn: SocketLife) -> None:

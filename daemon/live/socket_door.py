@@ -57,8 +57,17 @@ class LiveSocket(Protocol):
         """The peer answered a close: it read everything sent before it."""
         ...
 
-    async def send_text(self, frame: str) -> None:
-        """Send one text frame as it is (a message already encoded)."""
+    async def send_text(self, frame: bytes) -> None:
+        """Send one text frame as it is (a message already encoded, UTF-8)."""
+        ...
+
+    def send_text_now(self, frame: bytes) -> bool:
+        """Write one text frame (UTF-8) at once if that needs no waiting; False if not
+        (closing, flow control, another send under way): then use `send_text`.
+
+        Lets the link send from the caller's turn of the event loop instead of
+        waking a sender task per message (bench/uplink_peers.py).
+        """
         ...
 
     async def ping(self) -> asyncio.Future[float]:
@@ -93,9 +102,24 @@ class SdkSocket:
         """The peer's close frame arrived."""
         return self._ws.protocol.close_rcvd is not None
 
-    async def send_text(self, frame: str) -> None:
+    async def send_text(self, frame: bytes) -> None:
         """One text frame, as websockets sends it."""
-        await self._ws.send(frame)
+        await self._ws.send(frame, text=True)
+
+    def send_text_now(self, frame: bytes) -> bool:
+        """What websockets' `send` does when it need not wait, without its coroutine and
+        context manager: the frame from its Sans-I/O protocol, written to the transport."""
+        ws = self._ws
+        if (
+            ws.protocol.state is not State.OPEN
+            or ws.paused  # above the write buffer's high-water mark: send() would wait
+            or ws.send_in_progress is not None
+            or ws.transport.is_closing()
+        ):
+            return False
+        ws.protocol.send_text(frame)
+        ws.send_data()
+        return True
 
     async def ping(self) -> asyncio.Future[float]:
         """websockets' ping; its waiter is done at the pong."""

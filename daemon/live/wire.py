@@ -93,14 +93,18 @@ def function_response(resp: ToolResponse) -> types.FunctionResponse:
     )
 
 
-def audio_message(pcm: bytes) -> str:
-    """The exact realtime_input JSON the SDK sends for one audio chunk.
+def audio_message(pcm: bytes) -> bytes:
+    """The exact realtime_input JSON the SDK sends for one audio chunk, as UTF-8.
 
     Built directly because the SDK's per-call validation costs more CPU than
-    the rest of the uplink together (bench/live_uplink.py).
+    the rest of the uplink together (bench/live_uplink.py); bytes, because that
+    is what goes into the frame (no str to encode again per message).
     """
-    data = base64.urlsafe_b64encode(pcm).decode("ascii")
-    return f'{{"realtime_input":{{"audio":{{"data":"{data}","mime_type":"{AUDIO_MIME}"}}}}}}'
+    return b"".join((_AUDIO_HEAD, base64.urlsafe_b64encode(pcm), _AUDIO_TAIL))
+
+
+_AUDIO_HEAD = b'{"realtime_input":{"audio":{"data":"'
+_AUDIO_TAIL = b'","mime_type":"' + AUDIO_MIME.encode() + b'"}}}'
 
 
 def parse_duration(text: str | None) -> float | None:

@@ -34,6 +34,7 @@ from simulator.live_server import protocol
 from simulator.live_server.client_input import ClientInput
 from simulator.live_server.connection import FrameHookConnection, LiveConnection
 from simulator.live_server.faults import ArmedFault, Fault, FaultBoard, FaultSpec, Trigger
+from simulator.live_server.http_door import HttpRouter, door_factory
 from simulator.live_server.protocol import ProtocolError, field
 from simulator.live_server.records import ConnectionRecord, Recordings, RejectedHandshake
 from simulator.live_server.sessions import SessionBook, SessionState
@@ -71,6 +72,8 @@ class FakeLiveServer(Recordings):
         record_limit: bound of every recording list (oldest entries drop).
         setup_timeout_s: how long to wait for the first message.
         compression: offer permessage-deflate.
+        http_router: serves the plain HTTP requests it claims on the same port
+            (``simulator.interactions.FakeInteractions``); None = WebSocket only.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class FakeLiveServer(Recordings):
         record_limit: int = 100_000,
         setup_timeout_s: float = 30.0,
         compression: bool = True,
+        http_router: HttpRouter | None = None,
     ) -> None:
         if not 10.0 <= chunk_ms <= 1000.0:
             raise ValueError("chunk_ms must be between 10 and 1000")
@@ -118,6 +122,7 @@ class FakeLiveServer(Recordings):
         self.setup_timeout_s = setup_timeout_s
         self._requested_port = port
         self._compression = compression
+        self.http_router = http_router
         self._cert_dir_arg = Path(cert_dir) if cert_dir is not None else None
         self._temp_dir: Path | None = None
 
@@ -167,7 +172,8 @@ class FakeLiveServer(Recordings):
             open_timeout=10.0,
             max_size=_MAX_MESSAGE_BYTES,
             server_header=None,
-            create_connection=FrameHookConnection,
+            create_connection=(FrameHookConnection if self.http_router is None
+                               else door_factory(self.http_router)),
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("fake Live server listening on %s", self.base_url)
@@ -179,6 +185,8 @@ class FakeLiveServer(Recordings):
             for conn in list(self._conns):
                 if conn.quiet or conn.deaf or conn.record.setup_hung:
                     conn.ws.transport.abort()
+            if self.http_router is not None:
+                await self.http_router.close()
             server.close()
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=10.0)

@@ -63,12 +63,15 @@ async def test_the_door_opens_on_the_pinned_sdk() -> None:
             was_open = socket.is_open
             pcm = stamped_chunk(7, True)
             await socket.send_text(wire.audio_message(pcm))  # the raw audio path
+            pcm2 = stamped_chunk(8, True)
+            assert socket.send_text_now(wire.audio_message(pcm2))  # no waiting needed: written
             pong = await socket.ping()
             assert await asyncio.wait_for(pong, 5) >= 0  # the pong came: read up to here
-            await server.wait_until(lambda: len(server.audio_chunks) == 1)
-            assert server.audio_chunks[0].pcm == pcm
+            await server.wait_until(lambda: len(server.audio_chunks) == 2)
+            assert [c.pcm for c in server.audio_chunks] == [pcm, pcm2]
             await socket.close()
             assert was_open and socket.close_replied and not socket.is_open
+            assert not socket.send_text_now(wire.audio_message(pcm))  # closed: not written
         await server.wait_until(lambda: not server.connections[0].open)
         assert server.connections[0].close_received == (1000, "")
         async with sdk_session(server) as session:

@@ -1,0 +1,184 @@
+"""The Interactions API through google-genai: create, get, cancel, delete, and nothing more.
+
+The SDK's own retries are off (`attempts=1`): the poller paces retries itself,
+counts them, and bounds the total time. Errors come back as two kinds only:
+`Transient` (try again later: 429, 5xx, a dropped connection, a timeout) and
+`Rejected` (the service said no for good: any other 4xx, including 404 for an
+interaction it no longer knows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from daemon.config import InteractionsSettings, LiveSettings
+from daemon.errors import EdgeAgentError
+from daemon.tasks.result import RESULT_SCHEMA
+
+if TYPE_CHECKING:
+    from google import genai
+
+DONE = frozenset({"completed"})
+FAILED = frozenset({"failed", "cancelled", "incomplete", "budget_exceeded"})
+
+
+class InteractionsError(EdgeAgentError):
+    """A call to the Interactions API did not succeed."""
+
+
+class Transient(InteractionsError):
+    """Worth another try later."""
+
+
+class Rejected(InteractionsError):
+    """The service refused for good (status in `status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An interaction as last read: its status, and its text or error when it ended."""
+
+    id: str
+    status: str
+    text: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the Interactions API is: the Live link's endpoint unless configured apart."""
+
+    base_url: str
+    api_version: str
+    ca_file: str | None
+
+    @classmethod
+    def of(cls, s: InteractionsSettings, live: LiveSettings) -> Endpoint:
+        """`[interactions]` where set, else `[live]`."""
+        ca = s.ca_file if s.ca_file is not None else live.ca_file
+        return cls(
+            base_url=(s.base_url if s.base_url is not None else live.base_url).rstrip("/"),
+            api_version=s.api_version or live.api_version,
+            ca_file=str(ca) if ca is not None else None,
+        )
+
+
+class InteractionsClient:
+    """Background interactions for tasks; one HTTP client, made on first use."""
+
+    def __init__(self, settings: InteractionsSettings, endpoint: Endpoint,
+                 api_key: SecretStr) -> None:
+        self._s = settings
+        self._endpoint = endpoint
+        self._key = api_key
+        self._client: genai.Client | None = None
+
+    def prepare(self) -> None:
+        """Build the SDK client now (its import takes most of a second on a Pi), so the
+        first task's create is not the one that waits for it."""
+        self._api()
+
+    def _api(self) -> Any:
+        if self._client is None:
+            from google import genai  # lazy: the SDK costs ~0.3 s to import
+            from google.genai import types
+
+            logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per poll
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+            ctx = ssl.create_default_context()
+            if self._endpoint.ca_file is not None:
+                ctx.load_verify_locations(cafile=self._endpoint.ca_file)
+            self._client = genai.Client(
+                api_key=self._key.get_secret_value(),
+                http_options=types.HttpOptions(
+                    base_url=self._endpoint.base_url or None,
+                    api_version=self._endpoint.api_version,
+                    timeout=int(self._s.request_timeout * 1000),
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                    async_client_args={"verify": ctx},
+                ),
+            )
+        return self._client.aio.interactions
+
+    async def create(self, prompt: str, *, image: bytes | None = None,
+                     previous_interaction_id: str | None = None) -> Snapshot:
+        """Start a background interaction asking for the structured result."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+        if image is not None:
+            content.append({"type": "image", "mime_type": "image/jpeg",
+                            "data": base64.b64encode(image).decode("ascii")})
+        kwargs: dict[str, Any] = {
+            "input": content,
+            "background": True,
+            "response_format": {"type": "text", "mime_type": "application/json",
+                                "schema": RESULT_SCHEMA},
+        }
+        if self._s.agent:
+            kwargs["agent"] = self._s.agent
+        else:
+            kwargs["model"] = self._s.model
+        if previous_interaction_id is not None:
+            kwargs["previous_interaction_id"] = previous_interaction_id
+        return _snapshot(await self._call("create", **kwargs))
+
+    async def get(self, interaction_id: str) -> Snapshot:
+        """The interaction's status now."""
+        return _snapshot(await self._call("get", id=interaction_id))
+
+    async def cancel(self, interaction_id: str) -> None:
+        """Ask the service to stop it."""
+        await self._call("cancel", id=interaction_id)
+
+    async def delete(self, interaction_id: str) -> None:
+        """Forget it on the service."""
+        await self._call("delete", id=interaction_id)
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        from google.genai import _interactions_errors as errors
+
+        try:
+            async with asyncio.timeout(self._s.request_timeout + 5.0):
+                return await getattr(self._api(), method)(**kwargs)
+        except TimeoutError:
+            raise Transient(f"{method}: no answer in time") from None
+        except errors.APIStatusError as exc:
+            status = int(exc.status_code or 0)
+            if status == 429 or status >= 500 or status == 408:
+                raise Transient(f"{method}: HTTP {status}") from None
+            raise Rejected(f"{method}: HTTP {status}: {_message(exc)}", status) from None
+        except errors.APIError as exc:  # connection refused, reset, TLS
+            raise Transient(f"{method}: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise Transient(f"{method}: {exc.strerror or exc}") from None
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:200]
+    return str(exc)[:200]
+
+
+def _snapshot(interaction: Any) -> Snapshot:
+    status = str(getattr(interaction, "status", "") or "")
+    text = ""
+    if status in DONE:
+        text = str(getattr(interaction, "output_text", "") or "")
+    error = ""
+    errs = getattr(interaction, "errors", None)
+    if errs:
+        error = "; ".join(str(getattr(e, "message", "") or "") for e in errs)[:300]
+    return Snapshot(str(getattr(interaction, "id", "") or ""), status, text, error)

@@ -1,0 +1,41 @@
+"""The background tasks' counters, in the daemon's one registry (`Metrics.registry`).
+
+Kept here rather than in daemon.ops.metrics so the tasks room owns its
+catalogue; they still show on /metrics with everything else.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class TaskMetrics:
+    """Every start, poll, retry, ending and delivery of a background task is counted."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.started = Counter("edge_tasks_started", "Background tasks started", registry=r)
+        self.refused = Counter("edge_tasks_refused", "Task starts refused, by reason",
+                               ["reason"], registry=r)
+        self.finished = Counter("edge_tasks_finished", "Tasks ended, by final state",
+                                ["state"], registry=r)
+        self.requests = Counter("edge_tasks_requests",
+                                "Interactions API requests, by operation and result",
+                                ["op", "result"], registry=r)
+        self.retries = Counter("edge_tasks_retries",
+                               "Transient Interactions API errors retried, by operation",
+                               ["op"], registry=r)
+        self.invalid_results = Counter(
+            "edge_tasks_invalid_results", "Answers that did not fit the result schema",
+            registry=r)
+        self.clipped = Counter("edge_tasks_summaries_clipped",
+                               "Spoken summaries cut to the word limit", registry=r)
+        self.delivered = Counter("edge_tasks_delivered",
+                                 "Results and failures put into the conversation", registry=r)
+        self.resumed = Counter("edge_tasks_resumed", "Tasks picked up again after a restart",
+                               registry=r)
+        self.active = Gauge("edge_tasks_active", "Tasks starting or running", registry=r)
+        self.delivery_wait = Histogram(
+            "edge_tasks_delivery_wait_seconds",
+            "From a result being ready to it reaching the conversation",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800), registry=r)

@@ -1,0 +1,202 @@
+"""The task database: each task's id, state and result, kept across restarts (SQLite).
+
+Every change is one statement in autocommit (WAL, `synchronous=NORMAL`), so a
+kill at any moment leaves either the old row or the new one: a committed change
+is in the WAL when the statement returns. Only a power cut or a kernel crash can
+roll back the last moments (FULL would fsync each change: 1-12 ms on the answer
+path of start_task, measured in bench/task_start.py's run). A result waits with
+`delivery = 'pending'` until the Live link has written it to a socket; only then
+it is marked `delivered`, so after a restart every pending result is spoken
+once (see daemon.tasks.manager for the one window this cannot close).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "tasks.sqlite3"
+ACTIVE = ("starting", "running")
+TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    interaction_id TEXT,
+    previous_interaction_id TEXT,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    deadline REAL NOT NULL,
+    finished_at REAL,
+    polls INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    error TEXT,
+    delivery TEXT NOT NULL DEFAULT 'none',
+    has_image INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task as stored."""
+
+    id: int
+    name: str
+    prompt: str
+    interaction_id: str | None
+    previous_interaction_id: str | None
+    state: str
+    created_at: float
+    deadline: float
+    finished_at: float | None
+    polls: int
+    result: dict[str, Any] | None
+    error: str | None
+    delivery: str
+    has_image: bool
+
+    @property
+    def active(self) -> bool:
+        """Still starting or running."""
+        return self.state in ACTIVE
+
+    def view(self, now: float) -> dict[str, Any]:
+        """What the model and Home Assistant are told about it."""
+        out: dict[str, Any] = {"task": self.name, "id": self.id, "state": self.state,
+                               "age_s": round(max(0.0, now - self.created_at), 1)}
+        if self.result is not None:
+            out["summary"] = self.result.get("spoken_summary", "")
+            out["key_points"] = self.result.get("key_points", [])
+            out["sources"] = self.result.get("sources", [])
+        if self.error:
+            out["error"] = self.error
+        if self.previous_interaction_id:
+            out["follow_up"] = True
+        return out
+
+
+class TaskStore:
+    """The SQLite file in the state directory (or memory when there is none)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.path = directory / DB_NAME if directory is not None else None
+        try:
+            if directory is not None:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._db = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cannot open the task database %s (%s): tasks are kept in memory "
+                        "only and do not survive a restart", self.path, exc)
+            self.path = None
+            self._db = self._open()
+        self._db.row_factory = sqlite3.Row
+        if self.path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def _open(self) -> sqlite3.Connection:
+        return sqlite3.connect(str(self.path) if self.path else ":memory:",
+                               isolation_level=None, check_same_thread=False)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def add(self, name: str, prompt: str, *, now: float, deadline: float,
+            previous_interaction_id: str | None = None, has_image: bool = False) -> TaskRow:
+        """A new task in state `starting` (before the service has heard of it)."""
+        cur = self._db.execute(
+            "INSERT INTO tasks (name, prompt, previous_interaction_id, state, created_at, "
+            "deadline, has_image) VALUES (?, ?, ?, 'starting', ?, ?, ?)",
+            (name, prompt, previous_interaction_id, now, deadline, int(has_image)))
+        row = self.get(int(cur.lastrowid or 0))
+        assert row is not None
+        return row
+
+    def started(self, task_id: int, interaction_id: str) -> None:
+        """The service accepted it: now it is polled."""
+        self._db.execute("UPDATE tasks SET state = 'running', interaction_id = ? "
+                         "WHERE id = ? AND state = 'starting'", (interaction_id, task_id))
+
+    def polled(self, task_id: int) -> None:
+        """One more poll (shown in task_status; counts requests per task)."""
+        self._db.execute("UPDATE tasks SET polls = polls + 1 WHERE id = ?", (task_id,))
+
+    def finish(self, task_id: int, state: str, *, now: float, deliver: bool,
+               result: dict[str, Any] | None = None, error: str | None = None) -> bool:
+        """End an active task, in one statement; False if it had already ended."""
+        if state not in TERMINAL:
+            raise ValueError(f"not a terminal state: {state}")
+        cur = self._db.execute(
+            "UPDATE tasks SET state = ?, finished_at = ?, result = ?, error = ?, delivery = ? "
+            "WHERE id = ? AND state IN ('starting', 'running')",
+            (state, now, json.dumps(result) if result is not None else None, error,
+             "pending" if deliver else "none", task_id))
+        return cur.rowcount == 1
+
+    def delivered(self, task_id: int) -> bool:
+        """Its result reached the conversation; False if it was not pending."""
+        cur = self._db.execute("UPDATE tasks SET delivery = 'delivered' "
+                               "WHERE id = ? AND delivery = 'pending'", (task_id,))
+        return cur.rowcount == 1
+
+    def get(self, task_id: int) -> TaskRow | None:
+        """One task by id."""
+        row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return _row(row) if row is not None else None
+
+    def find(self, ref: str) -> TaskRow | None:
+        """A task by id or by name (the newest of that name; case-insensitive)."""
+        ref = ref.strip()
+        if ref.isdigit():
+            return self.get(int(ref))
+        row = self._db.execute("SELECT * FROM tasks WHERE lower(name) = lower(?) "
+                               "ORDER BY id DESC LIMIT 1", (ref,)).fetchone()
+        return _row(row) if row is not None else None
+
+    def active(self) -> list[TaskRow]:
+        """Tasks still starting or running, oldest first."""
+        return self._select("state IN ('starting', 'running')")
+
+    def pending_delivery(self) -> list[TaskRow]:
+        """Finished tasks whose result has not yet reached the conversation, oldest first."""
+        return self._select("delivery = 'pending'", order="finished_at, id")
+
+    def recent(self, limit: int = 10) -> list[TaskRow]:
+        """The newest tasks, newest first."""
+        rows = self._db.execute("SELECT * FROM tasks ORDER BY id DESC LIMIT ?",
+                                (limit,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def prune(self, keep: int) -> int:
+        """Forget all but the newest `keep` finished and delivered tasks."""
+        cur = self._db.execute(
+            "DELETE FROM tasks WHERE state NOT IN ('starting', 'running') "
+            "AND delivery != 'pending' AND id NOT IN "
+            "(SELECT id FROM tasks ORDER BY id DESC LIMIT ?)", (keep,))
+        return cur.rowcount
+
+    def _select(self, where: str, order: str = "id") -> list[TaskRow]:
+        rows = self._db.execute(f"SELECT * FROM tasks WHERE {where} ORDER BY {order}").fetchall()
+        return [_row(r) for r in rows]
+
+
+def _row(r: sqlite3.Row) -> TaskRow:
+    return TaskRow(
+        id=int(r["id"]), name=r["name"], prompt=r["prompt"],
+        interaction_id=r["interaction_id"], previous_interaction_id=r["previous_interaction_id"],
+        state=r["state"], created_at=float(r["created_at"]), deadline=float(r["deadline"]),
+        finished_at=r["finished_at"], polls=int(r["polls"]),
+        result=json.loads(r["result"]) if r["result"] else None, error=r["error"],
+        delivery=r["delivery"], has_image=bool(r["has_image"]),
+    )

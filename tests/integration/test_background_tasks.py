@@ -1,0 +1,278 @@
+"""Background tasks end to end (issue 8): the real daemon (`edge-agent run`, file
+peripheral) talks to the fake Live server and the fake Interactions service on the
+same TLS port through the real google-genai SDK.
+
+A start_task call from the Live model is answered "started" at once; the task is
+polled, completes (or fails, or is cancelled) and its spoken summary is put into
+the conversation once, at a quiet moment; a SIGKILL mid-task or between the result
+and its delivery still speaks it exactly once after the restart; a follow-up
+continues the finished task with previous_interaction_id.
+
+The pure parts: tests/unit/test_tasks.py and tests/unit/test_fake_interactions.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+import wave
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.tasks.result import RESULT_SCHEMA
+from simulator.interactions import FakeInteractions, Outcome, TaskScript
+from simulator.live_server import FakeLiveServer
+from simulator.probe import stamped_chunk
+from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
+from tests.support.live import KEY
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+NAME = "heat pump research"
+START = ToolCallSpec(name="start_task", args={
+    "request": "research the best heat pump for a 1930s house", "name": NAME})
+
+
+def _turn(user: str, reply: str, *calls: ToolCallSpec) -> Turn:
+    return Turn(user=user, reply=reply, audio=ReplyAudio(duration_ms=200), tool_calls=calls)
+
+
+def scenario(*turns: Turn) -> Scenario:
+    """The scripted turns, then plain replies (a delivered result is a turn too)."""
+    rest = tuple(_turn("", f"reply {i}") for i in range(10))
+    return Scenario(turns=(*turns, *rest))
+
+
+@dataclass
+class Fakes:
+    live: FakeLiveServer
+    tasks: FakeInteractions
+
+    def client_texts(self) -> list[str]:
+        """Every clientContent the daemon sent (results put into the conversation)."""
+        return [json.dumps(m.message) for c in self.live.connections for m in c.messages
+                if m.kind == "client_content"]
+
+    def answers(self, tool: str) -> list[Any]:
+        return [r.response for r in self.live.tool_responses if r.name == tool]
+
+
+@pytest.fixture
+async def fakes(request: pytest.FixtureRequest) -> AsyncIterator[Fakes]:
+    tasks = FakeInteractions(api_key=KEY)
+    async with FakeLiveServer(api_key=KEY, scenario=scenario(*request.param),
+                              http_router=tasks) as live:
+        yield Fakes(live, tasks)
+    assert not live.internal_errors
+    assert all(r.status != 500 for r in tasks.requests), tasks.requests
+
+
+def with_turns(*turns: Turn) -> pytest.MarkDecorator:
+    """The Live model's script for one test (the `fakes` fixture serves it)."""
+    return pytest.mark.parametrize("fakes", [turns], indirect=True, ids=["script"])
+
+
+def _wav(path: Path, schedule: Sequence[tuple[bool, float]]) -> Path:
+    seq = 0
+    frames = bytearray()
+    for speech, seconds in schedule:
+        for _ in range(round(seconds / 0.02)):
+            frames += stamped_chunk(seq, speech)
+            seq += 1
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(16_000)
+        wf.writeframes(bytes(frames))
+    return path
+
+
+def speech_then(*gaps: float) -> list[tuple[bool, float]]:
+    """An utterance (0.5 s) before each gap of silence."""
+    out: list[tuple[bool, float]] = [(False, 0.3)]
+    for gap in gaps:
+        out += [(True, 0.5), (False, gap)]
+    return out
+
+
+class Daemon:
+    """One `edge-agent run` process with background tasks on, sharing `tmp_path/state`."""
+
+    def __init__(self, fakes: Fakes, tmp_path: Path, schedule: Sequence[tuple[bool, float]],
+                 name: str = "d", **extra: str) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("EDGE_AGENT_", "GEMINI", "STATE_DIRECTORY"))}
+        (tmp_path / "none.toml").write_text("")
+        env.update(
+            GEMINI_API_KEY=KEY,
+            EDGE_AGENT_CONFIG=str(tmp_path / "none.toml"),
+            EDGE_AGENT_LIVE__BASE_URL=fakes.live.base_url,
+            EDGE_AGENT_LIVE__CA_FILE=str(fakes.live.ca_pem_path),
+            EDGE_AGENT_PERIPHERAL__FILE__INPUT=str(_wav(tmp_path / f"{name}.wav", schedule)),
+            EDGE_AGENT_PERIPHERAL__FILE__OUTPUT=str(tmp_path / f"{name}-reply.wav"),
+            EDGE_AGENT_INTERACTIONS__ENABLED="true",
+            EDGE_AGENT_INTERACTIONS__POLL_INITIAL="0.2",
+            EDGE_AGENT_INTERACTIONS__POLL_MAX="1.0",
+            EDGE_AGENT_INTERACTIONS__DELIVER_QUIET="0.3",
+            STATE_DIRECTORY=str(tmp_path / "state"),
+        )
+        env.update(extra)
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Daemon:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", env=self.env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(signal.SIGTERM)
+
+    async def stop(self, sig: signal.Signals) -> str:
+        """Signal it and wait for its exit; its log (stderr)."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return ""
+        proc.send_signal(sig)
+        assert proc.stderr is not None
+        err = await asyncio.wait_for(proc.stderr.read(), 20)
+        await asyncio.wait_for(proc.wait(), 20)
+        return err.decode(errors="replace")
+
+
+def rows(tmp_path: Path) -> list[dict[str, Any]]:
+    """The task database as the daemon left it."""
+    db = sqlite3.connect(tmp_path / "state" / "tasks.sqlite3")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM tasks ORDER BY id")]
+    finally:
+        db.close()
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+                      _turn("", "Here is what the research found."))
+async def test_a_task_started_by_the_model_is_polled_completed_and_spoken_once(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.tasks.queue(TaskScript(duration_s=1.0))
+    async with Daemon(fakes, tmp_path, speech_then(4.0)):
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 1, timeout=60)
+        await fakes.live.wait_until(lambda: len(fakes.live.turns) >= 2
+                                    and fakes.live.turns[1].turn_complete_at is not None,
+                                    timeout=30)
+    (answer,) = fakes.answers("start_task")
+    assert "started" in json.dumps(answer) and NAME in json.dumps(answer)
+    (interaction,) = fakes.tasks.interactions.values()
+    body = interaction.body
+    assert body["agent"] == "deep-research-pro-preview-12-2025" and body["background"] is True
+    assert body["response_format"]["schema"] == RESULT_SCHEMA
+    assert fakes.tasks.count("GET") >= 2  # polled while it ran
+    (text,) = fakes.client_texts()
+    summary = json.loads(interaction.answer_text or "")["spoken_summary"]
+    assert summary in text and NAME in text
+    assert fakes.live.turns[1].utterance_reason == "client_content"
+    (row,) = rows(tmp_path)
+    assert (row["state"], row["delivery"]) == ("completed", "delivered")
+    assert json.loads(row["result"])["key_points"]  # the whole result is kept
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+                      _turn("stop that research", "stopped: {result}",
+                            ToolCallSpec(name="cancel_task", args={"task": NAME})))
+async def test_stop_that_research_cancels_it_here_and_on_the_service(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.tasks.queue(TaskScript(duration_s=None))  # runs until cancelled
+    async with Daemon(fakes, tmp_path, speech_then(2.5, 3.0)):
+        await fakes.live.wait_until(lambda: len(fakes.answers("cancel_task")) == 1, timeout=60)
+        await fakes.tasks.wait_until(lambda: fakes.tasks.count("POST", "/cancel") == 1)
+    (interaction,) = fakes.tasks.interactions.values()
+    assert interaction.status == "cancelled"
+    assert "cancelled" in json.dumps(fakes.answers("cancel_task")[0])
+    assert fakes.client_texts() == []  # the user asked: nothing is said later
+    (row,) = rows(tmp_path)
+    assert (row["state"], row["delivery"]) == ("cancelled", "none")
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+                      _turn("", "Sorry, that did not work."))
+async def test_a_failed_task_is_reported_once_after_transient_errors_are_retried(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.tasks.queue(TaskScript(duration_s=0.5, outcome=Outcome.FAIL, transient_errors=2))
+    async with Daemon(fakes, tmp_path, speech_then(4.0)):
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 1, timeout=60)
+        await fakes.live.wait_until(lambda: len(fakes.live.turns) >= 2
+                                    and fakes.live.turns[1].turn_complete_at is not None,
+                                    timeout=30)
+    assert [r.status for r in fakes.tasks.requests if r.method == "GET"][:2] == [503, 503]
+    (text,) = fakes.client_texts()
+    assert "did not finish" in text and "could not complete" in text
+    (row,) = rows(tmp_path)
+    assert (row["state"], row["delivery"]) == ("failed", "delivered")
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+                      _turn("", "Here is what the research found."))
+@pytest.mark.parametrize("step", ["while_running", "before_delivery"])
+async def test_a_kill_mid_task_still_speaks_the_result_once_after_restart(
+    fakes: Fakes, tmp_path: Path, step: str
+) -> None:
+    fakes.tasks.queue(TaskScript(duration_s=None))
+    # The first daemon never finds a quiet moment long enough: a result waits undelivered.
+    first = Daemon(fakes, tmp_path, speech_then(1.0), "first",
+                   EDGE_AGENT_INTERACTIONS__DELIVER_QUIET="60")
+    async with first:
+        await fakes.tasks.wait_until(lambda: fakes.tasks.count("GET") >= 1, within=60)
+        (iid,) = fakes.tasks.interactions
+        if step == "before_delivery":
+            await fakes.tasks.finish(iid)
+            await eventually(lambda: rows(tmp_path)[0]["state"] == "completed", 30)
+            assert rows(tmp_path)[0]["delivery"] == "pending"
+        await first.stop(signal.SIGKILL)
+    assert fakes.client_texts() == []
+    if step == "while_running":
+        assert rows(tmp_path)[0]["state"] == "running"
+        await fakes.tasks.finish(iid)
+    async with Daemon(fakes, tmp_path, speech_then(), "second"):
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 1, timeout=60)
+        await fakes.live.wait_until(
+            lambda: any(t.utterance_reason == "client_content" and t.turn_complete_at
+                        for t in fakes.live.turns), timeout=30)
+    (text,) = fakes.client_texts()
+    assert NAME in text
+    (row,) = rows(tmp_path)
+    assert (row["state"], row["delivery"]) == ("completed", "delivered")
+    assert len(fakes.tasks.interactions) == 1  # resumed, not started again
+
+
+@with_turns(
+    _turn("research heat pumps", "ok, {result}", START),
+    _turn("", "Here is what the research found."),
+    _turn("and what does it cost", "asking: {result}",
+          ToolCallSpec(name="follow_up_task",
+                       args={"task": NAME, "question": "and what does it cost to run?"})),
+    _turn("", "Here is the follow-up."))
+async def test_a_follow_up_continues_the_finished_task_on_the_service(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.tasks.queue(TaskScript(duration_s=0.3), TaskScript(duration_s=0.3))
+    async with Daemon(fakes, tmp_path, speech_then(7.0, 4.0)):
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 2, timeout=60)
+    first, second = fakes.tasks.interactions.values()
+    assert second.previous_interaction_id == first.id
+    assert "and what does it cost to run?" in json.dumps(second.body["input"])
+    follow_text = fakes.client_texts()[1]
+    assert "following up on" in follow_text  # the service kept the first task's context
+    assert [r["previous_interaction_id"] for r in rows(tmp_path)] == [None, first.id]

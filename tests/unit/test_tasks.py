@@ -1,0 +1,186 @@
+"""Background tasks' pure parts: the poll schedule, the result's checks, the task
+database's once-only transitions, names, the delivered text and `[interactions]`.
+
+The manager with the real SDK against the fake Interactions service, the Live tools
+and the restarts: tests/integration/test_background_tasks.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from daemon.config import (
+    ConfigError,
+    InteractionsSettings,
+    LiveSettings,
+    MqttSettings,
+    load_settings,
+)
+from daemon.home.own_device import OwnDevice
+from daemon.ops.metrics import Metrics
+from daemon.tasks.client import Endpoint, InteractionsClient
+from daemon.tasks.manager import TaskManager, TaskRefused, clean_name, delivery_text
+from daemon.tasks.metrics import TaskMetrics
+from daemon.tasks.result import MAX_SUMMARY_WORDS, ResultInvalid, parse_result
+from daemon.tasks.schedule import PollSchedule
+from daemon.tasks.store import TaskStore
+
+
+def test_poll_delays_rise_to_the_cap_and_never_pass_the_deadline() -> None:
+    s = PollSchedule(2.0, 60.0)
+    delays = []
+    for _ in range(15):
+        delays.append(s.next_delay(1e9))
+        s.polled()
+    assert delays[0] == 2.0
+    assert delays == sorted(delays)
+    assert delays[-1] == 60.0
+    assert s.next_delay(5.0) == 5.0
+    assert s.next_delay(-1.0) == 0.0
+    with pytest.raises(ValueError, match="initial"):
+        PollSchedule(5.0, 1.0)
+
+
+def test_failed_polls_back_off_faster() -> None:
+    ok, bad = PollSchedule(1.0, 60.0), PollSchedule(1.0, 60.0)
+    ok.polled()
+    bad.failed()
+    assert bad.next_delay(1e9) > ok.next_delay(1e9)
+    assert bad.errors == 1
+
+
+def _answer(summary: str = "Air-to-water heat pumps suit it.") -> str:
+    return json.dumps({"spoken_summary": summary, "key_points": ["insulate first"],
+                       "sources": [{"title": "Guide", "url": "https://example.org"}]})
+
+
+def test_result_is_validated_and_a_long_summary_cut() -> None:
+    result, clipped = parse_result(_answer())
+    assert not clipped and result.sources[0].title == "Guide"
+    long, clipped = parse_result(_answer("word " * 100))
+    assert clipped
+    assert len(long.spoken_summary.split()) == MAX_SUMMARY_WORDS
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"key_points": []}),
+                                  json.dumps({"spoken_summary": ""}),
+                                  json.dumps({"spoken_summary": "x", "sources": [{}]})])
+def test_results_that_do_not_fit_are_refused(text: str) -> None:
+    with pytest.raises(ResultInvalid):
+        parse_result(text)
+
+
+def test_store_ends_a_task_once_and_delivers_once(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path)
+    row = store.add("heat pumps", "research heat pumps", now=1.0, deadline=100.0)
+    assert row.state == "starting" and row.active
+    store.started(row.id, "v1_a")
+    assert store.finish(row.id, "completed", now=2.0, deliver=True,
+                        result={"spoken_summary": "s"})
+    assert not store.finish(row.id, "failed", now=3.0, deliver=True)  # already ended
+    assert [r.id for r in store.pending_delivery()] == [row.id]
+    assert store.delivered(row.id)
+    assert not store.delivered(row.id)
+    store.close()
+    again = TaskStore(tmp_path)  # what a restart reads
+    saved = again.get(row.id)
+    assert saved is not None
+    assert (saved.state, saved.delivery, saved.interaction_id) == ("completed", "delivered",
+                                                                   "v1_a")
+    assert again.pending_delivery() == []
+    assert again.find("HEAT PUMPS") == saved and again.find(str(row.id)) == saved
+    with pytest.raises(ValueError, match="terminal"):
+        again.finish(row.id, "running", now=1.0, deliver=False)
+
+
+def test_store_prunes_only_finished_delivered_tasks() -> None:
+    store = TaskStore(None)
+    rows = [store.add(f"t{i}", "p", now=i, deadline=1e9) for i in range(5)]
+    for r in rows[:3]:
+        store.finish(r.id, "completed", now=9.0, deliver=r.id == rows[0].id)
+    assert store.prune(keep=1) == 2  # the pending one and the running ones stay
+    assert {r.id for r in store.recent(10)} == {rows[0].id, rows[3].id, rows[4].id}
+
+
+def test_names_are_short_and_the_delivered_text_carries_the_summary() -> None:
+    assert clean_name("Research the best heat pump for a 1930s house, please!!") == \
+        "Research the best heat pump for a 1930s"
+    store = TaskStore(None)
+    row = store.add("heat pump", "p", now=0.0, deadline=1.0)
+    store.finish(row.id, "completed", now=1.0, deliver=True, result={"spoken_summary": "Go."})
+    done = store.get(row.id)
+    assert done is not None and "Go." in delivery_text(done) and "heat pump" in delivery_text(done)
+    bad = store.add("x", "p", now=0.0, deadline=1.0)
+    store.finish(bad.id, "failed", now=1.0, deliver=True, error="the agent gave up")
+    failed = store.get(bad.id)
+    assert failed is not None and "the agent gave up" in delivery_text(failed)
+
+
+def test_interactions_config_defaults_to_the_live_endpoint() -> None:
+    s = load_settings(environ={"EDGE_AGENT_LIVE__BASE_URL": "https://127.0.0.1:9/",
+                               "EDGE_AGENT_INTERACTIONS__ENABLED": "true"})
+    assert s.interactions.enabled
+    ep = Endpoint.of(s.interactions, s.live)
+    assert (ep.base_url, ep.api_version, ep.ca_file) == ("https://127.0.0.1:9", "v1beta", None)
+    own = load_settings(environ={"EDGE_AGENT_INTERACTIONS__BASE_URL": "https://x",
+                                 "EDGE_AGENT_INTERACTIONS__API_VERSION": "v1alpha"})
+    assert Endpoint.of(own.interactions, LiveSettings()).base_url == "https://x"
+    assert Endpoint.of(own.interactions, LiveSettings()).api_version == "v1alpha"
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("AGENT", "", "interactions.agent"),
+    ("POLL_MAX", "1", "interactions.poll_max"),
+    ("MAX_CONCURRENT", "0", "interactions.max_concurrent"),
+])
+def test_bad_interactions_config_names_the_key(key: str, value: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ={f"EDGE_AGENT_INTERACTIONS__{key}": value})
+
+
+def _manager(store: TaskStore) -> TaskManager:
+    s = InteractionsSettings(enabled=True)
+    client = InteractionsClient(s, Endpoint.of(s, LiveSettings()), SecretStr("k"))
+    return TaskManager(s, store, client, TaskMetrics(CollectorRegistry()))
+
+
+def test_a_start_before_the_manager_runs_is_refused_and_counted() -> None:
+    manager = _manager(TaskStore(None))
+    with pytest.raises(TaskRefused, match="not running"):
+        manager.start("research heat pumps", "heat pumps")
+    assert manager.metrics.refused.labels("not_running")._value.get() == 1  # noqa: SLF001
+    with pytest.raises(TaskRefused, match="no task 'x'; recent tasks: none"):
+        manager.view("x")
+
+
+def test_home_assistant_sees_the_newest_task_and_its_summary() -> None:
+    store = TaskStore(None)
+    assert _manager(store).ha_status() == {"background_task": "none",
+                                           "background_task_result": ""}
+    row = store.add("heat pumps", "p", now=0.0, deadline=1.0)
+    store.finish(row.id, "completed", now=1.0, deliver=True, result={"spoken_summary": "Go."})
+    manager = _manager(store)
+    assert manager.ha_status() == {"background_task": "heat pumps: completed",
+                                   "background_task_result": "Go."}
+    own = OwnDevice(MqttSettings(), Metrics(), availability_topic="a", held=lambda: "",
+                    status_provider=manager.ha_status)
+    assert {"background_task", "background_task_result"} <= {e.object_id for e in own.entities}
+    plain = OwnDevice(MqttSettings(), Metrics(), availability_topic="a", held=lambda: "",
+                      status_provider=dict)
+    assert "background_task" not in {e.object_id for e in plain.entities}
+
+
+def test_a_task_left_starting_by_a_kill_fails_once_and_is_said(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path)
+    store.add("heat pumps", "p", now=0.0, deadline=1e12)  # killed before the create answered
+    manager = _manager(TaskStore(tmp_path))
+    manager._recover()  # noqa: SLF001 - what run() does first, without its network side
+    (row,) = manager.store.recent(1)
+    assert (row.state, row.delivery) == ("failed", "pending")
+    assert row.error is not None and "not started" in row.error
+    assert manager.metrics.finished.labels("failed")._value.get() == 1  # noqa: SLF001
