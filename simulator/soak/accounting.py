@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.soak.checks import Check
-from simulator.soak.daemon_proc import Lifetime, MetricsSnapshot
+from simulator.soak.daemon_proc import Lifetime, MetricsSnapshot, ProcSample
 from simulator.soak.evidence import Evidence
 from simulator.soak.injector import FaultRecord
 from simulator.soak.plan import CLOSE_CODES, PROCESS_KINDS, FaultKind
@@ -159,6 +159,14 @@ def _floor(values: list[int]) -> int:
     return min(values) if values else 0
 
 
+def _second_half_growth(calm: list[ProcSample]) -> float:
+    """RSS growth (kB) from the middle of the judged window to its end."""
+    mid = len(calm) // 2
+    middle = calm[max(0, mid - WINDOW // 2):mid + WINDOW // 2 + 1]
+    return (statistics.median(s.rss_kb for s in calm[-WINDOW:])
+            - statistics.median(s.rss_kb for s in middle))
+
+
 def _judge_lifetime(life: Lifetime, check: Check) -> dict[str, Any] | None:
     """RSS growth and task, fd and thread floors of one lifetime after its warm-up."""
     if life.warm_at is None:
@@ -175,6 +183,8 @@ def _judge_lifetime(life: Lifetime, check: Check) -> dict[str, Any] | None:
         "seconds": round(calm[-1].t - calm[0].t),
         "rss_start_mb": round(statistics.median(s.rss_kb for s in head) / 1024, 1),
         "rss_growth_mb": round(rss / 1024, 2),
+        # a leak keeps growing in the second half; an allocator settling does not
+        "rss_growth_second_half_mb": round(_second_half_growth(calm) / 1024, 2),
         "fds": (_floor([s.fds for s in head]), _floor([s.fds for s in tail])),
         "threads": (_floor([s.threads for s in head]), _floor([s.threads for s in tail])),
         "tasks": (_floor(tasks[:3]), _floor(tasks[-3:])) if len(tasks) >= 4 else None,

@@ -58,12 +58,14 @@ def _resource_table(check: Check) -> list[str]:
     rows = check.figures.get("judged", [])
     if not rows:
         return []
-    lines = ["| lifetime | judged for | RSS at warm-up | RSS growth | fds | threads | tasks |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [("| lifetime | judged for | RSS at warm-up | RSS growth | ... in its second half "
+              "| fds | threads | tasks |"),
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         tasks = "-" if r["tasks"] is None else f"{r['tasks'][0]} -> {r['tasks'][1]}"
         lines.append(f"| {r['lifetime']} | {r['seconds']} s | {r['rss_start_mb']} MB | "
-                     f"{r['rss_growth_mb']:+.2f} MB | {r['fds'][0]} -> {r['fds'][1]} | "
+                     f"{r['rss_growth_mb']:+.2f} MB | {r['rss_growth_second_half_mb']:+.2f} MB | "
+                     f"{r['fds'][0]} -> {r['fds'][1]} | "
                      f"{r['threads'][0]} -> {r['threads'][1]} | {tasks} |")
     return lines
 
