@@ -89,6 +89,21 @@ class ConversationObserver(Protocol):
         """The user tapped the device at `at`."""
 
 
+class Road(Protocol):
+    """The fallback road (daemon.tasks.fallback.FallbackRoad), as the Agent feeds it."""
+
+    @property
+    def active(self) -> bool:
+        """Whether microphone audio goes to it instead of the Live link."""
+        ...
+
+    def audio(self, chunk: AudioChunk) -> None:
+        """Microphone audio while it is active."""
+
+    def speech_ended(self) -> None:
+        """The peripheral's own voice detector heard the end of speech."""
+
+
 class Agent(MediaSink):
     """Runs one conversation: media up, the model's voice down, tool calls out, and the policy."""
 
@@ -137,6 +152,7 @@ class Agent(MediaSink):
         self._last_frame: VideoFrame | None = None  # for a background task's photo
         # More of the status (the background tasks' newest state and result, for HA).
         self.status_extras: list[Callable[[], dict[str, Any]]] = []
+        self.road: Road | None = None  # daemon.tasks.fallback, with [interactions] fallback
         self.last_tap_at = -1e9
         self._user_turn_open = False
         if not self.camera_enabled:
@@ -169,6 +185,9 @@ class Agent(MediaSink):
                 self._last_voice_at = chunk.captured_at
                 if energy >= SPEECH_RMS * SPEECH_RMS:
                     self._last_speech_at = chunk.captured_at
+        if self.road is not None and self.road.active:  # turn-based while Live is down
+            self.road.audio(chunk)
+            return
         self.link.send_audio(chunk)
 
     def _echo_gated(self) -> bool:
@@ -274,6 +293,9 @@ class Agent(MediaSink):
 
     @override
     def speech_ended(self) -> None:
+        if self.road is not None and self.road.active:
+            self.road.speech_ended()
+            return
         self.link.end_audio_stream()
 
     @override
@@ -441,14 +463,16 @@ class Agent(MediaSink):
         return out
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the link is up or coming up, and the status /healthz shows (no conversation)."""
+        """Whether the user is served (the link up or coming up, or the fallback road
+        answering while it is down), and the status /healthz shows (no conversation)."""
         status = self.status()
         for key in ("last_user_text", "last_model_text"):  # no conversation on /healthz
             status.pop(key, None)
         status["peripheral"] = self.peripheral.status()
         if self.link.problem is not None:  # e.g. a refusal being waited out, and until when
             status["live_problem"] = self.link.problem
-        return self.link.state in ("connected", "connecting"), status
+        serving = self.road is not None and self.road.active
+        return self.link.state in ("connected", "connecting") or serving, status
 
 
 def look_tool(handler: Callable[[dict[str, Any]], Awaitable[str]]) -> Tool:

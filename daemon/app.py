@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,8 @@ from daemon.ops.state import StateStore, state_dir_from
 
 if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s, ~20 MB)
     from daemon.agent import Agent
+    from daemon.live.calls import FunctionCall, ToolResponse
+    from daemon.tasks.fallback import FallbackRoad
     from daemon.tasks.manager import TaskManager
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
@@ -120,21 +122,25 @@ async def serve(
         on_call=printer.call if printer else None,
         state=state,
     )
-    tasks = _background_tasks(settings, key, metrics, state, agent)  # before the home: HA
+    # Before the home: Home Assistant's entities follow the status they add.
+    tasks, fallback = (_background_tasks(settings, key, metrics, state, agent),
+                       _fallback_road(settings, key, metrics, agent))
     home = HomeService(settings, registry, metrics, agent, state=state)
     if settings.tools.confirm_pin is not None:
         from daemon.home.answers import redact_digits
 
         agent.text_filter = redact_digits  # a spoken PIN never reaches HA or the status
     # A call to control_device before the first inventory read waits for it (bounded).
-    agent.dispatcher.wait_for_tools(home.wait_ready)
+    for dispatcher in [agent.dispatcher] + ([fallback.dispatcher] if fallback else []):
+        dispatcher.wait_for_tools(home.wait_ready)
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(peripheral.close)  # also when the daemon fails to start
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
                 side = [tg.create_task(home.run(), name="home")] + (
-                    [tg.create_task(tasks.run(), name="tasks")] if tasks else [])
+                    [tg.create_task(tasks.run(), name="tasks")] if tasks else []) + (
+                    [tg.create_task(fallback.run(), name="fallback")] if fallback else [])
                 if exit_when_idle is not None:  # the demo: let discovery land first
                     await home.wait_ready(timeout=5.0)
                 if input_done is not None:
@@ -171,6 +177,67 @@ def _background_tasks(
     for tool in task_tools(manager, photo):
         agent.registry.register(tool)
     return manager
+
+
+class FallbackTools:
+    """The fallback road's tool runner: the daemon's tools through a dispatcher of its
+    own (deadlines, argument checks, metrics as for Live), answers gathered per turn."""
+
+    def __init__(self, agent: Agent) -> None:
+        from daemon.tools.dispatch import ToolDispatcher
+
+        self._waiting: dict[str, asyncio.Future[ToolResponse]] = {}
+        self.dispatcher = ToolDispatcher(agent.registry, agent.metrics, self._answer)
+
+    def _answer(self, response: ToolResponse) -> None:
+        future = self._waiting.pop(response.id, None)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    async def __call__(self, calls: Sequence[FunctionCall]) -> list[ToolResponse]:
+        """Run the calls; their answers in order (a withdrawn call has none: the turn's
+        deadline bounds the wait)."""
+        loop = asyncio.get_running_loop()
+        futures = [self._waiting.setdefault(c.id, loop.create_future()) for c in calls]
+        try:
+            self.dispatcher.submit(calls)
+            return list(await asyncio.gather(*futures))
+        finally:
+            for call in calls:
+                self._waiting.pop(call.id, None)
+
+
+class _Fallback:
+    """The road and its tool runner, run together."""
+
+    def __init__(self, road: FallbackRoad, tools: FallbackTools) -> None:
+        self.road = road
+        self.dispatcher = tools.dispatcher
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.dispatcher.run(), name="fallback-tools")
+            tg.create_task(self.road.run(), name="fallback-road")
+
+
+def _fallback_road(settings: Settings, key: SecretStr, metrics: Metrics,
+                   agent: Agent) -> _Fallback | None:
+    """`[interactions] fallback`: turn-based through the Interactions API while Live is down;
+    off, none of it is imported or run."""
+    if not settings.interactions.fallback:
+        return None
+    from daemon.tasks.client import Endpoint, InteractionsClient
+    from daemon.tasks.fallback import FallbackRoad
+    from daemon.tasks.metrics import FallbackMetrics
+
+    s = settings.interactions
+    client = InteractionsClient(s, Endpoint.of(s, settings.live), key)
+    tools = FallbackTools(agent)
+    road = FallbackRoad(s, client, agent.link, agent.peripheral, tools,
+                        agent.registry.declarations, FallbackMetrics(metrics.registry))
+    agent.road = road
+    agent.status_extras.append(road.status)
+    return _Fallback(road, tools)
 
 
 def _state_store(settings: Settings) -> StateStore:

@@ -163,6 +163,10 @@ class KioskPeripheralSettings(_Section):
     output_device: str = ""
     echo: Literal["auto", "webrtc", "speex", "half_duplex", "off"] = "auto"
     noise_suppression: bool = True
+    # the VAD listens through a second canceller (libspeexdsp) once it has converged:
+    # it keeps a user talking over the model that WebRTC's suppressor chops ("off"
+    # saves ~4 % of a core while the model speaks)
+    double_talk: Literal["speex", "off"] = "speex"
     vad: Literal["silero", "webrtc", "off"] = "silero"
     vad_gate: bool = True  # send speech (with pre-roll), not silence
     preroll_ms: int = Field(300, ge=0, le=2000)
@@ -180,6 +184,15 @@ class KioskPeripheralSettings(_Section):
     follow_up: float = Field(6.0, ge=0, le=60)  # after an answer, no wake word needed; 0 = off
     stop_word: str = ""  # a model like wake_word; "" = none
     earcons: bool = True
+    # Push-to-talk sources (listen = "push_to_talk"; daemon.peripherals.ptt_sources):
+    # "terminal" (the space bar on the daemon's terminal toggles), or an evdev keyboard
+    # "/dev/input/eventN[:KEY_NAME]" (held; default KEY_SPACE; needs python-evdev)
+    push_to_talk_key: str = ""
+    # a button on a GPIO line, "gpiochipN:LINE[:active_high]" (libgpiod's python gpiod)
+    push_to_talk_gpio: str = Field("", pattern=r"^$|^[^:]+:\d+(:active_(high|low))?$")
+    # Home Assistant's "Push to talk" switch on edge-agent/<client_id>/push_to_talk/set
+    push_to_talk_mqtt: bool = False
+    push_to_talk_max_hold: float = Field(60.0, gt=0, le=3600)  # a lost release lets go
 
 
 class PeripheralSettings(_Section):
@@ -335,6 +348,15 @@ class InteractionsSettings(_Section):
     request_timeout: float = Field(30.0, gt=0, le=300)  # one REST call
     deliver_quiet: float = Field(1.5, ge=0, le=60)  # silence before a result is spoken
     keep_finished: int = Field(50, ge=1, le=10_000)  # finished tasks kept in the database
+    # The fallback road (daemon.tasks.fallback): turn-based through this API while the
+    # Live link is down. Opt-in (each turn is a paid request); off, nothing of it exists.
+    fallback: bool = False
+    fallback_after: float = Field(15.0, ge=0, le=3600)  # Live down this long: switch
+    fallback_return_after: float = Field(2.0, ge=0, le=600)  # Live up this long: back
+    fallback_model: str = "gemini-2.5-flash"  # hears the utterance's audio, calls tools
+    fallback_audio_out: bool = False  # the model answers in audio itself (else TTS)
+    tts_model: str = "gemini-2.5-flash-preview-tts"  # speaks a text answer
+    fallback_turn_timeout: float = Field(30.0, gt=0, le=300)  # one whole turn, tools included
 
     @model_validator(mode="after")
     def _check_target(self) -> InteractionsSettings:

@@ -100,9 +100,13 @@ def _is_kiosk(status: StatusProvider) -> bool:
 
 
 def _has_tasks(status: StatusProvider) -> bool:
+    return _has_key(status, "background_task")
+
+
+def _has_key(status: StatusProvider, key: str) -> bool:
     try:
-        return "background_task" in status()
-    except Exception:  # a status that cannot be read yet has no tasks to show
+        return key in status()
+    except Exception:  # a status that cannot be read yet has nothing to show
         return False
 
 
@@ -111,6 +115,12 @@ def _assistant_state(status: Mapping[str, Any]) -> str:
     peripheral = status.get("peripheral")
     value = peripheral.get("assistant") if isinstance(peripheral, Mapping) else None
     return value if isinstance(value, str) else "unknown"
+
+
+def _push_to_talk(status: Mapping[str, Any]) -> str:
+    """The kiosk's talk button (any source holds it)."""
+    peripheral = status.get("peripheral")
+    return _on_off(isinstance(peripheral, Mapping) and peripheral.get("push_to_talk") is True)
 
 
 def _status_entities(publish_transcript: bool) -> list[OwnEntity]:
@@ -171,6 +181,7 @@ class OwnDevice:
         status_provider: StatusProvider | None = None,
         on_mute: Switch | None = None,
         on_camera: Switch | None = None,
+        on_push_to_talk: Switch | None = None,
     ) -> None:
         self.mqtt = mqtt
         self.metrics = metrics
@@ -181,6 +192,7 @@ class OwnDevice:
         self.status_provider = status_provider
         self.on_mute = on_mute
         self.on_camera = on_camera
+        self.on_push_to_talk = on_push_to_talk  # the kiosk's talk button, opted in
         self.announcements = 0
         self._held = held
         self._wake = asyncio.Event()
@@ -217,6 +229,9 @@ class OwnDevice:
                                   _text("background_task", "none"), {"icon": "mdi:progress-clock"}),
                         OwnEntity("sensor", "background_task_result", "Background task result",
                                   _text("background_task_result"), {"icon": "mdi:text-search"})]
+            if _has_key(self.status_provider, "road"):  # [interactions] fallback: live/fallback
+                out.append(OwnEntity("sensor", "road", "Conversation road",
+                                     _text("road", "live"), {"icon": "mdi:call-split"}))
         out.append(
             OwnEntity(
                 "sensor",
@@ -248,6 +263,12 @@ class OwnDevice:
                     command=self.on_camera,
                 )
             )
+        if self.on_push_to_talk is not None:
+            # ON = the button down (the kiosk listens), OFF = up; a press with no
+            # release is let go after peripheral.kiosk.push_to_talk_max_hold.
+            out.append(OwnEntity("switch", "push_to_talk", "Push to talk",
+                                 _push_to_talk, {"icon": "mdi:microphone-message"},
+                                 command=self.on_push_to_talk, retain=False))
         return out
 
     def discovery_config(self, entity: OwnEntity) -> dict[str, Any]:

@@ -6,5 +6,6 @@ follow_up_task to the Live model; `manager` runs them (a poller per task with
 keeps them in SQLite in the state directory; `client` is the only code here
 that touches google-genai (the `sdk-in-live` contract in .importlinter says
 why); `result` is the structured answer and its checks; `metrics` counts.
-The fallback road (turn-based mode when Live is down) is not built yet.
+`fallback` is the fallback road (turn-based while Live is down): `road` decides
+the road, `utterance` cuts the microphone's stream.
 """

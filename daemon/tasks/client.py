@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from daemon.config import InteractionsSettings, LiveSettings
 from daemon.errors import EdgeAgentError
+from daemon.live.calls import FunctionCall
 from daemon.tasks.result import RESULT_SCHEMA
 
 if TYPE_CHECKING:
@@ -53,6 +54,18 @@ class Snapshot:
     status: str
     text: str = ""
     error: str = ""
+
+
+@dataclass(frozen=True)
+class TurnReply:
+    """A foreground interaction's answer: function calls to run, or audio and/or text."""
+
+    id: str
+    status: str
+    calls: tuple[FunctionCall, ...]
+    text: str
+    pcm: bytes
+    rate: int
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,26 @@ class InteractionsClient:
         """Forget it on the service."""
         await self._call("delete", id=interaction_id)
 
+    # -- the fallback road: foreground turns (daemon.tasks.fallback) ----------------
+    async def model_turn(self, input_: list[dict[str, Any]], *, tools: list[dict[str, Any]],
+                         previous_interaction_id: str | None, system: str) -> TurnReply:
+        """One foreground turn of the fallback conversation: the user's audio (or the
+        tools' results) in; function calls, or the answer (audio or text), out."""
+        kwargs: dict[str, Any] = {
+            "model": self._s.fallback_model, "input": input_, "system_instruction": system,
+            "response_modalities": ["audio"] if self._s.fallback_audio_out else ["text"],
+        }
+        if tools:
+            kwargs["tools"] = [_function(d) for d in tools]
+        if previous_interaction_id is not None:
+            kwargs["previous_interaction_id"] = previous_interaction_id
+        return _reply(await self._call("create", **kwargs))
+
+    async def speak(self, text: str) -> TurnReply:
+        """Text to speech through a TTS model (the fallback model answered in text)."""
+        return _reply(await self._call("create", model=self._s.tts_model, input=text,
+                                       response_modalities=["audio"], store=False))
+
     async def _call(self, method: str, **kwargs: Any) -> Any:
         from google.genai import _interactions_errors as errors
 
@@ -170,6 +203,68 @@ def _message(exc: Any) -> str:
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             return str(err["message"])[:200]
     return str(exc)[:200]
+
+
+def _function(declaration: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the Interactions API declares it (the registry's form, minus Live's
+    `blocking`)."""
+    return {"type": "function", "name": declaration["name"],
+            "description": declaration.get("description", ""),
+            "parameters": declaration.get("parameters") or {"type": "object"}}
+
+
+def _reply(interaction: Any) -> TurnReply:
+    calls: list[FunctionCall] = []
+    steps = getattr(interaction, "steps", None) or []
+    for step in steps:  # the calls after the last user input are this turn's
+        if getattr(step, "type", None) == "user_input":
+            calls = []
+        elif getattr(step, "type", None) == "function_call":
+            args = getattr(step, "arguments", None)
+            calls.append(FunctionCall(str(getattr(step, "id", "")), str(getattr(step, "name", "")),
+                                      dict(args) if isinstance(args, dict) else {}))
+    pcm, rate = b"", 0
+    audio = getattr(interaction, "output_audio", None)
+    if audio is not None and getattr(audio, "data", None):
+        pcm, rate = decode_audio(str(audio.data), str(getattr(audio, "mime_type", "") or ""),
+                                 getattr(audio, "sample_rate", None))
+    return TurnReply(str(getattr(interaction, "id", "") or ""),
+                     str(getattr(interaction, "status", "") or ""), tuple(calls),
+                     str(getattr(interaction, "output_text", "") or ""), pcm, rate)
+
+
+def decode_audio(data: str, mime_type: str, sample_rate: int | None) -> tuple[bytes, int]:
+    """16-bit mono PCM and its rate from an audio block: raw L16 (rate from the block or
+    its mime type, else 24 kHz, the models' voice) or WAV."""
+    raw = base64.b64decode(data)
+    if raw[:4] == b"RIFF" or mime_type.startswith(("audio/wav", "audio/x-wav")):
+        import io
+        import wave
+
+        with wave.open(io.BytesIO(raw)) as wf:
+            if wf.getsampwidth() != 2 or wf.getnchannels() != 1:
+                raise InteractionsError("answer audio is not 16-bit mono")
+            return wf.readframes(wf.getnframes()), wf.getframerate()
+    rate = sample_rate or 24_000
+    for part in mime_type.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "rate" and value.isdigit():
+            rate = int(value)
+    return raw[: len(raw) - len(raw) % 2], rate
+
+
+def wav_bytes(pcm: bytes, rate: int) -> bytes:
+    """PCM in a WAV container: the audio form every model accepts as input."""
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(rate)
+        wf.writeframes(pcm)
+    return buf.getvalue()
 
 
 def _snapshot(interaction: Any) -> Snapshot:

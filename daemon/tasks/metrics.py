@@ -39,3 +39,32 @@ class TaskMetrics:
             "edge_tasks_delivery_wait_seconds",
             "From a result being ready to it reaching the conversation",
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800), registry=r)
+
+
+class FallbackMetrics:
+    """The fallback road's switches, turns, tool calls and answer latency."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.switches = Counter("edge_fallback_switches", "Road switches, by the road taken",
+                                ["to"], registry=r)
+        self.road = Gauge("edge_fallback_active", "1 while on the fallback road", registry=r)
+        self.turns = Counter("edge_fallback_turns", "Fallback turns, by outcome",
+                             ["outcome"], registry=r)
+        self.tool_calls = Counter("edge_fallback_tool_calls",
+                                  "Tool calls run for the fallback model, by outcome",
+                                  ["outcome"], registry=r)
+        self.utterances_dropped = Counter(
+            "edge_fallback_utterances_dropped",
+            "Utterances dropped because turns were still queued", registry=r)
+        self.summaries = Counter("edge_fallback_summaries",
+                                 "Hand-overs to the Live session, by how summarised",
+                                 ["how"], registry=r)
+        self.answer_seconds = Histogram(
+            "edge_fallback_answer_seconds",
+            "End of utterance to the first answer audio queued (model time included)",
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 30), registry=r)
+        self.overhead_seconds = Histogram(
+            "edge_fallback_overhead_seconds",
+            "The same, less the time spent waiting for the service (our own overhead)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1), registry=r)

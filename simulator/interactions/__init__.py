@@ -23,11 +23,13 @@ from simulator.interactions.store import (
     StoredInteraction,
     TaskScript,
 )
+from simulator.interactions.turns import ModelTurn
 
 __all__ = [
     "ApiError",
     "FakeInteractions",
     "InteractionStore",
+    "ModelTurn",
     "Outcome",
     "RequestRecord",
     "StoredInteraction",

@@ -30,6 +30,7 @@ from simulator.interactions.store import (
     TaskScript,
     to_json,
 )
+from simulator.interactions.turns import ModelTurn
 
 _ROUTE = re.compile(r"/(v1(?:alpha|beta)?)/interactions(?:/([A-Za-z0-9_.-]+)(/cancel)?)?")
 
@@ -68,6 +69,10 @@ class FakeInteractions:
     def queue(self, *scripts: TaskScript) -> None:
         """The next interactions created follow these scripts, in order."""
         self.store.queue(*scripts)
+
+    def queue_turns(self, *turns: ModelTurn) -> None:
+        """The next spoken turns (model interactions with audio input) follow these."""
+        self.store.turn_scripts.extend(turns)
 
     def fail_next(self, *statuses: int) -> None:
         """The next requests (any route) answer these HTTP statuses, in order."""

@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from daemon.errors import EdgeAgentError
-from simulator.interactions import schema_fill
+from simulator.interactions import schema_fill, turns
+from simulator.interactions.turns import ModelTurn, TurnState
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -73,6 +74,8 @@ class StoredInteraction:
     error: str | None = None
     reads: int = 0
     transient_left: int = 0
+    turn: TurnState | None = None  # a spoken turn (simulator.interactions.turns)
+    steps: list[dict[str, Any]] | None = None  # a foreground model turn's output
 
     @property
     def background(self) -> bool:
@@ -95,6 +98,8 @@ class InteractionStore:
     deleted: set[str] = field(default_factory=set)
     _scripts: deque[TaskScript] = field(default_factory=deque)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    turn_scripts: deque[ModelTurn] = field(default_factory=deque)
+    _call_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def queue(self, *scripts: TaskScript) -> None:
         """The next ``len(scripts)`` creations follow these, in order."""
@@ -110,16 +115,64 @@ class InteractionStore:
         _check_format(body)
         prev = body.get("previous_interaction_id")
         if prev is not None:
-            self._check_previous(prev, now)
+            self._check_previous(prev, now, turns.function_results(body.get("input")))
         script = self._scripts.popleft() if self._scripts else self.default_script
         ident = f"v1_fake{next(self._ids):06d}"
         iso = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         item = StoredInteraction(ident, now, iso, dict(body), script,
                                  transient_left=script.transient_errors)
         self.interactions[ident] = item
-        if not item.background:
+        if not item.background and not self._model_turn(item, now):
             self._settle(item, now)  # a foreground call returns its answer
         return item
+
+    def _model_turn(self, item: StoredInteraction, now: float) -> bool:
+        """A spoken turn, its function results, TTS or a summary; False if none of these."""
+        body = item.body
+        value = body.get("input")
+        results = turns.function_results(value)
+        blocks = turns.audio_blocks(value)
+        prev = self.interactions.get(item.previous_interaction_id or "")
+        if results and prev is not None and prev.turn is not None:
+            missing = set(prev.turn.call_ids) - {str(r.get("call_id")) for r in results}
+            if missing:
+                raise ApiError(400, f"Missing function results for {sorted(missing)}.")
+            state = TurnState(prev.turn.script, 0, reply=turns.reply_with(prev.turn.script,
+                                                                            results))
+            item.turn = state
+            item.steps = [turns.answer_step(state.reply, body, state.script.audio_ms)]
+        elif blocks:
+            heard = sum(turns.heard_ms(b) for b in blocks)
+            script = self.turn_scripts.popleft() if heard and self.turn_scripts else ModelTurn(
+                reply="I heard you." if heard else "I did not hear anything.")
+            state = TurnState(script, heard)
+            item.turn = state
+            if script.tool_calls and heard:
+                item.steps = turns.call_steps(state, next(self._call_ids))
+                for _ in script.tool_calls[1:]:
+                    next(self._call_ids)
+                item.status = "requires_action"
+                return True
+            state.reply = script.reply
+            item.steps = [turns.answer_step(script.reply, body, script.audio_ms)]
+        elif turns.wants_audio(body):  # text to speech
+            item.steps = [turns.answer_step(input_text(value), body)]
+        elif prev is not None and (prev.turn is not None or prev.steps is not None):
+            said = [t.turn.reply for t in self._chain(prev) if t.turn and t.turn.reply]
+            item.steps = [turns.answer_step("Earlier: " + " ".join(said), body)]
+        else:
+            return False
+        item.status, item.finished_at = "completed", now
+        return True
+
+    def _chain(self, item: StoredInteraction) -> list[StoredInteraction]:
+        """The interaction and every one it continues, oldest first."""
+        out: list[StoredInteraction] = []
+        node: StoredInteraction | None = item
+        while node is not None and len(out) < 1000:
+            out.append(node)
+            node = self.interactions.get(node.previous_interaction_id or "")
+        return out[::-1]
 
     def read(self, ident: str, now: float) -> StoredInteraction:
         """The interaction as it is at ``now`` (ApiError 404 if unknown or deleted)."""
@@ -159,12 +212,12 @@ class InteractionStore:
             raise ApiError(404, f"Interaction {ident} not found.")
         return item
 
-    def _check_previous(self, prev: Any, now: float) -> None:
+    def _check_previous(self, prev: Any, now: float, results: list[Any]) -> None:
         if not isinstance(prev, str) or prev not in self.interactions:
             raise ApiError(404, f"Previous interaction {prev} not found.")
         before = self.interactions[prev]
         self._advance(before, now)
-        if before.status != "completed":
+        if before.status != "completed" and not (results and before.status == "requires_action"):
             raise ApiError(400, f"Previous interaction {prev} is {before.status}, "
                                 "not completed.")
 
@@ -259,7 +312,9 @@ def to_json(item: StoredInteraction) -> dict[str, Any]:
                 "response_mime_type"):
         if body.get(key) is not None:
             out[key] = body[key]
-    if item.status == "completed" and item.answer_text is not None:
+    if item.steps is not None:
+        out["steps"] = item.steps
+    elif item.status == "completed" and item.answer_text is not None:
         out["steps"] = [{"type": "model_output",
                          "content": [{"type": "text", "text": item.answer_text}]}]
         out["usage"] = {"total_input_tokens": 12, "total_output_tokens": 48,
