@@ -120,11 +120,13 @@ def canceller_figures(name: str, sc: Scene) -> dict[str, float]:
     }
 
 
-def frontend_figures(echo_mode: str, sc: Scene) -> dict[str, Any]:
-    """Closed loop: the whole front end; its gain shapes what the room hears next."""
+def frontend_figures(echo_mode: str, sc: Scene, *, listener: str = "") -> dict[str, Any]:
+    """Closed loop: the whole front end; its gain shapes what the room hears next.
+    `listener`: the canceller the VAD listens through once converged ("" = none)."""
     canc = make_canceller(echo_mode) if echo_mode in ("webrtc", "speex") else None
     fe = FrontEnd(FrontEndOptions(echo=echo_mode), canceller=canc,
-                  vad=StreamVad(SileroVad()), timeline=FarEndTimeline())
+                  vad=StreamVad(SileroVad()), timeline=FarEndTimeline(),
+                  listener=make_canceller(listener) if listener else None)
     rec = run_loop(fe, sc.far, sc.user, EchoRoom(**sc.room))
     n = len(rec.clean)
     lat = []
@@ -141,10 +143,19 @@ def frontend_figures(echo_mode: str, sc: Scene) -> dict[str, Any]:
     truth = silero_flags(rec.near)
     win_voice = np.array([rec.voice[(k * 512 + 511) // FRAME] for k in range(len(truth))])
     first_100 = [bool(sent[o : o + RATE // 10].all()) for o in sc.onsets]
+    # the same share over the utterances that began after the listener converged
+    warm = fe.listener_converged_at
+    late = np.zeros(len(truth), dtype=bool)
+    for o, end in zip(sc.onsets, [*sc.onsets[1:], n], strict=True):
+        if warm is not None and o / RATE >= warm:
+            late[o // 512 : end // 512] = True
     return {
         "barge_in_ms": lat,
         "dt_level_db": active_level_db(rec.clean[talk], 0) - active_level_db(rec.near[talk], 0),
         "dt_vad_hit": 100.0 * float(np.mean(win_voice[truth])),
+        "dt_vad_hit_warm": (100.0 * float(np.mean(win_voice[truth & late]))
+                            if (truth & late).any() else float("nan")),
+        "listener_converged_s": warm,
         "sent_pct": 100.0 * float(np.mean(rec.sent)),
         "leak_db": leak,
         "first_100ms": sum(first_100),
@@ -195,7 +206,7 @@ def wake_figures(minutes: float) -> None:
     print(f"wake word heard in {found}/{len(voices)} voices")
 
 
-def card_figures(seconds: float, listen: str) -> None:
+def card_figures(seconds: float, listen: str, double_talk: str = "speex") -> None:
     """The whole kiosk (PyAudio, front end, loudspeaker) on the virtual sound card:
     CPU of this process per second, and capture -> hand-over latency."""
     import asyncio
@@ -226,7 +237,8 @@ def card_figures(seconds: float, listen: str) -> None:
 
         os.environ.update(card.env)
         kiosk = KioskPeripheral("pulse", "pulse", block_ms=20,
-                                settings=KioskPeripheralSettings(listen=listen))  # type: ignore[arg-type]
+                                settings=KioskPeripheralSettings(
+                                    listen=listen, double_talk=double_talk))  # type: ignore[arg-type]
         sink = Sink()
         with EchoHarness(card, {"delay_s": 0.06, "drr_db": 10.0},
                          workdir=Path(card.root) / "room") as room:
@@ -251,7 +263,7 @@ def card_figures(seconds: float, listen: str) -> None:
         st = kiosk.status()
         d = np.array(sink.delays) * 1000
         fe = st["frontend"]
-        print(f"kiosk on the virtual card, listen={listen}: CPU {100 * cpu / wall:.1f} % of a "
+        print(f"kiosk on the virtual card, listen={listen}, double_talk={double_talk}: CPU {100 * cpu / wall:.1f} % of a "
               f"core over {wall:.0f} s (PyAudio, AEC, VAD{', wake word' if listen != 'always' else ''}, "
               f"loudspeaker, event loop); capture -> hand-over p50 {np.percentile(d, 50):.1f} ms, "
               f"p99 {np.percentile(d, 99):.1f} ms (+20 ms block); uplink {sink.seconds:.1f} s of "
@@ -272,10 +284,14 @@ def main() -> int:
     ap.add_argument("--card", type=float, default=0.0,
                     help="also run the whole kiosk on a virtual sound card this many seconds")
     ap.add_argument("--only-card", action="store_true", help="skip the array figures")
+    ap.add_argument("--double-talk", default="speex", choices=["speex", "off"],
+                    help="--card: peripheral.kiosk.double_talk")
+    ap.add_argument("--listen", choices=["always", "wake_word"],
+                    help="--card: only this listening mode")
     args = ap.parse_args()
     if args.card:
-        for listen in ("always", "wake_word"):
-            card_figures(args.card, listen)
+        for listen in [args.listen] if args.listen else ["always", "wake_word"]:
+            card_figures(args.card, listen, args.double_talk)
         if args.only_card:
             return 0
     if args.wake_minutes:

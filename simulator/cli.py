@@ -5,7 +5,8 @@ all of them under seeded faults, see simulator.soak).
 `daemon.cli` hands these two commands here, lazily, so the daemon never imports the
 simulator unless asked to; the demo then runs the real daemon (`daemon.app.serve`)
 against the fake Live server, a private broker with a virtual home and virtual
-glasses on a virtual radio.
+glasses on a virtual radio. `demo --kiosk` runs the kiosk on a virtual sound card
+instead (simulator.kiosk_demo).
 """
 
 from __future__ import annotations
@@ -50,6 +51,19 @@ def demo_parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile", help="peripheral.ble.profile of the virtual glasses")
     demo.add_argument("--radio", action="store_true",
                       help="use peripheral.ble.backend as configured instead of a virtual radio")
+    kiosk = demo.add_argument_group("kiosk", "--kiosk: the kiosk on a virtual sound card")
+    kiosk.add_argument("--kiosk", action="store_true",
+                       help="the kiosk (microphone, loudspeaker, echo, barge-in) on a virtual "
+                            "sound card, with its figures (simulator.kiosk_demo)")
+    kiosk.add_argument("--echo", default="auto",
+                       choices=["auto", "webrtc", "speex", "half_duplex", "off"],
+                       help="--kiosk: peripheral.kiosk.echo")
+    kiosk.add_argument("--delay-ms", type=float, default=60.0,
+                       help="--kiosk: the virtual room's echo delay")
+    demo.add_argument("--scene", choices=["home", "tasks"], default="home",
+                      help="home: the light and the status (default); tasks: a background "
+                           "research task through the Interactions API, delivered while the "
+                           "conversation goes on (simulator.tasks_demo; always the fakes)")
     return demo
 
 
@@ -60,6 +74,12 @@ def demo_main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
     try:
+        if args.kiosk:
+            from simulator.kiosk_demo import main as kiosk_demo
+
+            return kiosk_demo(["--echo", args.echo, "--delay-ms", str(args.delay_ms)])
+        if args.scene == "tasks":
+            return _cmd_tasks_scene(args)
         return _cmd_demo(args)
     except (ConfigError, UsageError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
@@ -91,6 +111,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     real = key is not None and not args.fake
     setup_logging(settings, [key.get_secret_value()] if key else [])
     return run_until_signal(_demo(args, settings, key if real else None))
+
+
+def _cmd_tasks_scene(args: argparse.Namespace) -> int:
+    from simulator.tasks_demo import run_scene
+
+    settings = settings_from_args(args, demo=True)
+    setup_logging(settings, [])
+    return run_scene(args, settings)
 
 
 async def _demo(args: argparse.Namespace, settings: Settings, key: SecretStr | None) -> int:

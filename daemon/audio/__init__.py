@@ -26,6 +26,7 @@ from daemon.config import KioskPeripheralSettings
 from daemon.errors import EdgeAgentError
 
 if TYPE_CHECKING:
+    from daemon.audio.echo import Canceller
     from daemon.audio.frontend import FrontEnd
     from daemon.audio.reference import FarEndTimeline
     from daemon.audio.wakeword import WakeWords
@@ -63,6 +64,16 @@ def resolve_echo(settings: KioskPeripheralSettings) -> tuple[str, str]:
     return name, "configured" if want == name else "auto"
 
 
+def _speex_loads() -> bool:
+    from daemon.audio.echo import CancellerUnavailable, make_canceller
+
+    try:
+        make_canceller("speex").close()
+    except CancellerUnavailable:
+        return False
+    return True
+
+
 def describe(settings: KioskPeripheralSettings) -> tuple[bool, str]:
     """For `doctor`: (ok, which echo mode is active and why). Not ok when a named
     canceller cannot load (the kiosk would run half-duplex) or the VAD is missing."""
@@ -78,6 +89,17 @@ def describe(settings: KioskPeripheralSettings) -> tuple[bool, str]:
         parts.append(f"vad: {settings.vad} not installed")
     else:
         parts.append(f"vad: {settings.vad}")
+    if mode == "webrtc" and settings.double_talk != "off" and settings.vad != "off":
+        parts.append(f"double talk: the VAD also listens through {settings.double_talk}"
+                     + ("" if _speex_loads() else " (unavailable: WebRTC's alone)"))
+    listen = settings.listen.replace("_", " ")
+    if settings.listen == "wake_word":
+        listen += f" {settings.wake_word!r}"
+    if (settings.listen == "wake_word" or settings.stop_word) and not _importable(
+            "pyopen_wakeword"):
+        ok = False
+        listen += " (pyopen-wakeword not installed)"
+    parts.append(f"listen: {listen}")
     return ok, "; ".join(parts)
 
 
@@ -104,7 +126,21 @@ def build(settings: KioskPeripheralSettings, timeline: FarEndTimeline) -> FrontE
         listen_window_s=settings.listen_window, follow_up_s=settings.follow_up,
     )
     return FrontEnd(options, canceller=canceller, vad=vad, timeline=timeline,
-                    words=_words(settings))
+                    words=_words(settings), listener=_listener(settings, mode, vad))
+
+
+def _listener(settings: KioskPeripheralSettings, mode: str, vad: object) -> Canceller | None:
+    """The canceller the VAD listens through in double talk (beside WebRTC's), if any."""
+    from daemon.audio.echo import CancellerUnavailable, make_canceller
+
+    if settings.double_talk == "off" or mode != "webrtc" or vad is None:
+        return None
+    try:
+        return make_canceller(settings.double_talk)
+    except CancellerUnavailable as exc:
+        log.warning("kiosk: double_talk %s unavailable (%s); the VAD listens through WebRTC's "
+                    "canceller alone", settings.double_talk, exc)
+        return None
 
 
 def _words(settings: KioskPeripheralSettings) -> WakeWords | None:

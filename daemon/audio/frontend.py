@@ -10,6 +10,7 @@ what goes up; the barge-in machine decides the loudspeaker's gain.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ FRAME = 160  # 10 ms
 FRAME_S = FRAME / RATE
 CONVERGED_ERLE_DB = 15.0
 THINKING_S = 10.0  # an utterance ended this recently and no answer yet: thinking
+LISTENER_EXCESS = 0.1  # expected-echo excess that lets the listener's voice barge in
+EXCESS_FRAMES = 5  # ... within the last 50 ms
 BARGE_PREROLL_MS = 700  # sent from before a confirmed barge-in's duck (its onset came first)
 
 
@@ -82,7 +85,7 @@ class FrontEnd:
 
     def __init__(self, options: FrontEndOptions, *, canceller: Canceller | None,
                  vad: StreamVad | None, timeline: FarEndTimeline,
-                 words: WakeWords | None = None) -> None:
+                 words: WakeWords | None = None, listener: Canceller | None = None) -> None:
         if options.echo in ("webrtc", "speex") and canceller is None:
             raise ValueError(f"echo mode {options.echo!r} needs a canceller")
         self.options = options
@@ -94,6 +97,15 @@ class FrontEnd:
         self.barge = BargeIn(duck_gain=10 ** (-options.duck_db / 20),
                              resume_after_s=options.resume_after_s)
         self.words = words
+        # A second, gentler canceller the VAD listens through once it has converged
+        # (libspeexdsp: slow to converge, shallow, but it keeps a voice in double talk
+        # that WebRTC's suppressor chops; see bench/RESULTS.md). The uplink stays the
+        # main canceller's output.
+        self.listener = listener
+        self._listener_erle = 0.0
+        self.listener_converged = False
+        self.listener_converged_at: float | None = None
+        self._excess: deque[float] = deque([0.0], maxlen=EXCESS_FRAMES)
         self.listen = ListenPolicy(options.listen, window_s=options.listen_window_s,
                                    follow_up_s=options.follow_up_s)
         self.stats = FrontEndStats()
@@ -107,8 +119,9 @@ class FrontEnd:
 
     @property
     def gating(self) -> bool:
-        """Whether silence is held back (a VAD is configured and gating is on)."""
-        return self.vad is not None and self.options.gate
+        """Whether silence is held back (a VAD is configured and gating is on); with
+        push-to-talk the button gates the uplink, VAD or not."""
+        return (self.vad is not None and self.options.gate) or self.listen.mode == "push_to_talk"
 
     def process(self, block: Samples, captured_at: float, *, playing: bool,
                 answering: bool | None = None) -> FrontEndStep:
@@ -148,7 +161,9 @@ class FrontEnd:
         else:  # half-duplex: the raw microphone, shut while the model speaks
             clean = mic
             suspect = self.detector.step(mic, ref, None) if playing else False
-        voice = self.vad.feed(clean) if self.vad is not None else False
+        self._excess.append(self.detector.last_excess if playing else 0.0)
+        judged = self._listened(mic, ref, clean, at, playing)
+        voice = self.vad.feed(judged) if self.vad is not None else False
         self.stats.voice_frames += voice
         out.voice = voice
         if self.tap is not None:
@@ -161,7 +176,7 @@ class FrontEnd:
         out.listening_started |= policy.started
         out.listening_stopped |= policy.stopped
         if self.listen.mode == "push_to_talk":
-            voice = policy.open  # the button, not the detector, says when
+            voice = self.listen.listening  # the button, not the detector, says when
         elif not policy.open:
             voice = False  # not listening: no barge-in, no uplink
         if playing:
@@ -179,6 +194,11 @@ class FrontEnd:
             # the expected echo is all it has, and it pauses at once. A canceller not
             # yet converged passes echo the VAD would call voice: the excess only.
             heard = voice if self.canceller is not None and self.converged else suspect
+            if heard and playing and self._listening_through():
+                # The listener is shallower than WebRTC: its residual echo can sound like
+                # voice. Over the playback, voice counts for barge-in only where the
+                # microphone also holds more than the expected echo.
+                heard = max(self._excess) >= LISTENER_EXCESS
             self.barge.step(at, playing=playing, suspect=suspect, voice=heard)
         trusted = self.canceller is not None and self.converged
         if mode != "off" and not trusted and self._shut(at, playing):
@@ -239,6 +259,27 @@ class FrontEnd:
         if self.stats.erle_db >= CONVERGED_ERLE_DB:
             self._converged = True
 
+    def _listening_through(self) -> bool:
+        """Whether the VAD judges the listener's output now (not the main canceller's)."""
+        return self.listener is not None and self.listener_converged
+
+    def _listened(self, mic: Samples, ref: Samples, clean: Samples, at: float,
+                  playing: bool) -> Samples:
+        """What the VAD judges: while the model plays, the listener's output once it
+        has shown it removes the echo (ERLE >= 15 dB, smoothed); else the main
+        canceller's (quieter: Silero is skipped on silence). The listener adapts on
+        every frame. (Feeding Silero the listener only where the expected-echo excess
+        hints at a talker saved little CPU and lost 1-4 points of VAD hits.)"""
+        if self.listener is None or self.options.echo not in ("webrtc", "speex"):
+            return clean
+        out = self.listener.process(mic, ref)
+        if level_db(ref) >= -50:
+            erle = level_db(mic) - level_db(out)
+            self._listener_erle = 0.98 * self._listener_erle + 0.02 * erle
+            if not self.listener_converged and self._listener_erle >= CONVERGED_ERLE_DB:
+                self.listener_converged, self.listener_converged_at = True, at
+        return out if self.listener_converged and playing else clean
+
     def flushed(self) -> None:
         """The playback queue was dropped (the server interrupted the model)."""
         self.barge.flushed()
@@ -250,6 +291,9 @@ class FrontEnd:
         return {
             "echo": self.options.echo,
             "converged": self._converged,
+            "listener": self.listener.name if self.listener is not None else "none",
+            "listener_converged": self.listener_converged,
+            "listener_erle_db": round(self._listener_erle, 2),
             "vad": self.vad.vad.name if self.vad is not None else "off",
             "playback": self.barge.state.value,
             **s,
@@ -265,3 +309,5 @@ class FrontEnd:
         """Free the canceller's native state."""
         if self.canceller is not None:
             self.canceller.close()
+        if self.listener is not None:
+            self.listener.close()

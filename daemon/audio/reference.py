@@ -12,6 +12,7 @@ drifts against the microphone's never accumulates an offset.
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -92,3 +93,39 @@ class FarEndTimeline:
             self._written = 0
             self._anchor_index = 0
             self._anchor_time = None
+
+
+class DeviceClock:
+    """PortAudio's stream times (its own clock) on the monotonic clock.
+
+    PyAudio's callback waits for the interpreter lock before it runs: on a busy
+    machine it runs tens to hundreds of ms late, then several in a row. A
+    `time.monotonic()` read there is late by that wait and bunches blocks together,
+    which misaligns the far end and the microphone (seen as false barge-ins under
+    load). PortAudio takes its stamps before the wait, so they stay right; the
+    offset between the clocks is the smallest (monotonic - stream time) seen over
+    `window_s` (the least delayed callback), which also follows a slow slew.
+    """
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._mins: deque[tuple[float, float]] = deque()  # (seen at, offset), offsets rising
+
+    def observe(self, stream_now: float, monotonic_now: float) -> None:
+        """A callback ran: the stream's time then, and time.monotonic() read in it."""
+        offset = monotonic_now - stream_now
+        while self._mins and self._mins[-1][1] >= offset:
+            self._mins.pop()
+        self._mins.append((monotonic_now, offset))
+        while self._mins[0][0] < monotonic_now - self.window_s:
+            self._mins.popleft()
+
+    def to_monotonic(self, stream_time: float) -> float:
+        """A stream time (an ADC or DAC stamp) on the monotonic clock."""
+        if not self._mins:
+            raise ValueError("no callback observed yet")
+        return stream_time + self._mins[0][1]
+
+    def reset(self) -> None:
+        """Forget the offset (the stream was reopened)."""
+        self._mins.clear()

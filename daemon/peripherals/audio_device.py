@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daemon.audio.reference import DeviceClock
 from daemon.errors import EdgeAgentError
 from daemon.media.resample import Resampler
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, pcm_duration
@@ -113,13 +114,20 @@ def find_device(name: str, *, output: bool) -> dict[str, Any]:
     raise AudioDeviceError(f"no {kind} device matching {name!r} (have: {have})")
 
 
-def _device_offset(time_info: Any, key: str) -> float | None:
-    """Seconds from now to PortAudio's stamp `key` (negative: in the past), if it gave one."""
+def _stamp(clock: DeviceClock, time_info: Any, key: str) -> float:
+    """PortAudio's stamp `key` on the monotonic clock; time.monotonic() if it gave none.
+
+    Read right here, time.monotonic() is late by however long the callback waited
+    for the interpreter lock; PortAudio's own stamps are not (DeviceClock)."""
+    now = time.monotonic()
     try:
-        now, stamp = float(time_info["current_time"]), float(time_info[key])
+        pa_now, stamp = float(time_info["current_time"]), float(time_info[key])
     except (KeyError, TypeError, ValueError):
-        return None
-    return stamp - now if now > 0 and stamp > 0 else None
+        return now
+    if pa_now <= 0 or stamp <= 0:
+        return now
+    clock.observe(pa_now, now)
+    return clock.to_monotonic(stamp)
 
 
 def _open_rate(dev: dict[str, Any], want: int, *, output: bool) -> int:
@@ -163,6 +171,7 @@ class SoundCardMicrophone:
         dev_rate = _open_rate(dev, self.rate, output=False)
         resampler = Resampler(dev_rate, self.rate)
         frames = dev_rate * self.block_ms // 1000
+        clock = DeviceClock()
 
         def deliver(pcm: bytes, captured_at: float) -> None:
             self._backlog -= 1
@@ -179,8 +188,7 @@ class SoundCardMicrophone:
                 else:
                     self._backlog += 1
                     self.stats.blocks += 1
-                    ago = _device_offset(t, "input_buffer_adc_time")
-                    at = time.monotonic() + (ago + n / dev_rate if ago is not None else 0.0)
+                    at = _stamp(clock, t, "input_buffer_adc_time") + n / dev_rate
                     loop.call_soon_threadsafe(deliver, data, at)
             return None, pyaudio.paContinue
 
@@ -253,19 +261,20 @@ class SoundCardSpeaker:
         self._reference = Resampler(dev_rate, UPLINK_RATE) if self.timeline is not None else None
         self._ref_in = self._ref_out = 0
         frames = dev_rate // 100  # 10 ms: a barge-in is heard one short block later
+        clock = DeviceClock()
 
         def callback(_in: Any, n: int, t: Any, _status: int) -> tuple[bytes, int]:
             want = n * SAMPLE_WIDTH
             out = b"" if self.paused and self._gain_now == 0.0 else self._take(want)
             out += b"\0" * (want - len(out))
-            ahead = _device_offset(t, "output_buffer_dac_time")
+            at = _stamp(clock, t, "output_buffer_dac_time")
             if self.paused or self.gain != 1.0 or self._gain_now != 1.0:
                 was = self._gain_now
                 out = self._apply_gain(out)
                 if self._gain_now < was:  # ducked or stopped: when it is heard so
-                    self.quiet_at = time.monotonic() + (ahead or 0.0) + RAMP_MS / 1000
+                    self.quiet_at = at + RAMP_MS / 1000
             if self.timeline is not None:
-                self._note_played(out, time.monotonic() + (ahead or 0.0))
+                self._note_played(out, at)
             return out, pyaudio.paContinue
 
         try:

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daemon.audio.ptt import PushToTalk
 from daemon.backoff import Backoff
 from daemon.config import KioskPeripheralSettings
 from daemon.media.types import DOWNLINK_RATE, UPLINK_RATE, AudioChunk
+from daemon.peripherals import ptt_sources
 from daemon.peripherals.audio_device import (
     AudioDeviceError,
     SoundCardMicrophone,
@@ -72,6 +74,9 @@ class KioskPeripheral(Peripheral):
         self.assistant_state = "idle"
         self._answering = False  # the loudspeaker plays the model's answer (not an earcon)
         self.state = "idle"
+        # push-to-talk: every source (key, GPIO, MQTT, tap) feeds one button
+        self._ptt = PushToTalk(settings.push_to_talk_max_hold if settings else 60.0)
+        self._ptt_sources = ptt_sources.sources(settings, self) if settings else []
 
     @property
     def frontend(self) -> FrontEnd | None:
@@ -79,6 +84,16 @@ class KioskPeripheral(Peripheral):
         return self._frontend
 
     async def run(self, sink: MediaSink) -> None:
+        """Capture until cancelled, beside the push-to-talk sources (if any)."""
+        if not self._ptt_sources:
+            await self._run_devices(sink)
+            return
+        async with asyncio.TaskGroup() as tg:
+            for source in self._ptt_sources:
+                tg.create_task(source())
+            await self._run_devices(sink)
+
+    async def _run_devices(self, sink: MediaSink) -> None:
         """Capture until cancelled; a lost microphone (or loudspeaker) is reopened with backoff."""
         self._speaker.open()
         try:
@@ -133,6 +148,7 @@ class KioskPeripheral(Peripheral):
                    or time.monotonic() - spk.last_sound_at < PLAYING_TAIL_SECONDS)
         if not playing:
             self._answering = False
+        self._talk(self._ptt.tick(captured_at))  # a release that never came
         before = fe.barge.state
         step = fe.process(np.frombuffer(pcm, dtype="<i2"), captured_at, playing=playing,
                           answering=playing and self._answering)
@@ -154,10 +170,17 @@ class KioskPeripheral(Peripheral):
             self._speaker.play(_earcon(rising=step.listening_started), DOWNLINK_RATE)
         self.assistant_state = fe.assistant_state(captured_at, playing)
 
-    def push_to_talk(self, pressed: bool) -> None:
-        """The talk button went down or up (a key, a GPIO line, an MQTT topic, a tap)."""
-        if self._frontend is not None:
-            self._frontend.listen.press(pressed)
+    def push_to_talk(self, pressed: bool, source: str = "mqtt") -> None:
+        """A talk button went down or up (a key, a GPIO line, the MQTT switch)."""
+        self._talk(self._ptt.set(source, pressed, time.monotonic()))
+
+    def toggle_talk(self, source: str) -> None:
+        """A talk source with no release (a terminal key, a tap) was pressed: flip it."""
+        self._talk(self._ptt.toggle(source, time.monotonic()))
+
+    def _talk(self, change: bool | None) -> None:
+        if change is not None and self._frontend is not None:
+            self._frontend.listen.press(change)
 
     def play(self, pcm: bytes, rate: int) -> None:
         """Queue model audio on the loudspeaker."""
@@ -189,6 +212,8 @@ class KioskPeripheral(Peripheral):
             "speaker_reopens": self._speaker.stats.reopens,
             "assistant": self.assistant_state,  # idle, listening, thinking, speaking
             "stop_words": self.stopped_by_word,
+            "push_to_talk": self._ptt.pressed,
+            "push_to_talk_counts": asdict(self._ptt.stats),
         }
         if self._frontend is not None:
             out["frontend"] = self._frontend.status()

@@ -322,6 +322,8 @@ async def test_kiosk_devices_open_or_are_named(server: FakeLiveServer, tmp_path:
     assert _line(out, "kiosk microphone").startswith("ok   kiosk microphone: 'edgecap' opens at ")
     assert "audio flows" in _line(out, "kiosk microphone")
     assert _line(out, "kiosk speaker").startswith("ok   kiosk speaker: 'edgeplay' opens at ")
+    assert _line(out, "kiosk audio front end").startswith(  # which echo mode runs
+        "ok   kiosk audio front end: echo: echo canceller (WebRTC AEC3); vad: silero")
     env["EDGE_AGENT_PERIPHERAL__KIOSK__INPUT_DEVICE"] = "no-such-microphone"
     code, out = await _doctor(env)
     assert code == 1, out

@@ -225,7 +225,8 @@ async def test_a_sound_server_that_vanishes_and_returns_is_reopened(
 
 
 def test_the_kiosk_demo_runs_and_prints_its_figures(tmp_path: Path) -> None:
-    """`edge-agent demo --kiosk` (simulator.kiosk_demo): its own card, room and server."""
+    """`edge-agent demo --kiosk` (simulator.kiosk_demo), through the real command: its own
+    card, room and server."""
     import os
     import subprocess
     import sys
@@ -234,7 +235,7 @@ def test_the_kiosk_demo_runs_and_prints_its_figures(tmp_path: Path) -> None:
     from tests.support.paths import REPO
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
-    r = subprocess.run([sys.executable, "-m", "simulator.kiosk_demo"], env=env, cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "daemon", "demo", "--kiosk"], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=180)
     if "not installed" in r.stderr:
         pytest.skip(r.stderr.strip().splitlines()[-1])

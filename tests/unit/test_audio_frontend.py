@@ -95,7 +95,9 @@ def test_blocks_of_any_size_are_cut_into_frames_and_carried() -> None:
 def test_settings_choose_the_mode_and_doctor_says_which() -> None:
     auto = KioskPeripheralSettings()
     assert resolve_echo(auto) == ("webrtc", "auto")
-    assert describe(auto) == (True, "echo: echo canceller (WebRTC AEC3); vad: silero")
+    assert describe(auto) == (True, "echo: echo canceller (WebRTC AEC3); vad: silero; "
+                                    "double talk: the VAD also listens through speex; "
+                                    "listen: always")
     ok, detail = describe(KioskPeripheralSettings(echo="half_duplex", vad="webrtc"))
     assert ok and detail.startswith("echo: half-duplex")
     ok, detail = describe(KioskPeripheralSettings(echo="off"))
@@ -103,3 +105,25 @@ def test_settings_choose_the_mode_and_doctor_says_which() -> None:
     fe = build(KioskPeripheralSettings(vad="off"), FarEndTimeline())
     assert fe.options.echo == "webrtc" and not fe.gating
     fe.close()
+
+
+def test_once_the_listener_converged_the_vad_hears_a_user_over_the_model(
+    far: np.ndarray,
+) -> None:
+    """WebRTC's suppressor chops a voice in double talk; the VAD also listens through
+    speexdsp once that has converged, and finds nearly all of it (bench/RESULTS.md)."""
+    longer = np.concatenate([far, far])
+    user, onset = talker_at_0_db(longer, 13.0)
+    fe = FrontEnd(FrontEndOptions(echo="webrtc"), canceller=make_canceller("webrtc"),
+                  vad=StreamVad(SileroVad()), timeline=FarEndTimeline(),
+                  listener=make_canceller("speex"))
+    rec = run_loop(fe, longer, user, EchoRoom(**ROOM))
+    assert fe.listener_converged_at is not None and fe.listener_converged_at < onset / RATE
+    talk = np.abs(rec.near) > 1e-3
+    frames = talk[: len(rec.voice) * FRAME].reshape(-1, FRAME).mean(axis=1) > 0.5
+    assert rec.voice[frames].mean() >= 0.8  # per 10 ms frame, incl. the gaps between words
+    assert fe.barge.stats.barge_ins == 1
+    model_only = np.ones(len(rec.clean), dtype=bool)
+    model_only[onset - RATE : onset + 4 * RATE] = False
+    leaked = np.sum((rec.clean * rec.sent_samples())[model_only] ** 2)
+    assert 10 * np.log10(leaked + 1e-20) - 10 * np.log10(np.sum(rec.echo**2)) <= -25.0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from daemon.audio.reference import FarEndTimeline
+from daemon.audio.reference import DeviceClock, FarEndTimeline
 
 RATE = 16_000
 
@@ -63,3 +64,29 @@ def test_the_ring_forgets_what_is_older_than_its_span() -> None:
     assert np.array_equal(tl.window(1.99, 160), ramp(320 * 99, 160))
     tl.reset()
     assert not tl.window(1.99, 160).any()
+
+
+def test_callbacks_late_for_the_interpreter_lock_do_not_move_the_stamps() -> None:
+    """PyAudio's callback waits for the GIL: time.monotonic() read there is late (and
+    bunched), PortAudio's own stamps are not; the least late callback gives the offset."""
+    clock = DeviceClock(window_s=10.0)
+    offset = 1000.0  # monotonic = PortAudio's clock + 1000 s
+    lateness = [0.001, 0.3, 0.28, 0.26, 0.0005, 0.12, 0.002, 0.25]  # seconds, per callback
+    for k, late in enumerate(lateness):
+        pa_now = 50.0 + 0.02 * k
+        clock.observe(pa_now, pa_now + offset + late)
+        least_late = min(lateness[: k + 1])
+        # a block's first sample, 20 ms before PortAudio's "now": off by the least lateness only
+        assert clock.to_monotonic(pa_now - 0.02) == pytest.approx(
+            pa_now - 0.02 + offset + least_late)
+
+
+def test_the_offset_follows_a_slewing_clock_within_its_window() -> None:
+    clock = DeviceClock(window_s=2.0)
+    for k in range(1000):  # 10 s of 10 ms callbacks, PortAudio's clock 1 ms/s slower
+        t = 0.01 * k
+        clock.observe(t * (1 - 0.001), 500.0 + t)
+    # monotonic - pa at t: 500 + 0.001 t; the window's oldest (t = 8 s) is its minimum
+    assert clock.to_monotonic(0.0) == pytest.approx(500.0 + 0.001 * 8.0, abs=2e-4)
+    with pytest.raises(ValueError, match="no callback observed"):
+        DeviceClock().to_monotonic(1.0)
