@@ -330,6 +330,9 @@ class Agent(MediaSink):
                     t.cancel()
 
     async def _until_idle(self, quiet: float) -> None:
+        # Its own clock: marking `last_activity` while the input streams would tell
+        # `quiet_for` the user never stops talking, and no task result could be said.
+        idle_since = time.monotonic()
         while True:
             await asyncio.sleep(0.05)
             busy = (
@@ -339,9 +342,10 @@ class Agent(MediaSink):
                 or self.link.replay_seconds > 0
                 or self.peripheral.playback_pending() > 0
             )
+            now = time.monotonic()
             if busy:
-                self.last_activity = time.monotonic()
-            elif time.monotonic() - self.last_activity >= quiet:
+                idle_since = now
+            elif now - max(idle_since, self.last_activity) >= quiet:
                 return
 
     async def _pump(self) -> None:

@@ -348,6 +348,11 @@ class InteractionsSettings(_Section):
     request_timeout: float = Field(30.0, gt=0, le=300)  # one REST call
     deliver_quiet: float = Field(1.5, ge=0, le=60)  # silence before a result is spoken
     keep_finished: int = Field(50, ge=1, le=10_000)  # finished tasks kept in the database
+    # Delete a task's interaction on the service once its result was delivered (the
+    # service keeps them otherwise); a completed one only after `follow_up_window`,
+    # since a follow-up continues it there (0 = at once, and no follow-ups).
+    delete_delivered: bool = True
+    follow_up_window: float = Field(900.0, ge=0, le=7 * 86400)
     # The fallback road (daemon.tasks.fallback): turn-based through this API while the
     # Live link is down. Opt-in (each turn is a paid request); off, nothing of it exists.
     fallback: bool = False

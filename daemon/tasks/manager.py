@@ -8,10 +8,16 @@ cancelled (by the user: nothing is said) or timed out. The deliverer waits
 for a quiet moment in the conversation (`Conversation.quiet_for`), hands the
 text to the Live link, and marks it delivered once it is on a socket.
 
-Exactly once across restarts: a result is marked delivered only after the
-link wrote it, so a kill before that speaks it after the restart; the one
-window left is between the socket write and the database commit (microseconds),
-where a kill would speak it twice. A kill while a task was `starting` (the
+Once across restarts: a result is marked delivered only after the link wrote
+it, so a kill before that speaks it after the restart. The one window left is
+between the socket write and the database commit (microseconds): a kill there
+gives it again after the restart. That is chosen, not overlooked: a "delivering"
+mark before the write would close it the other way (at most once, a result lost
+to a kill), and for a spoken research summary the repeat is the better side.
+The daemon's death also ends the Live socket the text went out on, so the
+model's spoken answer to it had nowhere to play: the user who "hears it twice"
+has, in practice, not heard it once. A lost summary, by contrast, is silence
+about a task the user is waiting for. A kill while a task was `starting` (the
 service may or may not have created it) ends it as failed, said once.
 """
 
@@ -27,6 +33,7 @@ from typing import Any, Protocol
 
 from daemon.config import InteractionsSettings
 from daemon.errors import EdgeAgentError
+from daemon.tasks.cleanup import ServiceCleanup
 from daemon.tasks.client import FAILED, InteractionsClient, Rejected, Snapshot, Transient
 from daemon.tasks.metrics import TaskMetrics
 from daemon.tasks.result import ResultInvalid, parse_result
@@ -72,6 +79,7 @@ class TaskManager:
         self._pollers: dict[int, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()  # a result waits for delivery
         self.changed: list[Callable[[], None]] = []  # told when a task changes
+        self.cleanup = ServiceCleanup(settings, store, client, metrics, clock=clock)
         self._ha = self._ha_now()
         self._sync_active()
 
@@ -88,6 +96,7 @@ class TaskManager:
                     log.info("task %d (%s) resumed after a restart", row.id, row.name)
                     self._spawn(row, image=None)
                 tg.create_task(self._deliver_loop(), name="task-delivery")
+                tg.create_task(self.cleanup.run(), name="task-cleanup")
         finally:
             self._tg = None
 
@@ -129,6 +138,9 @@ class TaskManager:
         if row.state != "completed" or not row.interaction_id:
             raise TaskRefused(f"task {row.name!r} is {row.state}; only a completed task "
                               "can be followed up")
+        if row.service != "kept":
+            raise TaskRefused(f"task {row.name!r} is no longer kept on the service "
+                              "(interactions.follow_up_window); start a new task instead")
         return self.start(question, f"{row.name} (follow-up)", previous=row)
 
     def find(self, ref: str) -> TaskRow:
@@ -181,6 +193,9 @@ class TaskManager:
             except (Transient, Rejected) as exc:  # it may have just ended there: fine
                 self.metrics.requests.labels("cancel", "error").inc()
                 log.info("task %d: cancel on the service: %s", row.id, exc)
+            ended = self.store.get(row.id)
+            if ended is not None:
+                self.cleanup.ended(ended)
         return {"task": row.name, "state": "cancelled"}
 
     # -- polling -----------------------------------------------------------------
@@ -316,6 +331,7 @@ class TaskManager:
             if row.finished_at is not None:
                 self.metrics.delivery_wait.observe(max(0.0, self._clock() - row.finished_at))
             log.info("task %d (%s): result put into the conversation", row.id, row.name)
+            self.cleanup.ended(row)
             self._notify()
 
     async def _quiet_moment(self) -> Conversation:

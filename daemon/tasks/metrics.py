@@ -35,6 +35,9 @@ class TaskMetrics:
         self.resumed = Counter("edge_tasks_resumed", "Tasks picked up again after a restart",
                                registry=r)
         self.active = Gauge("edge_tasks_active", "Tasks starting or running", registry=r)
+        self.deletes_given_up = Counter(
+            "edge_tasks_deletes_given_up",
+            "Interactions left on the service after their deletes kept failing", registry=r)
         self.delivery_wait = Histogram(
             "edge_tasks_delivery_wait_seconds",
             "From a result being ready to it reaching the conversation",

@@ -7,7 +7,12 @@ roll back the last moments (FULL would fsync each change: 1-12 ms on the answer
 path of start_task, measured in bench/task_start.py's run). A result waits with
 `delivery = 'pending'` until the Live link has written it to a socket; only then
 it is marked `delivered`, so after a restart every pending result is spoken
-once (see daemon.tasks.manager for the one window this cannot close).
+once (daemon.tasks.manager says why the one window left, between the socket write
+and this mark, is left on the side of saying it again).
+
+A finished task's interaction is deleted on the service later (daemon.tasks.cleanup):
+`delete_at` says when, `service` whether it is still `kept` there, `deleted`, or
+left after failed deletes (`gave_up`).
 """
 
 from __future__ import annotations
@@ -40,9 +45,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     result TEXT,
     error TEXT,
     delivery TEXT NOT NULL DEFAULT 'none',
-    has_image INTEGER NOT NULL DEFAULT 0
+    has_image INTEGER NOT NULL DEFAULT 0,
+    delete_at REAL,
+    service TEXT NOT NULL DEFAULT 'kept',
+    delete_attempts INTEGER NOT NULL DEFAULT 0
 )
 """
+# Columns added after the first release of the table: (name, definition).
+_ADDED = (("delete_at", "REAL"), ("service", "TEXT NOT NULL DEFAULT 'kept'"),
+          ("delete_attempts", "INTEGER NOT NULL DEFAULT 0"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class TaskRow:
     error: str | None
     delivery: str
     has_image: bool
+    service: str = "kept"
+    delete_attempts: int = 0
 
     @property
     def active(self) -> bool:
@@ -103,6 +116,10 @@ class TaskStore:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(tasks)")}
+        for name, definition in _ADDED:
+            if name not in have:  # a database from before the column
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {definition}")
 
     def _open(self) -> sqlite3.Connection:
         return sqlite3.connect(str(self.path) if self.path else ":memory:",
@@ -150,6 +167,38 @@ class TaskStore:
                                "WHERE id = ? AND delivery = 'pending'", (task_id,))
         return cur.rowcount == 1
 
+    def schedule_delete(self, task_id: int, at: float) -> bool:
+        """Delete its interaction on the service at `at`; False if there is none to."""
+        cur = self._db.execute("UPDATE tasks SET delete_at = ? WHERE id = ? AND "
+                               "interaction_id IS NOT NULL AND service = 'kept'", (at, task_id))
+        return cur.rowcount == 1
+
+    def due_deletes(self, now: float) -> list[TaskRow]:
+        """Tasks whose interaction is due to be deleted on the service, oldest due first."""
+        rows = self._db.execute(
+            "SELECT * FROM tasks WHERE service = 'kept' AND delete_at IS NOT NULL AND "
+            "delete_at <= ? ORDER BY delete_at, id", (now,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def next_delete_at(self) -> float | None:
+        """When the next deletion is due (None: none is scheduled)."""
+        row = self._db.execute("SELECT MIN(delete_at) AS t FROM tasks WHERE service = 'kept' "
+                               "AND delete_at IS NOT NULL").fetchone()
+        return float(row["t"]) if row["t"] is not None else None
+
+    def delete_done(self, task_id: int, outcome: str) -> None:
+        """The deletion ended: `deleted` (or already gone), or `gave_up`."""
+        self._db.execute("UPDATE tasks SET service = ?, delete_at = NULL WHERE id = ?",
+                         (outcome, task_id))
+
+    def delete_failed(self, task_id: int, retry_at: float) -> int:
+        """One more failed delete, tried again at `retry_at`; the failures so far."""
+        self._db.execute("UPDATE tasks SET delete_attempts = delete_attempts + 1, "
+                         "delete_at = ? WHERE id = ?", (retry_at, task_id))
+        row = self._db.execute("SELECT delete_attempts FROM tasks WHERE id = ?",
+                               (task_id,)).fetchone()
+        return int(row["delete_attempts"]) if row is not None else 0
+
     def get(self, task_id: int) -> TaskRow | None:
         """One task by id."""
         row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -179,10 +228,12 @@ class TaskStore:
         return [_row(r) for r in rows]
 
     def prune(self, keep: int) -> int:
-        """Forget all but the newest `keep` finished and delivered tasks."""
+        """Forget all but the newest `keep` finished and delivered tasks (not one whose
+        interaction still waits to be deleted on the service)."""
         cur = self._db.execute(
             "DELETE FROM tasks WHERE state NOT IN ('starting', 'running') "
-            "AND delivery != 'pending' AND id NOT IN "
+            "AND delivery != 'pending' "
+            "AND NOT (service = 'kept' AND delete_at IS NOT NULL) AND id NOT IN "
             "(SELECT id FROM tasks ORDER BY id DESC LIMIT ?)", (keep,))
         return cur.rowcount
 
@@ -198,5 +249,6 @@ def _row(r: sqlite3.Row) -> TaskRow:
         state=r["state"], created_at=float(r["created_at"]), deadline=float(r["deadline"]),
         finished_at=r["finished_at"], polls=int(r["polls"]),
         result=json.loads(r["result"]) if r["result"] else None, error=r["error"],
-        delivery=r["delivery"], has_image=bool(r["has_image"]),
+        delivery=r["delivery"], has_image=bool(r["has_image"]), service=r["service"],
+        delete_attempts=int(r["delete_attempts"]),
     )

@@ -59,7 +59,7 @@ class FakeInteractions:
         self.api_key = api_key
         self.store = InteractionStore(default_script or TaskScript())
         self.requests: list[RequestRecord] = []
-        self._fail_next: list[int] = []
+        self._fail_next: list[tuple[int, str | None]] = []
         self._changed = asyncio.Condition()
         self._serving: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -74,9 +74,10 @@ class FakeInteractions:
         """The next spoken turns (model interactions with audio input) follow these."""
         self.store.turn_scripts.extend(turns)
 
-    def fail_next(self, *statuses: int) -> None:
-        """The next requests (any route) answer these HTTP statuses, in order."""
-        self._fail_next.extend(statuses)
+    def fail_next(self, *statuses: int, method: str | None = None) -> None:
+        """The next requests (any route, or only those of `method`) answer these HTTP
+        statuses, in order."""
+        self._fail_next.extend((status, method) for status in statuses)
 
     async def finish(self, ident: str, outcome: Outcome | None = None) -> None:
         """End a held interaction now (as scripted, or as ``outcome``)."""
@@ -87,6 +88,11 @@ class FakeInteractions:
     def interactions(self) -> dict[str, StoredInteraction]:
         """Every interaction not deleted, by id."""
         return self.store.interactions
+
+    @property
+    def deleted(self) -> dict[str, StoredInteraction]:
+        """Every interaction deleted by a client, by id, as it was then."""
+        return self.store.deleted
 
     def count(self, method: str, suffix: str = "") -> int:
         """How many requests of ``method`` whose path ends with ``suffix`` were answered."""
@@ -148,9 +154,10 @@ class FakeInteractions:
         if match is None:
             raise ApiError(404, f"No route for {request.path}.")
         self._check_key(request)
-        if self._fail_next:
-            status = self._fail_next.pop(0)
-            raise ApiError(status, "Injected failure.")
+        for i, (status, only) in enumerate(self._fail_next):
+            if only is None or only == request.method:
+                del self._fail_next[i]
+                raise ApiError(status, "Injected failure.")
         ident, cancel = match.group(2), match.group(3)
         now = time.monotonic()
         method = request.method

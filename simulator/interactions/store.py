@@ -95,7 +95,7 @@ class InteractionStore:
 
     default_script: TaskScript = field(default_factory=TaskScript)
     interactions: dict[str, StoredInteraction] = field(default_factory=dict)
-    deleted: set[str] = field(default_factory=set)
+    deleted: dict[str, StoredInteraction] = field(default_factory=dict)  # as they ended
     _scripts: deque[TaskScript] = field(default_factory=deque)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     turn_scripts: deque[ModelTurn] = field(default_factory=deque)
@@ -197,8 +197,7 @@ class InteractionStore:
     def delete(self, ident: str) -> None:
         """Forget an interaction (ApiError 404 if unknown)."""
         self._find(ident)
-        del self.interactions[ident]
-        self.deleted.add(ident)
+        self.deleted[ident] = self.interactions.pop(ident)
 
     def finish(self, ident: str, now: float, outcome: Outcome | None = None) -> None:
         """End a held (or any unfinished) interaction now, as scripted or as ``outcome``."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from daemon.tasks.cleanup import DELETE_ATTEMPTS
 from daemon.tasks.result import RESULT_SCHEMA
 from simulator.interactions import FakeInteractions, Outcome, TaskScript
 from simulator.live_server import FakeLiveServer
@@ -197,12 +198,13 @@ async def test_stop_that_research_cancels_it_here_and_on_the_service(
     async with Daemon(fakes, tmp_path, speech_then(2.5, 3.0)):
         await fakes.live.wait_until(lambda: len(fakes.answers("cancel_task")) == 1, timeout=60)
         await fakes.tasks.wait_until(lambda: fakes.tasks.count("POST", "/cancel") == 1)
-    (interaction,) = fakes.tasks.interactions.values()
+        await fakes.tasks.wait_until(lambda: fakes.tasks.count("DELETE") == 1)
+    (interaction,) = fakes.tasks.deleted.values()  # cancelled there, then deleted
     assert interaction.status == "cancelled"
     assert "cancelled" in json.dumps(fakes.answers("cancel_task")[0])
     assert fakes.client_texts() == []  # the user asked: nothing is said later
     (row,) = rows(tmp_path)
-    assert (row["state"], row["delivery"]) == ("cancelled", "none")
+    assert (row["state"], row["delivery"], row["service"]) == ("cancelled", "none", "deleted")
 
 
 @with_turns(_turn("research heat pumps", "ok, {result}", START),
@@ -276,3 +278,36 @@ async def test_a_follow_up_continues_the_finished_task_on_the_service(
     follow_text = fakes.client_texts()[1]
     assert "following up on" in follow_text  # the service kept the first task's context
     assert [r["previous_interaction_id"] for r in rows(tmp_path)] == [None, first.id]
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+            _turn("", "Here is what the research found."))
+@pytest.mark.parametrize("deletes", ["work", "keep_failing"])
+async def test_a_delivered_task_is_deleted_on_the_service_and_failures_are_not_retried_forever(
+    fakes: Fakes, tmp_path: Path, deletes: str
+) -> None:
+    """follow_up_window = 0: deleted as soon as the result reached the conversation; a
+    delete the service keeps refusing (503) is tried DELETE_ATTEMPTS times, then left."""
+    fakes.tasks.queue(TaskScript(duration_s=1.0))
+    if deletes == "keep_failing":
+        fakes.tasks.fail_next(*[503] * (DELETE_ATTEMPTS + 3), method="DELETE")
+    async with Daemon(fakes, tmp_path, speech_then(4.0),
+                      EDGE_AGENT_INTERACTIONS__FOLLOW_UP_WINDOW="0"):
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 1, timeout=60)
+        await eventually(lambda: rows(tmp_path)[0]["service"] != "kept", 60)
+        deletes_seen = fakes.tasks.count("DELETE")
+    (row,) = rows(tmp_path)
+    assert (row["state"], row["delivery"]) == ("completed", "delivered")
+    assert len(fakes.client_texts()) == 1  # said once, before it was deleted
+    delete_times = [r.at for r in fakes.tasks.requests if r.method == "DELETE"]
+    delivered_at = min(m.t for c in fakes.live.connections for m in c.messages
+                       if m.kind == "client_content")
+    assert all(t > delivered_at for t in delete_times)
+    if deletes == "work":
+        assert row["service"] == "deleted" and deletes_seen == 1
+        (gone,) = fakes.tasks.deleted.values()
+        assert gone.status == "completed" and not fakes.tasks.interactions
+    else:
+        assert row["service"] == "gave_up" and row["delete_attempts"] == DELETE_ATTEMPTS
+        assert deletes_seen == fakes.tasks.count("DELETE") == DELETE_ATTEMPTS
+        assert len(fakes.tasks.interactions) == 1  # left there, and said so in the log

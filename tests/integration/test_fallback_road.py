@@ -15,6 +15,7 @@ The pure parts: tests/unit/test_fallback.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import urllib.error
@@ -126,3 +127,91 @@ async def test_live_refused_then_a_fallback_turn_with_a_tool_then_live_with_the_
     frames = pcm[: len(pcm) // 480 * 480].reshape(-1, 480)
     loud_s = float((np.sqrt((frames ** 2).mean(axis=1)) > 1000).sum()) * 480 / rate
     assert loud_s >= 0.5 + 0.3  # the TTS answer and the earcons were played
+
+
+FALLBACK_ENV = dict(EDGE_AGENT_INTERACTIONS__ENABLED="false",
+                    EDGE_AGENT_INTERACTIONS__FALLBACK="true",
+                    EDGE_AGENT_INTERACTIONS__FALLBACK_AFTER="1.0",
+                    EDGE_AGENT_LIVE__BACKOFF_INITIAL="0.2",
+                    EDGE_AGENT_LIVE__BACKOFF_MAX="0.5")
+
+
+async def _refused(live: FakeLiveServer) -> None:
+    """Live stays down for the whole test: every setup refused (quota)."""
+    await live.inject(Fault.REJECT_SETUP, code=1011,
+                      reason="RESOURCE_EXHAUSTED: quota exceeded", count=100_000)
+
+
+async def _ok_turns(port: int, count: int) -> str:
+    """/metrics once `count` fallback turns were answered and played."""
+    want = f'edge_fallback_turns_total{{outcome="ok"}} {float(count)}'
+    metrics = ""
+    async with asyncio.timeout(60):
+        while want not in metrics:
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(urllib.error.URLError):  # not listening yet
+                metrics = await _get(port, "/metrics")
+    return metrics
+
+
+def _loud_seconds(path: Path, above: float = 1000.0) -> float:
+    with wave.open(str(path)) as wf:
+        pcm = np.frombuffer(wf.readframes(wf.getnframes()), "<i2").astype(np.float64)
+        rate = wf.getframerate()
+    frames = pcm[: len(pcm) // 480 * 480].reshape(-1, 480)
+    return float((np.sqrt((frames ** 2).mean(axis=1)) > above).sum() * 480 / rate)
+
+
+async def test_with_fallback_audio_out_the_model_speaks_itself_and_no_tts_is_asked(
+    tmp_path: Path
+) -> None:
+    tasks = FakeInteractions(api_key=KEY)
+    tasks.queue_turns(ModelTurn(reply="I am on the fallback road.", audio_ms=900))
+    async with FakeLiveServer(api_key=KEY, http_router=tasks) as live:
+        await _refused(live)
+        daemon = Daemon(Fakes(live, tasks), tmp_path, [(False, 4.0), (True, 1.0), (False, 6.0)],
+                        "ao", **FALLBACK_ENV, EDGE_AGENT_INTERACTIONS__FALLBACK_AUDIO_OUT="true",
+                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := _free_port()))
+        async with daemon:
+            metrics = await _ok_turns(port, 1)
+        assert not live.internal_errors
+    assert 'edge_fallback_switches_total{to="fallback"} 1.0' in metrics
+    (turn,) = tasks.interactions.values()  # one spoken turn, and no TTS interaction
+    assert turn.body["model"] == "gemini-2.5-flash"
+    assert [m.lower() for m in turn.body["response_modalities"]] == ["audio"]
+    assert turn.turn is not None and turn.turn.heard_ms >= 500
+    assert tasks.count("POST") == 1
+    assert _loud_seconds(tmp_path / "ao-reply.wav") >= 0.9  # its own voice was played
+
+
+async def test_a_device_command_on_the_fallback_road_changes_the_device_once(
+    tmp_path: Path
+) -> None:
+    from simulator.broker import PrivateBroker
+    from simulator.home import VirtualHome
+
+    tasks = FakeInteractions(api_key=KEY)
+    tasks.queue_turns(ModelTurn(
+        reply="Done: {result}",
+        tool_calls=(("control_device", {"device_id": "sim-kitchen_light", "action": "turn_on"}),)))
+    async with (PrivateBroker() as broker, VirtualHome(broker.host, broker.port) as home,
+                FakeLiveServer(api_key=KEY, http_router=tasks) as live):
+        await _refused(live)
+        light = home.devices["kitchen_light"]
+        assert light.state["state"] == "OFF"
+        daemon = Daemon(Fakes(live, tasks), tmp_path, [(False, 4.0), (True, 1.0), (False, 6.0)],
+                        "dev", **FALLBACK_ENV, EDGE_AGENT_MQTT__HOST=broker.host,
+                        EDGE_AGENT_MQTT__PORT=str(broker.port),
+                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := _free_port()))
+        async with daemon:
+            metrics = await _ok_turns(port, 1)
+            commands = [p for t, p in light.received if t.endswith("/set")]
+        assert not live.internal_errors
+    assert commands == ["ON"]  # published once, on the fallback road
+    assert light.state["state"] == "ON"
+    assert 'edge_fallback_tool_calls_total{outcome="ok"} 1.0' in metrics
+    spoken, results, _tts = list(tasks.interactions.values())[:3]
+    assert spoken.status == "requires_action"
+    (result,) = results.body["input"]
+    assert result["type"] == "function_result" and results.previous_interaction_id == spoken.id
+    assert "done" in json.dumps(result["result"])  # control_device ran here, on the home

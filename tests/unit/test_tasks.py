@@ -184,3 +184,56 @@ def test_a_task_left_starting_by_a_kill_fails_once_and_is_said(tmp_path: Path) -
     assert (row.state, row.delivery) == ("failed", "pending")
     assert row.error is not None and "not started" in row.error
     assert manager.metrics.finished.labels("failed")._value.get() == 1  # noqa: SLF001
+
+
+def test_deletes_are_scheduled_due_once_and_a_pending_one_is_not_pruned() -> None:
+    store = TaskStore(None)
+    a = store.add("a", "p", now=0, deadline=100)
+    b = store.add("b", "p", now=0, deadline=100)
+    assert not store.schedule_delete(a.id, 5.0)  # no interaction on the service yet
+    store.started(a.id, "v1_a")
+    store.started(b.id, "v1_b")
+    for row in (a, b):
+        store.finish(row.id, "completed", now=1, deliver=True, result={"spoken_summary": "s"})
+        store.delivered(row.id)
+    assert store.schedule_delete(a.id, 10.0) and store.schedule_delete(b.id, 20.0)
+    assert store.next_delete_at() == 10.0
+    assert [r.id for r in store.due_deletes(15.0)] == [a.id]
+    assert store.delete_failed(a.id, 16.0) == 1 and store.next_delete_at() == 16.0
+    store.delete_done(a.id, "deleted")
+    assert not store.schedule_delete(a.id, 30.0)  # deleted once, never again
+    assert store.next_delete_at() == 20.0
+    store.prune(0)  # b's delete is still due: kept, or it would stay on the service
+    assert [r.id for r in store.recent()] == [b.id]
+    kept = store.get(b.id)
+    assert kept is not None and kept.service == "kept"
+
+
+def test_a_database_from_before_the_delete_columns_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "tasks.sqlite3")
+    old.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
+                "prompt TEXT NOT NULL, interaction_id TEXT, previous_interaction_id TEXT, "
+                "state TEXT NOT NULL, created_at REAL NOT NULL, deadline REAL NOT NULL, "
+                "finished_at REAL, polls INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT, "
+                "delivery TEXT NOT NULL DEFAULT 'none', has_image INTEGER NOT NULL DEFAULT 0)")
+    old.execute("INSERT INTO tasks (name, prompt, interaction_id, state, created_at, deadline) "
+                "VALUES ('old', 'p', 'v1_old', 'running', 0, 100)")
+    old.commit()
+    old.close()
+    store = TaskStore(tmp_path)
+    (row,) = store.active()
+    assert (row.name, row.service, row.delete_attempts) == ("old", "kept", 0)
+    store.close()
+
+
+def test_a_follow_up_of_a_task_deleted_on_the_service_is_refused() -> None:
+    manager = _manager(TaskStore(None))
+    row = manager.store.add("heat pumps", "p", now=0, deadline=100)
+    manager.store.started(row.id, "v1_x")
+    manager.store.finish(row.id, "completed", now=1, deliver=False, result={"spoken_summary": "s"})
+    manager.store.schedule_delete(row.id, 0)
+    manager.store.delete_done(row.id, "deleted")
+    with pytest.raises(TaskRefused, match="no longer kept on the service"):
+        manager.follow_up("heat pumps", "and the cost?")
