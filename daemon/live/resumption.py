@@ -90,6 +90,12 @@ class Resumption:
             log.info("tool response %s (%s) sent again on the resumed session",
                      response.id, response.name)
 
+    def answers_confirmed(self, count: int) -> None:
+        """`count` answers were read by the server: the stored record must stop listing
+        their calls as open, or a restart would answer them a second time."""
+        if count:
+            self._keeper.calls_changed(self.open_calls())
+
     def answer_abandoned(self, response: ToolResponse) -> None:
         """No answer to this call can be sent at all: stop waiting for one."""
         self._expected_calls.discard(response.id)
@@ -258,7 +264,7 @@ class Resumption:
 
     def _settle_answers(self, delivered: bool, reason: str) -> None:
         if delivered:
-            self._uplink.confirm_all_responses()
+            self.answers_confirmed(self._uplink.confirm_all_responses())
             return
         again = self._uplink.requeue_unconfirmed_responses()
         if again:

@@ -196,7 +196,7 @@ class Sender:
                 if socket is not None:
                     await self.ping(socket, conn)  # confirm the answer at once
                 else:  # nothing can confirm it (the door counted and said so): delivered
-                    ub.confirm_all_responses()
+                    self._resumption.answers_confirmed(ub.confirm_all_responses())
         elif self._texts:
             await self._send_text(session)
         elif (frame := ub.take_video()) is not None:
@@ -337,7 +337,7 @@ class Sender:
             conn.pong(sent_at)
             if not conn.ended.is_set():
                 self._uplink.confirm(seq)
-                self._uplink.confirm_responses(answers)
+                self._resumption.answers_confirmed(self._uplink.confirm_responses(answers))
 
 
 def audio_batch(ub: UplinkBuffer, want: float) -> tuple[list[PendingAudio], float]:

@@ -248,13 +248,16 @@ class UplinkBuffer:
         """The calls whose answers are on the socket, unconfirmed."""
         return set(self._sent_responses)
 
-    def confirm_responses(self, seq: int) -> None:
-        """The peer has read every answer sent up to this send number."""
+    def confirm_responses(self, seq: int) -> int:
+        """The peer has read every answer sent up to this send number; how many that was."""
+        confirmed = 0
         while self._sent_responses:
             call_id, (n, _) = next(iter(self._sent_responses.items()))
             if n > seq:
                 break
             del self._sent_responses[call_id]
+            confirmed += 1
+        return confirmed
 
     def confirm_all_responses(self) -> int:
         """Take every sent answer as read; returns how many were unconfirmed."""
