@@ -6,7 +6,8 @@ own peers venv (picows, pipecat), which has none of the project's packages.
 
     python bench/peer_clients.py KIND BASE_URL CA_FILE SECONDS OUT CHUNK_MS VIDEO
 
-KIND: ws (websockets, the floor), picows (picows over aiofastnet's TLS when it
+KIND: ws (websockets, the floor), ws-now (the same, written as the link's fast
+path writes: no coroutine per message), picows (picows over aiofastnet's TLS when it
 is installed), picows-stdtls (picows over asyncio's own TLS), pipecat (a pipecat
 pipeline with its GeminiLiveLLMService). Each prints "streaming" on stdout when
 its first chunk is due, and writes the times it handed chunks over to OUT.
@@ -68,12 +69,16 @@ async def paced(seconds: float, chunk_ms: int, video: bool,
 
 
 async def ws_client(base_url: str, ctx: ssl.SSLContext, seconds: float, chunk_ms: int,
-                    video: bool) -> list[float]:
-    """The floor: websockets, messages prebuilt (no JSON or base64 in the loop)."""
+                    video: bool, now: bool = False) -> list[float]:
+    """The floor: websockets, messages prebuilt (no JSON or base64 in the loop).
+
+    `now`: each frame written as the link's fast path writes it (websockets' Sans-I/O
+    protocol, then the transport), without `send`'s coroutine and context manager.
+    """
     import websockets
 
     url = base_url.replace("https://", "wss://") + WS_PATH
-    msgs = [realtime("audio", "audio/pcm;rate=16000", stamped(i, 16 * chunk_ms)).decode()
+    msgs = [realtime("audio", "audio/pcm;rate=16000", stamped(i, 16 * chunk_ms))
             for i in range(int(seconds * 1000 / chunk_ms) + 1)]
     frame = realtime("video", "image/jpeg", jpeg()).decode()
     async with websockets.connect(url, ssl=ctx, additional_headers={"x-goog-api-key": KEY},
@@ -85,9 +90,16 @@ async def ws_client(base_url: str, ctx: ssl.SSLContext, seconds: float, chunk_ms
             if i < 0:
                 await ws.send(frame)
                 i = -1 - i
-            await ws.send(msgs[i])
+            await ws.send(msgs[i], text=True)
 
-        return await paced(seconds, chunk_ms, video, send)
+        async def send_now(i: int, _now: float) -> None:
+            if i < 0:
+                await ws.send(frame)
+                i = -1 - i
+            ws.protocol.send_text(msgs[i])
+            ws.send_data()
+
+        return await paced(seconds, chunk_ms, video, send_now if now else send)
 
 
 async def picows_client(base_url: str, ctx: ssl.SSLContext, seconds: float, chunk_ms: int,
@@ -167,6 +179,7 @@ def main() -> int:
     args: tuple[Any, ...] = (base_url, ctx, float(seconds), int(chunk_ms), video == "1")
     runs = {
         "ws": lambda: ws_client(*args),
+        "ws-now": lambda: ws_client(*args, now=True),
         "picows": lambda: picows_client(*args, fastnet=True),
         "picows-stdtls": lambda: picows_client(*args, fastnet=False),
         "pipecat": lambda: pipecat_client(*args),

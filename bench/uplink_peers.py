@@ -41,7 +41,7 @@ ROOT = HERE.parent
 PEERS = ("picows==2.3.1", "pipecat-ai[google]==1.14.0")
 PEERS_VENV = Path(os.environ.get("BENCH_PEERS_VENV",
                                  Path.home() / ".cache" / "edge-agent" / "bench-peers"))
-KINDS = ("link", "ws", "picows", "picows-stdtls", "pipecat")  # and "before" with --before
+KINDS = ("link", "ws", "ws-now", "picows", "picows-stdtls", "pipecat")  # and "before" with --before
 
 
 def cpu_ns(pid: int) -> int:
@@ -115,7 +115,7 @@ def one_run(kind: str, server: Server, args: argparse.Namespace, peers: Path | N
     root = args.before if kind == "before" else ROOT
     if kind in ("link", "before"):
         cmd = [sys.executable, str(root / "bench" / "live_uplink.py"), "client", *common]
-    elif kind == "ws":
+    elif kind in ("ws", "ws-now"):
         cmd = [sys.executable, str(HERE / "peer_clients.py"), kind, *common]
     else:
         assert peers is not None
@@ -179,7 +179,7 @@ def main() -> int:
     peers, why = peers_python(kinds)
     if peers is None and why != "not asked for":
         print(f"skipping picows and pipecat: {why}")
-        kinds = [k for k in kinds if k in ("link", "ws")]
+        kinds = [k for k in kinds if k in ("link", "ws", "ws-now")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     server = Server(tmp, args.chunk_ms)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}

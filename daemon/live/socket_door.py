@@ -5,7 +5,9 @@ private (`AsyncSession._ws`). The link needs that socket for three things the
 SDK does not offer: ping-confirmed delivery (a pong proves the server read what
 was sent before the ping, so unconfirmed answers are resent after a resume),
 raw audio frames (the SDK's per-call validation costs more CPU than the rest of
-the uplink, bench/live_uplink.py), and aborting a stalled connection.
+the uplink, bench/live_uplink.py) written at once when nothing needs waiting for
+(`send_text_now`: no coroutine or sender task per message, bench/uplink_peers.py),
+and aborting a stalled connection.
 
 This module is the only place that touches the SDK's private attributes. When
 a new SDK release no longer has them, it says so instead of failing quietly:
