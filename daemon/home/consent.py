@@ -248,7 +248,9 @@ class ConsentTracker:
         elif q.phase == "confirmed" and trusted:
             # The user speaks again before the action ran: a change of mind must count.
             q.phase, q.onset_at = "answering", at
-        elif q.phase == "open":
+        elif q.phase == "open" or (q.phase == "answering" and not trusted):
+            # An untrusted onset inside an answer voids it too: the words that follow
+            # could be the other device's "yes" (found by the property test).
             if not trusted:
                 self._void(q, "the answer came from a device that is not the user's pinned one")
                 self.stats.untrusted_answer += 1

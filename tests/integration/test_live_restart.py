@@ -75,8 +75,10 @@ def handles_issued_on(srv: FakeLiveServer, conn: int) -> list[str]:
 
 
 def stored(state: Path) -> dict[str, Any] | None:
-    path = state / f"{RECORD}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    try:  # the daemon's writer thread may delete it between a check and a read
+        return json.loads((state / f"{RECORD}.json").read_text())  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
 
 
 def starts(metrics: Metrics) -> dict[str, float]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daemon.home.answers import pin_matches, read_answer, redact_digits, spoken_answer
@@ -334,6 +334,9 @@ steps = st.lists(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps)
+@example([("issue", 1), ("turn", 0.0), ("say", ("Yes.", 1.0, False, False)),  # found once:
+          ("say", ("", 0.0, True, False)), ("say", ("Yes.", 0.0, False, False)),  # another
+          ("call", 1)])  # device's "yes" inside the user's answer confirmed it
 def test_nothing_is_confirmed_outside_its_own_answer_window(script: list[Step]) -> None:
     """The oracle knows the timeline: an action may proceed only on a trusted tap, PIN or
     plain yes that began after the playback of the first model turn following its token's
