@@ -206,9 +206,63 @@ def wake_figures(minutes: float) -> None:
     print(f"wake word heard in {found}/{len(voices)} voices")
 
 
-def card_figures(seconds: float, listen: str, double_talk: str = "speex") -> None:
+class StageTimer:
+    """CPU time (process-wide, so a library's own threads count) spent in each
+    wrapped method of a running front end: where the kiosk's CPU goes."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, obj: Any, method: str, label: str) -> None:
+        if obj is None:
+            return
+        inner = getattr(obj, method)
+        self.cpu[label], self.calls[label] = 0.0, 0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.cpu[label] += time.process_time() - t0
+                self.calls[label] += 1
+
+        setattr(obj, method, timed)
+
+    def attach(self, fe: Any) -> None:
+        self.wrap(fe, "process", "front end (all)")
+        self.wrap(fe.canceller, "process", "AEC3 (WebRTC)")
+        self.wrap(fe.listener, "process", "speexdsp listener")
+        self.wrap(fe.detector, "step", "expected echo (numpy)")
+        self.wrap(fe.vad.vad if fe.vad else None, "probability", "Silero")
+        self.wrap(fe.words, "_score", "wake word (mel+emb+clf)")
+        self.wrap(fe.gate, "step", "gate")
+        if fe.words is not None:  # where the wake word's scoring goes: playing or not
+            self.fed = {True: 0, False: 0}
+            inner = fe.words._score  # noqa: SLF001 - profiling instrumentation
+
+            def score(*args: Any) -> Any:
+                self.fed[bool(fe._answering)] += 1  # noqa: SLF001
+                return inner(*args)
+
+            fe.words._score = score  # noqa: SLF001
+
+    def report(self, wall: float, total_cpu: float) -> str:
+        rows = [f"  {k:26s} {100 * v / wall:5.2f} % of a core ({self.calls[k]} calls)"
+                for k, v in self.cpu.items()]
+        rows.append(f"  {'whole process':26s} {100 * total_cpu / wall:5.2f} %")
+        if getattr(self, "fed", None):
+            rows.append(f"  wake word scored frames: {self.fed[True]} while the answer played, "
+                        f"{self.fed[False]} otherwise")
+        return "\n".join(rows)
+
+
+def card_figures(seconds: float, listen: str, double_talk: str = "speex",
+                 profile: bool = False) -> None:
     """The whole kiosk (PyAudio, front end, loudspeaker) on the virtual sound card:
-    CPU of this process per second, and capture -> hand-over latency."""
+    CPU of this process per second, and capture -> hand-over latency. `profile`:
+    also the CPU of each stage of the front end (timers add ~0.1 % themselves)."""
     import asyncio
     import os
     import tempfile
@@ -244,6 +298,9 @@ def card_figures(seconds: float, listen: str, double_talk: str = "speex") -> Non
                          workdir=Path(card.root) / "room") as room:
             task = asyncio.create_task(kiosk.run(sink))  # type: ignore[arg-type]
             await asyncio.sleep(2.5)
+            timer = StageTimer()
+            if profile and kiosk.frontend is not None:
+                timer.attach(kiosk.frontend)
             reply = to_int16(speak(MODEL_TEXT, rate=24_000, peak=0.5)).tobytes()
             cpu0, t0 = time.process_time(), time.monotonic()
             k = 0
@@ -270,7 +327,10 @@ def card_figures(seconds: float, listen: str, double_talk: str = "speex") -> Non
               f"{wall:.0f} s; barge-ins {fe['barge_in']['barge_ins']}, wake words "
               f"{fe['listen_counts']['wake_words']}; decision -> quiet at the converter p50 "
               f"{np.median(kiosk.quiet_ms or [np.nan]):.0f} ms, max {fe['duck_to_quiet_max_ms']} ms "
-              f"({len(kiosk.quiet_ms)} decisions)")
+              f"({len(kiosk.quiet_ms)} decisions); models on one native thread: "
+              f"{fe.get('native_one_thread')}")
+        if profile:
+            print(timer.report(wall, cpu))
 
     with tempfile.TemporaryDirectory() as tmp, virtual_sound_card(Path(tmp)) as card:
         asyncio.run(run(card))
@@ -286,12 +346,23 @@ def main() -> int:
     ap.add_argument("--only-card", action="store_true", help="skip the array figures")
     ap.add_argument("--double-talk", default="speex", choices=["speex", "off"],
                     help="--card: peripheral.kiosk.double_talk")
+    ap.add_argument("--profile", action="store_true", help="--card: CPU of each stage")
+    ap.add_argument("--library-threads", action="store_true",
+                    help="leave Silero and the wake word on their libraries' own thread "
+                         "pools (as before daemon.audio.threads), for an A/B")
     ap.add_argument("--listen", choices=["always", "wake_word"],
                     help="--card: only this listening mode")
     args = ap.parse_args()
+    if args.library_threads:
+        import daemon.audio.vad
+        import daemon.audio.wakeword
+
+        daemon.audio.vad.silero_one_thread = lambda _d: False  # type: ignore[assignment]
+        daemon.audio.wakeword.openwakeword_one_thread = (  # type: ignore[assignment]
+            lambda _f, _m: False)
     if args.card:
         for listen in [args.listen] if args.listen else ["always", "wake_word"]:
-            card_figures(args.card, listen, args.double_talk)
+            card_figures(args.card, listen, args.double_talk, args.profile)
         if args.only_card:
             return 0
     if args.wake_minutes:

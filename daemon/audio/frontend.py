@@ -300,6 +300,9 @@ class FrontEnd:
             "listen": self.listen.mode,
             "listen_counts": asdict(self.listen.stats),
             "wake_word_fed_frames": self.words.fed_frames if self.words is not None else 0,
+            "native_one_thread": {  # daemon.audio.threads: False = the library's own pool
+                "vad": bool(getattr(self.vad.vad, "one_thread", False)) if self.vad else False,
+                "wake_word": self.words.one_thread if self.words is not None else False},
             "gate": asdict(self.gate.stats),
             "barge_in": asdict(self.barge.stats),
             "reference": {"gaps": self.timeline.gaps, "overlaps": self.timeline.overlaps},

