@@ -19,6 +19,8 @@ so the part of the start that is google-genai's can be read off.
 
     .venv/bin/python bench/startup.py            # 5 runs per mode
     .venv/bin/python bench/startup.py --runs 3 --json
+    .venv/bin/python bench/startup.py --before DIR   # DIR: a copy of daemon/ (and simulator/)
+        # as it was; each round runs both trees in both modes, the order rotating per round
 """
 
 from __future__ import annotations
@@ -180,13 +182,18 @@ class _Rig:
                     p.wait(timeout=10)
 
 
-def run_once(rig: _Rig, mode: str, steady: float) -> dict[str, float]:
-    """One `edge-agent run`: seconds to the first audio at the server, peak RSS."""
+def run_once(rig: _Rig, mode: str, steady: float, tree: Path | None = None) -> dict[str, float]:
+    """One `edge-agent run`: seconds to the first audio at the server, peak RSS.
+
+    `tree`: run the daemon of that directory (`python -m daemon run`, both trees alike)."""
     env = rig.daemon_env(mode)
+    cmd, cwd = [*_edge_agent(), "run"], ROOT
+    if tree is not None:
+        cmd, cwd = [sys.executable, "-m", "daemon", "run"], tree
+        env["PYTHONPATH"] = str(tree)
     err = open(rig.tmp / f"daemon-{mode}.err", "a")  # noqa: SIM115 - the child keeps it
     t0 = time.monotonic()
-    proc = subprocess.Popen([*_edge_agent(), "run"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=err)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
     err.close()
     try:
         first = _first_audio_after(rig.server, t0, 30)
@@ -237,16 +244,22 @@ def main() -> int:
     ap.add_argument("--imports", type=int, default=3,
                     help="fresh interpreters per import figure (default 3; 0 = skip)")
     ap.add_argument("--json", action="store_true", help="also print every figure as JSON")
+    ap.add_argument("--before", type=Path, help="also run the daemon of this directory")
+    ap.add_argument("--modes", default="file,glasses", help="file,glasses (default both)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     rig = _Rig(tmp)
-    runs: dict[str, list[dict[str, float]]] = {"file": [], "glasses": []}
+    trees: dict[str, Path | None] = {"": None}
+    if args.before:
+        trees = {"": ROOT, " (before)": args.before.resolve()}
+    plan = [(mode, name) for mode in args.modes.split(",") for name in trees]
+    runs: dict[str, list[dict[str, float]]] = {mode + name: [] for mode, name in plan}
     load: list[float] = []
     try:
         rig.start()
-        for _ in range(args.runs):
-            for mode in runs:
-                runs[mode].append(run_once(rig, mode, args.steady))
+        for i in range(args.runs):
+            for mode, name in plan[i % len(plan):] + plan[:i % len(plan)]:
+                runs[mode + name].append(run_once(rig, mode, args.steady, trees[name]))
                 load.append(os.getloadavg()[0])
     except BaseException:
         print(f"bench failed; process logs in {tmp}", file=sys.stderr)
@@ -269,12 +282,12 @@ def report(runs: dict[str, list[dict[str, float]]], imports: dict[str, list[dict
         first = [r["first_audio_s"] for r in rs]
         rss = [r["rss_mb"] for r in rs]
         ok = "ok" if statistics.median(first) <= target_s else "MISSED"
-        print(f"{mode:8s} start -> first audio (s)  {_spread(first)}  target <= {target_s} {ok}")
-        if mode == "glasses":
+        print(f"{mode:17s} start -> first audio (s)  {_spread(first)}  target <= {target_s} {ok}")
+        if mode.startswith("glasses"):
             ok = "ok" if statistics.median(rss) <= target_rss else "MISSED"
-            print(f"{mode:8s} peak RSS (MB)            {_spread(rss)}  target <= {target_rss} {ok}")
+            print(f"{mode:17s} peak RSS (MB)            {_spread(rss)}  target <= {target_rss} {ok}")
         else:
-            print(f"{mode:8s} peak RSS (MB)            {_spread(rss)}")
+            print(f"{mode:17s} peak RSS (MB)            {_spread(rss)}")
     if imports:
         print("imports alone, each in a fresh interpreter (median):")
         base = statistics.median(r["rss_mb"] for r in imports["bare python"])

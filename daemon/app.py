@@ -24,7 +24,9 @@ from daemon.ops.state import StateStore, state_dir_from
 
 if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s, ~20 MB)
     from daemon.agent import Agent
+    from daemon.home.service import HomeService
     from daemon.live.calls import FunctionCall, ToolResponse
+    from daemon.peripherals.base import Peripheral
     from daemon.tasks.fallback import FallbackRoad
     from daemon.tasks.manager import TaskManager
 
@@ -82,16 +84,15 @@ async def serve(
 ) -> int:
     """Run the daemon until cancelled (or, for the demo, until input ended and all went
     quiet). `printer`, `input_done` and `speaker_wav` are the demo's hooks."""
-    from daemon.agent import Agent
-    from daemon.home.model_tools import TOOL_NAMES as HOME_TOOLS
-    from daemon.home.service import HomeService
-    from daemon.live.link import LiveFatalError, LiveLink
-    from daemon.peripherals import PeripheralUnavailable, make_peripheral
-    from daemon.tools.registry import ToolRegistry
+    metrics, state = Metrics(), _state_store(settings)
+    peripheral = _peripheral(settings, state, speaker_wav)
+    return await _serve(settings, key, peripheral, metrics, state,
+                        exit_when_idle=exit_when_idle, printer=printer, input_done=input_done)
 
-    metrics = Metrics()
-    registry = ToolRegistry(settings.tools.deadline)
-    state = _state_store(settings)
+
+def _peripheral(settings: Settings, state: StateStore, speaker_wav: Path | None) -> Peripheral:
+    from daemon.peripherals import PeripheralUnavailable, make_peripheral
+
     try:
         peripheral = make_peripheral(settings.peripheral, state=state)
     except PeripheralUnavailable as exc:
@@ -102,9 +103,30 @@ async def serve(
 
         assert isinstance(peripheral, BlePeripheral)
         peripheral.speaker_fallback = FilePeripheral(None, speaker_wav)
+    return peripheral
+
+
+async def _serve(
+    settings: Settings,
+    key: SecretStr,
+    peripheral: Peripheral,
+    metrics: Metrics,
+    state: StateStore,
+    *,
+    exit_when_idle: float | None,
+    printer: Any,
+    input_done: asyncio.Event | None,
+) -> int:
+    from daemon.agent import Agent
+    from daemon.live.link import LiveFatalError, LiveLink
+    from daemon.tools.registry import ToolRegistry
+
+    registry = ToolRegistry(settings.tools.deadline)
+    home_tools = _home_tool_names(settings)
+
     def built_in_tools() -> list[dict[str, Any]]:
         """What the link offers alone if a setup with the home's tools is rejected."""
-        return [d for d in registry.declarations() if d["name"] not in HOME_TOOLS]
+        return [d for d in registry.declarations() if d["name"] not in home_tools]
 
     if not state.persistent:
         # A file peripheral (tests, benchmarks) has nothing to pin; a microphone has.
@@ -125,23 +147,23 @@ async def serve(
     # Before the home: Home Assistant's entities follow the status they add.
     tasks, fallback = (_background_tasks(settings, key, metrics, state, agent),
                        _fallback_road(settings, key, metrics, agent))
-    home = HomeService(settings, registry, metrics, agent, state=state)
+    home = _home_service(settings, metrics, agent, state)
     if settings.tools.confirm_pin is not None:
         from daemon.home.answers import redact_digits
 
         agent.text_filter = redact_digits  # a spoken PIN never reaches HA or the status
     # A call to control_device before the first inventory read waits for it (bounded).
     for dispatcher in [agent.dispatcher] + ([fallback.dispatcher] if fallback else []):
-        dispatcher.wait_for_tools(home.wait_ready)
+        dispatcher.wait_for_tools(home.wait_ready if home else _ready)
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(peripheral.close)  # also when the daemon fails to start
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
-                side = [tg.create_task(home.run(), name="home")] + (
+                side = ([tg.create_task(home.run(), name="home")] if home else []) + (
                     [tg.create_task(tasks.run(), name="tasks")] if tasks else []) + (
                     [tg.create_task(fallback.run(), name="fallback")] if fallback else [])
-                if exit_when_idle is not None:  # the demo: let discovery land first
+                if exit_when_idle is not None and home:  # the demo: let discovery land first
                     await home.wait_ready(timeout=5.0)
                 if input_done is not None:
                     tg.create_task(_pause_when(input_done, agent), name="input-done")
@@ -154,6 +176,40 @@ async def serve(
             first = first.exceptions[0]
         raise UsageError(str(first)) from None
     return EXIT_OK
+
+
+def _home_tool_names(settings: Settings) -> frozenset[str]:
+    """The home's tool names; none without a broker (nothing of the home imported)."""
+    if not settings.mqtt.host:
+        return frozenset()
+    from daemon.home.model_tools import TOOL_NAMES
+
+    return frozenset(TOOL_NAMES)
+
+
+async def _ready(timeout: float | None = None) -> bool:  # noqa: ASYNC109
+    """No home service: no device tools to wait for."""
+    return True
+
+
+def _home_service(
+    settings: Settings, metrics: Metrics, agent: Agent, state: StateStore
+) -> HomeService | None:
+    """The home service with a broker (`mqtt.host`). Without one it would only say so: the
+    device tools are off and its own entities have nowhere to go, so neither it nor aiomqtt
+    is imported (~60 ms, ~4 MB); /metrics shows the same inventory gauges."""
+    if settings.mqtt.host:
+        from daemon.home.service import HomeService
+
+        return HomeService(settings, agent.registry, metrics, agent, state=state)
+    from daemon.home.declared import parse_declared_devices  # already checked at start
+
+    declared, _ = parse_declared_devices(settings.mqtt.devices)
+    metrics.home_devices.labels("discovery").set(0)
+    metrics.home_devices.labels("config").set(len(declared))
+    logging.getLogger("daemon.home.service").info(
+        "no MQTT broker configured (mqtt.host): device tools are off")
+    return None
 
 
 def _background_tasks(
@@ -269,9 +325,10 @@ async def _start_ops(
     stack: contextlib.AsyncExitStack, settings: Settings, metrics: Metrics, agent: Agent
 ) -> None:
     """Crash logging, the health endpoint, systemd readiness and its watchdog."""
-    from daemon.ops import health, logsetup, systemd
+    from daemon.ops import health, logsetup, memdump, systemd
 
     logsetup.install_asyncio_handler()
+    memdump.install(asyncio.get_running_loop())  # only under PYTHONTRACEMALLOC
     metrics.add_status_source("runtime", _runtime_status)
     server = health.health_server_from_settings(settings.ops, metrics, agent.healthy)
     if server is not None:

@@ -5,7 +5,8 @@ fake Live server: a file configuration (a 16 kHz WAV), omi glasses (Opus 16 kHz)
 virtual radio, and glasses on BlueZ (there is no BlueZ here: the daemon keeps trying).
 Once it is streaming (or, on BlueZ, connected to the Live server), the test asks the
 subprocess for its `sys.modules`. Costs measured by bench/startup.py: PyAudio and
-Bumble each pull in a stack of their own, numpy ~11 MB and soxr with it.
+Bumble each pull in a stack of their own, numpy ~11 MB and soxr with it, the home
+service with aiomqtt and paho ~4 MB (only with a broker, `mqtt.host`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,6 +60,14 @@ async def modules_of_daemon(
 ) -> set[str]:
     """`edge-agent run` with `EDGE_AGENT_<KEY>` settings; its sys.modules once its audio
     reached the server (or, `audio=False`, once it is connected and has run a while)."""
+    modules, _ = await run_daemon(server, tmp_path, audio=audio, **settings)
+    return modules
+
+
+async def run_daemon(
+    server: FakeLiveServer, tmp_path: Path, *, audio: bool, **settings: str
+) -> tuple[set[str], str]:
+    """`modules_of_daemon`, and what the daemon logged."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "GEMINI"))}
     (tmp_path / "none.toml").write_text("")
     env.update(
@@ -88,23 +98,43 @@ async def modules_of_daemon(
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0, err.decode()[-2000:]
-    return set(json.loads(out.read_text()))
+    return set(json.loads(out.read_text())), err.decode()
 
 
 def loaded(modules: set[str], package: str) -> bool:
     return any(m == package or m.startswith(package + ".") for m in modules)
 
 
-async def test_file_mode_imports_no_radio_no_sound_card_no_numpy(
+NO_BROKER = ("aiomqtt", "paho", "daemon.home.service", "daemon.home.mqtt")
+
+
+async def test_file_mode_imports_no_radio_no_sound_card_no_numpy_no_mqtt(
     server: FakeLiveServer, tmp_path: Path
 ) -> None:
-    modules = await modules_of_daemon(
+    modules, log = await run_daemon(
         server, tmp_path, audio=True,
         peripheral__kind="file", peripheral__file__input=str(WAV),
     )
     assert loaded(modules, "google.genai")  # the mode's own stack is there
-    for package in ("bumble", "bleak", "pyaudio", "numpy", "soxr", "opuslib"):
+    for package in ("bumble", "bleak", "pyaudio", "numpy", "soxr", "opuslib", *NO_BROKER):
         assert not loaded(modules, package), package
+    assert "no MQTT broker configured (mqtt.host): device tools are off" in log
+
+
+async def test_a_broker_brings_the_home_service(server: FakeLiveServer, tmp_path: Path) -> None:
+    """With `mqtt.host` (here a port nobody listens on: the service keeps retrying) the
+    home service and its MQTT client are there, and the no-broker line is not."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the daemon starts
+    modules, log = await run_daemon(
+        server, tmp_path, audio=True,
+        peripheral__kind="file", peripheral__file__input=str(WAV),
+        mqtt__host="127.0.0.1", mqtt__port=str(port),
+    )
+    for package in NO_BROKER:
+        assert loaded(modules, package), package
+    assert "device tools are off" not in log
 
 
 async def test_virtual_glasses_import_no_sound_card_and_no_numpy_at_16_khz(
@@ -122,7 +152,7 @@ async def test_virtual_glasses_import_no_sound_card_and_no_numpy_at_16_khz(
         )
     assert loaded(modules, "bumble") and loaded(modules, "opuslib")
     # Opus 16 kHz needs no resampling, and the Agent measures levels without numpy.
-    for package in ("pyaudio", "numpy", "soxr"):
+    for package in ("pyaudio", "numpy", "soxr", *NO_BROKER):
         assert not loaded(modules, package), package
 
 
