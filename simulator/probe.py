@@ -3,6 +3,10 @@ can be checked by sequence (lost, duplicated, reordered) and timed end to end.""
 
 from __future__ import annotations
 
+import wave
+from collections.abc import Iterable
+from pathlib import Path
+
 import numpy as np
 
 CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
@@ -23,6 +27,22 @@ def stamped_chunk(seq: int, speech: bool, samples: int = CHUNK_SAMPLES) -> bytes
     for i in range(4):
         pcm[1 + i] = (seq >> (4 * i)) & 0xF
     return pcm.tobytes()
+
+
+def stamped_wav(path: Path, schedule: Iterable[tuple[bool, float]]) -> Path:
+    """A 16 kHz WAV of stamped 20 ms chunks: (speech?, seconds) after one another."""
+    frames = bytearray()
+    seq = 0
+    for speech, seconds in schedule:
+        for _ in range(round(seconds / 0.02)):
+            frames += stamped_chunk(seq, speech)
+            seq += 1
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(16_000)
+        wf.writeframes(bytes(frames))
+    return path
 
 
 def read_stamp(pcm: bytes) -> int | None:

@@ -23,7 +23,6 @@ import json
 import os
 import tempfile
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from daemon.config import Settings
 from daemon.transcript import TranscriptPrinter
 from simulator.interactions import FakeInteractions, TaskScript
 from simulator.live_server import FakeLiveServer
-from simulator.probe import stamped_chunk
+from simulator.probe import stamped_wav
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 
 __all__ = ["SUMMARY", "TASK_NAME", "run_scene", "tasks_scenario"]
@@ -260,15 +259,4 @@ def _text_of(turns: Any) -> str:
 
 def _speech_wav(path: Path) -> Path:
     """What the user says (tones a VAD hears as speech), as a 16 kHz WAV."""
-    frames = bytearray()
-    seq = 0
-    for speech, seconds in SPEECH:
-        for _ in range(round(seconds / 0.02)):
-            frames += stamped_chunk(seq, speech)
-            seq += 1
-    with wave.open(str(path), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(16_000)
-        wf.writeframes(bytes(frames))
-    return path
+    return stamped_wav(path, SPEECH)

@@ -151,18 +151,19 @@ class FrontEnd:
         self.stats.frames += 1
         mode = self.options.echo
         ref = self.timeline.window(at, FRAME)
+        levels = (level_db(mic), level_db(ref))  # once a frame: the ERLE readings share them
         if mode == "off":
             clean, suspect = mic, False
         elif self.canceller is not None:
             clean = self.canceller.process(mic, ref)
             # the expected echo matters only while something plays (two FFTs a frame)
             suspect = self.detector.step(mic, ref, clean) if playing else False
-            self._erle(mic, clean, ref)
+            self._erle(levels, clean)
         else:  # half-duplex: the raw microphone, shut while the model speaks
             clean = mic
             suspect = self.detector.step(mic, ref, None) if playing else False
         self._excess.append(self.detector.last_excess if playing else 0.0)
-        judged = self._listened(mic, ref, clean, at, playing)
+        judged = self._listened(mic, ref, levels, clean, at, playing)
         voice = self.vad.feed(judged) if self.vad is not None else False
         self.stats.voice_frames += voice
         out.voice = voice
@@ -251,10 +252,11 @@ class FrontEnd:
         """Whether the canceller has shown it removes the echo (ERLE >= 15 dB once)."""
         return self._converged
 
-    def _erle(self, mic: Samples, clean: Samples, ref: Samples) -> None:
-        if level_db(ref) < -50:
+    def _erle(self, levels: tuple[float, float], clean: Samples) -> None:
+        mic_db, ref_db = levels
+        if ref_db < -50:
             return
-        erle = level_db(mic) - level_db(clean)
+        erle = mic_db - level_db(clean)
         self.stats.erle_db = round(0.98 * self.stats.erle_db + 0.02 * erle, 2)
         if self.stats.erle_db >= CONVERGED_ERLE_DB:
             self._converged = True
@@ -263,8 +265,8 @@ class FrontEnd:
         """Whether the VAD judges the listener's output now (not the main canceller's)."""
         return self.listener is not None and self.listener_converged
 
-    def _listened(self, mic: Samples, ref: Samples, clean: Samples, at: float,
-                  playing: bool) -> Samples:
+    def _listened(self, mic: Samples, ref: Samples, levels: tuple[float, float],
+                  clean: Samples, at: float, playing: bool) -> Samples:
         """What the VAD judges: while the model plays, the listener's output once it
         has shown it removes the echo (ERLE >= 15 dB, smoothed); else the main
         canceller's (quieter: Silero is skipped on silence). The listener adapts on
@@ -273,8 +275,9 @@ class FrontEnd:
         if self.listener is None or self.options.echo not in ("webrtc", "speex"):
             return clean
         out = self.listener.process(mic, ref)
-        if level_db(ref) >= -50:
-            erle = level_db(mic) - level_db(out)
+        mic_db, ref_db = levels
+        if ref_db >= -50:
+            erle = mic_db - level_db(out)
             self._listener_erle = 0.98 * self._listener_erle + 0.02 * erle
             if not self.listener_converged and self._listener_erle >= CONVERGED_ERLE_DB:
                 self.listener_converged, self.listener_converged_at = True, at

@@ -13,15 +13,10 @@ The pure parts: tests/unit/test_tasks.py and tests/unit/test_fake_interactions.p
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
-import wave
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +26,9 @@ from daemon.tasks.cleanup import DELETE_ATTEMPTS
 from daemon.tasks.result import RESULT_SCHEMA
 from simulator.interactions import FakeInteractions, Outcome, TaskScript
 from simulator.live_server import FakeLiveServer
-from simulator.probe import stamped_chunk
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 from tests.support.live import KEY
+from tests.support.tasks import Daemon, Fakes
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -53,20 +48,6 @@ def scenario(*turns: Turn) -> Scenario:
     return Scenario(turns=(*turns, *rest))
 
 
-@dataclass
-class Fakes:
-    live: FakeLiveServer
-    tasks: FakeInteractions
-
-    def client_texts(self) -> list[str]:
-        """Every clientContent the daemon sent (results put into the conversation)."""
-        return [json.dumps(m.message) for c in self.live.connections for m in c.messages
-                if m.kind == "client_content"]
-
-    def answers(self, tool: str) -> list[Any]:
-        return [r.response for r in self.live.tool_responses if r.name == tool]
-
-
 @pytest.fixture
 async def fakes(request: pytest.FixtureRequest) -> AsyncIterator[Fakes]:
     tasks = FakeInteractions(api_key=KEY)
@@ -82,73 +63,12 @@ def with_turns(*turns: Turn) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("fakes", [turns], indirect=True, ids=["script"])
 
 
-def _wav(path: Path, schedule: Sequence[tuple[bool, float]]) -> Path:
-    seq = 0
-    frames = bytearray()
-    for speech, seconds in schedule:
-        for _ in range(round(seconds / 0.02)):
-            frames += stamped_chunk(seq, speech)
-            seq += 1
-    with wave.open(str(path), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(16_000)
-        wf.writeframes(bytes(frames))
-    return path
-
-
 def speech_then(*gaps: float) -> list[tuple[bool, float]]:
     """An utterance (0.5 s) before each gap of silence."""
     out: list[tuple[bool, float]] = [(False, 0.3)]
     for gap in gaps:
         out += [(True, 0.5), (False, gap)]
     return out
-
-
-class Daemon:
-    """One `edge-agent run` process with background tasks on, sharing `tmp_path/state`."""
-
-    def __init__(self, fakes: Fakes, tmp_path: Path, schedule: Sequence[tuple[bool, float]],
-                 name: str = "d", **extra: str) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("EDGE_AGENT_", "GEMINI", "STATE_DIRECTORY"))}
-        (tmp_path / "none.toml").write_text("")
-        env.update(
-            GEMINI_API_KEY=KEY,
-            EDGE_AGENT_CONFIG=str(tmp_path / "none.toml"),
-            EDGE_AGENT_LIVE__BASE_URL=fakes.live.base_url,
-            EDGE_AGENT_LIVE__CA_FILE=str(fakes.live.ca_pem_path),
-            EDGE_AGENT_PERIPHERAL__FILE__INPUT=str(_wav(tmp_path / f"{name}.wav", schedule)),
-            EDGE_AGENT_PERIPHERAL__FILE__OUTPUT=str(tmp_path / f"{name}-reply.wav"),
-            EDGE_AGENT_INTERACTIONS__ENABLED="true",
-            EDGE_AGENT_INTERACTIONS__POLL_INITIAL="0.2",
-            EDGE_AGENT_INTERACTIONS__POLL_MAX="1.0",
-            EDGE_AGENT_INTERACTIONS__DELIVER_QUIET="0.3",
-            STATE_DIRECTORY=str(tmp_path / "state"),
-        )
-        env.update(extra)
-        self.env = env
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> Daemon:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", "run", env=self.env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop(signal.SIGTERM)
-
-    async def stop(self, sig: signal.Signals) -> str:
-        """Signal it and wait for its exit; its log (stderr)."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return ""
-        proc.send_signal(sig)
-        assert proc.stderr is not None
-        err = await asyncio.wait_for(proc.stderr.read(), 20)
-        await asyncio.wait_for(proc.wait(), 20)
-        return err.decode(errors="replace")
 
 
 def rows(tmp_path: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import urllib.error
 import urllib.request
 import wave
@@ -26,21 +25,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulator.broker import free_port
 from simulator.interactions import FakeInteractions, ModelTurn
 from simulator.interactions.turns import audio_blocks
 from simulator.live_server import FakeLiveServer
 from simulator.live_server.faults import Fault
 from simulator.scenario import ReplyAudio, Scenario, Turn
-from tests.integration.test_background_tasks import Daemon, Fakes
 from tests.support.live import KEY
+from tests.support.tasks import Daemon, Fakes
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _get_status(port: int, path: str) -> tuple[int, str]:
@@ -84,7 +78,7 @@ async def test_live_refused_then_a_fallback_turn_with_a_tool_then_live_with_the_
                         EDGE_AGENT_INTERACTIONS__FALLBACK_RETURN_AFTER="0.5",
                         EDGE_AGENT_LIVE__BACKOFF_INITIAL="0.2",
                         EDGE_AGENT_LIVE__BACKOFF_MAX="0.5",
-                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := _free_port()))
+                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := free_port()))
         async with daemon:
             # The spoken turn, its tool results, the TTS: three interactions.
             await tasks.wait_until(lambda: len(tasks.interactions) >= 3, within=60)
@@ -171,7 +165,7 @@ async def test_with_fallback_audio_out_the_model_speaks_itself_and_no_tts_is_ask
         await _refused(live)
         daemon = Daemon(Fakes(live, tasks), tmp_path, [(False, 4.0), (True, 1.0), (False, 6.0)],
                         "ao", **FALLBACK_ENV, EDGE_AGENT_INTERACTIONS__FALLBACK_AUDIO_OUT="true",
-                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := _free_port()))
+                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := free_port()))
         async with daemon:
             metrics = await _ok_turns(port, 1)
         assert not live.internal_errors
@@ -202,7 +196,7 @@ async def test_a_device_command_on_the_fallback_road_changes_the_device_once(
         daemon = Daemon(Fakes(live, tasks), tmp_path, [(False, 4.0), (True, 1.0), (False, 6.0)],
                         "dev", **FALLBACK_ENV, EDGE_AGENT_MQTT__HOST=broker.host,
                         EDGE_AGENT_MQTT__PORT=str(broker.port),
-                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := _free_port()))
+                        EDGE_AGENT_OPS__HEALTH_PORT=str(port := free_port()))
         async with daemon:
             metrics = await _ok_turns(port, 1)
             commands = [p for t, p in light.received if t.endswith("/set")]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
+from tests.support.paths import REPO, snapshot_source
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
@@ -59,18 +59,6 @@ def _install(source: Path, root: Path, *args: str, key: str | None = None,
     return result
 
 
-def _snapshot_source(dest: Path) -> None:
-    """This checkout's files (tracked and new), without .git: a frozen input."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True, timeout=60).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file() and not src.is_symlink():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-
-
 def _seed_root(root: Path) -> None:
     """A root file system's users and groups, and systemd's own units (for verify)."""
     for base_dir in ("etc", "opt", "var/lib"):  # as a base system has them
@@ -86,7 +74,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         pytest.skip("scripts/install needs root and useradd")
     base = tmp_path_factory.mktemp("install")
     source, root = base / "source", base / "root"
-    _snapshot_source(source)
+    snapshot_source(source)
     _seed_root(root)
     t0 = time.monotonic()
     trace = base / "execve.trace" if shutil.which("strace") else None

@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 import urllib.request
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,9 @@ from daemon.live.resumption import INTERRUPTED_ANSWER
 from daemon.live.session_record import RECORD, endpoint_id
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
+from simulator.broker import free_port
 from simulator.live_server import FakeLiveServer, Fault
-from simulator.probe import stamped_chunk
+from simulator.probe import stamped_wav
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
 from tests.support.live import KEY, conversation, live_settings, next_event_of, say
 from tests.support.waiting import eventually
@@ -189,33 +189,14 @@ async def test_a_call_left_open_by_the_old_process_is_answered_and_the_talk_goes
 # -- the real daemon, killed and restarted ----------------------------------------------
 def _utterances_wav(path: Path, n: int) -> Path:
     """n utterances (0.5 s of tone, 1 s of silence) of stamped 20 ms chunks."""
-    seq = 0
-    frames = bytearray()
-    for speech, seconds in [(False, 0.3)] + [(True, 0.5), (False, 1.0)] * n:
-        for _ in range(round(seconds / 0.02)):
-            frames += stamped_chunk(seq, speech)
-            seq += 1
-    with wave.open(str(path), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(16_000)
-        wf.writeframes(bytes(frames))
-    return path
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return stamped_wav(path, [(False, 0.3)] + [(True, 0.5), (False, 1.0)] * n)
 
 
 class Daemon:
     """One `edge-agent run` process sharing the test's state directory."""
 
     def __init__(self, server: FakeLiveServer, tmp_path: Path, **extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("EDGE_AGENT_", "GEMINI", "STATE_DIRECTORY"))}
         (tmp_path / "none.toml").write_text("")
@@ -356,7 +337,7 @@ async def test_a_call_open_when_the_daemon_is_killed_is_answered_by_the_next_one
                 tool_calls=(ToolCallSpec("control_device", {"device": "lamp"}),))
     chat = Turn(user="thanks", reply="you're welcome", audio=ReplyAudio(duration_ms=200))
     async with FakeLiveServer(api_key=KEY, scenario=Scenario(turns=(lamp, chat, chat))) as server:
-        closed = _free_port()  # nothing listens here
+        closed = free_port()  # nothing listens here
         first = Daemon(server, tmp_path, EDGE_AGENT_MQTT__HOST="127.0.0.1",
                        EDGE_AGENT_MQTT__PORT=str(closed))
         second = Daemon(server, tmp_path, EDGE_AGENT_MQTT__HOST="127.0.0.1",

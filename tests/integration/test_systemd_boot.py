@@ -35,7 +35,7 @@ import pytest
 
 from simulator.live_server import FakeLiveServer
 from tests.support import systemd_boot
-from tests.support.paths import REPO
+from tests.support.paths import REPO, snapshot_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -128,7 +128,7 @@ def _wheelhouse() -> Path:
         return wheels
     with tempfile.TemporaryDirectory() as scratch:
         source, building = Path(scratch) / "source", Path(scratch) / "wheels"
-        _snapshot_source(source)  # pip builds in the tree it is given: not in the checkout
+        snapshot_source(source)  # pip builds in the tree it is given: not in the checkout
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
         for command in ([*pip, "wheel", "-w", str(building), str(source)],
                         [*pip, "download", "-d", str(building), "setuptools>=77"]):
@@ -144,18 +144,6 @@ def _wheelhouse() -> Path:
         shutil.copytree(building, partial)
         partial.rename(wheels)
     return wheels
-
-
-def _snapshot_source(dest: Path) -> None:
-    """The checkout's files (tracked and new), without .git: what the install copies."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True, timeout=60).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file() and not src.is_symlink():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
 
 
 def _configure(booted: systemd_boot.Booted, server: FakeLiveServer) -> None:
@@ -190,7 +178,7 @@ def system() -> Iterator[System]:
     with systemd_boot.boot() as booted:
         live = LiveThread(booted)
         with live as server:
-            _snapshot_source(booted.path(SOURCE))
+            snapshot_source(booted.path(SOURCE))
             _configure(booted, server)
             t0 = time.monotonic()
             install = booted.run(
