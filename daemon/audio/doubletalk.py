@@ -13,6 +13,8 @@ over a few consecutive frames and for the canceller's output to carry energy too
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,21 +33,34 @@ class EchoLevelModel:
         self._step = step
         freqs = np.fft.rfftfreq(2 * frame, 1 / rate)
         edges = np.geomspace(150.0, min(7000.0, rate / 2 - 1), bands + 1)
-        self._band_of = np.digitize(freqs, edges) - 1
-        self._valid = (self._band_of >= 0) & (self._band_of < bands)
+        band_of = np.digitize(freqs, edges) - 1
+        # bin -> band sums as one matrix product for the microphone and the reference
+        self._to_bands = np.zeros((len(freqs), bands))
+        valid = (band_of >= 0) & (band_of < bands)
+        self._to_bands[np.flatnonzero(valid), band_of[valid]] = 1.0
         self._bands = bands
         self._window = np.hanning(2 * frame)
         self._x = np.zeros((self._taps, bands))  # newest first
         self._h = np.zeros((self._taps, bands))
         self._noise: Floats | None = None
         self.learned = 0  # frames the model learned from (the reference was playing)
-        self._prev_mic = np.zeros(frame)
-        self._prev_ref = np.zeros(frame)
+        # rows: microphone, reference; the previous frame then this one (50 % overlap)
+        self._pair = np.zeros((2, 2 * frame))
+        self._ref_silent = True  # the reference's two frames are all zero (no FFT needed)
 
-    def _powers(self, cur: Floats, prev: Floats) -> Floats:
-        spec = np.abs(np.fft.rfft(np.concatenate([prev, cur]) * self._window)) ** 2
-        return np.asarray(np.bincount(self._band_of[self._valid], spec[self._valid],
-                                      self._bands), dtype=np.float64)
+    def _powers(self, mic: Samples, ref: Samples) -> tuple[Floats, Floats]:
+        """Band powers of the microphone and the reference over their last two frames;
+        one FFT call for both, and none for a reference that has been silent for two."""
+        f = self.frame
+        pair = self._pair
+        pair[:, :f] = pair[:, f:]
+        pair[0, f:] = mic
+        pair[1, f:] = ref
+        was_silent, self._ref_silent = self._ref_silent, not ref.any()
+        rows = pair[:1] if was_silent and self._ref_silent else pair
+        spec = np.fft.rfft(rows * self._window, axis=1)
+        bands = (spec.real**2 + spec.imag**2) @ self._to_bands
+        return bands[0], (bands[1] if len(bands) > 1 else np.zeros(self._bands))
 
     def excess(self, mic: Samples, ref: Samples) -> float:
         """Mean over bands of log10(mic / (expected echo + noise)), each clipped to [0, 2].
@@ -53,14 +68,11 @@ class EchoLevelModel:
         Learns from every frame, but an error above three times the expectation is
         clipped, so a talker cannot teach the model that the echo is loud.
         """
-        m = mic.astype(np.float64)
-        r = ref.astype(np.float64)
-        y = self._powers(m, self._prev_mic)
-        x = self._powers(r, self._prev_ref)
-        self._prev_mic, self._prev_ref = m, r
-        self._x = np.roll(self._x, 1, axis=0)
-        self._x[0] = x
-        expected = np.sum(self._h * self._x, axis=0)
+        y, x = self._powers(mic, ref)
+        xs = self._x
+        xs[1:] = xs[:-1]  # shift in place: the newest frame first
+        xs[0] = x
+        expected = np.einsum("tb,tb->b", self._h, xs)
         # noise floor: follows the minimum down at once, creeps up ~4 dB/s
         noise = y if self._noise is None else np.minimum(self._noise * 1.01, y)
         self._noise = noise = np.maximum(noise, 1.0)
@@ -68,8 +80,10 @@ class EchoLevelModel:
         score = float(np.mean(np.clip(np.log10(np.maximum(ratio, 1e-6)), 0.0, 2.0)))
         if x.any():
             err = np.minimum(y, 3 * expected + 4 * noise) - expected
-            norm = np.sum(self._x * self._x, axis=0) + 1e-9
-            self._h = np.maximum(self._h + self._step * self._x * err / norm, 0.0)
+            norm = np.einsum("tb,tb->b", xs, xs) + 1e-9
+            h = self._h
+            h += xs * (self._step * err / norm)
+            np.maximum(h, 0.0, out=h)
             self.learned += 1
         return score
 
@@ -85,7 +99,7 @@ def level_db(x: Samples) -> float:
     if not len(x):
         return -120.0
     f = x.astype(np.float64)
-    return float(10 * np.log10(np.dot(f, f) / len(f) / (32768.0**2) + 1e-12))
+    return 10 * math.log10(float(np.dot(f, f)) / len(f) / (32768.0**2) + 1e-12)
 
 
 class NearEndDetector:
@@ -111,14 +125,16 @@ class NearEndDetector:
         self._out_floor = -60.0
         self.last_excess = 0.0
 
-    def step(self, mic: Samples, ref: Samples, out: Samples | None) -> bool:
-        """One frame: True while the user is judged to be talking over the playback."""
+    def step(self, mic: Samples, ref: Samples, out: Samples | None, *,
+             levels: tuple[float, float] | None = None) -> bool:
+        """One frame: True while the user is judged to be talking over the playback.
+        `levels`: (microphone, output) in dBFS when the caller has them already."""
         self.last_excess = excess = self.model.excess(mic, ref)
         loud = True
         if out is not None:
-            out_db = level_db(out)
+            mic_db, out_db = levels if levels is not None else (level_db(mic), level_db(out))
             self._out_floor = min(out_db, self._out_floor + 0.02)  # ~2 dB/s upward creep
             loud = (out_db >= self._out_floor + self.out_margin_db
-                    and out_db >= level_db(mic) - self.kept_db)
+                    and out_db >= mic_db - self.kept_db)
         self._run = self._run + 1 if excess >= self.threshold and loud else 0
         return self._run >= self.frames and self.model.learned >= self.warmup_frames

@@ -34,6 +34,8 @@ THINKING_S = 10.0  # an utterance ended this recently and no answer yet: thinkin
 LISTENER_EXCESS = 0.1  # expected-echo excess that lets the listener's voice barge in
 EXCESS_FRAMES = 5  # ... within the last 50 ms
 BARGE_PREROLL_MS = 700  # sent from before a confirmed barge-in's duck (its onset came first)
+SILENT_REF_DB = -50.0  # a far end quieter than this plays nothing (no ERLE reading)
+LISTENER_REST_FRAMES = 40  # 400 ms of silent far end, past the listener's 300 ms filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ class FrontEnd:
         self.listener_converged = False
         self.listener_converged_at: float | None = None
         self._excess: deque[float] = deque([0.0], maxlen=EXCESS_FRAMES)
+        self._ref_quiet = 0  # frames since the reference was last above SILENT_REF_DB
+        self.listener_rested = 0  # frames the listener was not run (nothing playing)
         self.listen = ListenPolicy(options.listen, window_s=options.listen_window_s,
                                    follow_up_s=options.follow_up_s)
         self.stats = FrontEndStats()
@@ -152,13 +156,16 @@ class FrontEnd:
         mode = self.options.echo
         ref = self.timeline.window(at, FRAME)
         levels = (level_db(mic), level_db(ref))  # once a frame: the ERLE readings share them
+        self._ref_quiet = 0 if levels[1] >= SILENT_REF_DB else self._ref_quiet + 1
         if mode == "off":
             clean, suspect = mic, False
         elif self.canceller is not None:
             clean = self.canceller.process(mic, ref)
+            clean_db = level_db(clean) if playing or levels[1] >= SILENT_REF_DB else 0.0
             # the expected echo matters only while something plays (two FFTs a frame)
-            suspect = self.detector.step(mic, ref, clean) if playing else False
-            self._erle(levels, clean)
+            suspect = (self.detector.step(mic, ref, clean, levels=(levels[0], clean_db))
+                       if playing else False)
+            self._erle(levels, clean_db)
         else:  # half-duplex: the raw microphone, shut while the model speaks
             clean = mic
             suspect = self.detector.step(mic, ref, None) if playing else False
@@ -252,11 +259,11 @@ class FrontEnd:
         """Whether the canceller has shown it removes the echo (ERLE >= 15 dB once)."""
         return self._converged
 
-    def _erle(self, levels: tuple[float, float], clean: Samples) -> None:
+    def _erle(self, levels: tuple[float, float], clean_db: float) -> None:
         mic_db, ref_db = levels
-        if ref_db < -50:
+        if ref_db < SILENT_REF_DB:
             return
-        erle = mic_db - level_db(clean)
+        erle = mic_db - clean_db
         self.stats.erle_db = round(0.98 * self.stats.erle_db + 0.02 * erle, 2)
         if self.stats.erle_db >= CONVERGED_ERLE_DB:
             self._converged = True
@@ -270,13 +277,19 @@ class FrontEnd:
         """What the VAD judges: while the model plays, the listener's output once it
         has shown it removes the echo (ERLE >= 15 dB, smoothed); else the main
         canceller's (quieter: Silero is skipped on silence). The listener adapts on
-        every frame. (Feeding Silero the listener only where the expected-echo excess
-        hints at a talker saved little CPU and lost 1-4 points of VAD hits.)"""
+        every frame while something plays, and rests once nothing has played for
+        longer than its filter reaches back (its far-end history is silence then, and
+        its output is neither judged nor measured). (Feeding Silero the listener only
+        where the expected-echo excess hints at a talker saved little CPU and lost
+        1-4 points of VAD hits.)"""
         if self.listener is None or self.options.echo not in ("webrtc", "speex"):
+            return clean
+        if not playing and self._ref_quiet > LISTENER_REST_FRAMES:
+            self.listener_rested += 1
             return clean
         out = self.listener.process(mic, ref)
         mic_db, ref_db = levels
-        if ref_db >= -50:
+        if ref_db >= SILENT_REF_DB:
             erle = mic_db - level_db(out)
             self._listener_erle = 0.98 * self._listener_erle + 0.02 * erle
             if not self.listener_converged and self._listener_erle >= CONVERGED_ERLE_DB:
@@ -297,6 +310,7 @@ class FrontEnd:
             "listener": self.listener.name if self.listener is not None else "none",
             "listener_converged": self.listener_converged,
             "listener_erle_db": round(self._listener_erle, 2),
+            "listener_rested_frames": self.listener_rested,
             "vad": self.vad.vad.name if self.vad is not None else "off",
             "playback": self.barge.state.value,
             **s,
@@ -305,7 +319,8 @@ class FrontEnd:
             "wake_word_fed_frames": self.words.fed_frames if self.words is not None else 0,
             "native_one_thread": {  # daemon.audio.threads: False = the library's own pool
                 "vad": bool(getattr(self.vad.vad, "one_thread", False)) if self.vad else False,
-                "wake_word": self.words.one_thread if self.words is not None else False},
+                "wake_word": self.words.one_thread if self.words is not None else False,
+                "wake_word_xnnpack": self.words.xnnpack if self.words is not None else False},
             "gate": asdict(self.gate.stats),
             "barge_in": asdict(self.barge.stats),
             "reference": {"gaps": self.timeline.gaps, "overlaps": self.timeline.overlaps},

@@ -82,8 +82,10 @@ class FarEndTimeline:
             hi = min(stop, self._written)
             if hi <= lo:
                 return out
-            idx = np.arange(lo, hi) % self._size
-            out[lo - start : hi - start] = self._ring[idx]
+            pos = lo % self._size
+            first = min(hi - lo, self._size - pos)  # up to the ring's end, then from its start
+            out[lo - start : lo - start + first] = self._ring[pos : pos + first]
+            out[lo - start + first : hi - start] = self._ring[: hi - lo - first]
         return out
 
     def reset(self) -> None:

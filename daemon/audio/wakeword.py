@@ -3,7 +3,7 @@
 The models ship inside the wheel (hey_jarvis, alexa, hey_mycroft, hey_rhasspy,
 okay_nabu) or come as a path to a `.tflite` file: nothing is downloaded. The
 melspectrogram and embedding stages cost ~5.5 % of a core when fed continuously
-(one TFLite thread, `daemon.audio.threads`),
+(one TFLite thread; about 2.5x less with XNNPACK, `daemon.audio.threads`),
 so audio is fed only around voice: the last `context_s` before the voice
 detector opens, and until `linger_s` after it closes. A detection is
 followed by `refractory_s` in which the word is not reported again.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from daemon.audio.reference import Samples
-from daemon.audio.threads import openwakeword_one_thread
+from daemon.audio.threads import openwakeword_one_thread, openwakeword_xnnpack
 from daemon.errors import EdgeAgentError
 
 CHUNK = 1280  # 80 ms: openWakeWord's step
@@ -65,6 +65,7 @@ class WakeWords:
             raise WakeWordUnavailable(f"cannot load {words}: {exc}") from None
         # TFLite's own thread pool costs ~1.5x the CPU of one thread (daemon.audio.threads)
         self.one_thread = openwakeword_one_thread(self._features, list(self._models.values()))
+        self.xnnpack = self.one_thread and openwakeword_xnnpack(self._features)
         self.threshold = threshold
         self.refractory_s = refractory_s
         self._context: deque[Samples] = deque(maxlen=int(context_s * rate) // frame)

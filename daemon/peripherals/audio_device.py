@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RAMP_MS = 5  # a change of the loudspeaker's gain (barge-in) is ramped over this long
+REFERENCE_REST_S = 0.1  # nothing played this long: the reference resampler rests
 
 
 class AudioDeviceError(EdgeAgentError, OSError):
@@ -218,6 +219,58 @@ class SoundCardMicrophone:
             stream.close()
 
 
+class ReferenceWriter:
+    """What the loudspeaker plays, resampled to the microphone's rate, onto the timeline.
+
+    soxr hands out its output in bursts (nothing for one block, two blocks' worth
+    the next), so each resampled piece is stamped by its own position in the
+    stream, not by the block that released it. Once nothing has played for
+    REFERENCE_REST_S the resampler is drained (its tail is silence) and rests:
+    silent blocks go onto the timeline as zeros without it, and the next sound
+    starts a new stream. Most of a kiosk's day is that silence.
+    """
+
+    def __init__(self, timeline: FarEndTimeline, dev_rate: int, frames: int) -> None:
+        self.timeline = timeline
+        self.dev_rate = dev_rate
+        self._resampler = Resampler(dev_rate, UPLINK_RATE)
+        self._in = self._out = 0  # samples into and out of the resampler (this stream)
+        self._silent = 0  # samples of nothing played in a row (device rate)
+        self.resting = False
+        self._zeros = np.zeros(round(frames * UPLINK_RATE / dev_rate), dtype=np.int16)
+
+    def played(self, out: bytes, at: float, *, silent: bool = False) -> None:
+        """The block `out` leaves the loudspeaker at `at`; `silent`: it is all zeros."""
+        n = len(out) // SAMPLE_WIDTH
+        # (a block that does not resample to a whole number of samples never rests)
+        exact = n * UPLINK_RATE == len(self._zeros) * self.dev_rate
+        if not (silent and exact):
+            self._silent = 0
+            self.resting = False
+        elif self.resting:
+            self.timeline.played(self._zeros, at)
+            return
+        else:
+            self._silent += n
+            if self._silent >= self.dev_rate * REFERENCE_REST_S:
+                # drained: the tail is silence; the next sound starts a new stream
+                self._piece(self._resampler.process(out) + self._resampler.flush(), at, n)
+                self._in = self._out = 0
+                self.resting = True
+                return
+        self._piece(self._resampler.process(out), at, n)
+
+    def _piece(self, pcm: bytes, at: float, n: int) -> None:
+        """Put resampled audio on the timeline; `n` samples went in at `at`."""
+        self._in += n
+        m = len(pcm) // SAMPLE_WIDTH
+        self._out += m
+        if m:
+            block_start = (self._in - n) / self.dev_rate
+            piece_start = (self._out - m) / UPLINK_RATE
+            self.timeline.played(np.frombuffer(pcm, dtype="<i2"), at + piece_start - block_start)
+
+
 class SoundCardSpeaker:
     """Plays mono 16-bit PCM on a local device from a bounded buffer; silence when dry.
 
@@ -242,8 +295,8 @@ class SoundCardSpeaker:
         # What is played, at the microphone's rate and stamped with the time it leaves
         # the loudspeaker: the echo canceller's far end (daemon.audio.reference).
         self.timeline = timeline
-        self._reference: Resampler | None = None
-        self._ref_in = self._ref_out = 0  # samples into and out of the reference resampler
+        self._reference: ReferenceWriter | None = None
+        self._zeros = b""  # one block of silence at the device's rate (set by open)
         self.gain = 1.0  # set by barge-in: ducked or 0; ramped over one callback
         self._gain_now = 1.0
         self.paused = False  # barge-in: play silence and keep the queue
@@ -258,23 +311,29 @@ class SoundCardSpeaker:
         dev_rate = _open_rate(dev, self.rate, output=True)
         self._resampler = None  # made for the rate of the first audio played
         self._dev_rate = dev_rate
-        self._reference = Resampler(dev_rate, UPLINK_RATE) if self.timeline is not None else None
-        self._ref_in = self._ref_out = 0
         frames = dev_rate // 100  # 10 ms: a barge-in is heard one short block later
+        self._zeros = bytes(frames * SAMPLE_WIDTH)
+        self._reference = (ReferenceWriter(self.timeline, dev_rate, frames)
+                           if self.timeline is not None else None)
+        reference = self._reference
         clock = DeviceClock()
 
         def callback(_in: Any, n: int, t: Any, _status: int) -> tuple[bytes, int]:
             want = n * SAMPLE_WIDTH
             out = b"" if self.paused and self._gain_now == 0.0 else self._take(want)
-            out += b"\0" * (want - len(out))
+            silent = not out  # nothing to play: the block is all zeros
+            if silent:
+                out = self._zeros if want == len(self._zeros) else bytes(want)
+            elif len(out) < want:
+                out += bytes(want - len(out))
             at = _stamp(clock, t, "output_buffer_dac_time")
             if self.paused or self.gain != 1.0 or self._gain_now != 1.0:
                 was = self._gain_now
                 out = self._apply_gain(out)
                 if self._gain_now < was:  # ducked or stopped: when it is heard so
                     self.quiet_at = at + RAMP_MS / 1000
-            if self.timeline is not None:
-                self._note_played(out, at)
+            if reference is not None:
+                reference.played(out, at, silent=silent)
             return out, pyaudio.paContinue
 
         try:
@@ -303,25 +362,6 @@ class SoundCardSpeaker:
         gains[:n] = np.linspace(self._gain_now, target, n, dtype=np.float32)
         self._gain_now = target
         return bytes(np.clip(x * gains, -32768, 32767).astype("<i2").tobytes())
-
-    def _note_played(self, out: bytes, at: float) -> None:
-        """The block leaves the loudspeaker at `at`: the canceller's far end from then.
-
-        soxr hands out its output in bursts (nothing for one block, two blocks' worth
-        the next), so the resampled piece is stamped by its own position in the
-        stream, not by the block that released it.
-        """
-        assert self.timeline is not None
-        assert self._reference is not None
-        pcm = self._reference.process(out)
-        self._ref_in += len(out) // SAMPLE_WIDTH
-        m = len(pcm) // SAMPLE_WIDTH
-        self._ref_out += m
-        if m:
-            block_start = (self._ref_in - len(out) // SAMPLE_WIDTH) / self._dev_rate
-            piece_start = (self._ref_out - m) / UPLINK_RATE
-            samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
-            self.timeline.played(samples, at + piece_start - block_start)
 
     def _take(self, want: int) -> bytes:
         parts: list[bytes] = []

@@ -127,3 +127,43 @@ def test_once_the_listener_converged_the_vad_hears_a_user_over_the_model(
     model_only[onset - RATE : onset + 4 * RATE] = False
     leaked = np.sum((rec.clean * rec.sent_samples())[model_only] ** 2)
     assert 10 * np.log10(leaked + 1e-20) - 10 * np.log10(np.sum(rec.echo**2)) <= -25.0
+
+
+def test_the_listener_rests_while_nothing_plays_and_hears_the_user_after_as_before(
+    far: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two answers the speex listener is not run (nothing to judge it on);
+    over the next answer the VAD hears the user through it as well as through a
+    listener that ran all along."""
+    import daemon.audio.frontend as frontend
+
+    gap = np.zeros(2 * RATE)
+    played = np.concatenate([far, far, gap, far[: 6 * RATE]])
+    user, onset = talker_at_0_db(played, 2 * len(far) / RATE + 2.0 + 1.5)
+    sound = np.convolve(np.abs(played) > 0, np.ones(int(0.4 * RATE)))[: len(played)] > 0
+
+    def run(rest_frames: int) -> tuple[FrontEnd, float]:
+        monkeypatch.setattr(frontend, "LISTENER_REST_FRAMES", rest_frames)
+        fe = FrontEnd(FrontEndOptions(echo="webrtc"), canceller=make_canceller("webrtc"),
+                      vad=StreamVad(SileroVad()), timeline=FarEndTimeline(),
+                      listener=make_canceller("speex"))
+        inner = fe.process
+
+        def process(block: np.ndarray, at: float, *, playing: bool) -> object:
+            # as the kiosk says: playing while the loudspeaker sounded in the last 0.4 s
+            return inner(block, at, playing=playing and bool(sound[min(int(at * RATE),
+                                                                        len(sound) - 1)]))
+
+        fe.process = process  # type: ignore[method-assign, assignment]
+        rec = run_loop(fe, played, user, EchoRoom(**ROOM))
+        talk = np.abs(rec.near) > 1e-3
+        frames = talk[: len(rec.voice) * FRAME].reshape(-1, FRAME).mean(axis=1) > 0.5
+        return fe, float(rec.voice[frames].mean())
+
+    rested, hits = run(frontend.LISTENER_REST_FRAMES)
+    always, hits_always = run(10**9)
+    assert rested.listener_rested >= 100 and always.listener_rested == 0
+    assert rested.listener_converged_at is not None
+    assert rested.listener_converged_at < onset / RATE
+    assert hits >= 0.8 and hits >= hits_always - 0.05, (hits, hits_always)
+    assert rested.barge.stats.barge_ins == always.barge.stats.barge_ins == 1

@@ -90,3 +90,34 @@ def test_the_offset_follows_a_slewing_clock_within_its_window() -> None:
     assert clock.to_monotonic(0.0) == pytest.approx(500.0 + 0.001 * 8.0, abs=2e-4)
     with pytest.raises(ValueError, match="no callback observed"):
         DeviceClock().to_monotonic(1.0)
+
+
+def test_the_reference_rests_in_silence_and_matches_a_resampler_that_never_does() -> None:
+    """The loudspeaker's reference (24 kHz -> 16 kHz) skips the resampler once nothing
+    has played for a while: the far end the canceller reads is the same as when every
+    silent block is resampled, and the timeline sees no gap or overlap."""
+    from daemon.peripherals.audio_device import ReferenceWriter
+
+    dev = 24_000
+    rng = np.random.default_rng(3)
+    # sound, a long silence (rests), sound, a short silence (does not), sound, silence
+    plan = [(True, 50), (False, 40), (True, 50), (False, 5), (True, 30), (False, 30)]
+    blocks = [(rng.normal(0, 3000, 240).astype("<i2").tobytes() if sound else b"")
+              for sound, count in plan for _ in range(count)]
+    resting, never = FarEndTimeline(RATE, seconds=4.0), FarEndTimeline(RATE, seconds=4.0)
+    writer, plain = ReferenceWriter(resting, dev, 240), ReferenceWriter(never, dev, 240)
+    rested = 0
+    for k, pcm in enumerate(blocks):
+        at = 10.0 + 0.01 * k
+        writer.played(pcm or bytes(480), at, silent=not pcm)
+        plain.played(pcm or bytes(480), at, silent=False)
+        rested += writer.resting
+    assert rested >= 40  # most of the long and the closing silence
+    for k in range(len(blocks) - 3):  # soxr releases its output ~30 ms late
+        if not blocks[k] and blocks[k + 1]:
+            continue  # before an onset a continuous stream pre-rings (linear-phase filter)
+        at = 10.0 + 0.01 * (k + 1)
+        # (soxr dithers its int16 output: two streams differ by a few LSB, -80 dBFS)
+        assert np.abs(resting.window(at, 160).astype(int)
+                      - never.window(at, 160).astype(int)).max() <= 3, k
+    assert (resting.gaps, resting.overlaps) == (never.gaps, never.overlaps) == (0, 0)

@@ -58,3 +58,29 @@ def test_a_missing_wake_word_internal_is_left_alone_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert not threads.openwakeword_one_thread(object(), [])
     assert "slower" in caplog.text
+
+
+def test_the_wake_word_on_xnnpack_scores_as_tflites_own_kernels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """XNNPACK (2.5x less CPU for the embedding model) changes no decision: the
+    scores match TFLite's own kernels frame by frame."""
+    track, _ = place([speak("Turn on the lights.", USER_VOICE),
+                      speak("Hey Jarvis, what time is it?", USER_VOICE, words_per_minute=140)],
+                     [0.3, 2.5], 5.5)
+    pcm = to_int16(track)
+
+    def trace(words: WakeWords) -> tuple[list[float], list[str]]:
+        scores, heard = [], []
+        for k in range(len(pcm) // 160):
+            heard += words.feed(pcm[k * 160 : (k + 1) * 160], True, k / 100)
+            scores.append(words.scores["wake"])
+        return scores, heard
+
+    fast = WakeWords({"wake": "hey_jarvis"})
+    assert fast.xnnpack
+    monkeypatch.setattr(threads, "_xnnpack", lambda _lib: None)
+    plain = WakeWords({"wake": "hey_jarvis"})
+    assert plain.one_thread and not plain.xnnpack
+    (got, heard), (want, heard_plain) = trace(fast), trace(plain)
+    assert heard == heard_plain == ["wake"]
+    assert np.allclose(got, want, atol=1e-3), np.max(np.abs(np.array(got) - want))
