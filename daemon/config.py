@@ -147,6 +147,11 @@ class BlePeripheralSettings(_Section):
     backoff_max: float = Field(30.0, gt=0, le=600)
     photo_interval: float = Field(0.0, ge=0, le=3600)
     local_output: str = ""
+    # push_to_talk: audio goes upstream only between two talk gestures (omi: a double
+    # tap; never the single tap that confirms a sensitive action)
+    listen: Literal["always", "push_to_talk"] = "always"
+    push_to_talk_max_hold: float = Field(60.0, gt=0, le=3600)  # a lost second gesture
+    earcons: bool = True  # a tone on the speaker when talk goes on or off
 
     @model_validator(mode="after")
     def _check(self) -> BlePeripheralSettings:

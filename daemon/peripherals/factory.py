@@ -53,6 +53,10 @@ def _ble_peripheral(bs: BlePeripheralSettings, state: StateStore | None) -> Peri
         profile = load_profile(bs.profile)
     except ProfileError as exc:
         raise PeripheralUnavailable(f"peripheral.ble.profile: {exc}") from None
+    if bs.listen == "push_to_talk" and not profile.can_talk:
+        raise PeripheralUnavailable(
+            f"peripheral.ble.listen: push_to_talk needs a talk gesture, and profile "
+            f"{profile.name!r} names none ([tap] talk_events or frame_protocol.talk)")
     fallback = _local_output(bs.local_output) if bs.local_output else None
     try:
         ble = BlePeripheral(
@@ -66,6 +70,9 @@ def _ble_peripheral(bs: BlePeripheralSettings, state: StateStore | None) -> Peri
             backoff_cap=bs.backoff_max,
             speaker_fallback=fallback,
             state=state,
+            listen=bs.listen,
+            push_to_talk_max_hold=bs.push_to_talk_max_hold,
+            earcons=bs.earcons,
         )
     except BackendError as exc:
         raise PeripheralUnavailable(f"peripheral.ble.{exc}") from None

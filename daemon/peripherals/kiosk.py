@@ -26,6 +26,7 @@ import numpy as np
 from daemon.audio.ptt import PushToTalk
 from daemon.backoff import Backoff
 from daemon.config import KioskPeripheralSettings
+from daemon.media.earcon import EARCON_RATE, LISTEN_START, LISTEN_STOP, earcon
 from daemon.media.types import DOWNLINK_RATE, UPLINK_RATE, AudioChunk
 from daemon.peripherals import ptt_sources
 from daemon.peripherals.audio_device import (
@@ -167,7 +168,8 @@ class KioskPeripheral(Peripheral):
         if step.ended:
             sink.speech_ended()
         if self._earcons and (step.listening_started or step.listening_stopped):
-            self._speaker.play(_earcon(rising=step.listening_started), DOWNLINK_RATE)
+            self._speaker.play(earcon(LISTEN_START if step.listening_started else LISTEN_STOP),
+                               EARCON_RATE)
         self.assistant_state = fe.assistant_state(captured_at, playing)
 
     def push_to_talk(self, pressed: bool, source: str = "mqtt") -> None:
@@ -221,12 +223,3 @@ class KioskPeripheral(Peripheral):
             out["frontend"]["duck_to_quiet_ms"] = self.quiet_ms[-1] if self.quiet_ms else 0.0
             out["frontend"]["duck_to_quiet_max_ms"] = max(self.quiet_ms, default=0.0)
         return out
-
-
-def _earcon(*, rising: bool) -> bytes:
-    """Two short soft tones (24 kHz): up when listening starts, down when it stops."""
-    t = np.arange(int(0.08 * DOWNLINK_RATE)) / DOWNLINK_RATE
-    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
-    tones = (660.0, 880.0) if rising else (880.0, 660.0)
-    wave = np.concatenate([np.sin(2 * np.pi * f * t) * fade for f in tones])
-    return bytes((wave * 0.15 * 32767).astype("<i2").tobytes())

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from daemon.config import InteractionsSettings
 from daemon.live.calls import FunctionCall, ToolResponse
+from daemon.media.earcon import EARCON_RATE, ROAD_FALLBACK, ROAD_LIVE, earcon
 from daemon.media.types import AudioChunk
 from daemon.tasks.client import (
     InteractionsClient,
@@ -45,7 +44,6 @@ WATCH_SECONDS = 0.1  # how often the link's state is read
 MAX_TOOL_HOPS = 4  # function-call rounds in one turn
 MAX_QUEUED = 2  # utterances waiting for a turn; older ones are dropped
 SUMMARY_TIMEOUT = 10.0
-EARCON_RATE = 24_000
 SYSTEM = (
     "You are a voice assistant on the user's glasses or kiosk, reached through a fallback "
     "channel while the live voice connection is down. The user's turns are audio. Answer "
@@ -84,17 +82,9 @@ class Speaker(Protocol):
         """Queue audio; never blocks."""
 
 
-def earcon(rising: bool, rate: int = EARCON_RATE) -> bytes:
-    """Two short soft tones, falling (fallback taken) or rising (Live back)."""
-    pitches = (660.0, 990.0) if rising else (990.0, 660.0)
-    out = array("h")
-    n = int(0.12 * rate)
-    for pitch in pitches:
-        for i in range(n):
-            fade = min(1.0, i / (0.01 * rate), (n - i) / (0.01 * rate))
-            out.append(int(6000 * fade * math.sin(2 * math.pi * pitch * i / rate)))
-        out.extend([0] * int(0.04 * rate))
-    return out.tobytes()
+def road_earcon(*, live: bool) -> bytes:
+    """Rising: the Live API is back; falling: the fallback road is taken."""
+    return earcon(ROAD_LIVE if live else ROAD_FALLBACK, tone_s=0.12, gap_s=0.04, level=0.18)
 
 
 class FallbackRoad:
@@ -173,7 +163,7 @@ class FallbackRoad:
         self._cutter.reset()
         self._spell_turns = 0
         self._notes = []
-        self._speaker.play(earcon(rising=False), EARCON_RATE)
+        self._speaker.play(road_earcon(live=False), EARCON_RATE)
 
     async def _leave(self) -> None:
         log.info("Live link back: leaving the fallback road after %d turns", self._spell_turns)
@@ -181,7 +171,7 @@ class FallbackRoad:
         self._m.road.set(0)
         self._cutter.reset()
         self._queue.clear()
-        self._speaker.play(earcon(rising=True), EARCON_RATE)
+        self._speaker.play(road_earcon(live=True), EARCON_RATE)
         if self._spell_turns == 0:
             self._m.summaries.labels("none").inc()
             return

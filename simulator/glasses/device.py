@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from bumble import gatt, hci
 from bumble.device import Connection, Device
@@ -33,10 +33,11 @@ from bumble.keys import JsonKeyStore
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
+from daemon.peripherals.ble.button import omi_button_notification
 from daemon.peripherals.ble.framing import (
     FrameFlags,
+    frame_talk_message,
     frame_tap_message,
-    omi_button_notification,
 )
 from daemon.peripherals.ble.profile import DeviceProfile, load_profile
 from simulator.glasses.camera import GlassesCamera
@@ -238,23 +239,32 @@ class VirtualGlasses:
 
     async def tap(self) -> bool:
         """The wearer taps the glasses; False if the profile has no tap or nobody listens."""
+        return await self._gesture("tap")
+
+    async def talk(self) -> bool:
+        """The wearer makes the talk gesture (omi: a double tap), as `tap`."""
+        return await self._gesture("talk")
+
+    async def _gesture(self, kind: Literal["tap", "talk"]) -> bool:
         p, link = self.profile, self._link
-        if p.tap.source == "none":
-            raise ValueError(f"profile {p.name!r} has no tap source")
+        if p.tap.source == "none" or (kind == "talk" and not p.can_talk):
+            raise ValueError(f"profile {p.name!r} has no {kind} gesture")
         chars = self.notifier.chars
+        flags = p.frame_flags or FrameFlags()
         if p.tap.source == "button":
             char = chars.get(p.characteristics.button or "")
-            value = omi_button_notification(p.tap.events[0])
+            events = p.tap.events if kind == "tap" else p.tap.talk_events
+            value = omi_button_notification(events[0])
         else:
             char = chars.get(p.characteristics.audio_data)
-            value = frame_tap_message(p.frame_flags or FrameFlags())
+            value = frame_tap_message(flags) if kind == "tap" else frame_talk_message(flags)
         if link is None or char is None or char.handle not in link.subscribed or not link.secure:
             self.stats.taps_skipped += 1
-            self.report.emit("tap", sent=False)
+            self.report.emit(kind, sent=False)
             return False
         await self.notifier.notify(link, char, value)
         self.stats.taps += 1
-        self.report.emit("tap", sent=True)
+        self.report.emit(kind, sent=True)
         return True
 
     # ------------------------------------------------------------------- run

@@ -16,7 +16,7 @@ from bumble import gatt
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 
-from daemon.peripherals.ble.framing import omi_button_notification
+from daemon.peripherals.ble.button import omi_button_notification
 from daemon.peripherals.ble.profile import BLUETOOTH_BASE_UUID_SUFFIX, DeviceProfile
 
 __all__ = ["BATTERY_KEY", "advertising_data", "build_services", "bumble_uuid", "default_address"]

@@ -43,7 +43,7 @@ class GlassesStats:
     speaker_decode_errors: int = 0
     speaker_overflow: int = 0  # more PCM than the length prefix announced
     speaker_record_dropped: int = 0
-    taps: int = 0
+    taps: int = 0  # taps and talk gestures sent
     taps_skipped: int = 0  # tapped while nobody was subscribed (or not yet encrypted)
     commands: dict[str, int] = field(default_factory=dict)
     unknown_commands: int = 0

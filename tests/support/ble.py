@@ -23,6 +23,7 @@ class Sink:
         self.frames: list[VideoFrame] = []
         self.paused = 0
         self.taps = 0
+        self.ended = 0  # speech_ended: the peripheral closed the utterance (push-to-talk)
         self.native = bytearray()  # device-rate PCM before resampling (`native_hook`)
         self._changed = asyncio.Event()
 
@@ -48,6 +49,10 @@ class Sink:
 
     def user_tap(self) -> None:
         self.taps += 1
+        self._changed.set()
+
+    def speech_ended(self) -> None:
+        self.ended += 1
         self._changed.set()
 
     @property

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from daemon.agent import Agent
-from daemon.config import MqttSettings, Settings, ToolsSettings
+from daemon.config import MqttSettings, PeripheralSettings, Settings, ToolsSettings
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
 from daemon.home.consent import ECHO_TAIL_SECONDS, ConsentTracker
 from daemon.home.discovery import Discovered
@@ -144,6 +144,7 @@ async def home_rig(
     proxy: bool = False,
     mqtt5: bool = True,
     user: bool = True,
+    peripheral: PeripheralSettings | None = None,
     **service_kw: Any,
 ) -> AsyncIterator[Rig]:
     """Everything running on a private broker; torn down in reverse order.
@@ -168,6 +169,7 @@ async def home_rig(
                 host=broker.host, port=broker.port, client_id=CLIENT_ID, **(mqtt or {})
             ),
             tools=ToolsSettings(**(tools or {})),
+            peripheral=peripheral or PeripheralSettings(),
         )
         metrics = agent.metrics if agent is not None else Metrics()
         registry = agent.registry if agent is not None else ToolRegistry(settings.tools.deadline)

@@ -6,22 +6,23 @@ import struct
 
 import pytest
 
+from daemon.peripherals.ble.button import ButtonDecoder, omi_button_notification
 from daemon.peripherals.ble.framing import (
     AudioFrame,
     AudioPacketTracker,
-    ButtonDecoder,
     FrameAudio,
     FrameFlags,
     FrameMessageDecoder,
+    FrameTalk,
     FrameTap,
     PacketKind,
     Photo,
     PhotoAssembler,
     complete_jpeg,
     frame_data_messages,
+    frame_talk_message,
     frame_tap_message,
     omi_audio_notifications,
-    omi_button_notification,
     omi_photo_chunks,
 )
 from daemon.peripherals.ble.profile import load_profile
@@ -619,6 +620,19 @@ def test_frame_tap_message_is_a_tap() -> None:
     assert plain.stats.unknown_flag == 1 and plain.stats.taps == 0
     with pytest.raises(ValueError, match="no tap flag"):
         frame_tap_message(FrameFlags())
+
+
+def test_frame_talk_message_is_the_talk_gesture_and_never_a_tap() -> None:
+    flags = FrameFlags(tap=0x09, talk=0x0A)
+    d = FrameMessageDecoder(flags)
+    assert frame_talk_message(flags) == b"\x01\x0a"
+    assert d.push(frame_talk_message(flags)) == FrameTalk()
+    assert d.push(frame_tap_message(flags)) == FrameTap()
+    assert (d.stats.talks, d.stats.taps) == (1, 1)
+    with pytest.raises(ValueError, match="no talk flag"):
+        frame_talk_message(FrameFlags(tap=0x09))
+    with pytest.raises(ValueError, match="distinct"):
+        FrameFlags(tap=0x09, talk=0x09)
 
 
 def test_frame_tap_flag_must_differ_from_the_others() -> None:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from daemon.media.codecs import CodecSpec, StreamDecoder, mulaw_decode, pcm8_to_pcm16
 from daemon.media.opus import OpusDecoder, OpusError
 from daemon.media.resample import Resampler
+from daemon.peripherals.ble.button import ButtonDecoder
 from daemon.peripherals.ble.framing import (
     AudioPacketTracker,
-    ButtonDecoder,
     FrameAudio,
     FrameFlags,
     FrameMessageDecoder,
@@ -352,13 +352,22 @@ def test_frame_adversarial_messages(flags: FrameFlags, data: st.DataObject) -> N
 
 
 @FUZZ
-@given(st.lists(notification, max_size=60), st.lists(st.integers(-5, 10), max_size=3))
-def test_button_decoder_random_bytes(stream: list[bytes], events: list[int]) -> None:
-    b = ButtonDecoder(tuple(events) or (1,))
-    taps = sum(b.push(n) for n in stream)
+@given(st.lists(notification, max_size=60), st.lists(st.integers(-5, 10), max_size=3),
+       st.lists(st.integers(-5, 10), max_size=2))
+def test_button_decoder_random_bytes(stream: list[bytes], events: list[int],
+                                     talk: list[int]) -> None:
+    tap_events = tuple(events) or (1,)
+    talk_events = tuple(e for e in talk if e not in tap_events)
+    b = ButtonDecoder(tap_events, talk_events)
+    got = [b.push(n) for n in stream]
     s = b.stats
-    assert s.notifications == len(stream) and s.taps == taps
-    assert s.taps + s.other_events + s.malformed == len(stream)
+    assert s.notifications == len(stream)
+    assert s.taps == got.count("tap") and s.talks == got.count("talk")
+    assert s.taps + s.talks + s.other_events + s.malformed == len(stream)
+    for n, event in zip(stream, got, strict=True):  # a talk is never a tap, and back
+        code = int.from_bytes(n[:4], "little", signed=True) if 1 <= len(n) <= 8 else None
+        assert (event == "tap") == (code in tap_events)
+        assert (event == "talk") == (code in talk_events)
 
 
 @FUZZ

@@ -67,6 +67,10 @@ interval_encoding = "i8"
 interval_min_s = 5
 interval_max_s = 127
 """
+BUTTON = BASE.replace(  # BASE with omi's button characteristic
+    'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\n',
+    'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\nbutton = "2A6E"\n',
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "test") -> Path:
@@ -139,7 +143,7 @@ SHIPPED = {
         max_mtu=None,
         bonding_required=False,
         frame_flags=None,
-        tap=TapSpec(source="button", events=(1,)),
+        tap=TapSpec(source="button", events=(1,), talk_events=(2,)),
     ),
     "omiglass": DeviceProfile(
         name="omiglass",
@@ -275,7 +279,8 @@ SHIPPED = {
         max_mtu=256,
         bonding_required=True,
         frame_flags=FrameFlags(
-            data_prefix=0x01, audio=0x05, audio_final=0x06, photo=0x07, photo_final=0x08, tap=0x09
+            data_prefix=0x01, audio=0x05, audio_final=0x06, photo=0x07, photo_final=0x08, tap=0x09,
+            talk=0x0A,
         ),
         tap=TapSpec(source="frame", events=()),
     ),
@@ -328,7 +333,7 @@ def test_omi_profile_facts() -> None:
     assert p.downlink.length_prefix == "u32le"
     assert p.downlink.chunk_bytes == 400
     assert p.frame_flags is None
-    assert p.tap == TapSpec("button", (1,))
+    assert p.tap == TapSpec("button", (1,), (2,)) and p.can_talk  # double tap: talk
     assert p.characteristics.button == "23ba7925-0000-1000-7450-346eac492e92"
     assert p.characteristics.button_service == "23ba7924-0000-1000-7450-346eac492e92"
 
@@ -369,7 +374,7 @@ def test_frame_profile_uses_message_layer_and_bonding() -> None:
     assert p.characteristics.photo_data == FRAME_RX
     assert p.characteristics.audio_control == FRAME_TX
     assert p.characteristics.codec_id is None
-    assert p.frame_flags == FrameFlags(0x01, 0x05, 0x06, 0x07, 0x08, tap=0x09)
+    assert p.frame_flags == FrameFlags(0x01, 0x05, 0x06, 0x07, 0x08, tap=0x09, talk=0x0A)
     assert p.tap == TapSpec("frame")
     assert p.audio.control is not None
     assert p.audio.control.start.startswith(b"\x01")
@@ -401,12 +406,12 @@ def test_discovery_by_one_list_alone() -> None:
 
 
 def test_button_tap_source_with_its_own_events(tmp_path: Path) -> None:
-    text = BASE.replace(
-        'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\n',
-        'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\nbutton = "2A6E"\n',
-    )
+    text = BUTTON
     p = load_profile(write(tmp_path, text + '\n[tap]\nsource = "button"\nevents = [2, 6]\n'))
-    assert p.tap == TapSpec("button", (2, 6))
+    assert p.tap == TapSpec("button", (2, 6)) and not p.can_talk
+    talk = load_profile(write(tmp_path, text + '\n[tap]\nsource = "button"\nevents = [6]\n'
+                              'talk_events = [2, 3]\n', "t"))
+    assert talk.tap == TapSpec("button", (6,), (2, 3)) and talk.can_talk
     assert p.characteristics.button == normalize_uuid("2A6E")
     assert p.characteristics.button_service is None  # looked up in any service
     default = load_profile(write(tmp_path, text + '\n[tap]\nsource = "button"\n', "d"))
@@ -621,7 +626,7 @@ BAD_CASES = [
         BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
         + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 5\n"
         "photo = 7\nphoto_final = 8\n",
-        "frame_protocol.audio: frame audio/photo/tap flags must be distinct",
+        "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
         id="flags-not-distinct",
     ),
     pytest.param(
@@ -656,7 +661,7 @@ BAD_CASES = [
         BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
         + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
         "photo = 7\nphoto_final = 8\ntap = 7\n",
-        "frame_protocol.audio: frame audio/photo/tap flags must be distinct",
+        "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
         id="tap-flag-not-distinct",
     ),
     pytest.param(
@@ -665,6 +670,36 @@ BAD_CASES = [
         "photo = 7\nphoto_final = 8\ntap = 9\n",
         'frame_protocol.tap: only used with tap.source = "frame"',
         id="tap-flag-without-tap",
+    ),
+    pytest.param(  # one gesture both confirming and talking could talk an unlock through
+        BUTTON + '\n[tap]\nsource = "button"\nevents = [1, 2]\ntalk_events = [2]\n',
+        "tap.talk_events: 2 also in events; the talk gesture must differ from the tap",
+        id="talk-event-is-a-tap",
+    ),
+    pytest.param(
+        BUTTON + '\n[tap]\nsource = "button"\ntalk_events = [1]\n',  # 1: the default tap
+        "tap.talk_events: 1 also in events; the talk gesture must differ from the tap",
+        id="talk-event-is-the-default-tap",
+    ),
+    pytest.param(
+        BASE + '\n[tap]\nsource = "none"\ntalk_events = [2]\n',
+        'tap.talk_events: only tap.source = "button" has event codes',
+        id="talk-events-without-button",
+    ),
+    pytest.param(
+        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
+        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+        "photo = 7\nphoto_final = 8\ntalk = 10\n",
+        'frame_protocol.talk: only used with tap.source = "frame"',
+        id="talk-flag-without-tap",
+    ),
+    pytest.param(
+        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
+        + '\n[tap]\nsource = "frame"\n'
+        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+        "photo = 7\nphoto_final = 8\ntap = 9\ntalk = 9\n",
+        "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
+        id="talk-flag-is-the-tap",
     ),
     pytest.param(
         BASE.replace("[audio]", 'speaker = "19B10003-E8F2-537E-4F6C-D104768A1214"\n\n[audio]')

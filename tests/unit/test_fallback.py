@@ -11,7 +11,7 @@ import math
 from array import array
 
 from daemon.tasks.client import decode_audio, wav_bytes
-from daemon.tasks.fallback import earcon
+from daemon.tasks.fallback import road_earcon
 from daemon.tasks.road import RoadMachine
 from daemon.tasks.utterance import UtteranceCutter
 from simulator.interactions.store import InteractionStore
@@ -107,7 +107,7 @@ def test_answer_audio_is_read_from_l16_and_wav() -> None:
 
 
 def test_the_earcons_are_short_and_differ() -> None:
-    down, up = earcon(rising=False), earcon(rising=True)
+    down, up = road_earcon(live=False), road_earcon(live=True)
     assert down != up and len(down) == len(up) < 2 * 24_000  # under a second
 
 

@@ -20,7 +20,6 @@ Layouts (see device_profiles/README.md):
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -579,7 +578,8 @@ class FrameFlags:
     """Frame message-layer bytes: data prefix and per-message flags (from the profile).
 
     `tap` (None: the app sends none) is edge-agent's own convention for its companion
-    Lua app: a data message with this flag means the wearer tapped the glasses.
+    Lua app: a data message with this flag means the wearer tapped the glasses; `talk`
+    likewise the talk gesture (push-to-talk), which must never read as a tap.
     """
 
     data_prefix: int = 0x01
@@ -588,15 +588,15 @@ class FrameFlags:
     photo: int = 0x07
     photo_final: int = 0x08
     tap: int | None = None
+    talk: int | None = None
 
     def __post_init__(self) -> None:
         flags: tuple[int, ...] = (self.audio, self.audio_final, self.photo, self.photo_final)
-        if self.tap is not None:
-            flags += (self.tap,)
+        flags += tuple(f for f in (self.tap, self.talk) if f is not None)
         if any(not 0 <= v <= 0xFF for v in (self.data_prefix, *flags)):
             raise ValueError("frame flags must be byte values 0..255")
         if len(set(flags)) != len(flags):
-            raise ValueError("frame audio/photo/tap flags must be distinct")
+            raise ValueError("frame audio/photo/tap/talk flags must be distinct")
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,7 +612,12 @@ class FrameTap:
     """The wearer tapped the glasses (a data message with the profile's tap flag)."""
 
 
-FrameEvent = FrameAudio | Photo | FrameTap
+@dataclass(frozen=True, slots=True)
+class FrameTalk:
+    """The wearer made the talk gesture (a data message with the profile's talk flag)."""
+
+
+FrameEvent = FrameAudio | Photo | FrameTap | FrameTalk
 
 
 @dataclass(slots=True)
@@ -629,6 +634,7 @@ class FrameStats:
     oversize: int = 0
     not_jpeg: int = 0
     taps: int = 0
+    talks: int = 0
 
 
 class FrameMessageDecoder:
@@ -704,6 +710,9 @@ class FrameMessageDecoder:
         if flag == flags.tap:
             stats.taps += 1
             return FrameTap()
+        if flag == flags.talk:
+            stats.talks += 1
+            return FrameTalk()
         stats.unknown_flag += 1
         return None
 
@@ -713,6 +722,13 @@ def frame_tap_message(flags: FrameFlags) -> bytes:
     if flags.tap is None:
         raise ValueError("this Frame profile has no tap flag")
     return bytes((flags.data_prefix, flags.tap))
+
+
+def frame_talk_message(flags: FrameFlags) -> bytes:
+    """The data message the companion app sends for the talk gesture (simulator and tests)."""
+    if flags.talk is None:
+        raise ValueError("this Frame profile has no talk flag")
+    return bytes((flags.data_prefix, flags.talk))
 
 
 def frame_data_messages(
@@ -737,49 +753,3 @@ def frame_data_messages(
         flag = last if final and i == len(chunks) - 1 else normal
         out.append(bytes((flags.data_prefix, flag)) + chunk)
     return out
-
-
-# ============================================================ button (omi family)
-OMI_BUTTON_SINGLE_TAP: Final = 1
-
-
-@dataclass(slots=True)
-class ButtonStats:
-    """Button notification counters (cumulative)."""
-    notifications: int = 0
-    taps: int = 0
-    other_events: int = 0  # double tap, release and the like: not a confirmation
-    malformed: int = 0
-
-
-class ButtonDecoder:
-    """Button characteristic notifications to taps.
-
-    omi firmware notifies ``int32[2]`` little-endian, the first the event code (1 single
-    tap, 2 double tap, 3 long tap, 4 press, 5 release, 6 triple tap), the second 0; the
-    first 1..4 bytes are read as a signed little-endian integer, so a shorter form is
-    accepted too. Only codes in `tap_events` count as a tap; more than 8 bytes, or none,
-    is malformed.
-    """
-
-    def __init__(self, tap_events: tuple[int, ...] = (OMI_BUTTON_SINGLE_TAP,)) -> None:
-        self.tap_events = frozenset(tap_events)
-        self.stats = ButtonStats()
-
-    def push(self, notification: bytes) -> bool:
-        """True if this notification is a tap."""
-        self.stats.notifications += 1
-        if not 1 <= len(notification) <= 8:
-            self.stats.malformed += 1
-            return False
-        event = int.from_bytes(notification[:4], "little", signed=True)
-        if event in self.tap_events:
-            self.stats.taps += 1
-            return True
-        self.stats.other_events += 1
-        return False
-
-
-def omi_button_notification(event: int) -> bytes:
-    """What omi firmware notifies for a button `event` (simulator and tests)."""
-    return struct.pack("<ii", event, 0)

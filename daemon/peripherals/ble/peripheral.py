@@ -17,19 +17,22 @@ the optional local fallback (e.g. a kiosk speaker), else it is counted as droppe
 Taps: a button characteristic (omi family) or a Frame data message, as the profile's
 `[tap]` says, becomes `sink.user_tap()` (counted in `media.taps`) - only while the link
 is to the pinned glasses (`input_trusted`); any other tap is dropped and counted in
-`pin.untrusted_taps`. The pin (`pinning.Pinning`) is taken at the first audio decoded
-on a link, kept in the state directory, and from then on decides which device the
-central may connect to at all.
+`pin.untrusted_taps`. The talk gesture (a gesture apart from the tap) turns
+push-to-talk on and off (talk.py), from the pinned glasses only. The pin
+(`pinning.Pinning`) is taken at the first audio decoded on a link, kept in the state
+directory, and from then on decides which device the central may connect to at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Final, Protocol
 
+from daemon.media.earcon import EARCON_RATE, LISTEN_START, LISTEN_STOP, earcon
 from daemon.media.types import pcm_duration
 from daemon.ops.state import StateStore
 from daemon.peripherals.base import MediaSink, Peripheral
@@ -47,6 +50,7 @@ from daemon.peripherals.ble.session import (
     PhotoUnavailable,
     SessionKit,
 )
+from daemon.peripherals.ble.talk import GlassesListen, TalkGate
 from daemon.peripherals.ble.uplink import UplinkDecoders, jpeg_dimensions
 
 __all__ = [
@@ -103,6 +107,9 @@ class BlePeripheral(Peripheral):
         state: StateStore | None = None,
         photo_quiet: float = QUIET_SECONDS,
         photo_max_wait: float = MAX_WAIT_SECONDS,
+        listen: GlassesListen = "always",
+        push_to_talk_max_hold: float = 60.0,
+        earcons: bool = True,
     ) -> None:
         """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
         each reassembled omi audio frame's packet id and its notification's receive time
@@ -118,7 +125,15 @@ class BlePeripheral(Peripheral):
 
         `take_photo` waits for the user to be quiet `photo_quiet` seconds, at most
         `photo_max_wait` (see photo_pacing; `photo_quiet=0` asks at once).
+
+        `listen = "push_to_talk"` sends audio only between two talk gestures (talk.py);
+        a profile without a talk gesture cannot (ValueError). `earcons`: a rising or
+        falling tone on the speaker when talk goes on or off.
         """
+        if listen == "push_to_talk" and not profile.can_talk:
+            raise ValueError(f"profile {profile.name!r} names no talk gesture "
+                             "([tap] talk_events or frame_protocol.talk): push_to_talk "
+                             "needs one")
         self.profile = profile
         self.backend = (
             open_backend(backend, state_dir=state.directory if state is not None else None)
@@ -154,6 +169,8 @@ class BlePeripheral(Peripheral):
             if profile.photo.control is not None
             else None
         )
+        self.talk = TalkGate(listen, push_to_talk_max_hold)
+        self._earcons = earcons
         self._kit = SessionKit(
             profile=profile,
             uplink=self.uplink,
@@ -165,6 +182,8 @@ class BlePeripheral(Peripheral):
             camera_command=self._camera_state_command,
             on_audio_frame=on_audio_frame,
             pacer=self.pacer,
+            talk=self.talk,
+            on_talk=self._talk_earcon,
         )
         self._session: LinkSession | None = None
 
@@ -192,7 +211,12 @@ class BlePeripheral(Peripheral):
             if self.pacer is not None:
                 self.pacer.abandon()
             self.playback.clear("not_connected")
+            self.talk.link_ended(time.monotonic())
             sink.input_paused()
+
+    def _talk_earcon(self, talking: bool) -> None:
+        if self._earcons:
+            self.play(earcon(LISTEN_START if talking else LISTEN_STOP), EARCON_RATE)
 
     # --------------------------------------------------------------- capture
     async def run(self, sink: MediaSink) -> None:
@@ -352,6 +376,8 @@ class BlePeripheral(Peripheral):
         if self.pacer is not None:
             out["photo_pacing"] = asdict(self.pacer.stats)
         out["pin"] = {**self.pinning.status(), "trusted": self.input_trusted}
+        out["talk"] = self.talk.status()
+        out["push_to_talk"] = self.talk.talking
         out.update(self.uplink.status())
         playback = asdict(self.playback.stats)
         playback["pending_seconds"] = round(self.playback_pending(), 3)

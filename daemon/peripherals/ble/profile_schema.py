@@ -29,9 +29,9 @@ from pydantic import (
 from daemon.config import describe_error
 from daemon.media.codecs import CODEC_KINDS, CodecKind, CodecSpec
 from daemon.media.types import SAMPLE_WIDTH
+from daemon.peripherals.ble.button import OMI_BUTTON_SINGLE_TAP
 from daemon.peripherals.ble.framing import (
     DEFAULT_MAX_PHOTO_BYTES,
-    OMI_BUTTON_SINGLE_TAP,
     OMI_PHOTO_CHUNK_BYTES,
     FrameFlags,
 )
@@ -392,21 +392,30 @@ class TapTable(_Table):
 
     source: Annotated[TapSource, _choice(get_args(TapSource))]
     events: Annotated[tuple[int, ...] | None, _integers(-(2**31), 2**31 - 1)] = None
+    talk_events: Annotated[tuple[int, ...], _integers(-(2**31), 2**31 - 1)] = ()
 
     @model_validator(mode="after")
     def _events_fit_source(self) -> Self:
         if self.source == "button":
             if self.events == ():
                 raise ValueError("events: give at least one event code")
+            # one gesture with two meanings would let "talk" confirm an unlock
+            both = set(self.to_value().events) & set(self.talk_events)
+            if both:
+                codes = ", ".join(map(str, sorted(both)))
+                raise ValueError(f"talk_events: {codes} also in events; the talk gesture "
+                                 "must differ from the tap")
         elif self.events is not None:
             raise ValueError('events: only tap.source = "button" has event codes')
+        elif self.talk_events:
+            raise ValueError('talk_events: only tap.source = "button" has event codes')
         return self
 
     def to_value(self) -> TapSpec:
         if self.source != "button":
             return TapSpec(self.source)
         events = (OMI_BUTTON_SINGLE_TAP,) if self.events is None else self.events
-        return TapSpec(self.source, events)
+        return TapSpec(self.source, events, self.talk_events)
 
 
 class FrameProtocolTable(_Table):
@@ -418,6 +427,7 @@ class FrameProtocolTable(_Table):
     photo: Byte
     photo_final: Byte
     tap: Annotated[int | None, _integer(0, 0xFF)] = None
+    talk: Annotated[int | None, _integer(0, 0xFF)] = None
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
@@ -557,6 +567,8 @@ def _frame_protocol_fits(f: ProfileFile) -> None:
         raise ValueError('frame_protocol.tap: required by tap.source = "frame"')
     if not frame_tap and flags.tap is not None:
         raise ValueError('frame_protocol.tap: only used with tap.source = "frame"')
+    if not frame_tap and flags.talk is not None:
+        raise ValueError('frame_protocol.talk: only used with tap.source = "frame"')
 
 
 def parse_profile(data: Mapping[str, Any], file: Path) -> DeviceProfile:

@@ -209,6 +209,8 @@ class TapSpec:
 
     source: TapSource = "none"
     events: tuple[int, ...] = ()  # button: event codes that are a tap
+    # button: event codes that are the talk gesture (push-to-talk), never a tap
+    talk_events: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,14 @@ class DeviceProfile:
     bonding_required: bool = False
     frame_flags: FrameFlags | None = None  # set when any framing is "frame"
     tap: TapSpec = TapSpec()
+
+    @property
+    def can_talk(self) -> bool:
+        """Whether the device has a talk gesture (push-to-talk) apart from its tap."""
+        if self.tap.source == "button":
+            return bool(self.tap.talk_events)
+        return self.tap.source == "frame" and self.frame_flags is not None \
+            and self.frame_flags.talk is not None
 
     @property
     def has_camera(self) -> bool:

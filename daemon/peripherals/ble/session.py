@@ -6,8 +6,9 @@ TaskGroup: the link watcher, the silence watchdog (connected but no audio for
 `silence_timeout` -> disconnect and reconnect), the control writer (photo commands)
 and the speaker writer (`PlaybackQueue.write_out`). Notifications are decoded
 synchronously in bleak's callback: framing -> `StreamDecoder` (loss concealment) ->
-16 kHz `AudioChunk` -> `sink.audio()`; photos -> `VideoFrame` -> `sink.video()`; taps
--> `sink.user_tap()` from the pinned glasses only. Decoders never raise on bad bytes,
+16 kHz `AudioChunk` -> `sink.audio()` (with push-to-talk, only while talk is on: talk.py);
+photos -> `VideoFrame` -> `sink.video()`; taps -> `sink.user_tap()` and talk gestures ->
+`kit.talk` from the pinned glasses only. Decoders never raise on bad bytes,
 and the callbacks catch anything else, so a malformed packet is a counter, never a crash.
 
 What a session shares with the peripheral that outlives it comes in one `SessionKit`.
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -31,11 +32,12 @@ from daemon.media.level import mean_square
 from daemon.media.types import VideoFrame
 from daemon.peripherals.base import CameraUnavailable, MediaSink
 from daemon.peripherals.ble.central import Link, SetupError, bounded, reraise_pending_cancel
-from daemon.peripherals.ble.framing import FrameAudio, FrameEvent, FrameTap, Photo
+from daemon.peripherals.ble.framing import FrameAudio, FrameEvent, FrameTalk, FrameTap, Photo
 from daemon.peripherals.ble.photo_pacing import PhotoPacer
 from daemon.peripherals.ble.pinning import Pinning
 from daemon.peripherals.ble.playback import PlaybackQueue
 from daemon.peripherals.ble.profile import DeviceProfile
+from daemon.peripherals.ble.talk import TalkGate
 from daemon.peripherals.ble.uplink import UplinkDecoders, jpeg_dimensions
 
 __all__ = [
@@ -107,6 +109,9 @@ class SessionKit:
     on_audio_frame: Callable[[int, float], None] | None = None
     # A camera's photo requests wait for a pause in the user's speech: it hears each frame.
     pacer: PhotoPacer | None = None
+    # Push-to-talk on the glasses (talk.py); `on_talk` hears talk go on (True) and off.
+    talk: TalkGate = field(default_factory=TalkGate)
+    on_talk: Callable[[bool], None] | None = None
 
 
 class _SessionEnd(Exception):
@@ -315,6 +320,8 @@ class LinkSession:
             self._emit_photo(event, now)
         elif isinstance(event, FrameTap):
             self._tap()
+        elif isinstance(event, FrameTalk):
+            self._talk()
 
     def _on_photo(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         stats, uplink = self.stats, self.uplink
@@ -339,8 +346,11 @@ class LinkSession:
             return
         try:
             decoder = self.uplink.button_decoder
-            if decoder is not None and decoder.push(bytes(data)):
+            event = decoder.push(bytes(data)) if decoder is not None else None
+            if event == "tap":
                 self._tap()
+            elif event == "talk":
+                self._talk()
         except Exception:
             self.stats.callback_errors += 1
             log.exception("BLE button notification handling failed")
@@ -356,6 +366,21 @@ class LinkSession:
             return
         self.stats.taps += 1
         self.sink.user_tap()
+
+    def _talk(self) -> None:
+        """The talk gesture (never a tap): push-to-talk goes on or off."""
+        if not self.trusted:  # another device does not open the pinned user's microphone
+            self.kit.pinning.stats.untrusted_taps += 1
+            return
+        self._talk_changed(self.kit.talk.gesture(time.monotonic()))
+
+    def _talk_changed(self, change: bool | None) -> None:
+        if change is None:
+            return
+        if not change:  # the user has finished: end the audio stream, not the session
+            self.sink.speech_ended()
+        if self.kit.on_talk is not None:
+            self.kit.on_talk(change)
 
     def _on_battery(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         if self.active and data:
@@ -382,7 +407,10 @@ class LinkSession:
         pacer = self.kit.pacer
         if pacer is not None:
             pacer.heard(mean_square(chunk.pcm), now)
-        self.sink.audio(chunk)
+        admitted, change = self.kit.talk.admits(now)
+        self._talk_changed(change)
+        if admitted:
+            self.sink.audio(chunk)
 
     def _emit_photo(self, photo: Photo, now: float) -> None:
         width, height = jpeg_dimensions(photo.jpeg)

@@ -15,9 +15,9 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from daemon.media.codecs import CodecSpec, DecoderStats, StreamDecoder
+from daemon.peripherals.ble.button import ButtonDecoder
 from daemon.peripherals.ble.framing import (
     AudioPacketTracker,
-    ButtonDecoder,
     FrameMessageDecoder,
     PhotoAssembler,
 )
@@ -70,7 +70,8 @@ class UplinkDecoders:
             else None
         )
         self.button_decoder = (
-            ButtonDecoder(profile.tap.events) if profile.tap.source == "button" else None
+            ButtonDecoder(profile.tap.events, profile.tap.talk_events)
+            if profile.tap.source == "button" else None
         )
         self._on_native_pcm = on_native_pcm
         self._decoders: dict[int, StreamDecoder] = {}
