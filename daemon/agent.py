@@ -29,10 +29,12 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.live.link import LiveLink
+from daemon.media.held_sink import EarlyRun
 from daemon.media.level import mean_square
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
+from daemon.ops.switches import SWITCHES, saved_switches
 from daemon.peripherals.base import CameraUnavailable, MediaSink, Peripheral
 from daemon.tools.dispatch import ToolDispatcher
 from daemon.tools.registry import Tool, ToolError, ToolRegistry
@@ -52,7 +54,6 @@ LOOK_DESCRIPTION = (
     "about what they are looking at."
 )
 
-SWITCHES = "switches"  # the state record of the microphone and camera switches
 LAST_TEXT_CHARS = 500  # the last utterance kept for agent_status and Home Assistant
 
 EventObserver = Callable[[LiveEvent], None]
@@ -117,9 +118,13 @@ class Agent(MediaSink):
         on_event: EventObserver | None = None,
         on_call: CallObserver | None = None,
         state: StateStore | None = None,
+        early: EarlyRun | None = None,
     ) -> None:
+        """`early`: the peripheral already started (the glasses connect while the SDK
+        imports); its held media is handed to this Agent when it runs."""
         self.link = link
         self.peripheral = peripheral
+        self._early = early
         self.registry = registry
         self.metrics = metrics
         self._on_event = on_event
@@ -133,9 +138,7 @@ class Agent(MediaSink):
         self.usage = TokenUsage()
         self._state = state
         # The user's switches survive a restart: a restart never turns the microphone on.
-        saved = state.load(SWITCHES) if state is not None else None
-        self.mic_muted = bool(saved and saved.get("microphone_muted") is True)
-        self.camera_enabled = not (saved and saved.get("camera_enabled") is False)
+        self.mic_muted, self.camera_enabled = saved_switches(state)
         if self.mic_muted or not self.camera_enabled:
             log.info("restored: microphone %s, camera %s",
                      "muted" if self.mic_muted else "on", "on" if self.camera_enabled else "off")
@@ -322,12 +325,18 @@ class Agent(MediaSink):
                 tg.create_task(self.dispatcher.run(), name="tools"),
                 tg.create_task(self.link.run(), name="live-link"),
                 tg.create_task(self._pump(), name="events"),
-                tg.create_task(self.peripheral.run(self), name="peripheral"),
+                tg.create_task(self._run_peripheral(), name="peripheral"),
             ]
             if exit_when_idle is not None:
                 await self._until_idle(exit_when_idle)
                 for t in tasks:
                     t.cancel()
+
+    async def _run_peripheral(self) -> None:
+        if self._early is not None:
+            await self._early.join(self)
+        else:
+            await self.peripheral.run(self)
 
     async def _until_idle(self, quiet: float) -> None:
         # Its own clock: marking `last_activity` while the input streams would tell

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
-from collections.abc import Coroutine, Sequence
+import ssl
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import SecretStr
 
 from daemon.config import Settings
 from daemon.errors import EdgeAgentError
+from daemon.media.held_sink import EarlyRun, HeldSink
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore, state_dir_from
+from daemon.ops.switches import saved_switches
 
 if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s, ~20 MB)
     from daemon.agent import Agent
@@ -33,8 +38,11 @@ if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s,
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
 
 log = logging.getLogger("daemon")
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# What `_serve` imports, the Live SDK among them: on a thread while the glasses connect.
+AGENT_MODULES = ("daemon.agent", "daemon.live.link", "daemon.tools.registry")
 
 
 class UsageError(EdgeAgentError):
@@ -84,10 +92,71 @@ async def serve(
 ) -> int:
     """Run the daemon until cancelled (or, for the demo, until input ended and all went
     quiet). `printer`, `input_done` and `speaker_wav` are the demo's hooks."""
+    from daemon.live.tls import client_context
+
+    # Loading CA files is mostly outside the GIL: beside the imports that follow.
+    tls = on_thread(lambda: client_context(settings.live))
     metrics, state = Metrics(), _state_store(settings)
     peripheral = _peripheral(settings, state, speaker_wav)
-    return await _serve(settings, key, peripheral, metrics, state,
-                        exit_when_idle=exit_when_idle, printer=printer, input_done=input_done)
+    early = _start_early(peripheral, state)
+    try:
+        if early is not None:  # the radio's round trips overlap the SDK's import
+            await import_beside(AGENT_MODULES)
+        return await _serve(settings, key, peripheral, metrics, state, early=early,
+                            tls=await tls,
+                            exit_when_idle=exit_when_idle, printer=printer,
+                            input_done=input_done)
+    finally:
+        if early is not None:  # also a start that failed before the Agent took it over
+            await early.stop()
+            peripheral.close()  # idempotent: `_serve` closes it too once it got that far
+
+
+def _start_early(peripheral: Peripheral, state: StateStore) -> EarlyRun | None:
+    """Glasses: start the peripheral now, before the Agent (and the Live SDK, ~0.3 s of
+    imports) exists, so that scanning and connecting, mostly waiting on the radio, run
+    while the SDK imports; what they deliver meanwhile is held for the Agent. Other
+    peripherals have nothing to wait for and start with the Agent."""
+    if peripheral.kind != "ble":
+        return None
+    if not saved_switches(state)[1]:  # as the Agent would, but before the glasses connect
+        peripheral.set_camera_enabled(False)
+    sink = HeldSink()
+    return EarlyRun(asyncio.create_task(peripheral.run(sink), name="peripheral-early"), sink)
+
+
+def on_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+    """`work()` on a short-lived thread of its own; its result (or error) as a future of
+    the running loop. Start-up only: the thread ends with `work`."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():  # the waiter was cancelled (a stop during start)
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(cast(T, result))
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = work()
+        except BaseException as exc:  # re-raised on the loop, as the call there would
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="start", daemon=True).start()
+    return done
+
+
+async def import_beside(modules: Sequence[str]) -> None:
+    """Import `modules` on a thread while the event loop goes on serving (the glasses'
+    set-up). Imports hold the GIL, so only the loop's waits overlap them; a shorter
+    switch interval (1 ms) was measured slower than the default 5 ms (bench/RESULTS.md)."""
+    await on_thread(lambda: [importlib.import_module(name) for name in modules])
 
 
 def _peripheral(settings: Settings, state: StateStore, speaker_wav: Path | None) -> Peripheral:
@@ -116,6 +185,8 @@ async def _serve(
     exit_when_idle: float | None,
     printer: Any,
     input_done: asyncio.Event | None,
+    early: EarlyRun | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     from daemon.agent import Agent
     from daemon.live.link import LiveFatalError, LiveLink
@@ -134,7 +205,7 @@ async def _serve(
         log.log(level, "no state directory ($STATE_DIRECTORY or ops.state_dir): the pinned "
                 "glasses and the microphone and camera switches are kept in memory only")
     link = LiveLink(settings.live, key, metrics, declarations=registry.declarations,
-                    fallback_declarations=built_in_tools, state=state)
+                    fallback_declarations=built_in_tools, state=state, ssl_context=tls)
     agent = Agent(
         link,
         peripheral,
@@ -143,6 +214,7 @@ async def _serve(
         on_event=printer.event if printer else None,
         on_call=printer.call if printer else None,
         state=state,
+        early=early,
     )
     # Before the home: Home Assistant's entities follow the status they add.
     tasks, fallback = (_background_tasks(settings, key, metrics, state, agent),
@@ -158,6 +230,8 @@ async def _serve(
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(peripheral.close)  # also when the daemon fails to start
+            if early is not None:
+                stack.push_async_callback(early.stop)  # before the close
             await _start_ops(stack, settings, metrics, agent)
             async with asyncio.TaskGroup() as tg:
                 side = ([tg.create_task(home.run(), name="home")] if home else []) + (

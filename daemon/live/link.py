@@ -50,6 +50,7 @@ from daemon.live.sender import UNENCODABLE_ANSWER, Sender
 from daemon.live.session_record import SessionKeeper
 from daemon.live.socket_door import LiveSocket, SocketDoor
 from daemon.live.socket_life import SocketLife
+from daemon.live.tls import client_context
 from daemon.live.tool_offer import ToolOffer
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
@@ -407,13 +408,17 @@ async def _close(session: genai.live.AsyncSession, socket: LiveSocket | None) ->
 def _client(
     settings: LiveSettings, api_key: SecretStr, ssl_context: ssl.SSLContext | None
 ) -> genai.Client:
+    ctx = ssl_context or client_context(settings)
     return genai.Client(
         api_key=api_key.get_secret_value(),
         http_options=types.HttpOptions(
             base_url=settings.base_url.rstrip("/") or None,
             api_version=settings.api_version,
+            # The SDK's HTTP clients (unused by the socket) take the same context, or
+            # it loads a CA bundle of its own at every start (~45 ms).
+            client_args={"verify": ctx},
             async_client_args={
-                "ssl": ssl_context or _ssl_context(settings),
+                "ssl": ctx,
                 # Our own watchdog judges liveness: real pongs can be 30 s late.
                 "ping_interval": None,
                 "open_timeout": settings.connect_timeout,
@@ -424,10 +429,3 @@ def _client(
             },
         ),
     )
-
-
-def _ssl_context(s: LiveSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if s.ca_file is not None:
-        ctx.load_verify_locations(cafile=str(s.ca_file))
-    return ctx
