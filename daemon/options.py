@@ -54,7 +54,6 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 def settings_from_args(a: argparse.Namespace, *, demo: bool = False) -> Settings:
     """File, environment, flags and credentials; every secret is registered for scrubbing."""
-    from daemon.home.declared import check_declared_devices  # lazy: config stays light
     from daemon.ops.logsetup import add_secret
 
     path, required = resolve_config_path(a.config, os.environ)
@@ -66,7 +65,10 @@ def settings_from_args(a: argparse.Namespace, *, demo: bool = False) -> Settings
     ):
         overrides["peripheral.kind"] = "ble"  # virtual glasses unless asked otherwise
     settings = load_settings(path, required=required, overrides=overrides)
-    check_declared_devices(settings.mqtt.devices)
+    if settings.mqtt.devices:  # the home's parsers cost 40-60 ms of start: only when used
+        from daemon.home.declared import check_declared_devices
+
+        check_declared_devices(settings.mqtt.devices)
     settings = _with_credentials(settings)
     if settings.mqtt.password is not None:  # also one from the file, for every command
         add_secret(settings.mqtt.password.get_secret_value())
