@@ -96,10 +96,12 @@ async def serve(
 
     # Loading CA files is mostly outside the GIL: beside the imports that follow.
     tls = on_thread(lambda: client_context(settings.live))
-    metrics, state = Metrics(), _state_store(settings)
-    peripheral = _peripheral(settings, state, speaker_wav)
-    early = _start_early(peripheral, state)
+    early: EarlyRun | None = None
+    peripheral: Peripheral | None = None
     try:
+        metrics, state = Metrics(), _state_store(settings)
+        peripheral = _peripheral(settings, state, speaker_wav)
+        early = _start_early(peripheral, state)
         if early is not None:  # the radio's round trips overlap the SDK's import
             await import_beside(AGENT_MODULES)
         return await _serve(settings, key, peripheral, metrics, state, early=early,
@@ -107,9 +109,20 @@ async def serve(
                             exit_when_idle=exit_when_idle, printer=printer,
                             input_done=input_done)
     finally:
-        if early is not None:  # also a start that failed before the Agent took it over
-            await early.stop()
+        if early is not None and peripheral is not None:  # also a start that failed
+            await early.stop()  # before the Agent took it over
             peripheral.close()  # idempotent: `_serve` closes it too once it got that far
+        await _settled(tls)
+
+
+async def _settled(work: asyncio.Future[Any]) -> None:
+    """Wait for a start-up thread's work, whatever became of the start: a thread still
+    inside OpenSSL while the interpreter exits can crash it (a bad peripheral's exit 2
+    became SIGSEGV)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(work)
+    if work.done() and not work.cancelled():
+        work.exception()  # retrieved: the start that needed it has already failed
 
 
 def _start_early(peripheral: Peripheral, state: StateStore) -> EarlyRun | None:
@@ -148,7 +161,9 @@ def on_thread(work: Callable[[], T]) -> asyncio.Future[T]:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name="start", daemon=True).start()
+    # Not a daemon thread: the interpreter waits for it at exit rather than tearing it
+    # down mid-import or mid-OpenSSL. Its work is short and bounded.
+    threading.Thread(target=run, name="start").start()
     return done
 
 

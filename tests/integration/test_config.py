@@ -60,3 +60,16 @@ def test_cli_bad_peripheral_file_exits_2_naming_the_key(tmp_path: Path, key: str
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"edge-agent: peripheral.file.{key}: "), lines
+
+
+@pytest.mark.timeout(90)
+def test_a_start_that_fails_early_exits_2_every_time(tmp_path: Path) -> None:
+    """The daemon builds its TLS context on a start-up thread; a start that fails at
+    once (here: the output is a directory) must wait for it, or the interpreter's exit
+    can tear the thread down inside OpenSSL: SIGSEGV in about 1 start of 8 before."""
+    text = ("[peripheral]\nkind = 'file'\n[peripheral.file]\n"
+            f'input = "{wav(tmp_path / "in.wav")}"\noutput = "{tmp_path}"\n')
+    config = str(write(tmp_path, text))
+    env = {"PATH": "/usr/bin:/bin", "GEMINI_API_KEY": "x" * 20}
+    codes = [cli("run", "--config", config, env=env).returncode for _ in range(16)]
+    assert codes == [2] * 16
