@@ -14,9 +14,9 @@ import os
 import signal
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # imported by `serve`: the Agent brings the Live SDK (~0.3 s,
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "UsageError", "run_until_signal", "serve"]
 
 log = logging.getLogger("daemon")
-T = TypeVar("T")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 # What `_serve` imports, the Live SDK among them: on a thread while the glasses connect.
@@ -95,7 +94,7 @@ async def serve(
     from daemon.live.tls import client_context
 
     # Loading CA files is mostly outside the GIL: beside the imports that follow.
-    tls = on_thread(lambda: client_context(settings.live))
+    tls = asyncio.create_task(asyncio.to_thread(client_context, settings.live), name="tls")
     early: EarlyRun | None = None
     peripheral: Peripheral | None = None
     try:
@@ -118,7 +117,8 @@ async def serve(
 async def _settled(work: asyncio.Future[Any]) -> None:
     """Wait for a start-up thread's work, whatever became of the start: a thread still
     inside OpenSSL while the interpreter exits can crash it (a bad peripheral's exit 2
-    became SIGSEGV)."""
+    became SIGSEGV). The default executor, which `asyncio.run` joins at its end, runs
+    it; waiting here also keeps its error from being reported as never retrieved."""
     with contextlib.suppress(BaseException):
         await asyncio.shield(work)
     if work.done() and not work.cancelled():
@@ -138,40 +138,11 @@ def _start_early(peripheral: Peripheral, state: StateStore) -> EarlyRun | None:
     return EarlyRun(asyncio.create_task(peripheral.run(sink), name="peripheral-early"), sink)
 
 
-def on_thread(work: Callable[[], T]) -> asyncio.Future[T]:
-    """`work()` on a short-lived thread of its own; its result (or error) as a future of
-    the running loop. Start-up only: the thread ends with `work`."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if done.done():  # the waiter was cancelled (a stop during start)
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(cast(T, result))
-
-    def run() -> None:
-        result, error = None, None
-        try:
-            result = work()
-        except BaseException as exc:  # re-raised on the loop, as the call there would
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-            loop.call_soon_threadsafe(settle, result, error)
-
-    # Not a daemon thread: the interpreter waits for it at exit rather than tearing it
-    # down mid-import or mid-OpenSSL. Its work is short and bounded.
-    threading.Thread(target=run, name="start").start()
-    return done
-
-
 async def import_beside(modules: Sequence[str]) -> None:
     """Import `modules` on a thread while the event loop goes on serving (the glasses'
     set-up). Imports hold the GIL, so only the loop's waits overlap them; a shorter
     switch interval (1 ms) was measured slower than the default 5 ms (bench/RESULTS.md)."""
-    await on_thread(lambda: [importlib.import_module(name) for name in modules])
+    await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
 
 
 def _peripheral(settings: Settings, state: StateStore, speaker_wav: Path | None) -> Peripheral:
@@ -401,7 +372,6 @@ async def _pause_when(done: asyncio.Event, agent: Agent) -> None:
 
 def _runtime_status() -> dict[str, int]:
     """Live asyncio tasks and threads, read at scrape time: a leak shows as a rising floor."""
-    import threading
 
     try:
         tasks = len(asyncio.all_tasks())

@@ -67,6 +67,9 @@ interval_encoding = "i8"
 interval_min_s = 5
 interval_max_s = 127
 """
+FRAMED = BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')  # Frame audio
+PROTOCOL = ("\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
+            "photo = 7\nphoto_final = 8\n")  # the flags with neither tap nor talk
 BUTTON = BASE.replace(  # BASE with omi's button characteristic
     'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\n',
     'photo_control = "19B10006-E8F2-537E-4F6C-D104768A1214"\nbutton = "2A6E"\n',
@@ -546,7 +549,7 @@ BAD_CASES = [
         id="missing-speaker",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault'),
+        FRAMED,
         "frame_protocol: missing required table",
         id="frame-without-flags",
     ),
@@ -596,8 +599,7 @@ BAD_CASES = [
         _replace('[photo]\nframing = "omi"', '[photo]\nframing = "frame"\nchunk_bytes = 100')
         .replace("orientation_byte = true\n", "")
         .replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\n",
+        + PROTOCOL,
         "photo.chunk_bytes: only omi photo framing",
         id="chunk-bytes-not-omi",
     ),
@@ -617,14 +619,12 @@ BAD_CASES = [
         id="invalid-toml",
     ),
     pytest.param(
-        BASE + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\n",
+        BASE + PROTOCOL,
         "frame_protocol: only used with framing",
         id="flags-without-frame",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 5\n"
+        FRAMED + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 5\n"
         "photo = 7\nphoto_final = 8\n",
         "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
         id="flags-not-distinct",
@@ -650,24 +650,18 @@ BAD_CASES = [
         id="tap-events-without-button",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + '\n[tap]\nsource = "frame"\n'
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\n",
+        FRAMED + '\n[tap]\nsource = "frame"\n'
+        + PROTOCOL,
         'frame_protocol.tap: required by tap.source = "frame"',
         id="tap-frame-without-flag",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\ntap = 7\n",
+        FRAMED + PROTOCOL + "tap = 7\n",
         "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
         id="tap-flag-not-distinct",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\ntap = 9\n",
+        FRAMED + PROTOCOL + "tap = 9\n",
         'frame_protocol.tap: only used with tap.source = "frame"',
         id="tap-flag-without-tap",
     ),
@@ -687,17 +681,13 @@ BAD_CASES = [
         id="talk-events-without-button",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\ntalk = 10\n",
+        FRAMED + PROTOCOL + "talk = 10\n",
         'frame_protocol.talk: only used with tap.source = "frame"',
         id="talk-flag-without-tap",
     ),
     pytest.param(
-        BASE.replace('framing = "omi"\ndefault', 'framing = "frame"\ndefault')
-        + '\n[tap]\nsource = "frame"\n'
-        + "\n[frame_protocol]\ndata_prefix = 1\naudio = 5\naudio_final = 6\n"
-        "photo = 7\nphoto_final = 8\ntap = 9\ntalk = 9\n",
+        FRAMED + '\n[tap]\nsource = "frame"\n'
+        + PROTOCOL + "tap = 9\ntalk = 9\n",
         "frame_protocol.audio: frame audio/photo/tap/talk flags must be distinct",
         id="talk-flag-is-the-tap",
     ),

@@ -408,7 +408,8 @@ class LinkSession:
         if pacer is not None:
             pacer.heard(mean_square(chunk.pcm), now)
         admitted, change = self.kit.talk.admits(now)
-        self._talk_changed(change)
+        if change is not None:  # the hold limit let talk go
+            self._talk_changed(change)
         if admitted:
             self.sink.audio(chunk)
 
