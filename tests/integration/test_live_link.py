@@ -511,7 +511,10 @@ async def test_a_refusal_later_in_life_backs_off_long_says_why_and_loses_no_audi
     async with running(server, talker, refused_backoff=refused) as run:
         await run.until(lambda: run.turns_completed() >= 1)
         await server.inject(Fault.REJECT_KEY, count=2)  # Google's passing 403s
-        await server.inject(Fault.CLOSE, code=1011)
+        # Closed right after a chunk it read: none crosses the close on the wire (audio
+        # that does is taken as delivered, by design: see the counted-as-delivered test).
+        closed = server.arm(Fault.CLOSE, Trigger.AUDIO_CHUNK, n=3, code=1011, connection=0)
+        await closed.wait()
         await run.until(lambda: run.link.state == "backoff" and run.link.problem)
         healthy, details = run.agent.healthy()
         assert not healthy
