@@ -105,7 +105,8 @@ def loaded(modules: set[str], package: str) -> bool:
     return any(m == package or m.startswith(package + ".") for m in modules)
 
 
-NO_BROKER = ("aiomqtt", "paho", "daemon.home.service", "daemon.home.mqtt")
+NO_BROKER = ("aiomqtt", "paho", "daemon.home.service", "daemon.home.mqtt", "daemon.home.declared",
+             "daemon.home.components")
 
 
 async def test_file_mode_imports_no_radio_no_sound_card_no_numpy_no_mqtt(
