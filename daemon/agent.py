@@ -29,7 +29,7 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.live.link import LiveLink
-from daemon.media.held_sink import EarlyRun
+from daemon.media.held_sink import EarlyRun, HeldSink
 from daemon.media.level import mean_square
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
@@ -334,9 +334,14 @@ class Agent(MediaSink):
 
     async def _run_peripheral(self) -> None:
         if self._early is not None:
-            await self._early.join(self)
+            await self._early.join(self, on_attached=self._count_early_drops)
         else:
             await self.peripheral.run(self)
+
+    def _count_early_drops(self, held: HeldSink) -> None:
+        dropped = self.metrics.peripheral_dropped_before_start
+        dropped.labels("media").inc(held.dropped)
+        dropped.labels("tap").inc(held.taps_dropped)
 
     async def _until_idle(self, quiet: float) -> None:
         # Its own clock: marking `last_activity` while the input streams would tell

@@ -152,6 +152,8 @@ class BlePeripheralSettings(_Section):
     # tap; never the single tap that confirms a sensitive action)
     listen: Literal["always", "push_to_talk"] = "always"
     push_to_talk_max_hold: float = Field(60.0, gt=0, le=3600)  # a lost second gesture
+    # held-back audio sent first when talk opens: words said as the gesture was made
+    push_to_talk_preroll_ms: int = Field(500, ge=0, le=2000)
     earcons: bool = True  # a tone on the speaker when talk goes on or off
 
     @model_validator(mode="after")

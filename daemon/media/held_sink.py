@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +90,9 @@ class HeldSink:
         if self.dropped:
             log.warning("%d captured chunks were dropped before the conversation started "
                         "(more than %d held)", self.dropped, len(held))
+        if self.taps_dropped:
+            log.info("%d tap(s) before the conversation started were dropped: no question "
+                     "was open", self.taps_dropped)
 
 
 @dataclass
@@ -98,10 +102,15 @@ class EarlyRun:
     task: asyncio.Task[None]
     sink: HeldSink
 
-    async def join(self, target: _Sink) -> None:
+    async def join(
+        self, target: _Sink, on_attached: Callable[[HeldSink], None] | None = None
+    ) -> None:
         """Hand the held media to `target` and run on as its peripheral task: returns or
-        raises as the peripheral does; cancelled, it cancels the peripheral and waits."""
+        raises as the peripheral does; cancelled, it cancels the peripheral and waits.
+        `on_attached` sees the sink once its counts are final (for /metrics)."""
         self.sink.attach(target)
+        if on_attached is not None:
+            on_attached(self.sink)
         try:
             await asyncio.shield(self.task)
         finally:

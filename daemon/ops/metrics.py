@@ -125,6 +125,13 @@ class Metrics:
             "edge_peripheral_taps", "Deliberate taps on the peripheral (confirmations)",
             registry=r,
         )
+        self.peripheral_dropped_before_start = Counter(
+            "edge_peripheral_dropped_before_start",
+            "Captured before the conversation existed and dropped: media past the hold "
+            "limit, or a tap (no question can be open yet)",
+            ["kind"],
+            registry=r,
+        )
         self.uplink_withheld = Counter(
             "edge_uplink_withheld",
             "Media not sent: microphone muted, camera off, idle video, or the microphone "
@@ -147,63 +154,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        # Home: MQTT connection, inventory, device commands, the daemon's own HA device
-        self.mqtt_connected = Gauge(
-            "edge_mqtt_connected", "1 while connected to the MQTT broker", registry=r
-        )
-        self.mqtt_events = Counter(
-            "edge_mqtt_events",
-            "MQTT connection events: connects, failures, losses, reconnect loops, MQTT 5 "
-            "refused, messages dropped (queue full, backlog bytes, oversized discovery or "
-            "other), publishes by outcome (acked, unconfirmed, not sent)",
-            ["event"],
-            registry=r,
-        )
-        self.home_devices = Gauge(
-            "edge_home_devices", "Devices in the inventory, by source", ["source"], registry=r
-        )
-        self.home_messages = Counter(
-            "edge_home_messages",
-            "Discovery, state and availability messages by result (ignored and errors too; "
-            "bad ids and topics, forgotten errors and replay payloads)",
-            ["result"],
-            registry=r,
-        )
-        self.home_commands = Counter(
-            "edge_home_commands",
-            "Device commands by result (done, sent unconfirmed, failed by reason, "
-            "debounced: the same command again at once, not re-sent)",
-            ["result"],
-            registry=r,
-        )
-        self.home_confirmations = Counter(
-            "edge_home_confirmations",
-            "Confirmation tokens for sensitive devices: issued, redeemed, refused by reason",
-            ["result"],
-            registry=r,
-        )
-        self.home_tool_refreshes = Counter(
-            "edge_home_tool_refreshes",
-            "Times the device tools were re-declared because the inventory changed",
-            registry=r,
-        )
-        self.home_ha_commands = Counter(
-            "edge_home_ha_commands",
-            "Commands Home Assistant sent to the daemon's own switches, by result",
-            ["entity", "result"],
-            registry=r,
-        )
-        self.home_announcements = Counter(
-            "edge_home_announcements",
-            "Times the daemon announced itself to Home Assistant (discovery configs)",
-            registry=r,
-        )
-        self.home_state_publishes = Counter(
-            "edge_home_state_publishes",
-            "The daemon's own state messages, by result (published, not sent)",
-            ["result"],
-            registry=r,
-        )
+        self._add_home(r)
         # Live link: what happened to sent-but-unconfirmed audio and to tool answers
         self.uplink_unconfirmed_at_close = Counter(
             "edge_live_uplink_unconfirmed_at_close_chunks",
@@ -286,6 +237,66 @@ class Metrics:
         )
         self._before_render: list[Callable[[], None]] = []
         self.set_link_state("idle")
+
+    def _add_home(self, r: CollectorRegistry) -> None:
+        """The home's metrics (kept apart: one constructor would be too long to read)."""
+        # Home: MQTT connection, inventory, device commands, the daemon's own HA device
+        self.mqtt_connected = Gauge(
+            "edge_mqtt_connected", "1 while connected to the MQTT broker", registry=r
+        )
+        self.mqtt_events = Counter(
+            "edge_mqtt_events",
+            "MQTT connection events: connects, failures, losses, reconnect loops, MQTT 5 "
+            "refused, messages dropped (queue full, backlog bytes, oversized discovery or "
+            "other), publishes by outcome (acked, unconfirmed, not sent)",
+            ["event"],
+            registry=r,
+        )
+        self.home_devices = Gauge(
+            "edge_home_devices", "Devices in the inventory, by source", ["source"], registry=r
+        )
+        self.home_messages = Counter(
+            "edge_home_messages",
+            "Discovery, state and availability messages by result (ignored and errors too; "
+            "bad ids and topics, forgotten errors and replay payloads)",
+            ["result"],
+            registry=r,
+        )
+        self.home_commands = Counter(
+            "edge_home_commands",
+            "Device commands by result (done, sent unconfirmed, failed by reason, "
+            "debounced: the same command again at once, not re-sent)",
+            ["result"],
+            registry=r,
+        )
+        self.home_confirmations = Counter(
+            "edge_home_confirmations",
+            "Confirmation tokens for sensitive devices: issued, redeemed, refused by reason",
+            ["result"],
+            registry=r,
+        )
+        self.home_tool_refreshes = Counter(
+            "edge_home_tool_refreshes",
+            "Times the device tools were re-declared because the inventory changed",
+            registry=r,
+        )
+        self.home_ha_commands = Counter(
+            "edge_home_ha_commands",
+            "Commands Home Assistant sent to the daemon's own switches, by result",
+            ["entity", "result"],
+            registry=r,
+        )
+        self.home_announcements = Counter(
+            "edge_home_announcements",
+            "Times the daemon announced itself to Home Assistant (discovery configs)",
+            registry=r,
+        )
+        self.home_state_publishes = Counter(
+            "edge_home_state_publishes",
+            "The daemon's own state messages, by result (published, not sent)",
+            ["result"],
+            registry=r,
+        )
 
     def add_status_source(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
         """Expose every number in `status()` (nested dicts flattened with dots) as

@@ -72,6 +72,7 @@ def _ble_peripheral(bs: BlePeripheralSettings, state: StateStore | None) -> Peri
             state=state,
             listen=bs.listen,
             push_to_talk_max_hold=bs.push_to_talk_max_hold,
+            push_to_talk_preroll=bs.push_to_talk_preroll_ms / 1000,
             earcons=bs.earcons,
         )
     except BackendError as exc:

@@ -13,7 +13,7 @@ from daemon.ops.state import StateStore
 from daemon.peripherals.ble.peripheral import BlePeripheral
 from simulator import glasses as sim_glasses
 from simulator import radio as sim_radio
-from tests.support.ble import Sink, make_ble, running, tone
+from tests.support.ble import FakeSpeaker, Sink, make_ble, running, tone
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,12 +44,16 @@ async def test_the_double_tap_talks_and_the_single_tap_only_confirms(tmp_path: P
                 while not await glasses.tap():
                     await asyncio.sleep(0.05)
             await sink.until(lambda: sink.taps == 1)
-            await gated_more(ble)
+            await gated_more(ble, 30)  # more than the pre-roll said before the gesture
             assert sink.seconds == 0 and not ble.talk.talking
             # the double tap opens the microphone, with a rising tone on the glasses
             written = ble.playback.stats.queued_seconds
             assert await glasses.talk()
-            await sink.until(lambda: sink.seconds >= 0.5)
+            await eventually(lambda: ble.talk.talking, 5)
+            # at once: the half second said as the gesture was made (the pre-roll)
+            assert ble.talk.stats.preroll_chunks == 25  # 0.5 s of 20 ms chunks
+            assert 0.5 <= sink.seconds <= 0.62, sink.seconds
+            await sink.until(lambda: sink.seconds >= 1.0)
             assert ble.talk.talking and sink.taps == 1  # not a confirmation
             assert ble.playback.stats.queued_seconds > written  # the earcon
             # the second double tap closes it: the utterance ends, audio is held back
@@ -91,3 +95,15 @@ async def test_talk_is_let_go_when_the_link_ends(tmp_path: Path) -> None:
 def test_push_to_talk_needs_a_profile_with_a_talk_gesture() -> None:
     with pytest.raises(ValueError, match="names no talk gesture"):
         make_ble("omiglass", "tcp-client:127.0.0.1:9", listen="push_to_talk")
+
+
+def test_no_tone_and_no_drop_where_none_can_be_heard() -> None:
+    """Not connected and no local fallback: a talk change plays nothing and counts no
+    playback drop; with a fallback speaker the tone plays there."""
+    ble = make_ble("omi", "tcp-client:127.0.0.1:9", listen="push_to_talk")
+    ble._talk_earcon(True)  # noqa: SLF001 - the hook the session calls on a talk change
+    assert ble.playback.stats.dropped_seconds == {}
+    speaker = FakeSpeaker()
+    ble.speaker_fallback = speaker
+    ble._talk_earcon(False)  # noqa: SLF001
+    assert len(speaker.played) == 1 and ble.playback.stats.fallback_seconds > 0

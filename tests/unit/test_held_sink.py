@@ -1,13 +1,14 @@
 """The glasses' early start: what a peripheral captures before the Agent exists is held in
 order (bounded, drops counted) and replayed; the early task is joined or stopped.
 
-End to end (the daemon connecting the glasses while the SDK imports):
-tests/integration/test_ble_integration.py and bench/startup.py.
+End to end (the real glasses on the virtual radio, held audio replayed into a real Agent
+and Live link): tests/integration/test_early_start.py; the timing: bench/startup.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -74,13 +75,27 @@ def test_held_calls_are_replayed_in_order_then_forwarded() -> None:
 def test_past_the_limit_the_oldest_are_dropped_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "daemon.media.held_sink")
     sink, agent = HeldSink(limit=3), Recorder()
     for n in range(5):
         sink.audio(chunk(n))
+    sink.user_tap()
     sink.attach(agent)
     assert [c[1][0] for c in agent.calls] == [2, 3, 4]
     assert sink.dropped == 2
     assert "2 captured chunks were dropped" in caplog.text
+    assert "1 tap(s) before the conversation started were dropped" in caplog.text
+
+
+async def test_join_reports_the_final_counts_once_attached() -> None:
+    held = HeldSink(limit=2)
+    for n in range(3):
+        held.audio(chunk(n))
+    held.user_tap()
+    counts: list[tuple[int, int]] = []
+    early = EarlyRun(asyncio.create_task(asyncio.sleep(0)), held)
+    await early.join(Recorder(), on_attached=lambda s: counts.append((s.dropped, s.taps_dropped)))
+    assert counts == [(1, 1)]
 
 
 async def test_join_runs_on_as_the_peripheral_and_cancel_stops_it() -> None:

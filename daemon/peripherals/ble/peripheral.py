@@ -109,6 +109,7 @@ class BlePeripheral(Peripheral):
         photo_max_wait: float = MAX_WAIT_SECONDS,
         listen: GlassesListen = "always",
         push_to_talk_max_hold: float = 60.0,
+        push_to_talk_preroll: float = 0.5,
         earcons: bool = True,
     ) -> None:
         """`on_audio_frame` is a measurement hook (bench/ble_pipeline.py): called with
@@ -127,13 +128,12 @@ class BlePeripheral(Peripheral):
         `photo_max_wait` (see photo_pacing; `photo_quiet=0` asks at once).
 
         `listen = "push_to_talk"` sends audio only between two talk gestures (talk.py);
-        a profile without a talk gesture cannot (ValueError). `earcons`: a rising or
-        falling tone on the speaker when talk goes on or off.
+        a profile without a talk gesture cannot (ValueError); `push_to_talk_preroll` s
+        before the opening gesture go first. `earcons`: a tone when talk goes on or off.
         """
         if listen == "push_to_talk" and not profile.can_talk:
-            raise ValueError(f"profile {profile.name!r} names no talk gesture "
-                             "([tap] talk_events or frame_protocol.talk): push_to_talk "
-                             "needs one")
+            raise ValueError(f"profile {profile.name!r} names no talk gesture ([tap] "
+                             "talk_events or frame_protocol.talk): push_to_talk needs one")
         self.profile = profile
         self.backend = (
             open_backend(backend, state_dir=state.directory if state is not None else None)
@@ -169,7 +169,7 @@ class BlePeripheral(Peripheral):
             if profile.photo.control is not None
             else None
         )
-        self.talk = TalkGate(listen, push_to_talk_max_hold)
+        self.talk = TalkGate(listen, push_to_talk_max_hold, push_to_talk_preroll)
         self._earcons = earcons
         self._kit = SessionKit(
             profile=profile,
@@ -215,7 +215,12 @@ class BlePeripheral(Peripheral):
             sink.input_paused()
 
     def _talk_earcon(self, talking: bool) -> None:
-        if self._earcons:
+        """A tone where one can be heard; glasses without a speaker (and no fallback)
+        get none, rather than a playback drop counted at every gesture."""
+        session = self._session
+        audible = self.speaker_fallback is not None or (
+            session is not None and session.speaker is not None)
+        if self._earcons and audible:
             self.play(earcon(LISTEN_START if talking else LISTEN_STOP), EARCON_RATE)
 
     # --------------------------------------------------------------- capture

@@ -120,6 +120,7 @@ class PinStats:
     refused_bond: int = 0  # the pinned address without the pinned bond
     rebonds: int = 0  # the host had lost the pinned bond: paired anew at the pinned address
     untrusted_taps: int = 0  # taps from a device that is not (yet) the pinned one
+    untrusted_talks: int = 0  # talk gestures from such a device: no microphone opened
     pins_saved: int = 0
     save_failures: int = 0  # the pin holds in memory; the state store says why
     warnings_suppressed: int = 0  # refusals not logged because of the rate limit

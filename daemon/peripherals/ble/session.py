@@ -370,9 +370,12 @@ class LinkSession:
     def _talk(self) -> None:
         """The talk gesture (never a tap): push-to-talk goes on or off."""
         if not self.trusted:  # another device does not open the pinned user's microphone
-            self.kit.pinning.stats.untrusted_taps += 1
+            self.kit.pinning.stats.untrusted_talks += 1
             return
-        self._talk_changed(self.kit.talk.gesture(time.monotonic()))
+        change = self.kit.talk.gesture(time.monotonic())
+        for chunk in self.kit.talk.take_preroll() if change else ():
+            self.sink.audio(chunk)  # what was said as the gesture was made
+        self._talk_changed(change)
 
     def _talk_changed(self, change: bool | None) -> None:
         if change is None:
@@ -407,7 +410,7 @@ class LinkSession:
         pacer = self.kit.pacer
         if pacer is not None:
             pacer.heard(mean_square(chunk.pcm), now)
-        admitted, change = self.kit.talk.admits(now)
+        admitted, change = self.kit.talk.admits(chunk, now)
         if change is not None:  # the hold limit let talk go
             self._talk_changed(change)
         if admitted:
