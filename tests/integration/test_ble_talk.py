@@ -70,8 +70,9 @@ async def test_the_double_tap_talks_and_the_single_tap_only_confirms(tmp_path: P
 
 async def test_talk_is_let_go_when_the_link_ends(tmp_path: Path) -> None:
     async with sim_radio.VirtualRadio(2, supervision_timeout=0.5) as hub:
+        speaker = FakeSpeaker()  # a local fallback: where a tone can still be heard
         ble = make_ble("omi", hub.transport(1), state=StateStore(tmp_path),
-                       listen="push_to_talk", earcons=False)
+                       listen="push_to_talk", speaker_fallback=speaker)
         sink = Sink()
         async with running(ble, sink):
             async with sim_glasses.VirtualGlasses(
@@ -84,6 +85,7 @@ async def test_talk_is_let_go_when_the_link_ends(tmp_path: Path) -> None:
                 await sink.until(lambda: sink.seconds >= 0.3)
             await eventually(lambda: not ble.status()["connected"])
             assert not ble.talk.talking and ble.talk.stats.link_ends == 1
+            assert len(speaker.played) == 1  # the falling tone (the rising one: the glasses)
             heard = sink.seconds
             async with sim_glasses.VirtualGlasses(  # back: the microphone starts closed
                 "omi", hub.transport(0), address=A, pcm=SAID, loop=True

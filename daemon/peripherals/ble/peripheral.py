@@ -211,7 +211,8 @@ class BlePeripheral(Peripheral):
             if self.pacer is not None:
                 self.pacer.abandon()
             self.playback.clear("not_connected")
-            self.talk.link_ended(time.monotonic())
+            if self.talk.link_ended(time.monotonic()) is False:
+                self._talk_earcon(False)  # heard only on a local fallback speaker
             sink.input_paused()
 
     def _talk_earcon(self, talking: bool) -> None:
