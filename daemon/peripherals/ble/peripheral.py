@@ -218,9 +218,7 @@ class BlePeripheral(Peripheral):
     def _talk_earcon(self, talking: bool) -> None:
         """A tone where one can be heard; glasses without a speaker (and no fallback)
         get none, rather than a playback drop counted at every gesture."""
-        session = self._session
-        audible = self.speaker_fallback is not None or (
-            session is not None and session.speaker is not None)
+        audible = self._speaking_session() is not None or self.speaker_fallback is not None
         if self._earcons and audible:
             self.play(earcon(LISTEN_START if talking else LISTEN_STOP), EARCON_RATE)
 
@@ -238,18 +236,23 @@ class BlePeripheral(Peripheral):
     def play(self, pcm: bytes, rate: int) -> None:
         """To the glasses' speaker if the connected device has a usable one, else the
         local fallback, else counted as dropped."""
-        session = self._session
-        if session is not None and session.speaker is not None:
-            self.playback.push(pcm, rate, session.link.mtu)
+        speaking = self._speaking_session()
+        if speaking is not None:
+            self.playback.push(pcm, rate, speaking.link.mtu)
             return
         seconds = pcm_duration(len(pcm), rate)
         if self.speaker_fallback is not None:
             self.speaker_fallback.play(pcm, rate)
             self.playback.stats.fallback_seconds += seconds
-        elif session is None and self.profile.downlink.kind != "none":
+        elif self._session is None and self.profile.downlink.kind != "none":
             self.playback.drop("not_connected", seconds)
         else:
             self.playback.drop("no_speaker", seconds)
+
+    def _speaking_session(self) -> LinkSession | None:
+        """The connected session, if its device has a usable speaker."""
+        session = self._session
+        return session if session is not None and session.speaker is not None else None
 
     def flush_playback(self) -> float:
         """Both outputs are flushed: a reply may have begun on one and gone on on the other."""

@@ -373,8 +373,9 @@ class LinkSession:
             self.kit.pinning.stats.untrusted_talks += 1
             return
         change = self.kit.talk.gesture(time.monotonic())
-        for chunk in self.kit.talk.take_preroll() if change else ():
-            self.sink.audio(chunk)  # what was said as the gesture was made
+        if change:  # what was said as the gesture was made goes first
+            for chunk in self.kit.talk.take_preroll():
+                self.sink.audio(chunk)
         self._talk_changed(change)
 
     def _talk_changed(self, change: bool | None) -> None:
