@@ -354,7 +354,8 @@ class LiveLink:
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._sender.run(session, socket, conn), name="live-send"),
-                tg.create_task(self._receiver.run(session, conn), name="live-receive"),
+                tg.create_task(self._receiver.run(session, conn, socket),
+                               name="live-receive"),
                 tg.create_task(self._receiver.watch(socket, conn), name="live-watchdog"),
             ]
             await conn.ended.wait()

@@ -55,7 +55,9 @@ class Receiver:
         self._on_close = on_close
         self._drops: dict[str, int] = {}  # malformed message parts by reason, for the log
 
-    async def run(self, session: genai.live.AsyncSession, conn: SocketLife) -> None:
+    async def run(
+        self, session: genai.live.AsyncSession, conn: SocketLife, socket: LiveSocket | None
+    ) -> None:
         """Receive until the connection ends (the SDK's receive() stops at each turn's end)."""
         while not conn.ended.is_set():
             try:
@@ -63,6 +65,9 @@ class Receiver:
                     conn.last_alive = time.monotonic()
                     await self.on_message(msg, conn)
             except genai_errors.APIError as exc:
+                if _read_from_an_open_socket(exc, socket):
+                    self._unparseable(exc)
+                    continue
                 code = exc.code if isinstance(exc.code, int) else 1006
                 conn.finish(close_reason(code))
                 self._on_close(f"server closed the connection ({code}: {close_text(exc)})")
@@ -70,10 +75,15 @@ class Receiver:
             except websockets.exceptions.ConnectionClosed as exc:
                 conn.finish(close_reason(exc.rcvd.code if exc.rcvd else 1006))
                 return
-            except (TypeError, ValueError, KeyError, pydantic.ValidationError) as exc:
-                # The SDK could not parse one message; the socket is fine.
-                self._metrics.downlink_messages.labels("unparseable").inc()
-                log.warning("unparseable Live message skipped: %s", brief(exc))
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError,
+                    pydantic.ValidationError) as exc:
+                # The SDK could not parse one message (a list or a string at the top, JSON
+                # nested past the parser's depth); the socket is fine.
+                self._unparseable(exc)
+
+    def _unparseable(self, exc: Exception) -> None:
+        self._metrics.downlink_messages.labels("unparseable").inc()
+        log.warning("unparseable Live message skipped: %s", brief(exc))
 
     async def on_message(self, msg: types.LiveServerMessage, conn: SocketLife) -> None:
         """One server message: counted, applied to the session, its events passed on."""
@@ -130,3 +140,12 @@ class Receiver:
         n = self._drops[reason] = self._drops.get(reason, 0) + 1
         if n & (n - 1) == 0:
             log.warning("malformed Live message part dropped (%s, %d so far)", reason, n)
+
+
+def _read_from_an_open_socket(exc: genai_errors.APIError, socket: LiveSocket | None) -> bool:
+    """The SDK raises `APIError` both for a closed socket and for a message it read
+    that holds nothing it knows but a "code" (`{"code": 1007}` as a text frame): only
+    the first ends the connection (and, for some codes, the session with it)."""
+    if isinstance(exc.__context__, websockets.exceptions.ConnectionClosed):
+        return False
+    return socket is not None and socket.is_open
