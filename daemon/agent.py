@@ -104,6 +104,10 @@ class Road(Protocol):
     def speech_ended(self) -> None:
         """The peripheral's own voice detector heard the end of speech."""
 
+    def withhold_unsent(self) -> int:
+        """The user muted: forget what was heard but not yet asked about."""
+        ...
+
 
 class Agent(MediaSink):
     """Runs one conversation: media up, the model's voice down, tool calls out, and the policy."""
@@ -263,6 +267,10 @@ class Agent(MediaSink):
 
     def set_mic_muted(self, muted: bool) -> None:
         """The user muted the microphone: nothing it hears leaves the device."""
+        if muted:  # also what waits from before (a reconnect, the fallback road's turns)
+            self.link.withhold_unsent(audio=True)
+            if self.road is not None and (n := self.road.withhold_unsent()):
+                self.metrics.uplink_withheld.labels("fallback_utterance").inc(n)
         if muted and not self.mic_muted:
             self.link.end_audio_stream()
         if muted != self.mic_muted:
@@ -276,6 +284,10 @@ class Agent(MediaSink):
             log.info("camera %s", "on" if enabled else "off")
         self.camera_enabled = enabled
         self.peripheral.set_camera_enabled(enabled)
+        if not enabled:  # no frame from before the switch goes up, nor into a task
+            self.link.withhold_unsent(video=True)
+            self._last_frame = None
+            self._frame_wanted_until = 0.0
         self._save_switches()
 
     def _save_switches(self) -> None:

@@ -167,6 +167,17 @@ class LiveLink:
             self._metrics.uplink_video_skipped.labels("superseded").inc()
         self._sender.wake()
 
+    def withhold_unsent(self, *, audio: bool = False, video: bool = False) -> None:
+        """The user muted or switched the camera off: what waits to go up (audio
+        held through a reconnect, a frame) never leaves the device. Counted as withheld."""
+        if audio and (n := self._uplink.withdraw_audio()):
+            self._metrics.uplink_withheld.labels("audio").inc(n)
+            self._metrics.replay_buffer_seconds.set(self._uplink.pending_seconds)
+            log.info("microphone muted: %d unsent audio chunks discarded", n)
+        if video and self._uplink.withdraw_video():
+            self._metrics.uplink_withheld.labels("video").inc()
+            log.info("camera off: the unsent frame discarded")
+
     def end_audio_stream(self) -> None:
         """The microphone paused: lets the server's VAD close the utterance now."""
         self._uplink.stream_end_pending = True

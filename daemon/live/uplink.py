@@ -65,6 +65,7 @@ class UplinkBuffer:
         self._pending_bytes = 0
         self._seq = 0
         self._video: VideoFrame | None = None
+        self._video_withdrawn = False  # since the last take: a failed send is not restored
         self._video_interval = 1.0 / video_fps
         self._next_video_at: float | None = None
         self._responses: OrderedDict[str, ToolResponse] = OrderedDict()  # by call id
@@ -154,6 +155,15 @@ class UplinkBuffer:
         self.stats.audio_dropped += lost
         return Requeued(resent, lost)
 
+    def withdraw_audio(self) -> int:
+        """Forget the audio not yet sent (the user muted: it never leaves the device);
+        returns how many chunks. What is on a socket unconfirmed has left already."""
+        n = len(self._pending)
+        self._audio_bytes -= self._pending_bytes
+        self._pending_bytes = 0
+        self._pending.clear()
+        return n
+
     @property
     def last_sent_seq(self) -> int:
         """The number of the newest chunk sent: a ping's mark for confirm."""
@@ -197,12 +207,21 @@ class UplinkBuffer:
     def take_video(self) -> VideoFrame | None:
         """The frame to send now, if one waits (it leaves the buffer)."""
         frame, self._video = self._video, None
+        self._video_withdrawn = False
         return frame
 
     def restore_video(self, frame: VideoFrame) -> None:
-        """A frame whose send failed goes back unless a newer one arrived meanwhile."""
-        if self._video is None:
+        """A frame whose send failed goes back unless a newer one arrived meanwhile,
+        or the camera was switched off while it was being sent."""
+        if self._video is None and not self._video_withdrawn:
             self._video = frame
+
+    def withdraw_video(self) -> int:
+        """Forget the frame waiting to go up (the user switched the camera off), and
+        one being sent now if its send fails; returns 1 if a frame waited, else 0."""
+        frame, self._video = self._video, None
+        self._video_withdrawn = True
+        return int(frame is not None)
 
     # tool responses ---------------------------------------------------------
     def push_response(self, response: ToolResponse) -> bool:

@@ -64,6 +64,11 @@ class Peripheral(ABC):
     def play(self, pcm: bytes, rate: int) -> None:
         """Queue model audio for the speaker; never blocks."""
 
+    def play_earcon(self, pcm: bytes, rate: int) -> None:
+        """Queue a tone of the daemon's own (not the model's answer: a kiosk must not
+        open its follow-up window for it); never blocks."""
+        self.play(pcm, rate)
+
     @abstractmethod
     def flush_playback(self) -> float:
         """The user interrupted: drop queued audio, return how many seconds were dropped."""

@@ -189,6 +189,11 @@ class KioskPeripheral(Peripheral):
         self._answering = True
         self._speaker.play(pcm, rate)
 
+    def play_earcon(self, pcm: bytes, rate: int) -> None:
+        """A tone of the daemon's own: played, but not taken for an answer (after an
+        answer a wake-word kiosk listens without the wake word for a while)."""
+        self._speaker.play(pcm, rate)
+
     def flush_playback(self) -> float:
         """Drop what the loudspeaker has not played yet, paused audio too (interrupted)."""
         dropped = self._speaker.flush_playback()

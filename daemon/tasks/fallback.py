@@ -79,7 +79,10 @@ class Speaker(Protocol):
     """Where answers and earcons are played (the peripheral)."""
 
     def play(self, pcm: bytes, rate: int) -> None:
-        """Queue audio; never blocks."""
+        """Queue an answer; never blocks."""
+
+    def play_earcon(self, pcm: bytes, rate: int) -> None:
+        """Queue a tone that is not an answer; never blocks."""
 
 
 def road_earcon(*, live: bool) -> bytes:
@@ -136,6 +139,14 @@ class FallbackRoad:
         if utt is not None:
             self._utterance(utt)
 
+    def withhold_unsent(self) -> int:
+        """The user muted: the utterance being heard and those queued for a turn are
+        forgotten (one already asked about has left); returns how many were queued."""
+        n = len(self._queue)
+        self._queue.clear()
+        self._cutter.reset()
+        return n
+
     def status(self) -> dict[str, Any]:
         """For /healthz, agent_status and Home Assistant."""
         return {"road": self.road, "fallback_turns": self.turns}
@@ -163,7 +174,7 @@ class FallbackRoad:
         self._cutter.reset()
         self._spell_turns = 0
         self._notes = []
-        self._speaker.play(road_earcon(live=False), EARCON_RATE)
+        self._speaker.play_earcon(road_earcon(live=False), EARCON_RATE)
 
     async def _leave(self) -> None:
         log.info("Live link back: leaving the fallback road after %d turns", self._spell_turns)
@@ -171,7 +182,7 @@ class FallbackRoad:
         self._m.road.set(0)
         self._cutter.reset()
         self._queue.clear()
-        self._speaker.play(road_earcon(live=True), EARCON_RATE)
+        self._speaker.play_earcon(road_earcon(live=True), EARCON_RATE)
         if self._spell_turns == 0:
             self._m.summaries.labels("none").inc()
             return

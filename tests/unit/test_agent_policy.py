@@ -21,6 +21,7 @@ from daemon.live.events import (
     TurnComplete,
 )
 from daemon.live.link import LiveLink
+from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
@@ -67,11 +68,42 @@ def test_camera_switch_and_mute_withhold_everything(agent: Agent) -> None:
     agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
     agent.video(VideoFrame(b"x", 0.0))
     assert sent_frame(agent) is None
-    agent.set_mic_muted(True)
-    before = agent.link._uplink.audio_chunks  # noqa: SLF001 - what would go up; no socket to read it from
+    agent.set_mic_muted(True)  # the chunk still waiting (no socket) is taken back
     agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
-    assert agent.link._uplink.audio_chunks == before  # noqa: SLF001 - what would go up; no socket to read it from
-    assert agent.metrics.value("edge_uplink_withheld_total", kind="audio") == 1
+    assert agent.link._uplink.audio_chunks == 0  # noqa: SLF001 - what would go up; no socket to read it from
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="audio") == 2
+
+
+def test_a_switch_turned_off_takes_back_what_still_waits_to_go_up(agent: Agent) -> None:
+    """Held through a reconnect, speech and a frame from before the switch never leave."""
+    for _ in range(10):
+        agent.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
+    agent.video(VideoFrame(b"before the switch", time.monotonic()))
+    assert agent.camera_photo() == b"before the switch"
+    agent.set_camera_enabled(False)
+    agent.set_camera_enabled(True)
+    assert sent_frame(agent) is None
+    assert agent.camera_photo() is None  # a task started now gets no photo from before
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="video") == 1
+    assert agent.link.replay_seconds == pytest.approx(0.4)
+    agent.set_mic_muted(True)
+    assert agent.link.replay_seconds == 0
+    assert agent.metrics.value("edge_uplink_withheld_total", kind="audio") == 10
+
+
+def test_a_frame_whose_send_fails_after_the_camera_went_off_is_not_put_back() -> None:
+    ub = UplinkBuffer(10.0, 1.0)
+    ub.offer_video(VideoFrame(b"on the wire", 0.0), 0.0)
+    frame = ub.take_video()
+    assert frame is not None
+    ub.withdraw_video()  # the switch, while the send awaits the socket
+    ub.restore_video(frame)  # the send failed
+    assert ub.take_video() is None
+    ub.offer_video(VideoFrame(b"after", 2.0), 2.0, force=True)
+    frame = ub.take_video()
+    assert frame is not None
+    ub.restore_video(frame)  # a failed send with the camera on goes back as before
+    assert ub.take_video() == frame
 
 
 def test_no_look_tool_without_a_camera() -> None:
