@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RECORD = "sensitive_devices"
 _MAX_REMEMBERED = 2000
 NEVER_PREFIXES: tuple[str, ...] = ("edge-agent/", "$SYS/")
+V2 = "2:"  # fingerprints that cover what the commands say, not only where they go
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,26 @@ class Held:
     fingerprint: str
 
 
-def fingerprint(component: str, command_topics: Iterable[str]) -> str:
-    """What makes a sensitive device "the same one": its kind and where commands go."""
-    text = "\n".join([component, *sorted(command_topics)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fingerprint(component: str, command_topics: Iterable[str], detail: str | None = None) -> str:
+    """What makes a sensitive device "the same one": its kind, where commands go and
+    what they say (`detail`: its class, payloads and templates). A re-announcement that
+    swaps "lock" and "unlock", or calls a garage door a shutter, is a new device.
+
+    Without `detail`: the fingerprint records before that was part of it held, read
+    once to carry an unchanged device over (`V2` marks the new ones)."""
+    parts = [component, *sorted(command_topics)]
+    if detail is None:
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return V2 + hashlib.sha256("\n".join([*parts, detail]).encode()).hexdigest()[:16]
+
+
+def device_fingerprints(component: str, command_topics: Iterable[str], device_class: str | None,
+                        spec: object) -> tuple[str, str]:
+    """(fingerprint, the older kind) of a parsed device; the spec's dataclass repr holds
+    every topic, payload and template it commands with."""
+    topics = tuple(command_topics)
+    detail = f"{device_class or ''}\n{spec!r}"
+    return fingerprint(component, topics, detail), fingerprint(component, topics)
 
 
 class Admission:
@@ -134,26 +151,36 @@ class Admission:
         return f"{topic!r} is outside {where} ({allowed})"
 
     # -- holds ----------------------------------------------------------------
-    def settle_initial(self, sensitive: Mapping[str, tuple[str, str, str]]) -> None:
-        """The first full read of the inventory: {id: (name, category, fingerprint)}.
+    def settle_initial(self, sensitive: Mapping[str, tuple[str, str, str, str]]) -> None:
+        """The first full read of the inventory: {id: (name, category, fingerprint,
+        the older fingerprint)}.
 
         On the very first start the devices present are accepted; later, those not
         remembered (announced while the daemon was down) are held like new ones.
         """
         if self._first_start:
-            for dev_id, (name, category, fp) in sensitive.items():
+            for dev_id, (name, category, fp, _older) in sensitive.items():
                 self._accepted[dev_id] = fp
                 log.info("sensitive device accepted on first start: %s (%s, %s)",
                          name, dev_id, category)
             self._first_start = False
             self._save()
             return
-        for dev_id, (name, category, fp) in sensitive.items():
-            self.consider(dev_id, name, category, fp)
+        for dev_id, (name, category, fp, older) in sensitive.items():
+            self.consider(dev_id, name, category, fp, older)
 
-    def consider(self, dev_id: str, name: str, category: str, fp: str) -> Held | None:
-        """A sensitive device appeared or changed: hold it unless it is the one we know."""
-        if self._accepted.get(dev_id) == fp:
+    def consider(self, dev_id: str, name: str, category: str, fp: str,
+                 older: str | None = None) -> Held | None:
+        """A sensitive device appeared or changed: hold it unless it is the one we know.
+
+        `older`: its fingerprint as records before `V2` held it; a device accepted
+        under that one, unchanged, is carried over (once) rather than held."""
+        known = self._accepted.get(dev_id)
+        if known == fp:
+            return None
+        if known is not None and older is not None and not known.startswith(V2) \
+                and known == older:
+            self.accept(dev_id, fp)
             return None
         held = self._held.get(dev_id)
         if held is not None:
@@ -167,6 +194,10 @@ class Admission:
             name, dev_id, category, self.hold_seconds,
         )
         return held
+
+    def accepted_ids(self) -> list[str]:
+        """The sensitive devices accepted so far (they stay sensitive, see sensitivity.py)."""
+        return list(self._accepted)
 
     def forget(self, dev_id: str) -> None:
         """The device was removed: its hold ends (announcing it again starts a new one)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import secrets
 import time
@@ -30,6 +31,8 @@ from typing import Any, Literal
 from daemon.home.answers import words
 from daemon.home.consent import METHODS, Ask, ConsentTracker, Verdict
 from daemon.home.sensitivity import Entity, Sensitivity, SensitivityPolicy
+
+log = logging.getLogger(__name__)
 
 ANSWER_POLL_SECONDS = 0.05
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes: the model reads it back
@@ -268,11 +271,19 @@ class ConfirmationGate:
         payload: str,
         token: str | None,
     ) -> Decision:
-        """Proceed for what is not sensitive, or for a token the user has confirmed."""
+        """Proceed for what is not sensitive, or for a token the user has confirmed;
+        never for a command whose payload says the opposite of its action."""
+        what = f"{action.replace('_', ' ')} {entity.name}"
+        opposite = self.policy.contradiction(action, payload)
+        if opposite is not None:
+            log.warning("refused to %s: %s (its discovery config may have been tampered "
+                        "with)", what, opposite)
+            return Decision("refused", None, (
+                f"Nothing was done ({what}): {opposite}, the opposite of the action. Its "
+                "configuration may have been tampered with; tell the user."))
         sens = self.policy.of_command(entity, action, topic, payload)
         if sens is None:
             return Decision("proceed")
-        what = f"{action.replace('_', ' ')} {entity.name}"
         methods = self.methods(sens.category)
         if not methods:
             return Decision("refused", None, _unconfirmable(what, sens))

@@ -10,7 +10,15 @@ door lock's. So a command is sensitive when any of these holds:
   or alarm;
 * its topic is a command topic of any sensitive device (an alias, whoever announced it);
 * its payload unlocks, unlatches, disarms or opens something (blinds, shades,
-  windows and valves excepted: opening them is no way in).
+  windows and water valves excepted: opening them is no way in); a payload too
+  long to read whole counts as one that does.
+
+Sensitivity only grows: a device or topic once sensitive stays so (`remember`,
+kept in the state directory by the home service), so re-announcing the garage
+door as a shutter, or removing it and announcing a "blind" on its topic, takes
+nothing off. And a command whose words say the opposite of its action ("lock"
+publishing "unlock_door") is refused outright (`contradiction`): a "yes" to one
+must never do the other.
 
 Each sensitive command has a category (lock, alarm, gate, garage, door, other); the
 category decides how the user may confirm (`tools.confirm_with`).
@@ -32,8 +40,10 @@ DEFAULT_SENSITIVE: tuple[str, ...] = ("lock", "garage", "gate", "door", "alarm_c
 HARMLESS_COVERS = frozenset(
     {"awning", "blind", "curtain", "damper", "shade", "shutter", "window"}
 )
-# Components whose opening lets nobody in: a water or gas valve.
+# Components whose opening lets nobody in: a valve (but a gas valve: `_HAZARDS`).
 HARMLESS_COMPONENTS = frozenset({"valve"})
+# (component, device class) whose opening is a hazard of its own.
+_HAZARDS: Mapping[tuple[str, str], str] = {("valve", "gas"): "a gas valve"}
 # Words in a name, id or topic that mark an entry point, and their category.
 _ENTRY_WORDS: Mapping[str, str] = {
     "lock": "lock", "unlock": "lock", "deadbolt": "lock", "latch": "lock",
@@ -53,28 +63,38 @@ _COMPONENT_CATEGORY: Mapping[str, str] = {
     "alarm_control_panel": "alarm",
 }
 _CLASS_CATEGORY: Mapping[str, str] = {"garage": "garage", "gate": "gate", "door": "door"}
+# Payload words a command of a safe direction must not hold (a swapped payload).
+_OPPOSITES: Mapping[str, frozenset[str]] = {
+    "lock": frozenset({"unlock", "unlatch", "unlocked", "open", "opened"}),
+    "close": frozenset({"open", "opened", "unlock", "unlatch", "unlocked"}),
+    "arm": frozenset({"disarm", "disarmed"}),
+}
 _TOKEN = re.compile(r"[a-z0-9]+")
-_MAX_PAYLOAD_SCAN = 4096
+_MAX_NAME_SCAN = 4096
+_MAX_PAYLOAD_SCAN = 65536  # read whole up to here; a longer command counts as sensitive
+_MAX_REMEMBERED = 2000
 
 
-def _tokens(*texts: str | None) -> set[str]:
+def _tokens(*texts: str | None, limit: int = _MAX_NAME_SCAN) -> set[str]:
     out: set[str] = set()
     for text in texts:
         if text:
-            out.update(_TOKEN.findall(text[:_MAX_PAYLOAD_SCAN].casefold()))
+            out.update(_TOKEN.findall(text[:limit].casefold()))
     return out
 
 
-def _payload_tokens(payload: str) -> set[str]:
-    """Words of a payload; for JSON, of its string values (`{"state": "UNLOCK"}`)."""
-    payload = payload[:_MAX_PAYLOAD_SCAN]
+def _payload_tokens(payload: str) -> set[str] | None:
+    """Words of a payload, all of them; for JSON, of its string values (`{"state":
+    "UNLOCK"}`). None when it is too long to read whole (padding must not hide a word)."""
+    if len(payload) > _MAX_PAYLOAD_SCAN:
+        return None
     try:
         data: Any = json.loads(payload)
     except (ValueError, RecursionError):
-        return _tokens(payload)
+        return _tokens(payload, limit=_MAX_PAYLOAD_SCAN)
     found: set[str] = set()
     stack = [data]
-    while stack and len(found) < 256:
+    while stack:  # bounded by the payload's length: every node is at least a byte
         item = stack.pop()
         if isinstance(item, str):
             found |= _tokens(item)
@@ -118,6 +138,23 @@ class SensitivityPolicy:
         self._topics: dict[str, Sensitivity] = {}
         self._source = source  # every device, re-read after `changed()`
         self._dirty = source is not None
+        # Once sensitive, always: ids and command topics -> category (`remember`).
+        self._ids: dict[str, str] = {}
+        self._known_topics: dict[str, str] = {}
+        self.learned = False  # `_ids` or `_known_topics` grew since `memory()` was read
+
+    def remember(self, ids: Mapping[str, str], topics: Mapping[str, str]) -> None:
+        """Devices and topics found sensitive before (the state directory's record)."""
+        for store, items in ((self._ids, ids), (self._known_topics, topics)):
+            for key, cat in items.items():
+                store.setdefault(key, cat if cat in CATEGORIES else "other")
+        self._dirty = self._source is not None
+
+    def memory(self) -> tuple[dict[str, str], dict[str, str]]:
+        """What to keep for the next start: the newest `_MAX_REMEMBERED` of each."""
+        self.learned = False
+        return (dict(list(self._ids.items())[-_MAX_REMEMBERED:]),
+                dict(list(self._known_topics.items())[-_MAX_REMEMBERED:]))
 
     def changed(self) -> None:
         """Devices came, changed or went: re-learn the sensitive topics before the next use."""
@@ -129,8 +166,21 @@ class SensitivityPolicy:
             self.index(self._source())
 
     def of_entity(self, e: Entity) -> Sensitivity | None:
-        """The device itself is sensitive (any of its commands needs confirmation)."""
+        """The device itself is sensitive (any of its commands needs confirmation), now
+        or at any time before."""
+        now = self._classify(e)
+        if now is not None:
+            return now
+        was = self._ids.get(e.id)
+        if was is not None:
+            return Sensitivity(was, "it was announced as a sensitive device before")
+        return None
+
+    def _classify(self, e: Entity) -> Sensitivity | None:
         component, cls = e.component, (e.device_class or "").casefold()
+        hazard = _HAZARDS.get((component, cls))
+        if hazard is not None:
+            return Sensitivity("other", hazard)
         category = _COMPONENT_CATEGORY.get(component) or _CLASS_CATEGORY.get(cls)
         if category is not None and (component in _COMPONENT_CATEGORY or component == "cover"):
             if component == "alarm_control_panel" and component not in self._names:
@@ -140,7 +190,7 @@ class SensitivityPolicy:
             if value and value.casefold() in self._names:
                 why = f"listed in tools.sensitive ({value})"
                 return Sensitivity(_category_of(component, cls, value), why)
-        if component in ("switch", "button", "scene") or (component == "cover" and not cls):
+        if component in ("switch", "button", "scene", "cover"):  # a cover of any other class
             words = _tokens(e.id, e.name, *e.extra_names, *sorted(e.command_topics))
             for word, cat in _ENTRY_WORDS.items():
                 if word in words:
@@ -168,15 +218,46 @@ class SensitivityPolicy:
         return None
 
     def index(self, entities: Iterable[Entity]) -> None:
-        """Remember the command topics of every sensitive device, for aliases."""
+        """Remember the command topics of every sensitive device, for aliases (and
+        every sensitive device and topic for good)."""
         topics: dict[str, Sensitivity] = {}
         for e in entities:
-            sens = self.of_entity(e)
+            sens = self.learn(e)
             if sens is None:
                 continue
             for topic in e.command_topics:
                 topics.setdefault(topic, Sensitivity(sens.category, f"{topic} belongs to {e.name}"))
+        for topic, cat in self._known_topics.items():
+            topics.setdefault(topic, Sensitivity(cat, f"{topic} was a sensitive device's"))
         self._topics = topics
+
+    def learn(self, e: Entity) -> Sensitivity | None:
+        """Classify a device as it is announced, and remember it (and its command
+        topics) for good if it is sensitive: a later, tamer announcement keeps it so."""
+        sens = self.of_entity(e)
+        if sens is None:
+            return None
+        if e.id not in self._ids:
+            self._ids[e.id] = sens.category
+            self.learned = True
+        for topic in e.command_topics:
+            if topic not in self._known_topics:
+                self._known_topics[topic] = sens.category
+                self.learned = True
+        return sens
+
+    def contradiction(self, action: str, payload: str) -> str | None:
+        """Why the payload does the opposite of a safe action ("lock" sending "unlock"),
+        or None. Such a command is refused: the user would confirm the one, and get the
+        other."""
+        opposite = _OPPOSITES.get("arm" if action.startswith("arm_") else action)
+        if opposite is None:
+            return None
+        words = _payload_tokens(payload)
+        if words is None:
+            return f"the command for {action!r} is too long to check"
+        hit = sorted(opposite & words)
+        return f"the command for {action!r} says {hit[0]!r}" if hit else None
 
     def of_command(self, e: Entity, action: str, topic: str, payload: str) -> Sensitivity | None:
         """The command to publish is sensitive: its device, action, topic or payload says so."""
@@ -192,6 +273,8 @@ class SensitivityPolicy:
         if alias is not None:
             return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
         words = _payload_tokens(payload)
+        if words is None:
+            return Sensitivity("other", "the command is too long to check")
         harmless = _opens_no_way_in(e)
         for word, cat in _PAYLOAD_WORDS.items():
             if word in words and not (harmless and cat == "door"):
@@ -203,6 +286,8 @@ class SensitivityPolicy:
 
 def _opens_no_way_in(e: Entity) -> bool:
     """Opening it lets nobody in: blinds, shades, windows and the like, and valves."""
+    if (e.component, (e.device_class or "").casefold()) in _HAZARDS:
+        return False
     if e.component in HARMLESS_COMPONENTS:
         return True
     return e.component == "cover" and (e.device_class or "") in HARMLESS_COVERS

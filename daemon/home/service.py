@@ -28,12 +28,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from daemon.config import MqttSettings, Settings
 from daemon.home.actions import plain_state
-from daemon.home.admission import Admission, fingerprint
+from daemon.home.admission import Admission, device_fingerprints
 from daemon.home.confirm import ConfirmationBook, ConfirmationGate
 from daemon.home.consent import ConsentTracker
 from daemon.home.device import Device
@@ -238,6 +238,18 @@ class HomeService:
             topics=self._admission_topics,
         )
         self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
+        self._memory = state
+        record = state.load(MEMORY) if state is not None else None
+        ids, topics = _memory_of(record)
+        for dev_id in self.admission.accepted_ids():  # accepted before the memory was kept
+            ids.setdefault(dev_id, "other")
+        self.policy.remember(ids, topics)
+
+    def _keep_memory(self) -> None:
+        """Save the devices and topics found sensitive, once something new was learned."""
+        if self.policy.learned and self._memory is not None:
+            ids, topics = self.policy.memory()
+            self._memory.save(MEMORY, {"ids": ids, "topics": topics})
 
     def _counters(self) -> list[_Counted]:
         """The stats that move into /metrics."""
@@ -275,14 +287,17 @@ class HomeService:
                 declared.extend(dev.command_topics)
         return device_topics, declared
 
-    def _sensitive_record(self, dev: Device) -> tuple[str, str, str] | None:
-        """(name, category, fingerprint) of a discovered device that needs confirmation."""
+    def _sensitive_record(self, dev: Device) -> tuple[str, str, str, str] | None:
+        """(name, category, fingerprint, the older fingerprint) of a discovered device
+        that needs confirmation."""
         if dev.source != "discovery":
             return None
         sens = self.policy.flags(entity_of(dev), [a.name for a in dev.capabilities])
         if sens is None:
             return None
-        return dev.name, sens.category, fingerprint(dev.component, dev.command_topics)
+        fp, older = device_fingerprints(dev.component, dev.command_topics, dev.device_class,
+                                        dev.config.spec)
+        return dev.name, sens.category, fp, older
 
     def _on_inventory(self, event: InventoryEvent) -> None:
         if not isinstance(event, DeviceAdded | DeviceUpdated | DeviceRemoved):
@@ -291,10 +306,13 @@ class HomeService:
         self.admission.changed()
         if isinstance(event, DeviceRemoved):
             self.admission.forget(event.device.id)
-        elif self._initial_done:
+            return
+        self.policy.learn(entity_of(event.device))  # before any tamer re-announcement
+        if self._initial_done:
             record = self._sensitive_record(event.device)
             if record is not None and self.admission.consider(event.device.id, *record):
                 self.own_device.wake()  # announce it to Home Assistant now
+            self._keep_memory()
 
     def _settle_sensitive(self) -> None:
         """The first full read of the broker's discovery configs is in."""
@@ -307,6 +325,7 @@ class HomeService:
                 found[dev.id] = record
         self.admission.settle_initial(found)
         self._initial_done = True
+        self._keep_memory()
 
     # ----------------------------------------------------------------- run
 
@@ -565,3 +584,18 @@ class HomeService:
             }
             for _name, d in sorted(by_name.items())
         ]
+
+
+MEMORY = "sensitive_memory"  # the state record of devices and topics ever sensitive
+
+
+def _memory_of(record: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(ids, topics) -> category from the state record; empty parts where it is odd."""
+    out: tuple[dict[str, str], dict[str, str]] = ({}, {})
+    if record is None:
+        return out
+    for part, key in zip(out, ("ids", "topics"), strict=True):
+        items = record.get(key)
+        if isinstance(items, Mapping):
+            part.update({str(k): str(v) for k, v in items.items()})
+    return out

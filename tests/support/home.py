@@ -231,6 +231,7 @@ class FakeLink:
         self.state = "connected"
         self.session_count = 1
         self.replay_seconds = 0.0
+        self.withheld: list[tuple[bool, bool]] = []
 
     async def run(self) -> None:
         await asyncio.Future()
@@ -246,6 +247,10 @@ class FakeLink:
 
     def end_audio_stream(self) -> None:
         self.stream_ends += 1
+
+    def withhold_unsent(self, *, audio: bool = False, video: bool = False) -> None:
+        """Nothing waits here (every chunk counts as sent at once): only noted."""
+        self.withheld.append((audio, video))
 
     def send_tool_response(self, response: ToolResponse) -> None:
         self.responses.append(response)

@@ -5,10 +5,14 @@ The gate's short wait for a trailing yes (on the clock): tests/integration/test_
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from daemon.home.admission import RECORD, V2, Admission, device_fingerprints, fingerprint
 from daemon.home.confirm import ConfirmationBook
 from daemon.home.sensitivity import DEFAULT_SENSITIVE, Entity, SensitivityPolicy
+from daemon.ops.state import StateStore
 from tests.support.home import LOCK, UNLOCK, FakeClock, FakeUser, gate_for
 
 
@@ -100,6 +104,80 @@ def test_sensitive_by_what_a_command_does() -> None:
     none.index([lock])
     relay = Entity("r", "Relay", "switch", None, frozenset({"z/front/set"}))
     assert none.of_command(relay, "turn_on", "z/front/set", "ON") is not None
+
+
+@pytest.mark.timeout(30)
+def test_once_sensitive_always_and_the_memory_outlives_a_restart() -> None:
+    """A garage door re-announced as a shutter, or removed and its topic taken by a
+    blind, stays sensitive: here with names and topics that say nothing."""
+    garage = Entity("c1", "Cover 1", "cover", "garage", frozenset({"z/0x01/set"}))
+    tame = Entity("c1", "Cover 1", "cover", "shutter", frozenset({"z/0x01/set"}))
+    blind = Entity("c2", "Cover 2", "cover", "blind", frozenset({"z/0x01/set"}))
+    fresh = SensitivityPolicy()
+    assert fresh.of_entity(tame) is None and fresh.of_command(blind, "open", "z/0x01/set",
+                                                              "OPEN") is None
+    policy = SensitivityPolicy()
+    assert policy.learn(garage) is not None and policy.learned
+    sens = policy.of_entity(tame)
+    assert sens is not None and sens.category == "garage"
+    policy.index([blind])  # the garage itself is gone; its topic is remembered
+    assert policy.of_command(blind, "open", "z/0x01/set", "OPEN") is not None
+    ids, topics = policy.memory()
+    assert not policy.learned
+    restarted = SensitivityPolicy()
+    restarted.remember(ids, topics)
+    restarted.index([blind])
+    assert restarted.of_entity(tame) is not None
+    assert restarted.of_command(blind, "open", "z/0x01/set", "OPEN") is not None
+
+
+@pytest.mark.timeout(30)
+def test_a_payload_that_does_the_opposite_is_a_contradiction() -> None:
+    policy = SensitivityPolicy()
+    assert policy.contradiction("lock", "unlock_door") == "the command for 'lock' says 'unlock'"
+    assert policy.contradiction("close", '{"state": "OPEN"}') is not None
+    assert policy.contradiction("arm_away", "DISARM") is not None
+    assert policy.contradiction("lock", "LOCK") is None
+    assert policy.contradiction("close", '{"state": "CLOSE"}') is None
+    assert policy.contradiction("arm_home", "ARM_HOME") is None
+    assert policy.contradiction("turn_on", "OPEN") is None  # not a safe direction: asked
+
+
+@pytest.mark.timeout(30)
+def test_a_payload_is_read_whole_and_one_too_long_to_read_asks() -> None:
+    lamp = Entity("x", "Lamp", "switch", None, frozenset({"z/0x02/set"}))
+    policy = SensitivityPolicy()
+    padding = " ".join(f"w{i}" for i in range(5000))
+    assert policy.of_command(lamp, "turn_on", "z/0x02/set",
+                             json.dumps({"state": "UNLOCK", "note": padding})) is not None
+    assert policy.of_command(lamp, "turn_on", "z/0x02/set", "ON " + padding) is None
+    huge = policy.of_command(lamp, "turn_on", "z/0x02/set", "ON " + "x" * 70_000)
+    assert huge is not None and "too long" in huge.why
+    assert policy.contradiction("lock", "LOCK" + " " * 70_000) is not None
+
+
+@pytest.mark.timeout(30)
+def test_a_gas_valve_asks_a_water_valve_does_not() -> None:
+    policy = SensitivityPolicy()
+    gas = Entity("v", "Main", "valve", "gas", frozenset({"z/v/set"}))
+    water = Entity("w", "Garden", "valve", "water", frozenset({"z/w/set"}))
+    assert policy.flags(gas, ["open", "close"]) is not None
+    assert policy.of_command(gas, "open", "z/v/set", "OPEN") is not None
+    assert policy.flags(water, ["open", "close"]) is None
+    assert policy.of_command(water, "open", "z/w/set", "OPEN") is None
+
+
+@pytest.mark.timeout(30)
+def test_a_device_accepted_under_the_older_fingerprint_is_carried_over_once() -> None:
+    state = StateStore(None)
+    fp, older = device_fingerprints("lock", ["z/l/set"], None, "LockSpec(payload_lock='LOCK')")
+    assert fp.startswith(V2) and older == fingerprint("lock", ["z/l/set"])
+    state.save(RECORD, {"devices": {"l": older}})
+    admission = Admission(discovery_prefix="homeassistant", state=state, clock=lambda: 0.0)
+    assert admission.consider("l", "Front", "lock", fp, older) is None  # unchanged: no hold
+    swapped, _ = device_fingerprints("lock", ["z/l/set"], None, "LockSpec(payload_lock='UN')")
+    assert admission.consider("l", "Front", "lock", swapped, older) is not None  # held
+    assert state.load(RECORD) == {"devices": {"l": fp}}
 
 
 LIGHT = Entity("light.k", "Kitchen", "light", None, frozenset({"home/k/set"}))
