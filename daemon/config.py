@@ -486,6 +486,11 @@ def load_settings(
             raise ConfigError(f"config: {path} is a directory, not a file") from None
         except PermissionError:
             raise ConfigError(f"config: cannot read {path} (permission denied)") from None
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path} ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} is not UTF-8 text (at byte {exc.start})") \
+                from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML ({exc})") from None
     data = _merge(data, _env_overrides(environ))
@@ -512,4 +517,6 @@ def read_secret(env_name: str, credential: str, environ: Mapping[str, str] | Non
             value = ""
         except OSError as exc:
             raise ConfigError(f"{credential}: cannot read credential ({exc.strerror})") from None
+        except UnicodeDecodeError:  # nothing of it in the message: it is a secret
+            raise ConfigError(f"{credential}: the credential is not UTF-8 text") from None
     return SecretStr(value) if value else None

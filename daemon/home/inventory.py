@@ -144,6 +144,7 @@ class InventoryStats:
     state_ignored: int = 0
     availability_messages: int = 0
     listener_errors: int = 0
+    state_errors: int = 0  # a device's parser failed on a message (skipped for it)
     replay_evicted: int = 0  # last payloads of shared topics forgotten (replay_budget)
     replay_resubscribed: int = 0  # asked the broker again for a forgotten one
 
@@ -492,7 +493,21 @@ class Inventory:
         for dev_id in sorted(self._topic_devices.get(topic, ())):
             entry = self._entries.get(dev_id)
             if entry is not None:  # a listener may have removed it meanwhile
-                self._apply_message(entry, topic, text, replay=False, retained=retain)
+                self._apply_guarded(entry, topic, text, replay=False, retained=retain)
+
+    def _apply_guarded(
+        self, entry: _Entry, topic: str, text: str, *, replay: bool, retained: bool = False
+    ) -> None:
+        """One device's reading of a message: a payload its parser trips on costs that
+        device that message, not the other devices on the topic."""
+        try:
+            self._apply_message(entry, topic, text, replay=replay, retained=retained)
+        except Exception as exc:  # a bug or a hostile payload: counted, logged
+            self.stats.state_errors += 1
+            n = self.stats.state_errors
+            if n & (n - 1) == 0:  # the 1st, 2nd, 4th... time: a flood must not fill the log
+                log.warning("state message on %s for %s could not be read (%s; %d so far)",
+                            topic, entry.device.id, type(exc).__name__, n)
 
     def _apply_message(
         self, entry: _Entry, topic: str, text: str, *, replay: bool, retained: bool = False
@@ -539,7 +554,7 @@ class Inventory:
         for topic in sorted(entry.device.topics):
             text = self._last.get(topic)
             if text is not None:
-                self._apply_message(entry, topic, text, replay=True)
+                self._apply_guarded(entry, topic, text, replay=True)
             elif topic in self._unkept and topic in self._subs:
                 again.append(self._subs[topic])
         # An MqttConnection can; a plain MessageSource cannot (then the next message does).

@@ -77,7 +77,7 @@ def _apply_filter(flt: str, value: Any) -> Any:
     if name in ("float", "int", "round"):
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         if not math.isfinite(number):
             return None

@@ -29,6 +29,7 @@ from daemon.live.events import (
     TurnComplete,
     audio_problem,
 )
+from daemon.live.session_record import MAX_HANDLE_CHARS
 from daemon.media.types import DOWNLINK_RATE, pcm_duration
 
 AUDIO_MIME = "audio/pcm;rate=16000"
@@ -146,7 +147,10 @@ def translate(msg: types.LiveServerMessage) -> tuple[list[LiveEvent], Control]:
         ctl.kinds.append("session_resumption_update")
         ctl.resumable = bool(upd.resumable)
         if upd.new_handle and upd.resumable:
-            ctl.new_handle = upd.new_handle
+            if len(upd.new_handle) <= MAX_HANDLE_CHARS:
+                ctl.new_handle = upd.new_handle
+            else:  # a next start would refuse it as corrupt: keep the one we have
+                ctl.dropped.append("handle_too_long")
     if msg.go_away is not None:
         ctl.kinds.append("go_away")
         left = parse_duration(msg.go_away.time_left)

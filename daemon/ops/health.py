@@ -510,7 +510,7 @@ def _body_length(lengths: set[str]) -> int:
     if len(lengths) != 1:
         raise _BadRequest("conflicting content-length")
     (text,) = lengths
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # "²" is a digit too
         raise _BadRequest("malformed content-length")
     return int(text)
 

@@ -152,6 +152,7 @@ async def test_unknown_path_404_and_wrong_method_405(server: HealthServer) -> No
         b"GET /healthz HTTP/1.1\r\nNo colon here\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",  # a digit to str.isdigit
         b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n",

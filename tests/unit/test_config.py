@@ -89,6 +89,17 @@ def test_secret_from_env_or_credentials(tmp_path: Path) -> None:
     assert read_secret("K", "k", {}) is None
 
 
+def test_text_that_is_not_utf8_is_a_config_error_that_shows_none_of_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"[live]\nmodel = 'caf\xe9'\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(at byte 19\)"):
+        load_settings(bad, environ={})
+    (tmp_path / "k").write_bytes(b"s3cr\xe9t")
+    with pytest.raises(ConfigError) as err:
+        read_secret("K", "k", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert str(err.value) == "k: the credential is not UTF-8 text"
+
+
 def test_mqtt_password_from_env_is_secret() -> None:
     s = load_settings(None, environ={"EDGE_AGENT_MQTT__PASSWORD": "hunter2hunter2"})
     assert s.mqtt.password is not None

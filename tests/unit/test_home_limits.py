@@ -18,6 +18,7 @@ import pytest
 
 from daemon.config import Settings
 from daemon.home.discovery import Discovered
+from daemon.home.inventory import Inventory
 from daemon.home.model_tools import (
     CONTROL_DEVICE,
     GET_DEVICE_STATE,
@@ -203,3 +204,42 @@ async def test_tool_calls_through_the_handlers_stay_within_milliseconds() -> Non
             await tool.handler(registry.validate(name, args))
         spent = (time.thread_time() - started) * 1000
         assert spent < 50, (name, args, spent)
+
+
+# -- numbers past a float's range in state reports (review of 2026-12-06) ---------------
+HUGE = "1" + "0" * 400  # valid JSON: an int no float can hold
+
+
+def _shared_topic_inventory() -> Inventory:
+    inv = Inventory()
+    for oid, tpl in (("a_temp", "{{ value_json.temperature | float }}"),
+                     ("b_hum", "{{ value_json.humidity }}")):
+        cfg = {"name": oid, "unique_id": oid, "state_topic": "room/state",
+               "value_template": tpl}
+        inv.handle_discovery(f"homeassistant/sensor/{oid}/config", json.dumps(cfg))
+    light = {"name": "lamp", "unique_id": "lamp", "schema": "json",
+             "command_topic": "lamp/set", "state_topic": "lamp/state", "brightness": True}
+    inv.handle_discovery("homeassistant/light/lamp/config", json.dumps(light))
+    return inv
+
+
+@pytest.mark.parametrize("payload", [
+    '{"temperature": ' + HUGE + ', "humidity": 55}',
+    '{"temperature": 1e999, "humidity": 55}',
+], ids=["huge-int", "infinite"])
+def test_a_number_past_a_floats_range_costs_nobody_else_their_value(payload: str) -> None:
+    inv = _shared_topic_inventory()
+    inv.handle_device_message("room/state", payload.encode())
+    assert inv.state("b_hum").get("value") in ("55", 55)
+    assert "value" not in (inv.state("a_temp") or {})
+
+
+@pytest.mark.parametrize("payload", [
+    '{"state": "ON", "brightness": ' + HUGE + '}',
+    '{"state": "ON", "color": {"r": 1e999, "g": 0, "b": 0}}',
+], ids=["huge-brightness", "infinite-colour"])
+def test_a_light_reporting_an_absurd_number_still_reports_its_state(payload: str) -> None:
+    inv = _shared_topic_inventory()
+    inv.handle_device_message("lamp/state", payload.encode())
+    assert inv.state("lamp").get("state") == "on"
+    assert inv.stats.state_errors == 0  # read, not tripped over

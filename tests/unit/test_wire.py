@@ -78,6 +78,10 @@ def test_tool_calls_cancellations_usage_and_control() -> None:
     assert (ctl.new_handle, ctl.resumable) == ("h", True)
     _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": "h2", "resumable": False}}))
     assert ctl.new_handle is None  # a handle is only usable at a resumable point
+    long_handle = "h" * 4097  # longer than a stored session may hold: refused at once
+    _, ctl = wire.translate(msg({"session_resumption_update": {"new_handle": long_handle,
+                                                               "resumable": True}}))
+    assert ctl.new_handle is None and ctl.dropped == ["handle_too_long"]
     _, ctl = wire.translate(msg({"go_away": {"time_left": "12s"}}))
     assert ctl.go_away_in == 12.0
 

@@ -74,7 +74,7 @@ def number(value: Any) -> float | int | None:
         return None
     try:
         num = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an int past a float's range too
         return None
     if not math.isfinite(num):
         return None
@@ -98,8 +98,12 @@ def named_state(value: str | None, names: Mapping[str, str]) -> dict[str, StateV
 
 
 def percent_of(value: float, closed: int, opened: int) -> int:
-    """A device position (`closed`..`opened`, either way round) in percent open."""
-    return round((value - closed) * 100 / (opened - closed))
+    """A device position (`closed`..`opened`, either way round) in percent open; a
+    report too far out to compute is all the way open or closed."""
+    pct = (value - closed) * 100 / (opened - closed)
+    if not math.isfinite(pct):
+        return 100 if pct > 0 else 0
+    return round(pct)
 
 
 # ------------------------------------------------------------------- building

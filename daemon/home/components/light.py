@@ -324,7 +324,7 @@ def _rgb(value: str | None) -> tuple[int, ...] | None:
         return None
     try:
         rgb = tuple(int(float(p)) for p in parts)
-    except ValueError:
+    except (ValueError, OverflowError):  # "1e400" is an infinite float
         return None
     return rgb if all(0 <= c <= 255 for c in rgb) else None
 
