@@ -142,19 +142,19 @@ class SensitivityPolicy:
         self._ids: dict[str, str] = {}
         self._known_topics: dict[str, str] = {}
         self.learned = False  # `_ids` or `_known_topics` grew since `memory()` was read
+        self.unremembered = 0  # past the bound: not remembered (a flood of announcements)
 
     def remember(self, ids: Mapping[str, str], topics: Mapping[str, str]) -> None:
         """Devices and topics found sensitive before (the state directory's record)."""
         for store, items in ((self._ids, ids), (self._known_topics, topics)):
-            for key, cat in items.items():
+            for key, cat in list(items.items())[:_MAX_REMEMBERED - len(store)]:
                 store.setdefault(key, cat if cat in CATEGORIES else "other")
         self._dirty = self._source is not None
 
     def memory(self) -> tuple[dict[str, str], dict[str, str]]:
-        """What to keep for the next start: the newest `_MAX_REMEMBERED` of each."""
+        """What to keep for the next start (at most `_MAX_REMEMBERED` of each, the first)."""
         self.learned = False
-        return (dict(list(self._ids.items())[-_MAX_REMEMBERED:]),
-                dict(list(self._known_topics.items())[-_MAX_REMEMBERED:]))
+        return dict(self._ids), dict(self._known_topics)
 
     def changed(self) -> None:
         """Devices came, changed or went: re-learn the sensitive topics before the next use."""
@@ -237,13 +237,14 @@ class SensitivityPolicy:
         sens = self.of_entity(e)
         if sens is None:
             return None
-        if e.id not in self._ids:
-            self._ids[e.id] = sens.category
+        for store, key in ((self._ids, e.id), *((self._known_topics, t) for t in e.command_topics)):
+            if key in store:
+                continue
+            if len(store) >= _MAX_REMEMBERED:  # the first ones are the household's: kept
+                self.unremembered += 1
+                continue
+            store[key] = sens.category
             self.learned = True
-        for topic in e.command_topics:
-            if topic not in self._known_topics:
-                self._known_topics[topic] = sens.category
-                self.learned = True
         return sens
 
     def contradiction(self, action: str, payload: str) -> str | None:

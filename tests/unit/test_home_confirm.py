@@ -132,6 +132,19 @@ def test_once_sensitive_always_and_the_memory_outlives_a_restart() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_a_flood_of_announcements_cannot_push_the_households_devices_out() -> None:
+    policy = SensitivityPolicy()
+    garage = Entity("c1", "Cover 1", "cover", "garage", frozenset({"z/0x01/set"}))
+    policy.learn(garage)
+    for i in range(2500):
+        policy.learn(Entity(f"evil{i}", "Lock", "lock", None, frozenset({f"e/{i}/set"})))
+    ids, topics = policy.memory()
+    assert len(ids) == len(topics) == 2000 and policy.unremembered == 2 * 501
+    assert ids["c1"] == "garage" and topics["z/0x01/set"] == "garage"
+    assert policy.of_entity(Entity("c1", "Cover 1", "cover", "shutter", frozenset())) is not None
+
+
+@pytest.mark.timeout(30)
 def test_a_payload_that_does_the_opposite_is_a_contradiction() -> None:
     policy = SensitivityPolicy()
     assert policy.contradiction("lock", "unlock_door") == "the command for 'lock' says 'unlock'"
