@@ -20,7 +20,7 @@ from google.genai import types
 
 from daemon.config import LiveSettings
 from daemon.live import wire
-from daemon.live.events import LiveEvent
+from daemon.live.events import LiveEvent, ToolCallRequest
 from daemon.live.failures import brief, close_reason, close_text
 from daemon.live.resumption import Resumption
 from daemon.live.socket_door import LiveSocket
@@ -88,6 +88,7 @@ class Receiver:
     async def on_message(self, msg: types.LiveServerMessage, conn: SocketLife) -> None:
         """One server message: counted, applied to the session, its events passed on."""
         events, ctl = wire.translate(msg)
+        events = self._unanswered_only(events)
         for kind in ctl.kinds:
             self._metrics.downlink_messages.labels(kind).inc()
         if ctl.audio_seconds:
@@ -98,6 +99,20 @@ class Receiver:
         for ev in events:
             await self._events.put(ev)
         self._resumption.check_handover(conn)
+
+    def _unanswered_only(self, events: list[LiveEvent]) -> list[LiveEvent]:
+        """Calls the server sends again after they were answered are not run twice."""
+        out: list[LiveEvent] = []
+        for ev in events:
+            if isinstance(ev, ToolCallRequest):
+                calls = tuple(c for c in ev.calls if not self._resumption.already_answered(c.id))
+                for _ in range(len(ev.calls) - len(calls)):
+                    self._dropped("call_already_answered")
+                if not calls:
+                    continue
+                ev = ToolCallRequest(calls)
+            out.append(ev)
+        return out
 
     async def watch(self, socket: LiveSocket | None, conn: SocketLife) -> None:
         """End a connection the server went silent on, or stopped reading on; keep a

@@ -25,6 +25,7 @@ from daemon.ops.metrics import Metrics
 log = logging.getLogger("daemon.live.link")  # the link's parts log under its name
 
 REMEMBERED_CANCELLATIONS = 512
+REMEMBERED_ANSWERS = 512
 INTERRUPTED_ANSWER = {
     "error": "interrupted: the assistant restarted before this call finished; "
              "whether it took effect is unknown"
@@ -50,6 +51,9 @@ class Resumption:
         self._turn_active = False
         self._expected_calls: set[str] = set()
         self._cancelled_calls: OrderedDict[str, None] = OrderedDict()  # recent, bounded
+        # Answered (sent, or answered as interrupted after a restart): a call the server
+        # sends again is neither run again nor waited on. Recent, bounded.
+        self._answered: OrderedDict[str, None] = OrderedDict()
         self._resending: set[str] = set()  # answers requeued after a connection ended
 
     @property
@@ -84,6 +88,7 @@ class Resumption:
     def answer_sent(self, response: ToolResponse) -> None:
         """The answer is on the socket: the call no longer waits for one."""
         self._expected_calls.discard(response.id)
+        _remember(self._answered, [response.id], REMEMBERED_ANSWERS)
         if response.id in self._resending:
             self._resending.discard(response.id)
             self._metrics.tool_responses_resent.inc()
@@ -101,18 +106,25 @@ class Resumption:
         self._expected_calls.discard(response.id)
 
     # -- what the server said ------------------------------------------------------
+    def already_answered(self, call_id: str) -> bool:
+        """The server sent this call again after it was answered (a resumed session,
+        or one a previous process answered as interrupted): it must not run twice."""
+        return call_id in self._answered
+
     def apply(self, ctl: Control, conn: SocketLife) -> None:
         """Take in what a server message means for the session and this connection."""
         if ctl.resumable is not None:
             self._resumable = ctl.resumable
         if ctl.turn_active is not None:
             self._turn_active = ctl.turn_active
-        self._expected_calls.update(ctl.call_ids)
-        self._call_names.update(ctl.call_names)
+        new_calls = [i for i in ctl.call_ids if i not in self._answered]
+        self._expected_calls.update(new_calls)
+        self._call_names.update((i, ctl.call_names[i]) for i in new_calls
+                                if i in ctl.call_names)
         if ctl.new_handle:
             self._handle = ctl.new_handle
             self._keeper.issued(ctl.new_handle, self.open_calls())
-        elif ctl.call_ids:
+        elif new_calls:
             self._keeper.calls_changed(self.open_calls())
         if ctl.cancelled_ids:
             self._calls_cancelled(ctl.cancelled_ids)
@@ -139,15 +151,14 @@ class Resumption:
         and one that comes later is not queued."""
         self._expected_calls.difference_update(ids)
         self._resending.difference_update(ids)
-        for call_id in ids:
-            self._cancelled_calls[call_id] = None
-        while len(self._cancelled_calls) > REMEMBERED_CANCELLATIONS:
-            self._cancelled_calls.popitem(last=False)
+        _remember(self._cancelled_calls, ids, REMEMBERED_CANCELLATIONS)
         purged = self._uplink.purge_responses(ids)
         if purged:
             self._metrics.tool_responses_dropped.labels("cancelled").inc(len(purged))
             log.info("%d queued tool answer(s) not sent: the model cancelled the call(s)",
                      len(purged))
+        # A restart must not answer what the model withdrew: the stored record follows.
+        self._keeper.calls_changed(self.open_calls())
 
     def open_calls(self) -> dict[str, str]:
         """The calls the model still waits on (no answer confirmed), by id: their names."""
@@ -170,6 +181,7 @@ class Resumption:
         for call_id, name in self._restored:
             self._expected_calls.add(call_id)
             self._call_names[call_id] = name
+            _remember(self._answered, [call_id], REMEMBERED_ANSWERS)
             if self._uplink.push_response(
                 ToolResponse(call_id, name, dict(INTERRUPTED_ANSWER), scheduling(name))
             ):
@@ -195,12 +207,13 @@ class Resumption:
     def start_fresh(self) -> None:
         """A new session knows none of the old one's calls: their answers have no taker."""
         lost = self._uplink.drain_responses()
-        if lost or self._expected_calls:
-            n = len(lost) + len(self._expected_calls - {r.id for r in lost})
-            self._metrics.tool_responses_lost.inc(n)
-            log.warning("%d tool answer(s) belong to the ended session and are dropped", n)
+        if lost:  # calls still running are counted when their answer comes (accept_answer)
+            self._metrics.tool_responses_lost.inc(len(lost))
+            log.warning("%d tool answer(s) belong to the ended session and are dropped",
+                        len(lost))
         self._expected_calls.clear()
         self._cancelled_calls.clear()
+        self._answered.clear()  # a new session's call ids are its own
         self._resending.clear()
         self._call_names.clear()
         self._turn_active = False
@@ -273,3 +286,12 @@ class Resumption:
             self._expected_calls |= ids
             log.warning("%d tool answer(s) unconfirmed when the connection ended (%s); "
                         "sending again if the session resumes", len(again), reason)
+
+
+def _remember(seen: OrderedDict[str, None], ids: list[str], bound: int) -> None:
+    """Add to a bounded memory of call ids, forgetting the oldest beyond `bound`."""
+    for call_id in ids:
+        seen[call_id] = None
+        seen.move_to_end(call_id)
+    while len(seen) > bound:
+        seen.popitem(last=False)

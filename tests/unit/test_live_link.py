@@ -50,6 +50,18 @@ async def test_an_answer_queued_when_the_cancellation_arrives_is_purged() -> Non
     assert metrics.value("edge_live_tool_responses_dropped_total", reason="cancelled") == 2
 
 
+async def test_an_answer_that_outlived_its_session_is_counted_lost_once() -> None:
+    metrics = Metrics()
+    link = LiveLink(LiveSettings(), SecretStr(KEY), metrics)
+    conn = SocketLife(established_at=0.0, resumed=False)
+    calls = [types.FunctionCall(id="x", name="t", args={})]
+    await link._receiver.on_message(  # noqa: SLF001 - white-box: the SDK's messages, no socket
+        types.LiveServerMessage(tool_call=types.LiveServerToolCall(function_calls=calls)), conn)
+    link._resumption.start_fresh()  # noqa: SLF001 - the resume was refused; x still runs
+    link.send_tool_response(ToolResponse("x", "t", {"output": 1}))  # its answer, too late
+    assert metrics.value("edge_tool_responses_lost_total") == 1
+
+
 def test_large_chunks_go_up_at_once_and_only_short_ones_wait() -> None:
     """Frame's 104 ms PCM notifications once waited for a partner, as if a backlog."""
     now = time.monotonic()
