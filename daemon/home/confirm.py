@@ -38,8 +38,14 @@ ANSWER_POLL_SECONDS = 0.05
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes: the model reads it back
 
 
-def _canonical(device_id: str, action: str, args: Mapping[str, Any] | None) -> str:
-    """One string per (device, action, args); 50 and 50.0 are the same argument."""
+Plan = tuple[str, str]  # the (topic, payload) a confirmed action will publish
+
+
+def _canonical(device_id: str, action: str, args: Mapping[str, Any] | None,
+               plan: Plan | None = None) -> str:
+    """One string per (device, action, args, and what it publishes); 50 and 50.0 are the
+    same argument. With the plan in it, a "yes" cannot be carried over to a command the
+    device's config changed into meanwhile."""
 
     def norm(value: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
@@ -50,7 +56,8 @@ def _canonical(device_id: str, action: str, args: Mapping[str, Any] | None) -> s
             return {str(k): norm(v) for k, v in value.items()}
         return value
 
-    return json.dumps([device_id, action, norm(dict(args or {}))], sort_keys=True, default=str)
+    return json.dumps([device_id, action, norm(dict(args or {})), list(plan or ())],
+                      sort_keys=True, default=str)
 
 
 @dataclass
@@ -99,8 +106,9 @@ class ConfirmationBook:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def request(self, device_id: str, action: str, args: Mapping[str, Any] | None) -> str:
-        """A new token for exactly this device, action and arguments."""
+    def request(self, device_id: str, action: str, args: Mapping[str, Any] | None,
+                plan: Plan | None = None) -> str:
+        """A new token for exactly this device, action and arguments (and `plan`)."""
         self._expire()
         while len(self._pending) >= self._max:
             self._pending.popitem(last=False)
@@ -109,12 +117,14 @@ class ConfirmationBook:
         while token in self._pending:
             token = "".join(secrets.choice(_ALPHABET) for _ in range(self._length))
         now = self.clock()
-        self._pending[token] = Pending(_canonical(device_id, action, args), now, now + self.ttl)
+        self._pending[token] = Pending(_canonical(device_id, action, args, plan), now,
+                                       now + self.ttl)
         self.stats.issued += 1
         return token
 
     def check(
-        self, token: str, device_id: str, action: str, args: Mapping[str, Any] | None
+        self, token: str, device_id: str, action: str, args: Mapping[str, Any] | None,
+        plan: Plan | None = None,
     ) -> Pending | None:
         """The pending entry if `token` is live and issued for exactly this; else None.
 
@@ -130,20 +140,21 @@ class ConfirmationBook:
             del self._pending[key]
             self.stats.expired += 1
             return None
-        if not secrets.compare_digest(entry.binding, _canonical(device_id, action, args)):
+        if not secrets.compare_digest(entry.binding, _canonical(device_id, action, args, plan)):
             del self._pending[key]
             self.stats.mismatched += 1
             return None
         return entry
 
     def peek(
-        self, token: str, device_id: str, action: str, args: Mapping[str, Any] | None
+        self, token: str, device_id: str, action: str, args: Mapping[str, Any] | None,
+        plan: Plan | None = None,
     ) -> Pending | None:
         """Like `check`, but changes and counts nothing."""
         entry = self._pending.get(self.key(token))
         if entry is None or self.clock() >= entry.expires_at:
             return None
-        if not secrets.compare_digest(entry.binding, _canonical(device_id, action, args)):
+        if not secrets.compare_digest(entry.binding, _canonical(device_id, action, args, plan)):
             return None
         return entry
 
@@ -239,7 +250,8 @@ class ConfirmationGate:
         return frozenset(wanted) & frozenset(offered)
 
     async def await_answer(
-        self, token: str | None, device_id: str, action: str, args: Mapping[str, Any] | None
+        self, token: str | None, device_id: str, action: str, args: Mapping[str, Any] | None,
+        plan: Plan | None = None,
     ) -> None:
         """Before `check`: wait up to `answer_wait` s for the words of an answer under way.
 
@@ -250,7 +262,7 @@ class ConfirmationGate:
         tracker = self.tracker
         if self.answer_wait <= 0 or not token or tracker is None:
             return
-        pending = self.book.peek(token, device_id, action, args)
+        pending = self.book.peek(token, device_id, action, args, plan)
         if pending is None:
             return
         key = self.book.key(token)
@@ -288,12 +300,13 @@ class ConfirmationGate:
         if not methods:
             return Decision("refused", None, _unconfirmable(what, sens))
         if token:
-            pending = self.book.check(token, entity.id, action, args)
+            pending = self.book.check(token, entity.id, action, args, (topic, payload))
             if pending is not None:
                 decided = self._judge(self.book.key(token), pending, what, methods)
                 if decided is not None:
                     return decided
-        return self._ask(entity, action, args, what, methods, stale=bool(token))
+        return self._ask(entity, action, args, (topic, payload), what, methods,
+                         stale=bool(token))
 
     def _judge(
         self, token: str, pending: Pending, what: str, methods: frozenset[str]
@@ -345,12 +358,13 @@ class ConfirmationGate:
         entity: Entity,
         action: str,
         args: Mapping[str, Any] | None,
+        plan: Plan,
         what: str,
         methods: frozenset[str],
         *,
         stale: bool,
     ) -> Decision:
-        token = self.book.request(entity.id, action, args)
+        token = self.book.request(entity.id, action, args, plan)
         if self.tracker is not None:
             self.tracker.question_due(self._ask_for(token, what, methods), self.book.clock())
         prefix = "That confirmation is expired, used or no longer valid. " if stale else ""

@@ -325,7 +325,8 @@ class HomeControl:
         refusal = self._refusal(found, plan.topic)
         if refusal is not None:
             return ActionOutcome("error", refusal, found.id)
-        await self.gate.await_answer(confirmation, found.id, plan.action, plan.args)
+        await self.gate.await_answer(confirmation, found.id, plan.action, plan.args,
+                                     (plan.topic, plan.payload))
         decision = self.gate.check(
             entity=entity_of(found),
             action=plan.action,

@@ -72,7 +72,11 @@ _OPPOSITES: Mapping[str, frozenset[str]] = {
 _TOKEN = re.compile(r"[a-z0-9]+")
 _MAX_NAME_SCAN = 4096
 _MAX_PAYLOAD_SCAN = 65536  # read whole up to here; a longer command counts as sensitive
-_MAX_REMEMBERED = 2000
+# Devices and topics remembered; the inventory holds at most 5000 devices, so there is
+# always room for the present ones (a topic is at most 1 KB: about 10 MB at worst).
+_MAX_REMEMBERED_IDS = 5000
+_MAX_REMEMBERED_TOPICS = 10_000
+_Z2M_ID = re.compile(r"zigbee2mqtt_(0x[0-9a-f]{16})", re.IGNORECASE)
 
 
 def _tokens(*texts: str | None, limit: int = _MAX_NAME_SCAN) -> set[str]:
@@ -115,6 +119,7 @@ class Entity:
     device_class: str | None
     command_topics: frozenset[str]
     extra_names: tuple[str, ...] = ()  # the device's own name, its object id
+    identifiers: tuple[str, ...] = ()  # its device's (`zigbee2mqtt_0x...`: other topics)
 
 
 @dataclass(frozen=True)
@@ -142,17 +147,18 @@ class SensitivityPolicy:
         self._ids: dict[str, str] = {}
         self._known_topics: dict[str, str] = {}
         self.learned = False  # `_ids` or `_known_topics` grew since `memory()` was read
-        self.unremembered = 0  # past the bound: not remembered (a flood of announcements)
+        self.unremembered = 0  # past the bound with all of it present: not remembered
+        self.forgotten = 0  # let go at the bound (devices no longer announced)
 
     def remember(self, ids: Mapping[str, str], topics: Mapping[str, str]) -> None:
         """Devices and topics found sensitive before (the state directory's record)."""
         for store, items in ((self._ids, ids), (self._known_topics, topics)):
-            for key, cat in list(items.items())[:_MAX_REMEMBERED - len(store)]:
+            for key, cat in list(items.items())[:_bound(store is self._ids) - len(store)]:
                 store.setdefault(key, cat if cat in CATEGORIES else "other")
         self._dirty = self._source is not None
 
     def memory(self) -> tuple[dict[str, str], dict[str, str]]:
-        """What to keep for the next start (at most `_MAX_REMEMBERED` of each, the first)."""
+        """What to keep for the next start (bounded as `learn` keeps it)."""
         self.learned = False
         return dict(self._ids), dict(self._known_topics)
 
@@ -207,7 +213,7 @@ class SensitivityPolicy:
             return own
         self._fresh()
         for topic in e.command_topics:
-            alias = self._topics.get(topic)
+            alias = self._alias(topic)
             if alias is not None:
                 return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
         harmless = _opens_no_way_in(e)
@@ -215,6 +221,16 @@ class SensitivityPolicy:
             cat = _ACTION_CATEGORY.get(action)
             if cat is not None and not (harmless and cat == "door"):
                 return Sensitivity(_COMPONENT_CATEGORY.get(e.component, cat), f"it can {action}")
+        return None
+
+    def _alias(self, topic: str) -> Sensitivity | None:
+        """A sensitive device's command topic, or one under it: Zigbee2MQTT also takes
+        `<device>/set/<attribute>`, so `.../set/state` commands the same device."""
+        parts = topic.split("/")
+        for n in range(len(parts), 0, -1):
+            hit = self._topics.get("/".join(parts[:n]))
+            if hit is not None:
+                return hit
         return None
 
     def index(self, entities: Iterable[Entity]) -> None:
@@ -225,7 +241,7 @@ class SensitivityPolicy:
             sens = self.learn(e)
             if sens is None:
                 continue
-            for topic in e.command_topics:
+            for topic in _aliases(e):
                 topics.setdefault(topic, Sensitivity(sens.category, f"{topic} belongs to {e.name}"))
         for topic, cat in self._known_topics.items():
             topics.setdefault(topic, Sensitivity(cat, f"{topic} was a sensitive device's"))
@@ -237,15 +253,29 @@ class SensitivityPolicy:
         sens = self.of_entity(e)
         if sens is None:
             return None
-        for store, key in ((self._ids, e.id), *((self._known_topics, t) for t in e.command_topics)):
+        for store, key in ((self._ids, e.id), *((self._known_topics, t) for t in _aliases(e))):
             if key in store:
                 continue
-            if len(store) >= _MAX_REMEMBERED:  # the first ones are the household's: kept
+            if len(store) >= _bound(store is self._ids) and not self._make_room(store):
                 self.unremembered += 1
                 continue
             store[key] = sens.category
             self.learned = True
         return sens
+
+    def _make_room(self, store: dict[str, str]) -> bool:
+        """A tenth of the memory goes, oldest first, but never a device (or topic) the
+        inventory has now: a flood of announcements made and withdrawn cannot push the
+        household's present devices out. False if everything remembered is present."""
+        present: set[str] = set()
+        for e in self._source() if self._source is not None else ():
+            present.add(e.id)
+            present.update(_aliases(e))
+        gone = [k for k in store if k not in present][: _bound(store is self._ids) // 10]
+        for key in gone:
+            del store[key]
+        self.forgotten += len(gone)
+        return bool(gone)
 
     def contradiction(self, action: str, payload: str) -> str | None:
         """Why the payload does the opposite of a safe action ("lock" sending "unlock"),
@@ -270,7 +300,7 @@ class SensitivityPolicy:
             cat = _ACTION_CATEGORY[action]
             if not (cat == "door" and _opens_no_way_in(e)):
                 return Sensitivity(_COMPONENT_CATEGORY.get(e.component, cat), f"it would {action}")
-        alias = self._topics.get(topic)
+        alias = self._alias(topic)
         if alias is not None:
             return Sensitivity(alias.category, f"its command topic is shared: {alias.why}")
         words = _payload_tokens(payload)
@@ -283,6 +313,22 @@ class SensitivityPolicy:
                     cat = "alarm"
                 return Sensitivity(cat, f"the command says {word!r}")
         return None
+
+
+def _bound(ids: bool) -> int:
+    return _MAX_REMEMBERED_IDS if ids else _MAX_REMEMBERED_TOPICS
+
+
+def _aliases(e: Entity) -> set[str]:
+    """Every topic that commands the device: its own, and for a Zigbee2MQTT device the
+    same under its IEEE address (`zigbee2mqtt/0x.../set`, which Zigbee2MQTT also takes)."""
+    topics = set(e.command_topics)
+    ieee = [m.group(1).lower() for i in e.identifiers if (m := _Z2M_ID.fullmatch(i))]
+    for topic in e.command_topics:
+        if ieee and topic.endswith("/set") and "/" in topic[:-4]:
+            base = topic.split("/", 1)[0]
+            topics.update(f"{base}/{address}/set" for address in ieee)
+    return topics
 
 
 def _opens_no_way_in(e: Entity) -> bool:
@@ -314,4 +360,5 @@ def entity_of(device: Device) -> Entity:
     return Entity(
         device.id, device.name, device.component, device.device_class,
         frozenset(device.command_topics), extra,
+        config.device.identifiers if config.device else (),
     )

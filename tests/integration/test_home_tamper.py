@@ -137,3 +137,41 @@ async def test_what_was_sensitive_stays_so_across_a_restart(tmp_path: Path) -> N
         assert out["status"] == "needs_confirmation", out
         await rig.barrier()
         assert rig.commands_since(mark) == []
+
+
+async def test_a_blind_on_a_zigbee2mqtt_attribute_topic_of_a_garage_door_still_asks() -> None:
+    """Zigbee2MQTT takes `<device>/set/state` as well as `<device>/set`."""
+    ieee = "0x00158d00045a1b2c"
+    async with home_rig(default_devices(), user=False, tools={"new_device_hold": HOLD}) as rig:
+        garage = await announce(rig, "z2m_garage", "cover", {
+            "command_topic": f"zigbee2mqtt/{ieee}/set", "device_class": "garage",
+            "state_topic": f"zigbee2mqtt/{ieee}", "value_template": "{{ value_json.state }}"})
+        await past_the_hold(rig, garage)
+        mark = rig.watcher.mark()
+        blind = await announce(rig, "kitchen_blind", "cover", {
+            "command_topic": f"zigbee2mqtt/{ieee}/set/state", "device_class": "blind"})
+        await past_the_hold(rig, blind)
+        out = await ask(rig, blind, "open")
+        assert out["status"] == "needs_confirmation", out
+        await rig.barrier()
+        assert rig.watcher.since(mark, lambda t: t.startswith(f"zigbee2mqtt/{ieee}/set")) == []
+
+
+async def test_a_yes_to_the_garage_does_not_carry_over_to_what_its_config_became() -> None:
+    """Re-announced onto the lock's topic between the question and the confirmed call,
+    with a hold shorter than the token's life: the yes was for the garage door."""
+    async with home_rig(default_devices(), tools={"new_device_hold": HOLD}) as rig:
+        lock = rig.home.devices["front_door_lock"].config
+        lock_topic = lock.get("command_topic", lock.get("cmd_t"))
+        first = await ask(rig, GARAGE, "open")
+        assert first["status"] == "needs_confirmation"
+        rig.user.says(True)
+        mark = rig.watcher.mark()
+        await reannounce(rig, "garage_door", command_topic=lock_topic, payload_open="unlock_door",
+                         set_position_topic=None, position_topic=None)
+        await eventually(lambda: lock_topic in rig.service.inventory.get(GARAGE).command_topics)
+        await past_the_hold(rig, GARAGE)
+        out = await ask(rig, GARAGE, "open", confirmation_token=first["confirmation_token"])
+        assert out["status"] in ("needs_confirmation", "failed"), out
+        await rig.barrier()
+        assert rig.watcher.since(mark, lambda t: t == lock_topic) == []
