@@ -19,10 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from bumble import hci
+from bumble.keys import PairingKeys
 
 from daemon.ops.state import StateStore
+from daemon.peripherals.ble.bumble_backend import BumbleAdapter
 from daemon.peripherals.ble.pinning import (
     RECORD,
     Pinning,
@@ -288,3 +292,26 @@ async def test_unpair_without_a_pin_or_a_state_directory_says_so(tmp_path: Path)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
         assert expected in out.decode()
+
+
+class _Impostor:
+    """A connected client as the adapter registers it: its address and its link."""
+
+    def __init__(self, address: str, peer: object) -> None:
+        self.address = address
+        self.connection = SimpleNamespace(peer_address=peer)
+
+
+async def test_a_copy_of_a_bonded_address_under_the_other_type_meets_the_held_bond() -> None:
+    """The pinned glasses bonded at a static random address; an impostor connects with
+    the same six bytes as a public address. The host holds the bond, so renewing it (a
+    fresh Just Works pairing, then trusted) must not be on offer (review of 2026-12-06)."""
+    address = "F0:EA:00:00:00:01"
+    adapter = BumbleAdapter("tcp-client:127.0.0.1:1")  # never opened: its key store only
+    await adapter.keystore.update(
+        str(hci.Address(address, hci.Address.RANDOM_DEVICE_ADDRESS)), PairingKeys())
+    impostor = _Impostor(address, hci.Address(address, hci.Address.PUBLIC_DEVICE_ADDRESS))
+    adapter.register(impostor)  # type: ignore[arg-type]
+    assert await adapter.has_bond(address)
+    adapter.unregister(impostor)  # type: ignore[arg-type]
+    assert not await adapter.has_bond("F0:EA:00:00:00:02")

@@ -244,3 +244,4 @@ def test_the_virtual_host_keeps_its_address_for_a_state_directory(tmp_path: Path
     ble = BlePeripheral(load_profile("frame"), "virtual:tcp-client:127.0.0.1:1",
                         state=StateStore(tmp_path / "a"))
     assert ble.backend.host_address == one.host_address
+

@@ -310,7 +310,10 @@ class BumbleAdapter:
                     await asyncio.wait_for(conn.disconnect(), 1.0)
 
     async def has_bond(self, address: str) -> bool:
-        """Whether the key store holds a bond with `address` (as pairing stored it)."""
+        """Whether the key store holds a bond with `address` (as pairing stored it), of
+        either address type: a device copying a bonded address under the other type
+        must meet "the host holds a bond" (and fail it), never "the host lost it", which
+        would let it pair anew."""
         peer: hci.Address | None = None
         for client in self._clients:
             conn = client.connection
@@ -321,7 +324,11 @@ class BumbleAdapter:
                 peer = parse_address(address)
             except BleakError:
                 return False
-        return await self.keystore.get(str(peer)) is not None
+        bare = str(peer).split("/", 1)[0]
+        for name in dict.fromkeys((str(peer), bare, f"{bare}/P")):
+            if await self.keystore.get(name) is not None:
+                return True
+        return False
 
     def register(self, client: BumbleClient) -> None:
         """A client with a live connection (matched on transport loss)."""

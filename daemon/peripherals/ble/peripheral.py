@@ -39,7 +39,7 @@ from daemon.peripherals.base import MediaSink, Peripheral
 from daemon.peripherals.ble.backends import BleBackend, open_backend
 from daemon.peripherals.ble.central import BleCentral, Link, bounded
 from daemon.peripherals.ble.photo_pacing import MAX_WAIT_SECONDS, QUIET_SECONDS, PhotoPacer
-from daemon.peripherals.ble.pinning import Pinning
+from daemon.peripherals.ble.pinning import Pinning, clean_name
 from daemon.peripherals.ble.playback import PlaybackQueue, PlaybackStats
 from daemon.peripherals.ble.profile import DeviceProfile
 from daemon.peripherals.ble.session import (
@@ -369,7 +369,7 @@ class BlePeripheral(Peripheral):
             "backend": "virtual" if self.backend.virtual else self.backend.name,
             "state": self.central.state,
             "connected": session is not None,
-            "name": found.name if found else None,
+            "name": clean_name(found.name) if found else None,  # the radio's text: cleaned
             "address": found.address if found else None,
             "rssi": found.rssi if found else None,
             "mtu": session.link.mtu if session is not None else None,

@@ -508,6 +508,10 @@ class LinkSession:
             await self._setup()
         except (BleakError, TimeoutError, SetupError) as exc:
             log.warning("BLE session setup failed: %s", exc)
+            # What it subscribed to before failing must not deliver while the link is
+            # torn down (audio after input_paused, a talk gesture into the next link).
+            self.active = False
+            self._fail_pending()
             return "link_lost" if self.link.lost.is_set() else "setup_failed"
         self.last_audio = time.monotonic()
         reason = "link_lost"
