@@ -111,7 +111,10 @@ def _has_key(status: StatusProvider, key: str) -> bool:
 
 
 def _assistant_state(status: Mapping[str, Any]) -> str:
-    """The kiosk's own word for it (daemon.audio.frontend.FrontEnd.assistant_state)."""
+    """The kiosk's own word for it (daemon.audio.frontend.FrontEnd.assistant_state), or
+    "muted": a muted kiosk hears nothing, whatever its front end would say."""
+    if status.get("microphone_muted") is True:
+        return "muted"
     peripheral = status.get("peripheral")
     value = peripheral.get("assistant") if isinstance(peripheral, Mapping) else None
     return value if isinstance(value, str) else "unknown"
@@ -193,6 +196,7 @@ class OwnDevice:
         self.on_mute = on_mute
         self.on_camera = on_camera
         self.on_push_to_talk = on_push_to_talk  # the kiosk's talk button, opted in
+        self._talk_held = False  # Home Assistant's switch holds it now
         self.announcements = 0
         self._held = held
         self._wake = asyncio.Event()
@@ -268,7 +272,7 @@ class OwnDevice:
             # release is let go after peripheral.kiosk.push_to_talk_max_hold.
             out.append(OwnEntity("switch", "push_to_talk", "Push to talk",
                                  _push_to_talk, {"icon": "mdi:microphone-message"},
-                                 command=self.on_push_to_talk, retain=False))
+                                 command=self._talk, retain=False))
         return out
 
     def discovery_config(self, entity: OwnEntity) -> dict[str, Any]:
@@ -321,12 +325,30 @@ class OwnDevice:
     # ----------------------------------------------------------- commands
 
     def subscribe(self, conn: MqttConnection) -> list[Subscription]:
-        """Follow the command topic of every switch."""
+        """Follow the command topic of every switch. Push-to-talk at QoS 0: a press the
+        broker queued while the daemon was away must not open the microphone hours later."""
         return [
-            conn.subscribe(self.command_topic(e), functools.partial(self._on_command, e))
+            conn.subscribe(self.command_topic(e), functools.partial(self._on_command, e),
+                           qos=0 if e.object_id == "push_to_talk" else 1)
             for e in self.entities
             if e.command is not None
         ]
+
+    def _talk(self, on: bool) -> None:
+        assert self.on_push_to_talk is not None  # the entity exists only with it
+        self.on_push_to_talk(on)
+        self._talk_held = on
+
+    def release_talk(self, why: str) -> None:
+        """Home Assistant can no longer send the release (the broker link is gone, or the
+        daemon stops): a push-to-talk it holds is let go now, not at the hold limit."""
+        if not self._talk_held or self.on_push_to_talk is None:
+            return
+        log.info("push-to-talk from Home Assistant let go: %s", why)
+        try:
+            self._talk(False)
+        except Exception:
+            log.exception("could not let push-to-talk go (%s)", why)
 
     def _on_command(self, entity: OwnEntity, msg: MqttMessage) -> None:
         """A switch command from Home Assistant: ON/OFF only, never a retained one."""

@@ -101,7 +101,7 @@ def _payload_tokens(payload: str) -> set[str] | None:
     while stack:  # bounded by the payload's length: every node is at least a byte
         item = stack.pop()
         if isinstance(item, str):
-            found |= _tokens(item)
+            found |= _tokens(item, limit=_MAX_PAYLOAD_SCAN)
         elif isinstance(item, Mapping):
             stack.extend(item.values())
         elif isinstance(item, list):
@@ -149,6 +149,7 @@ class SensitivityPolicy:
         self.learned = False  # `_ids` or `_known_topics` grew since `memory()` was read
         self.unremembered = 0  # past the bound with all of it present: not remembered
         self.forgotten = 0  # let go at the bound (devices no longer announced)
+        self._saturated: set[int] = set()  # stores full of present devices (by id())
 
     def remember(self, ids: Mapping[str, str], topics: Mapping[str, str]) -> None:
         """Devices and topics found sensitive before (the state directory's record)."""
@@ -165,6 +166,7 @@ class SensitivityPolicy:
     def changed(self) -> None:
         """Devices came, changed or went: re-learn the sensitive topics before the next use."""
         self._dirty = self._source is not None
+        self._saturated.clear()
 
     def _fresh(self) -> None:
         if self._dirty and self._source is not None:
@@ -256,7 +258,8 @@ class SensitivityPolicy:
         for store, key in ((self._ids, e.id), *((self._known_topics, t) for t in _aliases(e))):
             if key in store:
                 continue
-            if len(store) >= _bound(store is self._ids) and not self._make_room(store):
+            if len(store) >= _bound(store is self._ids) and (
+                    id(store) in self._saturated or not self._make_room(store)):
                 self.unremembered += 1
                 continue
             store[key] = sens.category
@@ -275,6 +278,8 @@ class SensitivityPolicy:
         for key in gone:
             del store[key]
         self.forgotten += len(gone)
+        if not gone:  # all present: no second scan until the devices change
+            self._saturated.add(id(store))
         return bool(gone)
 
     def contradiction(self, action: str, payload: str) -> str | None:

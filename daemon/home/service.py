@@ -239,17 +239,25 @@ class HomeService:
         )
         self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
         self._memory = state
+        self._memory_saved_at = -MEMORY_SAVE_SECONDS
         record = state.load(MEMORY) if state is not None else None
         ids, topics = _memory_of(record)
         for dev_id in self.admission.accepted_ids():  # accepted before the memory was kept
             ids.setdefault(dev_id, "other")
         self.policy.remember(ids, topics)
 
-    def _keep_memory(self) -> None:
-        """Save the devices and topics found sensitive, once something new was learned."""
-        if self.policy.learned and self._memory is not None:
-            ids, topics = self.policy.memory()
-            self._memory.save(MEMORY, {"ids": ids, "topics": topics})
+    def _keep_memory(self, *, now: bool = False) -> None:
+        """Save the devices and topics found sensitive once something new was learned: at
+        once the first time, then at most every MEMORY_SAVE_SECONDS (the metrics loop
+        comes back for the rest), so a flood of announcements is not a flood of writes."""
+        if not self.policy.learned or self._memory is None:
+            return
+        at = time.monotonic()
+        if not now and at - self._memory_saved_at < MEMORY_SAVE_SECONDS:
+            return
+        self._memory_saved_at = at
+        ids, topics = self.policy.memory()
+        self._memory.save(MEMORY, {"ids": ids, "topics": topics})
 
     def _counters(self) -> list[_Counted]:
         """The stats that move into /metrics."""
@@ -363,6 +371,8 @@ class HomeService:
             self._detach()
             self.tools.unregister()
             self.sync_metrics()
+            self._keep_memory(now=True)
+            self.own_device.release_talk("the home service stops")
             self._ready.clear()
             self._running = False
 
@@ -471,7 +481,13 @@ class HomeService:
     async def _metrics_loop(self) -> None:
         while True:
             self.sync_metrics()
+            self._keep_memory()  # what a burst of announcements taught, saved late
+            self._watch_link()
             await asyncio.sleep(1.0)
+
+    def _watch_link(self) -> None:
+        if self.conn is None or not self.conn.connected:
+            self.own_device.release_talk("the broker link is gone")
 
     def sync_metrics(self) -> None:
         """Move the counters into /metrics now (the service does it every second)."""
@@ -587,6 +603,7 @@ class HomeService:
 
 
 MEMORY = "sensitive_memory"  # the state record of devices and topics ever sensitive
+MEMORY_SAVE_SECONDS = 5.0
 
 
 def _memory_of(record: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:

@@ -266,6 +266,8 @@ class Resumption:
     def _replay_unread(self, reason: str) -> None:
         """The server did not read the unconfirmed audio: send it again, or count it lost."""
         again = self._uplink.requeue_unconfirmed()
+        if again.withheld:  # heard before a mute: stays on the device
+            self._metrics.uplink_withheld.labels("audio").inc(again.withheld)
         if again.resent:
             self._metrics.uplink_unconfirmed_at_close.labels(reason).inc(again.resent)
             log.warning("%d audio chunk(s) sent but not read by the server (%s); resending",

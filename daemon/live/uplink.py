@@ -42,6 +42,7 @@ class Requeued(NamedTuple):
 
     resent: int  # chunks back in the queue, in order
     lost: int  # chunks beyond live.replay_seconds: let go unconfirmed, not sent again
+    withheld: int = 0  # heard before the user muted: never sent again
 
 
 @dataclass(slots=True)
@@ -64,6 +65,7 @@ class UplinkBuffer:
         self._audio_bytes = 0
         self._pending_bytes = 0
         self._seq = 0
+        self._withheld_through = 0  # chunks up to this number were heard before a mute
         self._video: VideoFrame | None = None
         self._video_withdrawn = False  # since the last take: a failed send is not restored
         self._video_interval = 1.0 / video_fps
@@ -140,6 +142,10 @@ class UplinkBuffer:
         """The peer did not read what it never confirmed: that goes again, in order,
         within the bound; what did not fit (let go at the bound, or the oldest
         beyond it now) is lost and counted in `stats.audio_dropped`."""
+        withheld = 0
+        while self._sent and self._sent[0].seq <= self._withheld_through:
+            self._audio_bytes -= len(self._sent.popleft().chunk.pcm)
+            withheld += 1
         resent = len(self._sent)
         lost = len(self._released)
         self._released.clear()
@@ -153,7 +159,7 @@ class UplinkBuffer:
             lost += 1
             resent = max(0, resent - 1)  # the requeued chunks are the oldest
         self.stats.audio_dropped += lost
-        return Requeued(resent, lost)
+        return Requeued(resent, lost, withheld)
 
     def withdraw_audio(self) -> int:
         """Forget the audio not yet sent (the user muted: it never leaves the device);
@@ -162,6 +168,7 @@ class UplinkBuffer:
         self._audio_bytes -= self._pending_bytes
         self._pending_bytes = 0
         self._pending.clear()
+        self._withheld_through = self._seq  # nor is what is unconfirmed ever sent again
         return n
 
     @property

@@ -111,6 +111,7 @@ class KioskPeripheral(Peripheral):
                     self._mic.stats.reopens += 1
                     delay = self._backoff.next_delay()
                     log.warning("microphone: %s; reopening in %.1f s", exc, delay)
+                    self._let_go(time.monotonic())
                     sink.input_paused()
                     await asyncio.sleep(delay)
         finally:
@@ -171,6 +172,13 @@ class KioskPeripheral(Peripheral):
             self._speaker.play(earcon(LISTEN_START if step.listening_started else LISTEN_STOP),
                                EARCON_RATE)
         self.assistant_state = fe.assistant_state(captured_at, playing)
+
+    def _let_go(self, now: float) -> None:
+        """No microphone: nobody can be heard, so no talk button holds and nothing is
+        shown listening (the blocks that would tick the hold limit do not come)."""
+        for source in self._ptt.sources:
+            self._talk(self._ptt.release(source, now))
+        self.assistant_state = "idle"
 
     def push_to_talk(self, pressed: bool, source: str = "mqtt") -> None:
         """A talk button went down or up (a key, a GPIO line, the MQTT switch)."""

@@ -233,24 +233,45 @@ def _reply(interaction: Any) -> TurnReply:
                      str(getattr(interaction, "output_text", "") or ""), pcm, rate)
 
 
+MAX_ANSWER_AUDIO_BYTES = 2 * 48_000 * 180  # three minutes at the highest rate taken
+ANSWER_RATES = range(8_000, 48_001)
+
+
 def decode_audio(data: str, mime_type: str, sample_rate: int | None) -> tuple[bytes, int]:
     """16-bit mono PCM and its rate from an audio block: raw L16 (rate from the block or
-    its mime type, else 24 kHz, the models' voice) or WAV."""
-    raw = base64.b64decode(data)
+    its mime type, else 24 kHz, the models' voice) or WAV. Anything else, or a rate no
+    speaker plays, is an `InteractionsError`: one bad answer costs that turn only."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:  # binascii.Error
+        raise InteractionsError("answer audio is not base64") from None
+    if len(raw) > MAX_ANSWER_AUDIO_BYTES:
+        raise InteractionsError(f"answer audio is too long ({len(raw)} bytes)")
     if raw[:4] == b"RIFF" or mime_type.startswith(("audio/wav", "audio/x-wav")):
-        import io
-        import wave
+        pcm, rate = _wav(raw)
+    else:
+        rate = sample_rate if isinstance(sample_rate, int) else 24_000
+        for part in mime_type.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == "rate" and value.isascii() and value.isdigit():
+                rate = int(value[:6])
+        pcm = raw[: len(raw) - len(raw) % 2]
+    if rate not in ANSWER_RATES:
+        raise InteractionsError(f"answer audio at {rate} Hz cannot be played")
+    return pcm, rate
 
+
+def _wav(raw: bytes) -> tuple[bytes, int]:
+    import io
+    import wave
+
+    try:
         with wave.open(io.BytesIO(raw)) as wf:
             if wf.getsampwidth() != 2 or wf.getnchannels() != 1:
                 raise InteractionsError("answer audio is not 16-bit mono")
             return wf.readframes(wf.getnframes()), wf.getframerate()
-    rate = sample_rate or 24_000
-    for part in mime_type.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "rate" and value.isdigit():
-            rate = int(value)
-    return raw[: len(raw) - len(raw) % 2], rate
+    except (wave.Error, EOFError, ValueError) as exc:
+        raise InteractionsError(f"answer audio is not a readable WAV ({exc})") from None
 
 
 def wav_bytes(pcm: bytes, rate: int) -> bytes:

@@ -220,6 +220,9 @@ class FallbackRoad:
                 self._busy = True
                 try:
                     outcome = await self._turn(utt)
+                except Exception as exc:  # a reply no check foresaw: that turn, not the road
+                    log.warning("fallback turn failed: %s", type(exc).__name__)
+                    outcome = "error"
                 finally:
                     self._busy = False
                 self._m.turns.labels(outcome).inc()

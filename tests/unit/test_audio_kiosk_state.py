@@ -42,4 +42,7 @@ def test_a_kiosk_publishes_the_assistant_state_for_home_assistant() -> None:
     entity = next(e for e in own("kiosk").entities if e.object_id == "assistant_state")
     assert entity.component == "sensor"
     assert entity.value({"peripheral": {"kind": "kiosk", "assistant": "listening"}}) == "listening"
+    # Muted, the front end may still say "listening" (a button held): nothing is heard.
+    assert entity.value({"peripheral": {"kind": "kiosk", "assistant": "listening"},
+                         "microphone_muted": True}) == "muted"
     assert not any(e.object_id == "assistant_state" for e in own("ble").entities)

@@ -152,6 +152,27 @@ def test_a_flood_of_announcements_cannot_push_the_households_devices_out() -> No
 
 
 @pytest.mark.timeout(30)
+def test_a_memory_full_of_present_devices_is_scanned_once_per_change() -> None:
+    """Else every topic that does not fit walks the whole inventory again (quadratic)."""
+    locks = [Entity(f"l{i}", "Lock", "lock", None, frozenset({f"a/{i}", f"b/{i}", f"c/{i}"}))
+             for i in range(3500)]
+    reads = 0
+
+    def source() -> list[Entity]:
+        nonlocal reads
+        reads += 1
+        return locks
+
+    policy = SensitivityPolicy(source=source)
+    lamp = Entity("lamp", "Lamp", "light", None, frozenset({"x/lamp/set"}))
+    policy.of_command(lamp, "turn_on", "x/lamp/set", "ON")  # the re-index
+    assert reads <= 2 and policy.unremembered == 500
+    policy.changed()
+    policy.of_command(lamp, "turn_on", "x/lamp/set", "ON")
+    assert reads <= 4
+
+
+@pytest.mark.timeout(30)
 def test_a_topic_under_a_sensitive_one_or_its_zigbee_address_is_an_alias() -> None:
     """Zigbee2MQTT takes `<device>/set/<attribute>`, and the IEEE address for the name."""
     garage = Entity("g", "Cover", "cover", "garage", frozenset({"zigbee2mqtt/barn/set"}),
@@ -184,6 +205,9 @@ def test_a_payload_is_read_whole_and_one_too_long_to_read_asks() -> None:
     assert policy.of_command(lamp, "turn_on", "z/0x02/set",
                              json.dumps({"state": "UNLOCK", "note": padding})) is not None
     assert policy.of_command(lamp, "turn_on", "z/0x02/set", "ON " + padding) is None
+    hidden = json.dumps({"state": " " * 5000 + "UNLOCK"})  # one long string value
+    assert policy.of_command(lamp, "turn_on", "z/0x02/set", hidden) is not None
+    assert policy.contradiction("lock", hidden) is not None
     huge = policy.of_command(lamp, "turn_on", "z/0x02/set", "ON " + "x" * 70_000)
     assert huge is not None and "too long" in huge.why
     assert policy.contradiction("lock", "LOCK" + " " * 70_000) is not None

@@ -115,7 +115,7 @@ def test_unconfirmed_audio_is_requeued_in_order() -> None:
         ub.mark_sent(item.seq)
     ub.confirm(2)  # a pong after chunk 1 (seq 2)
     assert ub.pending_seconds == pytest.approx(0.04)
-    assert ub.requeue_unconfirmed() == (2, 0)
+    assert ub.requeue_unconfirmed() == (2, 0, 0)
     got = []
     while (item := ub.peek_audio()) is not None:
         got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
@@ -124,6 +124,27 @@ def test_unconfirmed_audio_is_requeued_in_order() -> None:
     assert ub.confirm_all() == 4  # how many were taken as read without a pong
     assert ub.audio_seconds == 0
     assert ub.confirm_all() == 0
+
+
+def test_audio_heard_before_a_mute_is_never_sent_again() -> None:
+    """On the socket but unconfirmed when the user mutes, then the server stalls: what
+    was heard before the mute is not replayed; what came after it (unmuted) is."""
+    ub = UplinkBuffer(1.0, 1.0)
+    for i in range(4):
+        ub.push_audio(chunk(i), 0.0)
+    ub.mark_sent(2)  # chunks 0 and 1 on the socket, unconfirmed; 2 and 3 wait
+    assert ub.withdraw_audio() == 2
+    ub.push_audio(chunk(9), 0.0)  # unmuted again
+    item = ub.peek_audio()
+    assert item is not None
+    ub.mark_sent(item.seq)
+    assert ub.requeue_unconfirmed() == (1, 0, 2)
+    got = []
+    while (item := ub.peek_audio()) is not None:
+        got.append(int.from_bytes(item.chunk.pcm[:4], "little"))
+        ub.mark_sent(item.seq)
+    assert got == [9]
+    assert ub.confirm_all() == 1 and ub.audio_seconds == 0
 
 
 def test_video_schedule_tolerates_jitter_but_keeps_the_average() -> None:
