@@ -185,6 +185,7 @@ class OwnDevice:
         on_mute: Switch | None = None,
         on_camera: Switch | None = None,
         on_push_to_talk: Switch | None = None,
+        link_number: Callable[[], int] | None = None,
     ) -> None:
         self.mqtt = mqtt
         self.metrics = metrics
@@ -197,6 +198,10 @@ class OwnDevice:
         self.on_camera = on_camera
         self.on_push_to_talk = on_push_to_talk  # the kiosk's talk button, opted in
         self._talk_held = False  # Home Assistant's switch holds it now
+        # Which broker connection this is (the connection counts them): a press is tied
+        # to the one it came on.
+        self.link_number: Callable[[], int] = link_number or (lambda: 0)
+        self._talk_link = 0  # the broker connection (by number) its press came on
         self.announcements = 0
         self._held = held
         self._wake = asyncio.Event()
@@ -324,6 +329,14 @@ class OwnDevice:
 
     # ----------------------------------------------------------- commands
 
+    def _kiosk_holds(self) -> bool:
+        try:
+            status = self.status_provider() if self.status_provider is not None else {}
+        except Exception:  # a status that cannot be read: let go to be sure
+            return True
+        peripheral = status.get("peripheral")
+        return not isinstance(peripheral, Mapping) or peripheral.get("push_to_talk") is not False
+
     def subscribe(self, conn: MqttConnection) -> list[Subscription]:
         """Follow the command topic of every switch. Push-to-talk at QoS 0: a press the
         broker queued while the daemon was away must not open the microphone hours later."""
@@ -338,11 +351,21 @@ class OwnDevice:
         assert self.on_push_to_talk is not None  # the entity exists only with it
         self.on_push_to_talk(on)
         self._talk_held = on
+        self._talk_link = self.link_number()
+
+    def watch_talk(self, connected: bool) -> None:
+        """A release sent while the link was down is lost for good (push-to-talk is QoS
+        0): a press from before a disconnect, however short, is let go."""
+        if self._talk_held and (not connected or self.link_number() != self._talk_link):
+            self.release_talk("the broker link was lost since the press")
 
     def release_talk(self, why: str) -> None:
         """Home Assistant can no longer send the release (the broker link is gone, or the
         daemon stops): a push-to-talk it holds is let go now, not at the hold limit."""
         if not self._talk_held or self.on_push_to_talk is None:
+            return
+        if not self._kiosk_holds():  # let go already (its hold limit, a lost microphone)
+            self._talk_held = False
             return
         log.info("push-to-talk from Home Assistant let go: %s", why)
         try:

@@ -176,6 +176,7 @@ class HomeService:
             on_mute=on_mute or (agent.set_mic_muted if agent else None),
             on_camera=on_camera or (agent.set_camera_enabled if agent else None),
             on_push_to_talk=_push_to_talk_switch(settings, agent),
+            link_number=self._link_number,
         )
         self.inventory = Inventory(
             mqtt.discovery_prefix, ignore_nodes={self.own_device.node_id}
@@ -485,9 +486,11 @@ class HomeService:
             self._watch_link()
             await asyncio.sleep(1.0)
 
+    def _link_number(self) -> int:
+        return self.conn.stats.connects if self.conn is not None else 0
+
     def _watch_link(self) -> None:
-        if self.conn is None or not self.conn.connected:
-            self.own_device.release_talk("the broker link is gone")
+        self.own_device.watch_talk(self.conn is not None and self.conn.connected)
 
     def sync_metrics(self) -> None:
         """Move the counters into /metrics now (the service does it every second)."""

@@ -244,6 +244,10 @@ class FallbackRoad:
                     t = time.monotonic()
                     reply = await self._ask(results, reply.id)
                     waited += time.monotonic() - t
+                if reply.calls:  # still calling at the cap: the service waits on those calls,
+                    log.warning("fallback turn stopped after %d rounds of tool calls",
+                                MAX_TOOL_HOPS)  # and would refuse to go on from there
+                    return "tool_limit"
                 self.previous_id = reply.id
                 if reply.text:
                     self._notes.append(f"Assistant said: {reply.text.strip()}")
@@ -273,9 +277,12 @@ class FallbackRoad:
             return await self._client.model_turn(input_, tools=self._declarations(),
                                                  previous_interaction_id=previous, system=SYSTEM)
         except Rejected as exc:
-            if previous is None or previous != self.previous_id or exc.status != 404:
+            # 404: the service forgot the conversation; 400: it cannot go on from there
+            # (an interaction left waiting on calls). Either way: start anew, once.
+            if previous is None or previous != self.previous_id or exc.status not in (400, 404):
                 raise
-            log.warning("the fallback conversation is gone on the service; starting anew")
+            log.warning("the fallback conversation cannot go on on the service (HTTP %d); "
+                        "starting anew", exc.status)
             self.previous_id = None
             return await self._client.model_turn(input_, tools=self._declarations(),
                                                  previous_interaction_id=None, system=SYSTEM)

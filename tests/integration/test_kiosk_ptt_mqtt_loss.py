@@ -103,3 +103,37 @@ async def test_a_press_queued_while_offline_does_not_open_the_mic_on_reconnect()
         await eventually(lambda: conn.stats.connects > connects and conn.connected, 10)
         await asyncio.sleep(1.5)
         assert not agent.peripheral.ptt.pressed, "a stale queued ON opened the microphone"
+
+
+async def test_a_press_from_before_a_short_blip_is_let_go() -> None:
+    """The link drops and is back within the service's one-second watch: the release
+    sent meanwhile is lost (QoS 0), so the press, tied to the connection it came on,
+    is let go at the next watch rather than at the hold limit."""
+    ks = KioskPeripheralSettings(echo="off", vad="off", listen="push_to_talk",
+                                 push_to_talk_mqtt=True, earcons=False)
+    agent = FakeAgent()
+    async with home_rig(with_home=False, proxy=True, agent=agent,
+                        peripheral=PeripheralSettings(kind="kiosk", kiosk=ks)) as rig:
+        service, conn = rig.service, rig.service.conn
+        assert conn is not None
+        watched = asyncio.Event()
+        watch = service._watch_link  # noqa: SLF001 - to time the blip between two watches
+
+        def spy() -> None:
+            watched.set()
+            watch()
+
+        service._watch_link = spy  # type: ignore[method-assign]  # noqa: SLF001
+        await rig.watcher.publish(f"{BASE}/set", "ON")
+        await eventually(lambda: agent.peripheral.ptt.pressed, 10)
+        watched.clear()
+        await watched.wait()  # just after a watch: the blip fits before the next one
+        connects = conn.stats.connects
+        rig.proxy.accepting = False
+        rig.proxy.cut()
+        await eventually(lambda: not conn.connected, 5)
+        await rig.watcher.publish(f"{BASE}/set", "OFF")  # the user let go meanwhile: lost
+        rig.proxy.accepting = True
+        await eventually(lambda: conn.stats.connects > connects and conn.connected, 10)
+        await eventually(lambda: not agent.peripheral.ptt.pressed, 5)
+        assert agent.peripheral.ptt.stats.stray_releases == 0
