@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from daemon.config import Settings
+from daemon.config import ConfigError, Settings
 from daemon.errors import EdgeAgentError
 from daemon.media.held_sink import EarlyRun, HeldSink
 from daemon.ops.metrics import Metrics
@@ -361,9 +361,17 @@ def _fallback_road(settings: Settings, key: SecretStr, metrics: Metrics,
 def _state_store(settings: Settings) -> StateStore:
     """The state directory (`$STATE_DIRECTORY`, else `ops.state_dir`), or memory only.
 
-    Without one, `serve` says so once the configuration has been accepted.
+    Without one, `serve` says so once the configuration has been accepted. One that is
+    set must work (a ConfigError, exit 2): a daemon that cannot keep its pin, switches
+    and session would forget them at the next restart without a word at start.
     """
-    return StateStore(state_dir_from(settings.ops.state_dir, os.environ))
+    store = StateStore(state_dir_from(settings.ops.state_dir, os.environ))
+    if store.directory is not None:
+        ok, why = store.writable()
+        if not ok:
+            key = "$STATE_DIRECTORY" if os.environ.get("STATE_DIRECTORY") else "ops.state_dir"
+            raise ConfigError(f"{key}: {why}")
+    return store
 
 
 async def _pause_when(done: asyncio.Event, agent: Agent) -> None:

@@ -12,6 +12,7 @@ import re
 import socket
 import ssl
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,6 +67,7 @@ def _ca_bundle(path: Path | None) -> Path | None:
 
 
 OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_none)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]  # "" = not set
 CaFile = Annotated[Path | None, BeforeValidator(_blank_is_none), AfterValidator(_ca_bundle)]
 
 
@@ -346,9 +348,9 @@ class InteractionsSettings(_Section):
     enabled: bool = False  # opt-in: a research agent costs money per task
     agent: str = "deep-research-pro-preview-12-2025"  # a managed agent; "" = use `model`
     model: str = ""  # a model instead of an agent (used when `agent` is "")
-    base_url: str | None = None  # None = live.base_url
-    ca_file: CaFile = None  # None = live.ca_file
-    api_version: str | None = None  # None = live.api_version
+    base_url: OptionalText = None  # None or "" = live.base_url
+    ca_file: CaFile = None  # None or "" = live.ca_file
+    api_version: OptionalText = None  # None or "" = live.api_version
     poll_initial: float = Field(2.0, gt=0, le=60)  # first poll after a start, in seconds
     poll_max: float = Field(60.0, gt=0, le=600)  # polls back off up to this
     max_task_seconds: float = Field(1800.0, gt=0, le=86400)  # then the task is given up
@@ -409,18 +411,32 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        if path[0] not in sections or any(not p for p in path):
-            if path[0] in sections:
-                raise ConfigError(f"{name}: malformed variable name")
-            continue
-        _set_path(tree, path, _coerce_env(value))
+        if any(not p for p in path):
+            raise ConfigError(f"{name}: malformed variable name")
+        if path[0] not in sections:  # a typo must not be ignored, as in a file
+            raise ConfigError(f"{name}: unknown section {path[0]!r} (sections: "
+                              f"{', '.join(sorted(sections))})")
+        _set_path(tree, path, _coerce_env(value, _wants_list(path)))
     return tree
 
 
-def _coerce_env(value: str) -> Any:
-    """Environment values are strings; a TOML-looking list is parsed as one."""
+def _wants_list(path: list[str]) -> bool:
+    """Whether the key at `path` holds a list (or tuple): only then is `[...]` one."""
+    model: Any = Settings
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    origin = typing.get_origin(model)
+    return origin in (list, tuple) or model in (list, tuple)
+
+
+def _coerce_env(value: str, wants_list: bool) -> Any:
+    """Environment values are strings; for a list key, a TOML-looking list is parsed as
+    one (a password that starts with "[" stays a string)."""
     stripped = value.strip()
-    if stripped.startswith("["):
+    if wants_list and stripped.startswith("["):
         try:
             return tomllib.loads(f"v = {stripped}")["v"]
         except tomllib.TOMLDecodeError:

@@ -160,6 +160,8 @@ async def _peripheral(settings: Settings, environ: Mapping[str, str], found: _Fo
         found.peripheral = await _guarded(ble.RADIO, ble.check_glasses(p.ble, state))
     elif p.kind == "kiosk":
         found.peripheral = await _guarded(kiosk.MICROPHONE, kiosk.check_kiosk(p.kiosk))
-    elif p.file.input is not None and not os.access(p.file.input, os.R_OK):
-        found.peripheral = [Check.fail("file input", f"{p.file.input} cannot be read",
-                                       "fix peripheral.file.input (a WAV file)")]
+    else:
+        from daemon.peripherals.file import file_problems
+
+        found.peripheral = [Check.fail("file peripheral", why, "fix the key it names")
+                            for why in file_problems(p.file.input, p.file.output)]

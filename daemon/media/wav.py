@@ -28,7 +28,8 @@ def read_wav(path: Path | str, rate: int | None = None, *, max_seconds: float | 
     except FileNotFoundError:
         raise WavError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as exc:
-        raise WavError(f"{path}: not a readable WAV file ({exc})") from None
+        why = str(exc) or ("it ends too soon" if isinstance(exc, EOFError) else "unreadable")
+        raise WavError(f"{path}: not a readable WAV file ({why})") from None
     raw = raw[: len(raw) - len(raw) % SAMPLE_WIDTH]
     if channels == 1 and (rate is None or rate == src):
         return raw, src  # nothing to convert: no numpy

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import wave
 from collections import deque
@@ -52,6 +53,40 @@ def _open_output(path: Path) -> BinaryIO:
             f"peripheral.file.output: cannot create {path} "
             f"({exc.strerror or type(exc).__name__})"
         ) from None
+
+
+def file_problems(input_path: Path | None, output_path: Path | None) -> list[str]:
+    """What `run` would refuse in these files (one line each, naming the key), found
+    without writing to the output (`doctor`)."""
+    out: list[str] = []
+    if input_path is not None:
+        try:
+            _read_input(input_path)
+        except PeripheralUnavailable as exc:
+            out.append(str(exc))
+    if output_path is not None and (why := _output_unusable(output_path)) is not None:
+        out.append(f"peripheral.file.output: cannot create {output_path} ({why})")
+    return out
+
+
+def _output_unusable(path: Path) -> str | None:
+    """Why the output could not be written, tried without touching what is there."""
+    try:
+        if path.is_dir():
+            return "it is a directory"
+        if path.exists():
+            with path.open("ab"):  # appending nothing: the file stays as it is
+                return None
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        probe = parent / f".edge-agent-probe-{os.getpid()}"
+        with probe.open("xb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 class FilePeripheral(Peripheral):

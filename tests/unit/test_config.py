@@ -63,6 +63,7 @@ def test_nested_env_key_and_list() -> None:
         ("not toml = = =\n", {}, "is not valid TOML"),
         ("", {"EDGE_AGENT_MQTT__PORT": "70000"}, "mqtt.port: "),
         ("", {"EDGE_AGENT_LIVE__NOPE": "1"}, "live.nope: unknown key"),
+        ("", {"EDGE_AGENT_LIV__BASE_URL": "x"}, "EDGE_AGENT_LIV__BASE_URL: unknown section 'liv'"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
@@ -98,6 +99,35 @@ def test_text_that_is_not_utf8_is_a_config_error_that_shows_none_of_it(tmp_path:
     with pytest.raises(ConfigError) as err:
         read_secret("K", "k", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert str(err.value) == "k: the credential is not UTF-8 text"
+
+
+def test_only_a_list_key_takes_a_list_from_the_environment() -> None:
+    s = load_settings(None, environ={"EDGE_AGENT_MQTT__PASSWORD": "[2024]",
+                                     "EDGE_AGENT_TOOLS__SENSITIVE": '["lock", "gate"]'})
+    assert s.mqtt.password is not None and s.mqtt.password.get_secret_value() == "[2024]"
+    assert s.tools.sensitive == ("lock", "gate")
+
+
+def test_an_empty_interactions_endpoint_is_the_live_links() -> None:
+    from daemon.tasks.client import Endpoint
+
+    s = load_settings(None, environ={"EDGE_AGENT_LIVE__BASE_URL": "https://127.0.0.1:9",
+                                     "EDGE_AGENT_LIVE__API_VERSION": "v1alpha",
+                                     "EDGE_AGENT_INTERACTIONS__BASE_URL": "",
+                                     "EDGE_AGENT_INTERACTIONS__API_VERSION": ""})
+    end = Endpoint.of(s.interactions, s.live)
+    assert (end.base_url, end.api_version) == ("https://127.0.0.1:9", "v1alpha")
+
+
+def test_a_state_directory_that_is_set_must_work(tmp_path: Path) -> None:
+    from daemon.app import _state_store
+
+    (tmp_path / "file").write_text("")
+    s = load_settings(None, environ={"EDGE_AGENT_OPS__STATE_DIR": str(tmp_path / "file")})
+    with pytest.raises(ConfigError, match=r"^ops\.state_dir: .* is not writable"):
+        _state_store(s)
+    ok = load_settings(None, environ={"EDGE_AGENT_OPS__STATE_DIR": str(tmp_path / "new")})
+    assert _state_store(ok).directory == tmp_path / "new"
 
 
 def test_mqtt_password_from_env_is_secret() -> None:
