@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     if argv and argv[0] in SIMULATOR_COMMANDS:
         return _simulator(argv[0], argv[1:])
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        # argparse would only say that COMMAND is missing
+        print(f"edge-agent: unknown option {argv[0]!r}: options come after the command "
+              "(edge-agent COMMAND [options]; see edge-agent --help)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
