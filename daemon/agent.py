@@ -89,6 +89,9 @@ class ConversationObserver(Protocol):
     def user_tap(self, at: float, trusted: bool) -> None:
         """The user tapped the device at `at`."""
 
+    def session_fresh(self, now: float) -> None:
+        """A Live session began that did not resume: the model lost what was said."""
+
 
 class Road(Protocol):
     """The fallback road (daemon.tasks.fallback.FallbackRoad), as the Agent feeds it."""
@@ -408,13 +411,15 @@ class Agent(MediaSink):
             case OutputTranscript(text=text):
                 self._model_speaks()
                 self._model_text = _append(self._model_text, text)
-                self.last_model_text = self._model_text.strip()
+                self.last_model_text = self._shown(self._model_text)  # it may say a PIN back
             case TokenUsage():
                 self.usage = event
                 self.metrics.tokens.labels("prompt").inc(event.prompt_tokens)
                 self.metrics.tokens.labels("response").inc(event.response_tokens)
             case LinkStatus(state="connected", resumed=False):
                 self.model_active = False
+                for obs in self._observers:
+                    obs.session_fresh(time.monotonic())
             case _:
                 pass
 

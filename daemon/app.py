@@ -210,6 +210,8 @@ async def _serve(
         from daemon.home.answers import redact_digits
 
         agent.text_filter = redact_digits  # a spoken PIN never reaches HA or the status
+        if printer is not None:
+            printer.text_filter = redact_digits  # nor the demo's transcript
     # A call to control_device before the first inventory read waits for it (bounded).
     for dispatcher in [agent.dispatcher] + ([fallback.dispatcher] if fallback else []):
         dispatcher.wait_for_tools(home.wait_ready if home else _ready)

@@ -53,7 +53,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def settings_from_args(a: argparse.Namespace, *, demo: bool = False) -> Settings:
-    """File, environment, flags and credentials; every secret is registered for scrubbing."""
+    """File, environment, flags and credentials; the MQTT password is registered for scrubbing."""
     from daemon.ops.logsetup import add_secret
 
     path, required = resolve_config_path(a.config, os.environ)
@@ -72,8 +72,10 @@ def settings_from_args(a: argparse.Namespace, *, demo: bool = False) -> Settings
     settings = _with_credentials(settings)
     if settings.mqtt.password is not None:  # also one from the file, for every command
         add_secret(settings.mqtt.password.get_secret_value())
-    if settings.tools.confirm_pin is not None:
-        add_secret(settings.tools.confirm_pin.get_secret_value().strip())
+    # Not the confirmation PIN: a few digits scrubbed from every line would mangle
+    # unrelated numbers (a counter at 14821 with PIN 4821) and mark where the PIN sits
+    # in text an attacker chose (probe topics 4800..4829): an oracle. The one way a
+    # PIN reaches output, the user's words, goes through `redact_digits` instead.
     return settings
 
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from daemon.config import ConfigError, MqttSettings, Settings
 from daemon.doctor.report import Check
 from daemon.live.failures import brief
-from daemon.ops.state import StateStore, state_dir_from
+from daemon.ops.state import ASIDE_SUFFIX, StateStore, loose_mode, state_dir_from
 from daemon.options import api_key
 from daemon.peripherals.ble.profile import DeviceProfile, ProfileError, load_profile
 
@@ -124,8 +124,31 @@ def state_dir_check(configured: Path | None, environ: Mapping[str, str]) -> Chec
         for path in reversed(created):
             with contextlib.suppress(OSError):
                 path.rmdir()
-    fresh = "; it does not exist yet, the daemon creates it" if created else ""
-    return Check.ok(STATE, f"{directory} ({source}) takes an atomic write{fresh}")
+    if created:
+        return Check.ok(STATE, f"{directory} ({source}) takes an atomic write; it does not "
+                               "exist yet, the daemon creates it")
+    return _state_dir_contents(directory, source)
+
+
+def _state_dir_contents(directory: Path, source: str) -> Check:
+    """Warn about a directory others may write (they could plant records: an accepted
+    lock, pinned glasses) and about damaged records kept aside (the daemon fails closed
+    on them: every sensitive device held, every glasses refused, every command asks)."""
+    who = loose_mode(directory)
+    if who:
+        return Check.warn(STATE, f"{directory} ({source}) may be written by {who}: they "
+                                 "could plant records the daemon trusts (it uses it anyway)",
+                          f"chmod 700 {directory}")
+    try:
+        aside = sorted(p.name for p in directory.glob(f"*{ASIDE_SUFFIX}"))
+    except OSError:
+        aside = []
+    if aside:
+        return Check.warn(STATE, f"{directory} ({source}): damaged records kept aside: "
+                                 f"{', '.join(aside)}; the daemon fails closed on them",
+                          "see README \"Safety\" (damaged state records); delete a kept-aside "
+                          "copy once you have checked what it guarded")
+    return Check.ok(STATE, f"{directory} ({source}) takes an atomic write")
 
 
 def _atomic_probe(directory: Path) -> None:

@@ -11,7 +11,9 @@ the daemon:
   topics changed) is held for `tools.new_device_hold` seconds: announced in the
   log and to Home Assistant, controllable only afterwards. The devices already
   accepted are remembered in the state directory; on the very first start the
-  devices present are accepted (and listed in the log).
+  devices present are accepted (and listed in the log). A record that exists but
+  cannot be used (damaged, see daemon/ops/state.py) is no first start: every
+  sensitive device present is held as if newly announced (failing closed).
 """
 
 from __future__ import annotations
@@ -90,14 +92,29 @@ class Admission:
         self._held: dict[str, Held] = {}
         self._accepted: dict[str, str] = {}
         self._first_start = True
+        self.damaged = ""  # why the record of accepted devices could not be used
         self.refused_topics = 0
         self.refused_held = 0
         if state is not None:
-            record = state.load(RECORD)
-            devices = record.get("devices") if record else None
-            if isinstance(devices, Mapping):
-                self._accepted = {str(k): str(v) for k, v in devices.items()}
-                self._first_start = False
+            self._load(state)
+
+    def _load(self, state: StateStore) -> None:
+        """The devices accepted before; a record that exists but is unusable is no first
+        start (every sensitive device is held), whatever made it so."""
+        record, damaged = state.load_status(RECORD)
+        devices = record.get("devices") if record is not None else None
+        if isinstance(devices, Mapping):
+            self._accepted = {str(k): str(v) for k, v in devices.items()}
+            self._first_start = False
+            return
+        if damaged is not None:
+            self.damaged = damaged.describe()
+        elif record is not None:
+            self.damaged = f"state record {RECORD} is unusable (no device list)"
+        if self.damaged:
+            self._first_start = False
+            log.error("%s: every sensitive device is held for %.0f s as if newly announced",
+                      self.damaged, self.hold_seconds)
 
     def now(self) -> float:
         """The clock holds are measured on (the one `held_until` answers in)."""
@@ -156,7 +173,9 @@ class Admission:
         the older fingerprint)}.
 
         On the very first start the devices present are accepted; later, those not
-        remembered (announced while the daemon was down) are held like new ones.
+        remembered (announced while the daemon was down) are held like new ones. After
+        a damaged record, the (empty) list is saved at once: a restart before the holds
+        end holds them again rather than taking it for a first start.
         """
         if self._first_start:
             for dev_id, (name, category, fp, _older) in sensitive.items():
@@ -168,6 +187,8 @@ class Admission:
             return
         for dev_id, (name, category, fp, older) in sensitive.items():
             self.consider(dev_id, name, category, fp, older)
+        if self.damaged:
+            self._save()
 
     def consider(self, dev_id: str, name: str, category: str, fp: str,
                  older: str | None = None) -> Held | None:

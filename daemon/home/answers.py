@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Literal
 
 # Matched as whole words or word sequences, case-insensitively.
@@ -53,6 +54,18 @@ DIGIT_WORDS: dict[str, str] = {
     "null": "0", "eins": "1", "zwei": "2", "drei": "3", "vier": "4", "fünf": "5",
     "sechs": "6", "sieben": "7", "acht": "8", "neun": "9",
 }
+# A question is never a yes ("Is it okay?", "Sure?"): its mark, or a question's form
+# when the transcript has no punctuation ("is that right", "can you open it").
+QUESTION_MARKS = ("?", "\u00bf", "\uff1f")  # and the Spanish and full-width marks
+QUESTION_OPENERS: frozenset[str] = frozenset(
+    (
+        "is", "are", "am", "was", "were", "do", "does", "did", "can", "could", "shall",
+        "should", "will", "would", "may", "might", "must", "have", "has", "what", "why",
+        "how", "when", "where", "who", "which", "whose", "ist", "sind", "soll", "kann",
+        "est-ce",
+    )
+)
+_ASKED_OF = frozenset(("it", "that", "this", "you", "i", "we", "they", "he", "she", "there"))
 _WORD = re.compile(r"[\w'-]+")
 MAX_ANSWER_CHARS = 400  # an answer is short; more is not an answer
 
@@ -87,6 +100,18 @@ def is_negative(tokens: list[str]) -> bool:
     return bool(_spans(tokens, _NO)) or any(t.endswith("n't") for t in tokens)
 
 
+def is_question(text: str, tokens: list[str]) -> bool:
+    """A question mark, a question's first word, or an inverted "is it", "can you"
+    (outside an affirmative phrase: "do it" is a yes)."""
+    if any(mark in text for mark in QUESTION_MARKS):
+        return True
+    yes = _spans(tokens, _YES)
+    plain = [t if i not in yes else "" for i, t in enumerate(tokens)]
+    if plain[0] in QUESTION_OPENERS:
+        return True
+    return any(a in QUESTION_OPENERS and b in _ASKED_OF for a, b in pairwise(plain))
+
+
 def spoken_answer(text: str) -> bool | None:
     """True for a yes, False for a no (a no anywhere wins), None for neither."""
     tokens = words(text)
@@ -103,14 +128,17 @@ def read_answer(text: str, allowed: Iterable[str] = ()) -> Reading:
 
     `yes`: at least one affirmative and nothing but affirmatives, fillers and the
     `allowed` words (the action and the device's name: "yes, unlock the front door").
-    `no`: any negative. `other`: anything else (another request, a question, a quiz
-    show on the TV). `empty`: no words at all (a cough).
+    `no`: any negative. `other`: anything else (another request, a question even
+    with a yes in it, a quiz show on the TV). `empty`: no words at all (a cough).
     """
-    tokens = words(text[:MAX_ANSWER_CHARS])
+    text = text[:MAX_ANSWER_CHARS]
+    tokens = words(text)
     if not tokens:
         return "empty"
     if is_negative(tokens):
         return "no"
+    if is_question(text, tokens):
+        return "other"
     yes = _spans(tokens, _YES)
     if not yes:
         return "other"

@@ -14,8 +14,14 @@ the user's own answer to the model's question about that very action.
    never answers.
 4. A yes (where the device's category accepts a spoken yes), a tap (where it
    accepts a tap) or the PIN confirms. A no, a wrong PIN or anything else cancels.
-   The model speaking again before the user answered, or the user cutting the
-   question off, lapses it.
+   The model speaking again before the user answered (a cough or a door in the
+   window is no answer), the user cutting the question off, or a fresh Live session
+   (the model lost the question) lapses it. A negative anywhere wins over a PIN.
+5. Words are credited to the utterance that began in the window only: after speech
+   that began early, transcript fragments are dropped until one ends it (`finished`)
+   or until EARLY_WORDS_SECONDS after the window opened (the native-audio models
+   never say `finished`). An answer that got only such words is void, and the model
+   asks again: a quick yes after early speech costs a second question, never a door.
 
 At most one question is open: a newer token supersedes it, so one answer can never
 confirm two actions. Pure code: every event carries its time (time.monotonic()).
@@ -31,6 +37,8 @@ from typing import Literal
 
 from daemon.home.answers import MAX_ANSWER_CHARS, pin_matches, read_answer
 
+PinJudgement = Literal["right", "wrong", "locked"]
+
 log = logging.getLogger(__name__)
 
 Method = Literal["yes", "tap", "pin"]
@@ -39,6 +47,7 @@ Phase = Literal["due", "asking", "open", "answering", "confirmed", "void"]
 
 ECHO_TAIL_SECONDS = 0.3  # the room's echo of the question's last word
 ANSWER_GRACE_SECONDS = 1.5  # transcripts of the answer may trail the model's reaction
+EARLY_WORDS_SECONDS = 1.5  # ... and those of speech that ended as the window opened
 PIN_ATTEMPTS = 3  # wrong PINs within PIN_LOCKOUT_SECONDS lock PIN answers out...
 PIN_LOCKOUT_SECONDS = 300.0  # ...for this long
 _CONFIRMED_KEPT = 8  # confirmed, not yet redeemed tokens (the book expires them)
@@ -99,11 +108,14 @@ class _Question:
     chars: int = 0
     outcome: str = ""
     yes_not_enough: bool = False
+    model_spoke: bool = False  # the model spoke after the answer began
+    stale_words: bool = False  # the answer got words of the early speech (dropped)
 
     def reset_answer(self) -> None:
         self.onset_at = self.closed_at = None
         self.pieces.clear()
         self.chars = 0
+        self.model_spoke = self.stale_words = False
 
 
 class ConsentTracker:
@@ -123,6 +135,9 @@ class ConsentTracker:
         self._q: _Question | None = None
         self._confirmed: OrderedDict[str, str] = OrderedDict()
         self._pin_failures: deque[float] = deque(maxlen=PIN_ATTEMPTS)
+        # Speech began before a window and its transcript has not ended (`finished`):
+        # its words may still arrive, after any later onset. Outlives the question.
+        self._early_open = False
 
     @property
     def has_pin(self) -> bool:
@@ -144,7 +159,7 @@ class ConsentTracker:
         self._confirmed.clear()
         q = self._q
         if q is not None and q.ask.token == ask.token and q.phase not in ("confirmed", "void"):
-            q.phase, q.window_at, q.yes_not_enough = "due", math.inf, q.yes_not_enough
+            q.phase, q.window_at = "due", math.inf
             q.reset_answer()
             return
         if q is not None and q.phase not in ("confirmed", "void"):
@@ -164,7 +179,7 @@ class ConsentTracker:
         """How the question for `token` stands now (the model's call ends the user's turn)."""
         q = self._q
         if q is not None and q.ask.token == token and q.phase == "answering":
-            if q.pieces:
+            if q.pieces or (q.stale_words and token not in self._confirmed):
                 self._evaluate(q, now)
             elif token in self._confirmed:  # a sound after the yes, no words: the yes stands
                 q.phase = "confirmed"
@@ -194,6 +209,15 @@ class ConsentTracker:
         if self._q is not None and self._q.ask.token == token:
             self._q = None
 
+    def session_fresh(self, now: float) -> None:
+        """A new Live session that did not resume: the model lost the question and its
+        token, so the open question lapses and nothing confirmed is kept."""
+        self._confirmed.clear()
+        q = self._q
+        if q is not None and q.phase not in ("confirmed", "void"):
+            self._void(q, "a fresh session began: the model lost the question")
+            self.stats.lapsed += 1
+
     # -- the conversation (the Agent calls these) ---------------------------------
     def model_speaking(self, now: float) -> None:
         """Model audio: a question is being asked, or the model moved on."""
@@ -209,8 +233,10 @@ class ConsentTracker:
             else:
                 self._void(q, "the model spoke again before the user answered")
                 self.stats.lapsed += 1
-        elif q.phase == "answering" and q.closed_at is None:
-            q.closed_at = now
+        elif q.phase == "answering":
+            q.model_spoke = True  # an answer without words will not be waited for again
+            if q.closed_at is None:
+                q.closed_at = now
 
     def model_acting(self, now: float) -> None:
         """A tool call: the model reacted to what the user said."""
@@ -245,6 +271,7 @@ class ConsentTracker:
         self._settle(q, at)
         if q.phase in ("due", "asking") or (q.phase == "open" and at < q.window_at):
             self.stats.early_speech += 1
+            self._early_open = True  # its words may still arrive: none is an answer
         elif q.phase == "confirmed" and trusted:
             # The user speaks again before the action ran: a change of mind must count.
             q.phase, q.onset_at = "answering", at
@@ -259,7 +286,15 @@ class ConsentTracker:
 
     def user_words(self, text: str, finished: bool, now: float) -> None:
         """A transcript fragment of what the microphone heard."""
-        q = self._q
+        q, early = self._q, self._early_open
+        if early and q is not None and now >= q.window_at + EARLY_WORDS_SECONDS:
+            # The early speech ended before the window opened (the model's own voice
+            # ends with its playback; speech over the question lapses it), so its
+            # words are in by now: `finished`, which the native-audio models never
+            # set, is not waited for.
+            early = self._early_open = False
+        if finished:
+            self._early_open = False
         if q is None:
             return
         self._settle(q, now)
@@ -267,6 +302,12 @@ class ConsentTracker:
             self.stats.late_words += 1  # no utterance began in the window: older speech
             return
         if q.phase != "answering":
+            return
+        if early and q.ask.token not in self._confirmed:
+            # The early speech's words, however late: not the answer's (after a
+            # confirmation every word counts: there words can only revoke it).
+            q.stale_words = True
+            self.stats.late_words += 1
             return
         if q.chars < MAX_ANSWER_CHARS:
             piece = text[: MAX_ANSWER_CHARS - q.chars]
@@ -305,20 +346,31 @@ class ConsentTracker:
     def _evaluate(self, q: _Question, now: float) -> None:
         text = "".join(q.pieces)
         if q.ask.token in self._confirmed:
-            self._reconsider(q, text)
+            self._reconsider(q, text, now)
+            return
+        reading = read_answer(text, q.ask.words)
+        if reading == "no":  # a negative anywhere wins, even beside the right PIN
+            self._void(q, "the user said no")
+            self.stats.declined_no += 1
             return
         if self._pin and "pin" in q.ask.methods:
             match = pin_matches(text, self._pin)
             if match is not None:
-                self._judge_pin(q, match, now)
+                judged = self._judge_pin(match, now)
+                if judged == "right":
+                    self._confirm(q, "pin")
+                else:
+                    self._void_pin(q, judged)
                 return
-        reading = read_answer(text, q.ask.words)
         if reading == "empty":
-            q.phase = "open"  # a cough, a door: the window stays open
-            q.reset_answer()
-        elif reading == "no":
-            self._void(q, "the user said no")
-            self.stats.declined_no += 1
+            if q.model_spoke:  # a cough, then the model moved on: no answer to this
+                self._void(q, "the model spoke again before the user answered")
+                self.stats.lapsed += 1
+            elif q.stale_words:  # only words of speech that began before the window
+                self._void(q, "the only words heard began before the question ended")
+            else:
+                q.phase = "open"  # a cough, a door: the window stays open
+                q.reset_answer()
         elif reading == "other":
             self._void(q, "the user said something other than yes")
             self.stats.declined_other_request += 1
@@ -329,30 +381,47 @@ class ConsentTracker:
             q.reset_answer()
             self.stats.yes_not_enough += 1
 
-    def _reconsider(self, q: _Question, text: str) -> None:
-        """Words after the confirmation, before the action ran: anything but yes revokes."""
-        if read_answer(text, q.ask.words) in ("yes", "empty") or pin_matches(
-            text, self._pin or ""
-        ):
+    def _reconsider(self, q: _Question, text: str, now: float) -> None:
+        """Words after the confirmation, before the action ran: anything but yes revokes.
+
+        Digits are judged as a PIN answer (failures counted, lockout included): else
+        a tap followed by spoken guesses would tell right from wrong without limit.
+        """
+        reading = read_answer(text, q.ask.words)
+        judged: PinJudgement | None = None
+        if reading != "no" and self._pin and "pin" in q.ask.methods:
+            match = pin_matches(text, self._pin)
+            judged = None if match is None else self._judge_pin(match, now)
+        if judged == "right" or (judged is None and reading in ("yes", "empty")):
             q.phase = "confirmed"
             q.reset_answer()
             return
         self._confirmed.pop(q.ask.token, None)
-        no = read_answer(text, q.ask.words) == "no"
-        self._void(q, "the user said no" if no else "the user said something other than yes")
         self.stats.revoked += 1
+        if judged is not None:
+            self._void_pin(q, judged)
+        elif reading == "no":
+            self._void(q, "the user said no")
+        else:
+            self._void(q, "the user said something other than yes")
 
-    def _judge_pin(self, q: _Question, match: bool, now: float) -> None:
+    def _judge_pin(self, match: bool, now: float) -> PinJudgement:
+        """One PIN answer, right or wrong, unless PIN answers are locked out."""
         failures = self._pin_failures
         if len(failures) == PIN_ATTEMPTS and now - failures[0] < PIN_LOCKOUT_SECONDS:
-            self._void(q, "wrong PIN too often: PIN answers are locked for a while")
             self.stats.pin_locked += 1
-        elif match:
-            self._confirm(q, "pin")
+            return "locked"
+        if match:
+            return "right"
+        failures.append(now)
+        self.stats.declined_wrong_pin += 1
+        return "wrong"
+
+    def _void_pin(self, q: _Question, judged: PinJudgement) -> None:
+        if judged == "locked":
+            self._void(q, "wrong PIN too often: PIN answers are locked for a while")
         else:
-            failures.append(now)
             self._void(q, "wrong PIN")
-            self.stats.declined_wrong_pin += 1
 
     def _confirm(self, q: _Question, method: str) -> None:
         q.phase, q.outcome = "confirmed", method

@@ -36,6 +36,7 @@ from daemon.home.discovery import (
 from daemon.home.search import LookupFailure, Match, SearchIndex
 from daemon.home.templates import render
 from daemon.home.text import ID_RE
+from daemon.ops.lograte import LineBudget, seldom
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ class Inventory:
         self._topic_devices: dict[str, set[str]] = {}  # state/availability topic -> ids
         self._by_disc_topic: dict[str, str] = {}
         self._errors: OrderedDict[str, DiscoveryError] = OrderedDict()
+        self._lines = LineBudget()  # discovery lines anyone on the broker can provoke
         self._listeners: list[Listener] = []
         self._source: MessageSource | None = None
         self._subs: dict[str, Cancelable] = {}
@@ -468,14 +470,16 @@ class Inventory:
         else:
             self.add(device)
         for note in ent.notes:
-            log.info("%s: %s", topic, note)
+            if self._lines.take() is not None:
+                log.info("%s: %s", topic, note)
         return found
 
     def _reject(self, err: DiscoveryError) -> None:
         """Remember why (the newest `max_errors` topics; older ones are counted out)."""
         self.stats.discovery_errors += 1
-        if self._errors.get(err.where) != err:
-            log.warning("ignored discovery config %s", err)
+        if self._errors.get(err.where) != err and (quiet := self._lines.take()) is not None:
+            more = f" ({quiet} more not logged; discovery_errors counts them)" if quiet else ""
+            log.warning("ignored discovery config %s%s", err, more)
         self._errors.pop(err.where, None)
         self._errors[err.where] = err
         while len(self._errors) > self.max_errors:
@@ -505,7 +509,7 @@ class Inventory:
         except Exception as exc:  # a bug or a hostile payload: counted, logged
             self.stats.state_errors += 1
             n = self.stats.state_errors
-            if n & (n - 1) == 0:  # the 1st, 2nd, 4th... time: a flood must not fill the log
+            if seldom(n):  # a flood must not fill the log
                 log.warning("state message on %s for %s could not be read (%s; %d so far)",
                             topic, entry.device.id, type(exc).__name__, n)
 

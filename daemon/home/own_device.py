@@ -26,6 +26,8 @@ from daemon import __version__
 from daemon.config import MqttSettings
 from daemon.home.inventory import EDGE_AGENT_MODEL, EDGE_AGENT_ORIGIN
 from daemon.home.mqtt import MqttConnection, MqttMessage, NotPublished, Subscription
+from daemon.ops.lograte import LineBudget
+from daemon.ops.logsetup import clip
 from daemon.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def _text(key: str, default: str = "") -> Callable[[Mapping[str, Any]], str]:
     def get(status: Mapping[str, Any]) -> str:
         value = status.get(key)
         text = default if value is None else str(value)
-        return text[:_STATE_MAX_CHARS]
+        return clip(text, _STATE_MAX_CHARS)  # a peer's error text may quote a secret
 
     return get
 
@@ -207,6 +209,7 @@ class OwnDevice:
         self._wake = asyncio.Event()
         self._announce_due = False
         self._published: dict[str, str] = {}
+        self._lines = LineBudget()  # command lines anyone on the broker can provoke
         self._commanded: dict[str, bool] = {}
         self.entities = self._entities()
 
@@ -382,20 +385,22 @@ class OwnDevice:
         text = msg.text().strip().upper()
         if text not in ("ON", "OFF") or entity.command is None:
             counter.labels(entity.object_id, "invalid").inc()
-            log.warning("ignored %r on %s", msg.text()[:40], msg.topic)
+            if self._lines.take() is not None:
+                log.warning("ignored %r on %s", msg.text()[:40], msg.topic)
             return
         on = text == "ON"
         opening = _OPENING.get(entity.object_id)
         if opening is not None and on == opening and not self.mqtt.remote_unmute:
             # Anyone who can publish here could listen in: only the safe direction.
             counter.labels(entity.object_id, "refused_remote_unmute").inc()
-            log.warning(
-                "refused %s %s over MQTT: turning the %s back on from Home Assistant needs "
-                "mqtt.remote_unmute = true (and a broker ACL on %s)",
-                entity.object_id, text,
-                "microphone" if entity.object_id == "mute_microphone" else "camera",
-                msg.topic,
-            )
+            if self._lines.take() is not None:
+                log.warning(
+                    "refused %s %s over MQTT: turning the %s back on from Home Assistant "
+                    "needs mqtt.remote_unmute = true (and a broker ACL on %s)",
+                    entity.object_id, text,
+                    "microphone" if entity.object_id == "mute_microphone" else "camera",
+                    msg.topic,
+                )
             self._wake.set()  # re-publish the real state so Home Assistant's switch flips back
             self._published.pop(entity.object_id, None)
             return

@@ -16,9 +16,10 @@ door lock's. So a command is sensitive when any of these holds:
 Sensitivity only grows: a device or topic once sensitive stays so (`remember`,
 kept in the state directory by the home service), so re-announcing the garage
 door as a shutter, or removing it and announcing a "blind" on its topic, takes
-nothing off. And a command whose words say the opposite of its action ("lock"
-publishing "unlock_door") is refused outright (`contradiction`): a "yes" to one
-must never do the other.
+nothing off. When that memory is damaged nobody can say what it held, so every
+command asks (`distrust`) until the damaged copy is deleted. And a command whose
+words say the opposite of its action ("lock" publishing "unlock_door") is refused
+outright (`contradiction`): a "yes" to one must never do the other.
 
 Each sensitive command has a category (lock, alarm, gate, garage, door, other); the
 category decides how the user may confirm (`tools.confirm_with`).
@@ -150,6 +151,7 @@ class SensitivityPolicy:
         self.unremembered = 0  # past the bound with all of it present: not remembered
         self.forgotten = 0  # let go at the bound (devices no longer announced)
         self._saturated: set[int] = set()  # stores full of present devices (by id())
+        self.distrusted = ""  # why every command asks (the memory was damaged), or ""
 
     def remember(self, ids: Mapping[str, str], topics: Mapping[str, str]) -> None:
         """Devices and topics found sensitive before (the state directory's record)."""
@@ -157,6 +159,12 @@ class SensitivityPolicy:
             for key, cat in list(items.items())[:_bound(store is self._ids) - len(store)]:
                 store.setdefault(key, cat if cat in CATEGORIES else "other")
         self._dirty = self._source is not None
+
+    def distrust(self, why: str) -> None:
+        """The memory of what was sensitive is lost: every command asks (category
+        "other"), since any device may be a tamed one. The model's list is unchanged,
+        and so is what admission holds: only the gate asks more."""
+        self.distrusted = why
 
     def memory(self) -> tuple[dict[str, str], dict[str, str]]:
         """What to keep for the next start (bounded as `learn` keeps it)."""
@@ -317,6 +325,8 @@ class SensitivityPolicy:
                 if e.component == "alarm_control_panel":
                     cat = "alarm"
                 return Sensitivity(cat, f"the command says {word!r}")
+        if self.distrusted:
+            return Sensitivity("other", self.distrusted)
         return None
 
 

@@ -241,11 +241,35 @@ class HomeService:
         self.control = HomeControl(self.inventory, self.executor, self.gate, self.admission)
         self._memory = state
         self._memory_saved_at = -MEMORY_SAVE_SECONDS
-        record = state.load(MEMORY) if state is not None else None
+        record = self._recall(state)
         ids, topics = _memory_of(record)
         for dev_id in self.admission.accepted_ids():  # accepted before the memory was kept
             ids.setdefault(dev_id, "other")
         self.policy.remember(ids, topics)
+        if state is not None:
+            store = state
+            self.metrics.add_status_source("state", lambda: {
+                **store.status(),
+                "admission_damaged": int(bool(self.admission.damaged)),
+                "sensitivity_distrusted": int(bool(self.policy.distrusted)),
+            })
+
+    def _recall(self, state: StateStore | None) -> dict[str, Any] | None:
+        """The memory of sensitive devices. A damaged one (kept aside by the store, never
+        overwritten) makes every command ask while its copy is kept: what it held is
+        unknown, and the next save must not turn that into "nothing was sensitive"."""
+        if state is None:
+            return None
+        record, damaged = state.load_status(MEMORY)
+        kept = state.kept_aside(MEMORY)
+        if damaged is None and kept is None:
+            return record
+        why = damaged.describe() if damaged is not None else (
+            f"state record {MEMORY} was found damaged earlier (kept as {kept})")
+        self.policy.distrust(f"the memory of sensitive devices is damaged; {why}")
+        log.error("%s: every device command asks for confirmation until that copy is "
+                  "deleted (check your devices first)", why)
+        return record
 
     def _keep_memory(self, *, now: bool = False) -> None:
         """Save the devices and topics found sensitive once something new was learned: at

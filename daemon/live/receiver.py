@@ -25,6 +25,7 @@ from daemon.live.failures import brief, close_reason, close_text
 from daemon.live.resumption import Resumption
 from daemon.live.socket_door import LiveSocket
 from daemon.live.socket_life import SocketLife
+from daemon.ops.lograte import seldom
 from daemon.ops.metrics import Metrics
 
 log = logging.getLogger("daemon.live.link")  # the link's parts log under its name
@@ -83,7 +84,9 @@ class Receiver:
 
     def _unparseable(self, exc: Exception) -> None:
         self._metrics.downlink_messages.labels("unparseable").inc()
-        log.warning("unparseable Live message skipped: %s", brief(exc))
+        n = self._drops["unparseable"] = self._drops.get("unparseable", 0) + 1
+        if seldom(n):  # a server sending nothing else must not fill the log
+            log.warning("unparseable Live message skipped: %s (%d so far)", brief(exc), n)
 
     async def on_message(self, msg: types.LiveServerMessage, conn: SocketLife) -> None:
         """One server message: counted, applied to the session, its events passed on."""
@@ -153,7 +156,7 @@ class Receiver:
         logged the 1st, 2nd, 4th, 8th... time (a broken stream must not flood the log)."""
         self._metrics.live_messages_dropped.labels(reason).inc()
         n = self._drops[reason] = self._drops.get(reason, 0) + 1
-        if n & (n - 1) == 0:
+        if seldom(n):
             log.warning("malformed Live message part dropped (%s, %d so far)", reason, n)
 
 

@@ -237,6 +237,11 @@ class HealthServer:
             clean = not conn.shed
         except (ConnectionError, TimeoutError):
             pass  # the peer went away or stopped reading: nothing left to say
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # close() ends it: returning keeps asyncio's stream callback (3.11) from
+            # logging a traceback per open connection on every stop
         except Exception:
             log.exception("health server connection failed")
         finally:
@@ -392,7 +397,17 @@ class HealthServer:
 
     def _render_metrics(self) -> _Response:
         text = self._metrics.render().decode("utf-8")
-        return _Response(200, scrub(text).encode("utf-8"), METRICS_CONTENT_TYPE)
+        return _Response(200, _scrub_exposition(text).encode("utf-8"), METRICS_CONTENT_TYPE)
+
+
+def _scrub_exposition(text: str) -> str:
+    """Names, labels and help scrubbed; sample values never: a value is a number the
+    daemon counted, and rewriting digits in it breaks the scrape for every reader."""
+    lines = []
+    for line in text.split("\n"):
+        head, sep, value = line.rpartition(" ") if not line.startswith("#") else ("", "", line)
+        lines.append(scrub(head) + sep + value if sep else scrub(line))
+    return "\n".join(lines)
 
 
 def _public(value: object) -> object:

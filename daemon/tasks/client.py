@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from daemon.config import InteractionsSettings, LiveSettings
 from daemon.errors import EdgeAgentError
 from daemon.live.calls import FunctionCall
+from daemon.ops.logsetup import clip
 from daemon.tasks.result import RESULT_SCHEMA
 
 if TYPE_CHECKING:
@@ -197,12 +198,14 @@ class InteractionsClient:
 
 
 def _message(exc: Any) -> str:
+    """The service's reason, scrubbed: it is stored, shown to the model and published to
+    Home Assistant, and a proxy or an echoing server may quote the key."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])[:200]
-    return str(exc)[:200]
+            return clip(str(err["message"]), 200)
+    return clip(str(exc), 200)
 
 
 def _function(declaration: dict[str, Any]) -> dict[str, Any]:
@@ -296,5 +299,5 @@ def _snapshot(interaction: Any) -> Snapshot:
     error = ""
     errs = getattr(interaction, "errors", None)
     if errs:
-        error = "; ".join(str(getattr(e, "message", "") or "") for e in errs)[:300]
+        error = clip("; ".join(str(getattr(e, "message", "") or "") for e in errs), 300)
     return Snapshot(str(getattr(interaction, "id", "") or ""), status, text, error)

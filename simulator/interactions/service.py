@@ -59,7 +59,7 @@ class FakeInteractions:
         self.api_key = api_key
         self.store = InteractionStore(default_script or TaskScript())
         self.requests: list[RequestRecord] = []
-        self._fail_next: list[tuple[int, str | None]] = []
+        self._fail_next: list[tuple[int, str | None, str]] = []
         self._changed = asyncio.Condition()
         self._serving: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -74,10 +74,11 @@ class FakeInteractions:
         """The next spoken turns (model interactions with audio input) follow these."""
         self.store.turn_scripts.extend(turns)
 
-    def fail_next(self, *statuses: int, method: str | None = None) -> None:
+    def fail_next(self, *statuses: int, method: str | None = None,
+                  message: str = "Injected failure.") -> None:
         """The next requests (any route, or only those of `method`) answer these HTTP
-        statuses, in order."""
-        self._fail_next.extend((status, method) for status in statuses)
+        statuses, in order, with `message` as Google's reason."""
+        self._fail_next.extend((status, method, message) for status in statuses)
 
     async def finish(self, ident: str, outcome: Outcome | None = None) -> None:
         """End a held interaction now (as scripted, or as ``outcome``)."""
@@ -154,10 +155,10 @@ class FakeInteractions:
         if match is None:
             raise ApiError(404, f"No route for {request.path}.")
         self._check_key(request)
-        for i, (status, only) in enumerate(self._fail_next):
+        for i, (status, only, message) in enumerate(self._fail_next):
             if only is None or only == request.method:
                 del self._fail_next[i]
-                raise ApiError(status, "Injected failure.")
+                raise ApiError(status, message)
         ident, cancel = match.group(2), match.group(3)
         now = time.monotonic()
         method = request.method

@@ -231,3 +231,29 @@ async def test_a_delivered_task_is_deleted_on_the_service_and_failures_are_not_r
         assert row["service"] == "gave_up" and row["delete_attempts"] == DELETE_ATTEMPTS
         assert deletes_seen == fakes.tasks.count("DELETE") == DELETE_ATTEMPTS
         assert len(fakes.tasks.interactions) == 1  # left there, and said so in the log
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START),
+            _turn("", "Sorry, that did not work."))
+@pytest.mark.parametrize("how", ["refused", "failed"])
+async def test_a_service_reason_quoting_the_key_is_kept_nowhere(
+    fakes: Fakes, tmp_path: Path, how: str
+) -> None:
+    """A proxy or an echoing server may quote the API key in its reason: the reason is
+    stored, answered to the model and published to Home Assistant, so it is scrubbed."""
+    reason = f"API key {KEY} is not enabled for this API"
+    if how == "refused":
+        fakes.tasks.fail_next(400, method="POST", message=reason)
+    else:
+        fakes.tasks.queue(TaskScript(duration_s=0.5, outcome=Outcome.FAIL, error_message=reason))
+    async with Daemon(fakes, tmp_path, speech_then(4.0)) as daemon:
+        await fakes.live.wait_until(lambda: len(fakes.answers("start_task")) == 1, timeout=60)
+        await eventually(lambda: bool(rows(tmp_path)) and rows(tmp_path)[0]["state"] == "failed",
+                         60)
+        await fakes.live.wait_until(lambda: len(fakes.client_texts()) >= 1, timeout=60)
+        log = await daemon.stop(signal.SIGTERM)
+    said = json.dumps(fakes.answers("start_task")) + json.dumps(fakes.client_texts())
+    stored = json.dumps(rows(tmp_path))
+    assert "API key *** is not enabled" in stored  # the reason is kept, scrubbed
+    for where in (said, stored, log):
+        assert KEY not in where and KEY[:12] not in where

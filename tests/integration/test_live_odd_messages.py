@@ -50,3 +50,22 @@ async def test_an_unreadable_message_is_counted_and_the_same_socket_reads_on(
             assert link.connected
             assert link.handle == handle, "the session's handle was dropped"
         assert not server.internal_errors
+
+
+async def test_a_flood_of_unreadable_messages_is_counted_not_logged_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server sending nothing else, for months, must not fill the SD card with a line
+    # per frame: the 1st, 2nd, 4th... are logged with the count so far.
+    metrics = Metrics()
+    async with (FakeLiveServer(api_key=KEY, scenario=conversation()) as server,
+                bare_link(server, metrics) as link):
+        await eventually(lambda: link.connected and link.handle is not None, 10)
+        with caplog.at_level("WARNING"):
+            for _ in range(300):
+                await server.send_raw("[1, 2, 3]")
+            await eventually(lambda: _read(metrics, "unparseable") >= 300, 20)
+        assert link.connected
+    lines = [r.getMessage() for r in caplog.records if "unparseable" in r.getMessage()]
+    assert len(lines) == 9  # 1, 2, 4 ... 256
+    assert lines[-1].endswith("(256 so far)")

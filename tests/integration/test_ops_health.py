@@ -491,3 +491,39 @@ async def test_missing_or_repeated_host(server: HealthServer, metrics: Metrics) 
     assert twice.status == 400
     # HTTP/1.0 may leave Host out.
     assert (await exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")).status == 200
+
+
+async def test_scrubbing_never_rewrites_a_sample_value(metrics: Metrics) -> None:
+    # A secret made of digits (an MQTT password "961482") must not turn a counter that
+    # happens to hold those digits into "***", which breaks the scrape for every reader.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    logsetup.add_secret("961482")  # six digits: registered for the whole session
+    metrics.uplink_audio.inc(961482)
+    metrics.link_disconnects.labels("closed by 961482").inc()
+    async with HealthServer(metrics, Health(), 0) as srv:
+        assert srv.port
+        text = (await get(srv.port, "/metrics")).body.decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values["edge_live_uplink_audio_chunks_total"] == 961482.0
+    assert 'reason="closed by ***"' in text
+
+
+async def test_close_with_open_connections_logs_nothing(
+    metrics: Metrics, health: Health, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On 3.11 asyncio's stream callback logged each cancelled handler as a crash: an
+    # ERROR traceback per connection on every stop, at any local process's will.
+    logsetup.install_asyncio_handler()
+    srv = HealthServer(metrics, health, 0)
+    port = await srv.start()
+    clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+    for _reader, writer in clients:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")  # not finished
+    await wait_for_connections(srv, 5)
+    with caplog.at_level("ERROR"):
+        await srv.close()
+        await asyncio.sleep(0.1)
+    for _reader, writer in clients:
+        writer.close()
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

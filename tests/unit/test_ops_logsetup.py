@@ -14,6 +14,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -365,3 +366,24 @@ def test_the_demo_transcript_scrubs_before_it_shortens() -> None:
     line = out.getvalue()
     assert "***" in line
     assert key[:4] not in line
+
+
+def test_the_confirmation_pin_is_not_scrubbed_from_every_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scrubbing a few digits everywhere mangled unrelated numbers (a counter at 14821
+    # with PIN 4821) and, where an attacker chose the text (probe topics 4800..4829),
+    # the one line showing *** told the PIN. The PIN's way out, the user's words, is
+    # redact_digits; the MQTT password is still scrubbed.
+    from daemon.cli import _parser
+    from daemon.options import settings_from_args
+
+    for name in ("EDGE_AGENT_TOOLS__CONFIRM_PIN", "EDGE_AGENT_MQTT__PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
+    config = tmp_path / "edge-agent.toml"
+    config.write_text('[tools]\nconfirm_pin = "730529"\n[mqtt]\npassword = "pw-3e8c1f2a7b"\n')
+    settings = settings_from_args(_parser().parse_args(["doctor", "--config", str(config)]))
+    assert settings.tools.confirm_pin is not None
+    assert logsetup.scrub("probe730529 counted 1730529.0") == "probe730529 counted 1730529.0"
+    assert logsetup.scrub("password pw-3e8c1f2a7b") == "password ***"

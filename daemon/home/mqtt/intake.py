@@ -9,11 +9,15 @@ queue's size) and in bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import aiomqtt
 
 from daemon.home.mqtt.messages import MqttStats
+from daemon.ops.lograte import seldom
+
+log = logging.getLogger(__name__)
 
 
 class PayloadCaps:
@@ -72,10 +76,14 @@ def counting_queue(
             size = _footprint(item)
             if self.full():
                 stats.messages_dropped += 1
-            elif self.waiting_bytes + size > max_bytes:
+                if seldom(stats.messages_dropped):  # aiomqtt would log every one
+                    log.warning("MQTT messages arrive faster than they are read: dropped "
+                                "(%d so far)", stats.messages_dropped)
+                return
+            if self.waiting_bytes + size > max_bytes:
                 stats.messages_dropped_backlog += 1
                 return
-            super().put_nowait(item)  # full: raises QueueFull, which aiomqtt logs
+            super().put_nowait(item)
             self.waiting_bytes += size
 
         def get_nowait(self) -> aiomqtt.Message:

@@ -21,8 +21,10 @@ directory (record `ble-glasses`). From then on:
   the address while the host's bond is gone could bond in their place (the warning
   says so, and the real glasses are then refused until `devices --unpair`);
 - `peripheral.ble.address` is an explicit pin; the record then only adds the bond;
-- a record that is unusable (bad content, or pinned for another profile) refuses every
-  device until `edge-agent devices --unpair`: failing closed, with a reason to show.
+- a record that is unusable (bad content, or pinned for another profile) or damaged
+  (truncated, not JSON: kept aside as `ble-glasses.corrupt`, see daemon/ops/state.py)
+  refuses every device until `edge-agent devices --unpair`: failing closed, with a
+  reason to show.
 
 Without a state directory the pin lasts until the daemon stops. An address can be
 copied by anyone who has seen it advertised; only a bond proves who is there, so a tap
@@ -148,15 +150,19 @@ class Pinning:
         self._clock = clock
         self._last_warning: float | None = None
         self._rebonded = False  # the host's lost bond was renewed in this run
+        self.damaged_record = False  # a damaged pin record is kept aside (state.py)
         self._load()
 
     # ------------------------------------------------------------------ loading
     def _load(self) -> None:
         stored, problem = read_pin(self.store)
+        self.damaged_record = self.store.kept_aside(RECORD) is not None
         if problem and not self.configured:
             self.blocked = problem
             log.error("BLE: %s; every device is refused: %s", problem, UNPAIR_HINT)
             return
+        if problem:
+            log.warning("BLE: %s; the glasses of peripheral.ble.address are used", problem)
         if stored is not None and stored.profile != self.profile and not self.configured:
             self.blocked = (
                 f"the pinned glasses ({stored.address}) use profile {stored.profile!r}, "
@@ -310,14 +316,20 @@ class Pinning:
             "bonded": pin is not None and pin.bonded,
             "address": pin.address if pin is not None else None,
             "source": "config" if self.configured else ("state" if pin is not None else None),
+            "damaged_record": self.damaged_record,
             **asdict(self.stats),
         }
 
 
 # ================================================================ for the CLI
 def read_pin(store: StateStore) -> tuple[Pin | None, str]:
-    """(the stored pin or None, why the record is unusable or "")."""
-    record = store.load(RECORD)
+    """(the stored pin or None, why the record is unusable or "").
+
+    A damaged record (kept aside by the store) is unusable too: never "nothing pinned",
+    which would pin the next look-alike."""
+    record, damaged = store.load_status(RECORD)
+    if damaged is not None:
+        return None, damaged.describe()
     if record is None:
         return None, ""
     try:
