@@ -276,14 +276,17 @@ class Agent(MediaSink):
                 self.metrics.uplink_withheld.labels("fallback_utterance").inc(n)
         if muted and not self.mic_muted:
             self.link.end_audio_stream()
-        if muted != self.mic_muted:
+        changed = muted != self.mic_muted
+        if changed:
             log.info("microphone %s", "muted" if muted else "on")
         self.mic_muted = muted
-        self._save_switches()
+        if changed:  # a flood of "mute" over MQTT must not wear the SD card
+            self._save_switches()
 
     def set_camera_enabled(self, enabled: bool) -> None:
         """The user's camera switch: frames are withheld here and capture stops there."""
-        if enabled != self.camera_enabled:
+        changed = enabled != self.camera_enabled
+        if changed:
             log.info("camera %s", "on" if enabled else "off")
         self.camera_enabled = enabled
         self.peripheral.set_camera_enabled(enabled)
@@ -291,7 +294,8 @@ class Agent(MediaSink):
             self.link.withhold_unsent(video=True)
             self._last_frame = None
             self._frame_wanted_until = 0.0
-        self._save_switches()
+        if changed:
+            self._save_switches()
 
     def _save_switches(self) -> None:
         if self._state is not None:

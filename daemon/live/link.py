@@ -54,6 +54,7 @@ from daemon.live.tls import client_context
 from daemon.live.tool_offer import ToolOffer
 from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
+from daemon.ops.lograte import seldom
 from daemon.ops.logsetup import scrub
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
@@ -63,7 +64,10 @@ __all__ = ["UNENCODABLE_ANSWER", "LiveFatalError", "LiveLink"]
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 512
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A server message is parsed whole by the SDK before the daemon sees it, so its size
+# is the only bound on what one message may cost: 15 MB of tiny parts took ~424 MB and a
+# 15 s stall. Audio arrives in chunks of kilobytes; nothing legitimate comes near 2 MB.
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 
 class LiveLink:
@@ -90,6 +94,7 @@ class LiveLink:
         self._metrics = metrics
         self._tools = ToolOffer(declarations, fallback_declarations, metrics)
         self._ever_connected = False
+        self._early_goaways = 0  # GoAways in a row, each soon after its connect
         self._refused_backoff = refused_backoff or Backoff(
             settings.refused_backoff_initial, settings.refused_backoff_max, immediate_first=False
         )
@@ -258,8 +263,18 @@ class LiveLink:
         if up_for >= self._s.stable_after:
             self._backoff.reset()
         if reason == "goaway":
-            log.info("GoAway: handing over to a new connection")
-            return 0.0
+            # A GoAway ends a session of minutes: hand over at once. One that keeps
+            # coming right after each connect (an overloaded or broken server) is
+            # backed off like any loss, or the link would reconnect ~100 times a second.
+            self._early_goaways = self._early_goaways + 1 if up_for < self._s.stable_after else 0
+            if self._early_goaways < 2:
+                log.info("GoAway: handing over to a new connection")
+                return 0.0
+            delay = self._backoff.next_delay()
+            if seldom(self._early_goaways - 1):
+                log.warning("GoAway again %.1f s after connecting (%d in a row); next "
+                            "connection in %.2f s", up_for, self._early_goaways, delay)
+            return delay
         if reason.startswith("closed:1007"):
             self._resumption.drop_handle("invalid_request")
         delay = self._backoff.next_delay()

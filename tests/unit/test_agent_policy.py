@@ -25,6 +25,7 @@ from daemon.live.uplink import UplinkBuffer
 from daemon.media.types import AudioChunk, VideoFrame
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
+from daemon.ops.switches import saved_switches
 from daemon.tools.registry import ToolRegistry
 from tests.support.agent import Camera, camera_agent, sent_frame
 
@@ -229,11 +230,32 @@ def test_switches_survive_a_restart_and_never_unmute(tmp_path: Path) -> None:
     assert camera.camera_switch == [False]  # capture stops on the device too
     again.audio(AudioChunk(SPEECH, 16_000, time.monotonic()))
     assert again.link._uplink.peek_audio() is None  # noqa: SLF001 - nothing leaves while muted (no socket to read it from)
-    (tmp_path / "switches.json").write_text("{not json")
+    again.set_mic_muted(False)
+    (tmp_path / "switches.json").write_text('{"microphone_muted": fal')  # a cut-off write
+    for _start in range(2):  # and once more, the damaged copy kept aside
+        metrics = Metrics()
+        broken = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), Camera(),
+                       ToolRegistry(), metrics, state=StateStore(tmp_path))
+        # unreadable: maybe the user had switched them off, so they stay off
+        assert broken.mic_muted and not broken.camera_enabled
+    broken.set_mic_muted(False)  # the user switches the microphone on: a good record
+    assert saved_switches(StateStore(tmp_path)) == (False, False)
+
+
+def test_a_flood_of_the_same_switch_command_writes_the_record_once(tmp_path: Path) -> None:
+    # Muting is always allowed over MQTT: each unchanged "mute" was two fsyncs.
     metrics = Metrics()
-    broken = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), Camera(),
-                   ToolRegistry(), metrics, state=StateStore(tmp_path))
-    assert not broken.mic_muted  # unreadable: the defaults, said in the log
+    agent = Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), Camera(),
+                  ToolRegistry(), metrics, state=StateStore(tmp_path))
+    record = tmp_path / "switches.json"
+    agent.set_mic_muted(True)
+    written = record.stat().st_ino  # each save is a new file renamed into place
+    for _ in range(50):
+        agent.set_mic_muted(True)
+        agent.set_camera_enabled(True)
+    assert record.stat().st_ino == written
+    agent.set_camera_enabled(False)
+    assert record.stat().st_ino != written
 
 
 def test_a_kiosk_gates_its_microphone_while_the_model_plays(agent: Agent) -> None:
