@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from daemon.media.types import SAMPLE_WIDTH, UPLINK_RATE, AudioChunk, pcm_duration
 from daemon.media.wav import WavError, read_wav
+from daemon.ops.lograte import seldom
 from daemon.peripherals.base import MediaSink, Peripheral, PeripheralUnavailable
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class FilePeripheral(Peripheral):
         self._play_clock = 0.0
         self._sent_seconds = 0.0
         self._played_seconds = 0.0
+        self._overflow_seconds = 0.0  # model audio dropped at MAX_PLAYBACK_SECONDS
+        self._overflow_chunks = 0
+        self._converting = False  # the rate conversion was logged (once)
         self.finished = False
         if output_path is not None:
             self._out_file = _open_output(output_path)
@@ -159,8 +163,10 @@ class FilePeripheral(Peripheral):
     def play(self, pcm: bytes, rate: int) -> None:
         """Write model audio to the output WAV (on a virtual clock if real time)."""
         if rate != self._out_rate:
-            log.warning("model audio at %d Hz, output file is %d Hz; converting", rate,
-                        self._out_rate)
+            if not self._converting:  # every chunk is converted: said once
+                self._converting = True
+                log.warning("model audio at %d Hz, output file is %d Hz; converting", rate,
+                            self._out_rate)
             import numpy as np  # only here: the model speaks 24 kHz, the output's default
             import soxr
 
@@ -171,12 +177,22 @@ class FilePeripheral(Peripheral):
             return
         if not self._queue and self._play_clock < time.monotonic():
             self._play_clock = time.monotonic()
-        if self.playback_pending() + pcm_duration(len(pcm), self._out_rate) > MAX_PLAYBACK_SECONDS:
-            log.warning("playback queue full; dropping %d bytes", len(pcm))
+        seconds = pcm_duration(len(pcm), self._out_rate)
+        if self.playback_pending() + seconds > MAX_PLAYBACK_SECONDS:
+            self._overflow(seconds)
             return
         self._queue.append(pcm)
         self._queued_bytes += len(pcm)
         self._drain_playback()
+
+    def _overflow(self, seconds: float) -> None:
+        """Count audio dropped at the bound; logged seldom, the figure is in `status`."""
+        self._overflow_seconds += seconds
+        self._overflow_chunks += 1
+        if seldom(self._overflow_chunks):
+            log.warning("playback queue full (%.0f s): %.2f s of model audio dropped so far "
+                        "(%d chunks)", MAX_PLAYBACK_SECONDS, self._overflow_seconds,
+                        self._overflow_chunks)
 
     def _drain_playback(self) -> None:
         """Write out what a real speaker would have played by now."""
@@ -222,11 +238,13 @@ class FilePeripheral(Peripheral):
             self._out_file = None
 
     def status(self) -> dict[str, Any]:
-        """Input progress and seconds played."""
+        """Input progress, seconds played and dropped (keyed as the glasses' playback, so
+        /metrics shows one `playback.dropped_seconds.overflow` whatever the peripheral)."""
         return {
             "kind": self.kind,
             "input": str(self._input_path) if self._input_path else None,
             "input_sent_s": round(self._sent_seconds, 2),
             "input_finished": self.finished,
             "played_s": round(self._played_seconds, 2),
+            "playback": {"dropped_seconds": {"overflow": round(self._overflow_seconds, 3)}},
         }

@@ -28,6 +28,7 @@ from daemon.backoff import Backoff
 from daemon.config import KioskPeripheralSettings
 from daemon.media.earcon import EARCON_RATE, LISTEN_START, LISTEN_STOP, earcon
 from daemon.media.types import DOWNLINK_RATE, UPLINK_RATE, AudioChunk
+from daemon.ops.lograte import seldom
 from daemon.peripherals import ptt_sources
 from daemon.peripherals.audio_device import (
     AudioDeviceError,
@@ -74,6 +75,7 @@ class KioskPeripheral(Peripheral):
         self.stopped_by_word = 0
         self.assistant_state = "idle"
         self._answering = False  # the loudspeaker plays the model's answer (not an earcon)
+        self._overflows = 0  # plays the loudspeaker's buffer had no room for
         self.state = "idle"
         # push-to-talk: every source (key, GPIO, MQTT, tap) feeds one button
         self._ptt = PushToTalk(settings.push_to_talk_max_hold if settings else 60.0)
@@ -195,12 +197,23 @@ class KioskPeripheral(Peripheral):
     def play(self, pcm: bytes, rate: int) -> None:
         """Queue model audio on the loudspeaker."""
         self._answering = True
-        self._speaker.play(pcm, rate)
+        self._play(pcm, rate)
 
     def play_earcon(self, pcm: bytes, rate: int) -> None:
         """A tone of the daemon's own: played, but not taken for an answer (after an
         answer a wake-word kiosk listens without the wake word for a while)."""
+        self._play(pcm, rate)
+
+    def _play(self, pcm: bytes, rate: int) -> None:
+        """Queue on the loudspeaker; what its bounded buffer drops is counted by the
+        speaker (in `status`) and logged seldom here."""
+        before = self._speaker.stats.dropped_seconds
         self._speaker.play(pcm, rate)
+        if self._speaker.stats.dropped_seconds > before:
+            self._overflows += 1
+            if seldom(self._overflows):
+                log.warning("speaker buffer full: %.2f s of audio dropped so far (%d times)",
+                            self._speaker.stats.dropped_seconds, self._overflows)
 
     def flush_playback(self) -> float:
         """Drop what the loudspeaker has not played yet, paused audio too (interrupted)."""
@@ -225,6 +238,9 @@ class KioskPeripheral(Peripheral):
             "speaker_played_s": round(self._speaker.played_seconds, 2),
             "speaker_underruns": self._speaker.stats.underruns,
             "speaker_reopens": self._speaker.stats.reopens,
+            # keyed as the glasses' playback: one /metrics key whatever the peripheral
+            "playback": {"dropped_seconds": {
+                "overflow": round(self._speaker.stats.dropped_seconds, 3)}},
             "assistant": self.assistant_state,  # idle, listening, thinking, speaking
             "stop_words": self.stopped_by_word,
             "push_to_talk": self._ptt.pressed,

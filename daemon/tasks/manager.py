@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 CREATE_ATTEMPTS = 3
 QUIET_CHECK_SECONDS = 0.2
 MAX_NAME = 40
+# Results still to be said at which a new start is refused: generous for a household,
+# and short of store.KEEP_UNDELIVERED by more than `max_concurrent` can add after it.
+MAX_UNDELIVERED = 20
 
 
 class TaskRefused(EdgeAgentError):
@@ -120,6 +123,11 @@ class TaskManager:
             self.metrics.refused.labels("limit").inc()
             raise TaskRefused(f"{self.settings.max_concurrent} tasks are already running; "
                               "cancel one or wait")
+        if (waiting := self.store.pending_count()) >= MAX_UNDELIVERED:
+            self.metrics.refused.labels("undelivered").inc()
+            raise TaskRefused(f"{waiting} finished tasks' results have not been said yet "
+                              "(each is said in a quiet moment of the conversation); start "
+                              "a new task once the user has heard them")
         now = self._clock()
         row = self.store.add(
             clean_name(name) or clean_name(prompt) or "task", prompt, now=now,
@@ -310,10 +318,21 @@ class TaskManager:
             log.info("task %d (%s) %s%s", row.id, row.name, state, f": {error}" if error else "")
             if deliver:
                 self._ready.set()
-            self.store.prune(self.settings.keep_finished)
+            self._prune()
             self._sync_active()
             self._notify()
         return ended
+
+    def _prune(self) -> None:
+        """Forget old tasks; a result given up unsaid is counted, and its interaction
+        deleted on the service as for one that was said."""
+        pruned = self.store.prune(self.settings.keep_finished)
+        for row in pruned.expired:
+            self.metrics.undelivered_expired.inc()
+            self.cleanup.ended(row)
+        if pruned.expired:  # at most once per task ended
+            log.warning("%d task results were never said and are given up (the oldest: %s)",
+                        len(pruned.expired), pruned.expired[0].name)
 
     # -- delivery ----------------------------------------------------------------
     async def _deliver_loop(self) -> None:
@@ -325,6 +344,9 @@ class TaskManager:
 
     async def _deliver(self, row: TaskRow) -> None:
         conversation = await self._quiet_moment()
+        now_row = self.store.get(row.id)
+        if now_row is None or now_row.delivery != "pending":  # given up while we waited
+            return
         await conversation.say(delivery_text(row))
         if self.store.delivered(row.id):
             self.metrics.delivered.inc()
@@ -332,6 +354,7 @@ class TaskManager:
                 self.metrics.delivery_wait.observe(max(0.0, self._clock() - row.finished_at))
             log.info("task %d (%s): result put into the conversation", row.id, row.name)
             self.cleanup.ended(row)
+            self._sync_active()
             self._notify()
 
     async def _quiet_moment(self) -> Conversation:
@@ -345,6 +368,7 @@ class TaskManager:
 
     def _sync_active(self) -> None:
         self.metrics.active.set(len(self.store.active()))
+        self.metrics.undelivered.set(self.store.pending_count())
 
     def _notify(self) -> None:
         self._ha = self._ha_now()

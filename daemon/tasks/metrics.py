@@ -15,8 +15,10 @@ class TaskMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
         self.started = Counter("edge_tasks_started", "Background tasks started", registry=r)
-        self.refused = Counter("edge_tasks_refused", "Task starts refused, by reason",
-                               ["reason"], registry=r)
+        self.refused = Counter(
+            "edge_tasks_refused",
+            "Task starts refused, by reason (not_running, limit: too many running, "
+            "undelivered: too many results still to be said)", ["reason"], registry=r)
         self.finished = Counter("edge_tasks_finished", "Tasks ended, by final state",
                                 ["state"], registry=r)
         self.requests = Counter("edge_tasks_requests",
@@ -35,6 +37,12 @@ class TaskMetrics:
         self.resumed = Counter("edge_tasks_resumed", "Tasks picked up again after a restart",
                                registry=r)
         self.active = Gauge("edge_tasks_active", "Tasks starting or running", registry=r)
+        self.undelivered = Gauge("edge_tasks_undelivered",
+                                 "Finished tasks whose result waits to be said", registry=r)
+        self.undelivered_expired = Counter(
+            "edge_tasks_undelivered_expired",
+            "Results given up unsaid: the oldest beyond the bound on waiting results",
+            registry=r)
         self.deletes_given_up = Counter(
             "edge_tasks_deletes_given_up",
             "Interactions left on the service after their deletes kept failing", registry=r)

@@ -13,12 +13,18 @@ and this mark, is left on the side of saying it again).
 A finished task's interaction is deleted on the service later (daemon.tasks.cleanup):
 `delete_at` says when, `service` whether it is still `kept` there, `deleted`, or
 left after failed deletes (`gave_up`).
+
+Results waiting to be said are bounded too: `prune` gives up the oldest beyond
+`KEEP_UNDELIVERED` (`delivery = 'expired'`, returned so the manager counts them).
+The manager refuses new tasks well before that (daemon.tasks.manager.MAX_UNDELIVERED),
+so an expiry means something else kept the conversation from ever being quiet.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "tasks.sqlite3"
 ACTIVE = ("starting", "running")
+KEEP_UNDELIVERED = 50  # results waiting to be said, at most (the oldest are given up)
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
 
 _SCHEMA = """
@@ -97,6 +104,14 @@ class TaskRow:
         return out
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What one `prune` did: rows forgotten, and results given up unsaid (oldest first)."""
+
+    deleted: int
+    expired: list[TaskRow]
+
+
 class TaskStore:
     """The SQLite file in the state directory (or memory when there is none)."""
 
@@ -122,6 +137,14 @@ class TaskStore:
                 self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {definition}")
 
     def _open(self) -> sqlite3.Connection:
+        if self.path is not None:
+            # The user's spoken prompts: readable by the daemon's user only, whatever the
+            # umask (SQLite gives its -wal and -shm files the database's mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            for path in (self.path, *(self.path.with_name(self.path.name + s)
+                                      for s in ("-wal", "-shm"))):
+                if path.exists():
+                    os.chmod(path, 0o600)
         return sqlite3.connect(str(self.path) if self.path else ":memory:",
                                isolation_level=None, check_same_thread=False)
 
@@ -227,15 +250,35 @@ class TaskStore:
                                 (limit,)).fetchall()
         return [_row(r) for r in rows]
 
-    def prune(self, keep: int) -> int:
-        """Forget all but the newest `keep` finished and delivered tasks (not one whose
-        interaction still waits to be deleted on the service)."""
+    def pending_count(self) -> int:
+        """How many finished tasks' results wait to reach the conversation."""
+        row = self._db.execute("SELECT COUNT(*) AS n FROM tasks "
+                               "WHERE delivery = 'pending'").fetchone()
+        return int(row["n"])
+
+    def prune(self, keep: int, keep_undelivered: int = KEEP_UNDELIVERED) -> Pruned:
+        """Forget all but the newest `keep` finished tasks that wait for nothing (not a
+        result still to be said, nor an interaction still to be deleted on the service),
+        then give up all but the newest `keep_undelivered` results still to be said.
+
+        A result given up here is forgotten by a later prune, once its interaction's
+        delete (scheduled by the manager) is done.
+        """
         cur = self._db.execute(
             "DELETE FROM tasks WHERE state NOT IN ('starting', 'running') "
             "AND delivery != 'pending' "
             "AND NOT (service = 'kept' AND delete_at IS NOT NULL) AND id NOT IN "
             "(SELECT id FROM tasks ORDER BY id DESC LIMIT ?)", (keep,))
-        return cur.rowcount
+        deleted = cur.rowcount
+        rows = self._db.execute(
+            "SELECT * FROM tasks WHERE delivery = 'pending' "
+            "ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET ?",
+            (max(0, keep_undelivered),)).fetchall()
+        expired = [_row(r) for r in reversed(rows)]
+        for row in expired:
+            self._db.execute("UPDATE tasks SET delivery = 'expired' "
+                             "WHERE id = ? AND delivery = 'pending'", (row.id,))
+        return Pruned(deleted, expired)
 
     def _select(self, where: str, order: str = "id") -> list[TaskRow]:
         rows = self._db.execute(f"SELECT * FROM tasks WHERE {where} ORDER BY {order}").fetchall()

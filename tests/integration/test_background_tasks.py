@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from daemon.tasks.cleanup import DELETE_ATTEMPTS
+from daemon.tasks.manager import MAX_UNDELIVERED
 from daemon.tasks.result import RESULT_SCHEMA
+from daemon.tasks.store import TaskStore
 from simulator.interactions import FakeInteractions, Outcome, TaskScript
 from simulator.live_server import FakeLiveServer
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
@@ -257,3 +259,25 @@ async def test_a_service_reason_quoting_the_key_is_kept_nowhere(
     assert "API key *** is not enabled" in stored  # the reason is kept, scrubbed
     for where in (said, stored, log):
         assert KEY not in where and KEY[:12] not in where
+
+
+@with_turns(_turn("research heat pumps", "ok, {result}", START))
+async def test_a_start_is_refused_while_too_many_results_wait_to_be_said(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Results that never found a quiet moment are bounded: at MAX_UNDELIVERED a new
+    task is refused, and the model is told why (nothing reaches the service)."""
+    store = TaskStore(tmp_path / "state")
+    for i in range(MAX_UNDELIVERED):
+        row = store.add(f"old {i}", "p", now=float(i), deadline=1e9)
+        store.finish(row.id, "failed", now=float(i), deliver=True, error="the service says no")
+    store.close()
+    async with Daemon(fakes, tmp_path, speech_then(2.0),
+                      EDGE_AGENT_INTERACTIONS__DELIVER_QUIET="60"):
+        await fakes.live.wait_until(lambda: len(fakes.answers("start_task")) == 1, timeout=60)
+    (answer,) = fakes.answers("start_task")
+    assert f"{MAX_UNDELIVERED} finished tasks' results have not been said yet" in \
+        json.dumps(answer)
+    assert fakes.tasks.count("POST") == 0 and not fakes.tasks.interactions
+    assert len(rows(tmp_path)) == MAX_UNDELIVERED
+    assert fakes.client_texts() == []

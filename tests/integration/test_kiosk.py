@@ -124,3 +124,46 @@ def test_kiosk_plays_model_audio_at_any_sane_rate(tmp_path: Path) -> None:
         spectrum = np.abs(np.fft.rfft(third * np.hanning(len(third))))
         assert abs(np.argmax(spectrum) * 24_000 / len(third) - 440) < 5
         assert np.max(np.abs(third)) == pytest.approx(5000, rel=0.05)
+
+
+FLOOD_THE_SPEAKER = """
+import json, logging
+from daemon.ops.metrics import Metrics
+from daemon.peripherals.kiosk import KioskPeripheral
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record): lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+kiosk = KioskPeripheral("edgecap", "edgeplay", block_ms=40)
+metrics = Metrics()
+metrics.add_status_source("peripheral", kiosk.status)  # as the Agent does
+chunk = bytes(2 * 24_000 * 40 // 1000)  # 40 ms at 24 kHz
+for _ in range(5000):  # 200 s at once, the loudspeaker not started: none is played
+    kiosk.play(chunk, 24_000)
+print(json.dumps({"status": kiosk.status(), "pending": kiosk.playback_pending(),
+                  "metric": metrics.value("edge_peripheral_stat",
+                                          key="playback.dropped_seconds.overflow"),
+                  "warnings": [m for m in lines if "speaker buffer full" in m]}))
+"""
+
+
+def test_kiosk_speaker_overflow_is_counted_in_status_and_metrics(tmp_path: Path) -> None:
+    """What the loudspeaker's bounded buffer drops shows in status and /metrics, under
+    the glasses' key, and is logged seldom (it was counted only inside the speaker)."""
+    pytest.importorskip("pyaudio")
+    cap, play = tmp_path / "mic.raw", tmp_path / "speaker.raw"
+    cap.write_bytes(bytes(640 * 2 * 25))
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(cap=cap, play=play))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", FLOOD_THE_SPEAKER], env=env,
+                       capture_output=True, text=True, timeout=45, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    dropped = report["status"]["playback"]["dropped_seconds"]["overflow"]
+    assert dropped + report["pending"] == pytest.approx(200.0, abs=0.05)
+    assert dropped > 100
+    assert report["metric"] == dropped
+    assert 1 <= len(report["warnings"]) <= 13  # 1st, 2nd, 4th ... of ~3,500 drops
+    assert report["status"]["microphone"]["dropped_seconds"] == 0.0

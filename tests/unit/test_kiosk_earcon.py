@@ -22,6 +22,7 @@ from daemon.audio.reference import FarEndTimeline
 from daemon.config import InteractionsSettings, KioskPeripheralSettings
 from daemon.media.earcon import EARCON_RATE
 from daemon.media.types import AudioChunk
+from daemon.peripherals.audio_device import AudioDeviceStats
 from daemon.tasks.fallback import FallbackRoad, road_earcon
 from daemon.tasks.metrics import FallbackMetrics
 
@@ -48,6 +49,7 @@ class FakeSpeaker:
         self.paused = False
         self.gain = 1.0
         self.played: list[int] = []
+        self.stats = AudioDeviceStats()  # the kiosk reads its drop counter
 
     def play(self, pcm: bytes, rate: int) -> None:
         self.played.append(len(pcm))

@@ -24,11 +24,17 @@ from daemon.config import (
 from daemon.home.own_device import OwnDevice
 from daemon.ops.metrics import Metrics
 from daemon.tasks.client import Endpoint, InteractionsClient
-from daemon.tasks.manager import TaskManager, TaskRefused, clean_name, delivery_text
+from daemon.tasks.manager import (
+    MAX_UNDELIVERED,
+    TaskManager,
+    TaskRefused,
+    clean_name,
+    delivery_text,
+)
 from daemon.tasks.metrics import TaskMetrics
 from daemon.tasks.result import MAX_SUMMARY_WORDS, ResultInvalid, parse_result
 from daemon.tasks.schedule import PollSchedule
-from daemon.tasks.store import TaskStore
+from daemon.tasks.store import KEEP_UNDELIVERED, TaskStore
 
 
 def test_poll_delays_rise_to_the_cap_and_never_pass_the_deadline() -> None:
@@ -103,7 +109,7 @@ def test_store_prunes_only_finished_delivered_tasks() -> None:
     rows = [store.add(f"t{i}", "p", now=i, deadline=1e9) for i in range(5)]
     for r in rows[:3]:
         store.finish(r.id, "completed", now=9.0, deliver=r.id == rows[0].id)
-    assert store.prune(keep=1) == 2  # the pending one and the running ones stay
+    assert store.prune(keep=1).deleted == 2  # the pending one and the running ones stay
     assert {r.id for r in store.recent(10)} == {rows[0].id, rows[3].id, rows[4].id}
 
 
@@ -237,3 +243,83 @@ def test_a_follow_up_of_a_task_deleted_on_the_service_is_refused() -> None:
     manager.store.delete_done(row.id, "deleted")
     with pytest.raises(TaskRefused, match="no longer kept on the service"):
         manager.follow_up("heat pumps", "and the cost?")
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "from-an-older-release"])
+def test_the_task_database_is_the_daemons_alone_whatever_the_umask(
+    tmp_path: Path, existing: bool
+) -> None:
+    # It holds the user's spoken prompts; outside systemd (UMask=0077) the umask is 022.
+    import os
+    import stat
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        if existing:
+            (state / "tasks.sqlite3").touch(mode=0o644)
+        store = TaskStore(state)
+        store.add("what did the doctor say about my blood test", "doctor", now=0.0,
+                  deadline=100.0)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.iterdir()}
+        store.close()
+    finally:
+        os.umask(old)
+    assert "tasks.sqlite3-wal" in modes
+    assert modes == dict.fromkeys(modes, 0o600)
+
+
+def _unsaid(store: TaskStore, n: int, *, started: bool = False) -> list[int]:
+    """`n` finished tasks whose results wait to be said (as a never-quiet day leaves them)."""
+    ids = []
+    for i in range(n):
+        row = store.add(f"t{i}", "p" * 2000, now=float(i), deadline=1e9)
+        if started:
+            store.started(row.id, f"v1_{i}")
+        store.finish(row.id, "failed", now=float(i), deliver=True, error="the service says no")
+        ids.append(row.id)
+    return ids
+
+
+def test_results_never_said_are_bounded_the_oldest_given_up_first() -> None:
+    store = TaskStore(None)
+    ids = _unsaid(store, 500)
+    pruned = store.prune(keep=50)
+    assert pruned.deleted == 0  # all were waiting
+    assert [r.id for r in pruned.expired] == ids[:-KEEP_UNDELIVERED]
+    assert store.pending_count() == KEEP_UNDELIVERED
+    assert [r.id for r in store.pending_delivery()] == ids[-KEEP_UNDELIVERED:]
+    given_up = store.get(ids[0])
+    assert given_up is not None and given_up.delivery == "expired"
+    again = store.prune(keep=50)  # given up: now forgotten like a delivered one
+    assert (again.deleted, again.expired) == (500 - KEEP_UNDELIVERED, [])
+    assert len(store.recent(10_000)) == KEEP_UNDELIVERED
+
+
+def test_a_result_given_up_unsaid_is_counted_and_deleted_on_the_service() -> None:
+    manager = _manager(TaskStore(None))
+    ids = _unsaid(manager.store, KEEP_UNDELIVERED, started=True)
+    assert manager.metrics.undelivered_expired._value.get() == 0  # noqa: SLF001
+    newest = manager.store.add("newest", "p", now=100.0, deadline=1e9)
+    manager._end(newest, "failed", deliver=True, error="x")  # noqa: SLF001 - a poller's end
+    assert manager.metrics.undelivered_expired._value.get() == 1  # noqa: SLF001
+    assert manager.metrics.undelivered._value.get() == KEEP_UNDELIVERED  # noqa: SLF001
+    oldest = manager.store.get(ids[0])
+    assert oldest is not None and oldest.delivery == "expired"
+    assert manager.store.next_delete_at() is not None  # its interaction is deleted later
+    assert ids[0] not in {r.id for r in manager.store.pending_delivery()}
+
+
+async def test_a_start_with_too_many_results_unsaid_is_refused_and_counted() -> None:
+    import asyncio
+
+    manager = _manager(TaskStore(None))
+    _unsaid(manager.store, MAX_UNDELIVERED)
+    async with asyncio.TaskGroup() as tg:
+        manager._tg = tg  # noqa: SLF001 - running, without the network side of run()
+        with pytest.raises(TaskRefused, match=f"{MAX_UNDELIVERED} finished tasks' results "
+                                              "have not been said yet"):
+            manager.start("research heat pumps", "heat pumps")
+    assert manager.metrics.refused.labels("undelivered")._value.get() == 1  # noqa: SLF001
+    assert manager.store.recent(1)[0].name == f"t{MAX_UNDELIVERED - 1}"  # nothing added
