@@ -168,6 +168,8 @@ class Agent(MediaSink):
         if not self.camera_enabled:
             peripheral.set_camera_enabled(False)
         metrics.add_status_source("peripheral", lambda: self.peripheral.status())
+        self._overflow_counted = 0.0
+        metrics.before_render(self._count_overflow)
         registry.register(status_tool(self.status))
         if peripheral.has_camera:
             registry.register(look_tool(self._look))
@@ -296,6 +298,16 @@ class Agent(MediaSink):
             self._frame_wanted_until = 0.0
         if changed:
             self._save_switches()
+
+    def _count_overflow(self) -> None:
+        """The peripheral's playback overflow (seconds it could not queue) into the one
+        counter of discarded model audio, beside what an interruption dropped."""
+        playback = self.peripheral.status().get("playback")
+        dropped = playback.get("dropped_seconds") if isinstance(playback, dict) else None
+        total = dropped.get("overflow") if isinstance(dropped, dict) else None
+        if isinstance(total, int | float) and total > self._overflow_counted:
+            self.metrics.playback_dropped.labels("overflow").inc(total - self._overflow_counted)
+            self._overflow_counted = float(total)
 
     def _save_switches(self) -> None:
         if self._state is not None:

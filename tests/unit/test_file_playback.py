@@ -60,3 +60,29 @@ def test_a_rate_conversion_is_logged_once_and_every_chunk_written(
     assert "24000 Hz" in line and "16000 Hz" in line
     with wave.open(str(out), "rb") as wf:
         assert wf.getnframes() == 1000 * 640  # 40 ms at 16 kHz each
+
+
+def test_the_agent_counts_an_overflow_with_the_rest_of_the_discarded_audio(
+    tmp_path: Path,
+) -> None:
+    # edge_playback_dropped_seconds said "by reason (interrupted, overflow)", and only
+    # interruptions ever reached it.
+    from pydantic import SecretStr
+
+    from daemon.agent import Agent
+    from daemon.config import LiveSettings
+    from daemon.live.link import LiveLink
+    from daemon.tools.registry import ToolRegistry
+
+    p = FilePeripheral(None, tmp_path / "out.wav", realtime=True)
+    metrics = Metrics()
+    Agent(LiveLink(LiveSettings(), SecretStr("k" * 20), metrics), p, ToolRegistry(), metrics)
+    for _ in range(4_000):  # 160 s at once
+        p.play(CHUNK, 24_000)
+    metrics.render()
+    dropped = p.status()["playback"]["dropped_seconds"]["overflow"]
+    assert dropped > 30  # past MAX_PLAYBACK_SECONDS
+    assert metrics.value("edge_playback_dropped_seconds_total", reason="overflow") == dropped
+    metrics.render()  # counted once, not again at every scrape
+    assert metrics.value("edge_playback_dropped_seconds_total", reason="overflow") == dropped
+    p.close()
