@@ -193,10 +193,17 @@ class Sender:
             await self._send_tools(session)
         elif (resp := ub.peek_response()) is not None:
             if await self._send_response(session, resp):
-                if socket is not None:
-                    await self.ping(socket, conn)  # confirm the answer at once
-                else:  # nothing can confirm it (the door counted and said so): delivered
+                if socket is None:  # nothing can confirm it (the door counted and said so)
                     self._resumption.answers_confirmed(ub.confirm_all_responses())
+                elif ub.peek_response() is None or self._ping_due():
+                    # confirm the answers at once: one ping behind the last of a batch
+                    # (a pong per answer made a burst of n answers cost n^2), and at
+                    # least one every live.confirm_interval while a long batch goes up
+                    await self.ping(socket, conn)
+                if ub.peek_response() is not None:
+                    # a send that does not block never yields: a burst of thousands
+                    # would hold the event loop (playback, pongs) for seconds
+                    await asyncio.sleep(0)
         elif self._texts:
             await self._send_text(session)
         elif (frame := ub.take_video()) is not None:
@@ -298,11 +305,10 @@ class Sender:
             late = sum(item.enqueued_at < conn.established_at for item in batch)
             self._metrics.uplink_audio_replayed.inc(late)
         self._metrics.replay_buffer_seconds.set(ub.pending_seconds)
-        return (
-            socket is not None
-            and not self._ping_outstanding
-            and time.monotonic() - self._last_ping_at >= self._s.confirm_interval
-        )
+        return socket is not None and not self._ping_outstanding and self._ping_due()
+
+    def _ping_due(self) -> bool:
+        return time.monotonic() - self._last_ping_at >= self._s.confirm_interval
 
     # -- confirmation ----------------------------------------------------------------
     async def ping(self, socket: LiveSocket, conn: SocketLife) -> None:

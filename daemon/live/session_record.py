@@ -22,7 +22,12 @@ Never the key, and not the base URL itself (a URL may carry a password).
 that dies with calls open cannot answer them, so the next one, once resumed,
 answers each with an error saying the outcome is unknown (a call that waits
 for ever would wedge the resumed conversation; running it again could repeat
-a device command).
+a device command). A record the loader would refuse loses everything in it
+(the handle too), so a record never holds more than MAX_OPEN_CALLS calls (the
+first opened), a call with an empty id, or more than fits in the state
+store's MAX_RECORD_BYTES; a call left out is counted
+(edge_live_session_calls_left_out_total), and a record that still would not
+load is not written (counted as a failed write).
 
 When it is written: each time the server issues a new resumable handle, each
 time a tool call opens, and a deletion when the session is given up (refused,
@@ -42,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import threading
@@ -53,7 +59,7 @@ from typing import Any
 from daemon.config import LiveSettings
 from daemon.errors import EdgeAgentError
 from daemon.ops.metrics import Metrics
-from daemon.ops.state import StateStore
+from daemon.ops.state import MAX_RECORD_BYTES, StateStore
 
 log = logging.getLogger("daemon.live.link")  # the link's parts log under its name
 
@@ -142,6 +148,8 @@ class SessionKeeper:
         self._metrics = metrics
         self._clock = clock
         self._endpoint = endpoint_id(settings)
+        self._left_out: set[str] = set()  # open calls the newest record does not list
+        self._left_out_total = 0
         self._current: StoredSession | None = None
         self._pending: dict[str, Any] | None = None  # the next write (None: remove)
         self._version = 0  # of the newest pending record
@@ -191,16 +199,45 @@ class SessionKeeper:
     # -- while running ------------------------------------------------------------------
     def issued(self, handle: str, open_calls: Mapping[str, str]) -> None:
         """The server issued a new resumable handle: store it (coalesced)."""
-        self._current = StoredSession(handle, self._clock(), _calls(open_calls))
+        now = self._clock()
+        self._current = StoredSession(handle, now, self._fitting(handle, now, open_calls))
         self._queue(self._current.record(self._endpoint), urgent=self._s.resume_save_interval <= 0)
 
     def calls_changed(self, open_calls: Mapping[str, str]) -> None:
         """A tool call opened: store it with the current handle, now."""
         if self._current is None:
             return
-        self._current = StoredSession(self._current.handle, self._current.issued_at,
-                                      _calls(open_calls))
+        handle, issued_at = self._current.handle, self._current.issued_at
+        self._current = StoredSession(handle, issued_at,
+                                      self._fitting(handle, issued_at, open_calls))
         self._queue(self._current.record(self._endpoint), urgent=True)
+
+    def _fitting(self, handle: str, issued_at: float,
+                 open_calls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """The open calls the record can list and still load (the first opened win); the
+        others are counted (once each time they are left out) and logged seldom."""
+        bare = StoredSession(handle, issued_at).record(self._endpoint)
+        room = MAX_RECORD_BYTES - _size(bare)
+        kept: list[tuple[str, str]] = []
+        left: set[str] = set()
+        for call_id, name in open_calls.items():
+            if len(kept) < MAX_OPEN_CALLS and call_id:
+                cost = _size({"id": call_id, "name": name}) + 1  # and a comma
+                if cost <= room:
+                    kept.append((call_id, name))
+                    room -= cost
+                    continue
+            left.add(call_id)
+        new = left - self._left_out
+        self._left_out = left
+        if new:
+            self._metrics.live_session_calls_left_out.inc(len(new))
+            before, self._left_out_total = self._left_out_total, self._left_out_total + len(new)
+            if self._left_out_total.bit_length() > before.bit_length():  # 1st, 2nd, 4th...
+                log.warning("%d open tool call(s) not in the stored Live session (at most %d "
+                            "fit); a restart could not answer them (%d so far)",
+                            len(left), MAX_OPEN_CALLS, self._left_out_total)
+        return tuple(sorted(kept))  # by id, as before: a record does not change with order
 
     def forget(self) -> None:
         """The session is given up: remove the record, now."""
@@ -253,7 +290,11 @@ class SessionKeeper:
                 return  # nothing new (or only older than what is on disk)
             self._written = version
             try:
-                if record is None:
+                if record is not None and (why := self._unloadable(record)):
+                    result = "failed"  # the one on disk (older, but loadable) stays
+                    log.error("the Live session record is not stored: its loader would "
+                              "refuse it (%s)", why)
+                elif record is None:
                     self._store.delete(RECORD)
                     result = "deleted"
                 else:
@@ -264,6 +305,18 @@ class SessionKeeper:
                             type(exc).__name__, exc)
             self._metrics.live_session_writes.labels(result).inc()
 
+    def _unloadable(self, record: dict[str, Any]) -> str:
+        """Why `load` would refuse this record ("" if it would take it): a last check,
+        since a refused record loses the handle and every open call with it."""
+        if (size := _size(record)) > MAX_RECORD_BYTES:
+            return f"{size} bytes, more than {MAX_RECORD_BYTES}"
+        try:
+            parse(record, self._endpoint, record.get("issued_at", 0), math.inf)
+        except RecordError as exc:
+            return str(exc)
+        return ""
 
-def _calls(open_calls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(open_calls.items()))[:MAX_OPEN_CALLS]
+
+def _size(value: Any) -> int:
+    """Bytes of `value` as StateStore.save writes it (compact, ASCII-escaped JSON)."""
+    return len(json.dumps(value, separators=(",", ":")))

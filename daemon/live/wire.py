@@ -33,6 +33,8 @@ from daemon.live.session_record import MAX_HANDLE_CHARS
 from daemon.media.types import DOWNLINK_RATE, pcm_duration
 
 AUDIO_MIME = "audio/pcm;rate=16000"
+MAX_CALL_ID_CHARS = 256  # a longer call id is dropped: it could not be stored or logged
+MAX_CALL_NAME_CHARS = 128  # a longer tool name is cut (no tool has one; see registry)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*s\s*$")
 
 
@@ -220,22 +222,38 @@ def _model_audio(parts: list[types.Part], events: list[LiveEvent], ctl: Control)
 
 
 def _tool_messages(msg: types.LiveServerMessage, events: list[LiveEvent], ctl: Control) -> None:
-    """Tool calls (a turn under way) and their cancellations."""
+    """Tool calls (a turn under way) and their cancellations.
+
+    A call id longer than MAX_CALL_ID_CHARS is dropped (named in `ctl.dropped`): it
+    could not be stored for a restart nor logged, so the call cannot be answered
+    safely. A tool name longer than MAX_CALL_NAME_CHARS is cut to that length (and
+    named): no tool has such a name, so the call is answered "unknown tool", with
+    the short name, instead of echoing megabytes back.
+    """
     if msg.tool_call is not None and msg.tool_call.function_calls:
         ctl.kinds.append("tool_call")
-        calls = tuple(
-            FunctionCall(fc.id or "", fc.name or "", dict(fc.args or {}))
-            for fc in msg.tool_call.function_calls
-        )
+        calls = []
+        for fc in msg.tool_call.function_calls:
+            call_id, name = fc.id or "", fc.name or ""
+            if len(call_id) > MAX_CALL_ID_CHARS:
+                ctl.dropped.append("call_id_too_long")
+                continue
+            if len(name) > MAX_CALL_NAME_CHARS:
+                ctl.dropped.append("call_name_too_long")
+                name = name[:MAX_CALL_NAME_CHARS]
+            calls.append(FunctionCall(call_id, name, dict(fc.args or {})))
         ctl.call_ids.extend(c.id for c in calls)
         ctl.call_names.update((c.id, c.name) for c in calls)
         ctl.turn_active = True
-        events.append(ToolCallRequest(calls))
+        if calls:
+            events.append(ToolCallRequest(tuple(calls)))
     if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:
         ctl.kinds.append("tool_call_cancellation")
-        ids = tuple(msg.tool_call_cancellation.ids)
+        ids = tuple(i for i in msg.tool_call_cancellation.ids if len(i) <= MAX_CALL_ID_CHARS)
+        # a longer id names no call we took: nothing to cancel
         ctl.cancelled_ids.extend(ids)
-        events.append(ToolCallCancelled(ids))
+        if ids:
+            events.append(ToolCallCancelled(ids))
 
 
 def _pcm_rate(mime: str | None) -> int | None:

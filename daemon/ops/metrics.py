@@ -187,6 +187,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.live_session_calls_left_out = Counter(
+            "edge_live_session_calls_left_out",
+            "Open tool calls the stored Live session does not list (more than 64 open at "
+            "once, an empty id, or no room left in the record): a restart could not "
+            "answer them; counted once each time a call is left out",
+            registry=r,
+        )
         self.live_stalls = Counter(
             "edge_live_stalls",
             "Connections ended as stalled, by evidence: silence (nothing heard for "

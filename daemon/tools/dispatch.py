@@ -12,6 +12,12 @@ and a series per invented name would grow without bound. Right after start the
 home's device tools are not registered yet (they wait for the MQTT inventory's
 first read), so a call to a tool not (yet) known waits, bounded, for the tools to
 be ready before it is answered "unknown tool".
+
+At most MAX_IN_FLIGHT calls run at once. The model makes a handful in parallel;
+a server that sends thousands in one message would otherwise get a task (and
+later an answer in the link's buffers) for each before any is answered. A call
+beyond the bound is answered at once with BUSY_ANSWER, which the model can read
+and act on, and counted (outcome "refused_busy"): still exactly one answer.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from daemon.live.calls import FunctionCall, ToolResponse
+from daemon.ops.lograte import seldom
 from daemon.ops.logsetup import clip
 from daemon.ops.metrics import Metrics
 from daemon.tools.registry import InvalidArguments, Tool, ToolError, ToolRegistry
@@ -37,6 +44,9 @@ UNKNOWN_TOOL = "unknown"
 """The metric label of every tool name the registry does not know."""
 READY_WAIT = 5.0
 """How long a call to a tool not yet registered waits for the tools to be ready."""
+MAX_IN_FLIGHT = 32
+"""Calls running at once; more are refused (answered BUSY_ANSWER at once)."""
+BUSY_ANSWER = {"error": "too many tool calls at once; try fewer"}
 
 
 Observer = Callable[[FunctionCall, str, dict[str, Any] | None], None]
@@ -62,6 +72,8 @@ class ToolDispatcher:
         self._tg: asyncio.TaskGroup | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._repeats = 0  # repeated call ids, answered "duplicate"
+        self._refused = 0  # calls beyond MAX_IN_FLIGHT, answered BUSY_ANSWER
         self._interrupt_epoch = 0
         self._ready: ReadyHook | None = None
         self._ready_wait = READY_WAIT
@@ -86,22 +98,40 @@ class ToolDispatcher:
                 self._tg = None
 
     def submit(self, calls: Iterable[FunctionCall]) -> None:
-        """Start the calls; a repeated call id is answered "duplicate" and not run again."""
+        """Start the calls; a repeated call id is answered "duplicate" and not run again,
+        and one beyond MAX_IN_FLIGHT running is answered BUSY_ANSWER at once."""
         if self._tg is None:
             raise RuntimeError("ToolDispatcher.run() is not running")
         for call in calls:
             if call.id in self._seen:
                 self._finish(call, "duplicate", None)
-                log.warning("tool call %s (%s) repeated; already answered once", call.id, call.name)
+                self._repeats += 1
+                if seldom(self._repeats):  # a server repeating itself must not fill the log
+                    log.warning("tool call %s (%s) repeated; already answered once (%d so far)",
+                                call.id, call.name, self._repeats)
                 continue
             self._seen[call.id] = None
             while len(self._seen) > _REMEMBERED_IDS:
                 self._seen.popitem(last=False)
+            if len(self._running) >= MAX_IN_FLIGHT:
+                self._refuse(call)
+                continue
             task = self._tg.create_task(
                 self._run_call(call, self._interrupt_epoch), name=f"tool:{call.name}:{call.id}"
             )
             self._running[call.id] = task
             task.add_done_callback(functools.partial(self._on_done, call))
+
+    def _refuse(self, call: FunctionCall) -> None:
+        """Too many calls running: answer this one now, with an error the model can read."""
+        self._refused += 1
+        if seldom(self._refused):  # a flood must not fill the log
+            log.warning("tool call %s (%s) refused: %d calls already running (%d refused so "
+                        "far)", call.id, call.name, len(self._running), self._refused)
+        response = dict(BUSY_ANSWER)
+        scheduling = self._scheduling(self._registry.get(call.name), self._interrupt_epoch)
+        self._respond(ToolResponse(call.id, call.name, response, scheduling))
+        self._finish(call, "refused_busy", response)
 
     def _on_done(self, call: FunctionCall, task: asyncio.Task[None]) -> None:
         """A call cancelled before or while running: the model's cancel, or shutdown."""
@@ -160,12 +190,14 @@ class ToolDispatcher:
         self._metrics.tool_seconds.labels(self._label(call.name)).observe(
             time.monotonic() - started
         )
-        if tool is not None and tool.blocking:
-            scheduling = None
-        else:
-            scheduling = "SILENT" if epoch != self._interrupt_epoch else "WHEN_IDLE"
-        self._respond(ToolResponse(call.id, call.name, response, scheduling))
+        self._respond(ToolResponse(call.id, call.name, response, self._scheduling(tool, epoch)))
         self._finish(call, outcome, response)
+
+    def _scheduling(self, tool: Tool | None, epoch: int) -> str | None:
+        """None for a blocking tool; SILENT if the user interrupted since the call came."""
+        if tool is not None and tool.blocking:
+            return None
+        return "SILENT" if epoch != self._interrupt_epoch else "WHEN_IDLE"
 
     def _label(self, name: str) -> str:
         """The tool's name if registered, else UNKNOWN_TOOL: series bounded by the registry."""

@@ -35,6 +35,7 @@ MAX_ITEMS = 64  # elements of one array, keys of one object
 MAX_DEPTH = 8
 MAX_VALUES = 256  # values in all the arguments of one call
 MAX_ERROR = 300  # characters of a validation error told to the model
+MAX_NAME_ECHO = 80  # characters of an unknown tool's name told back to the model
 
 
 def _too_big(args: Any, schema: Mapping[str, Any]) -> str | None:
@@ -156,7 +157,9 @@ class ToolRegistry:
         """The arguments as a dict if they fit the tool's schema; else InvalidArguments."""
         validator = self._validators.get(name)
         if validator is None:
-            raise InvalidArguments(f"unknown tool {name!r}; available: {', '.join(self.names())}")
+            # clipped: the model can invent a name of any length, and it is echoed back
+            raise InvalidArguments(f"unknown tool {clip(name, MAX_NAME_ECHO)!r}; "
+                                   f"available: {', '.join(self.names())}")
         if args is None:
             args = {}
         if not isinstance(args, dict):

@@ -120,6 +120,19 @@ async def test_duplicate_call_id_answered_once(h: Harness) -> None:
     assert h.outcomes[-1] == ("c1", "duplicate")
 
 
+async def test_a_server_repeating_a_call_is_logged_seldom(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h.dispatcher.submit([FunctionCall("c1", "set_level", {"level": 1})])
+    await h.settle(1)
+    with caplog.at_level("WARNING"):
+        for _ in range(100):
+            h.dispatcher.submit([FunctionCall("c1", "set_level", {"level": 2})])
+    assert [o for o in h.outcomes if o[1] == "duplicate"] == [("c1", "duplicate")] * 100
+    lines = [r.getMessage() for r in caplog.records if "repeated" in r.getMessage()]
+    assert len(lines) == 7 and lines[-1].endswith("(64 so far)")
+
+
 def test_registry_rejects_bad_tools() -> None:
     r = ToolRegistry()
 
@@ -165,7 +178,10 @@ def _series(metrics: Metrics, name: str) -> set[str]:
 
 async def test_invented_tool_names_share_one_series(h: Harness) -> None:
     """A series per name the model invents would grow /metrics without bound."""
-    h.dispatcher.submit([FunctionCall(f"c{i}", f"made_up_{i}", {}) for i in range(50)])
+    for first in (0, 25):  # in two turns: at most MAX_IN_FLIGHT (32) run at once
+        h.dispatcher.submit([FunctionCall(f"c{i}", f"made_up_{i}", {})
+                             for i in range(first, first + 25)])
+        await h.settle(first + 25)
     h.dispatcher.submit([FunctionCall("ok", "set_level", {"level": 1})])
     await h.settle(51)
     allowed = {*h.registry.names(), "unknown"}
