@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable
-from itertools import pairwise
 from typing import Literal
 
 # Matched as whole words or word sequences, case-insensitively.
@@ -67,6 +66,8 @@ QUESTION_OPENERS: frozenset[str] = frozenset(
 )
 _ASKED_OF = frozenset(("it", "that", "this", "you", "i", "we", "they", "he", "she", "there"))
 _WORD = re.compile(r"[\w'-]+")
+_CLAUSE = re.compile(r"[,.;:!\u3001\u3002]")
+MIN_PIN_DIGITS = 4  # tools.confirm_pin is 4-12 digits: fewer said is no PIN attempt
 MAX_ANSWER_CHARS = 400  # an answer is short; more is not an answer
 
 
@@ -101,15 +102,20 @@ def is_negative(tokens: list[str]) -> bool:
 
 
 def is_question(text: str, tokens: list[str]) -> bool:
-    """A question mark, a question's first word, or an inverted "is it", "can you"
-    (outside an affirmative phrase: "do it" is a yes)."""
+    """A question mark, a question's first word, or a clause that opens inverted ("is
+    it", "can you"), the yes words aside: "yes, that is it" is no question, "yes, is
+    it?" and "okay is that right" are."""
     if any(mark in text for mark in QUESTION_MARKS):
         return True
-    yes = _spans(tokens, _YES)
-    plain = [t if i not in yes else "" for i, t in enumerate(tokens)]
-    if plain[0] in QUESTION_OPENERS:
+    if tokens[0] in QUESTION_OPENERS and 0 not in _spans(tokens, _YES):
         return True
-    return any(a in QUESTION_OPENERS and b in _ASKED_OF for a, b in pairwise(plain))
+    for clause in _CLAUSE.split(text):
+        toks = words(clause)
+        yes = _spans(toks, _YES)
+        plain = [t for i, t in enumerate(toks) if i not in yes]
+        if len(plain) >= 2 and plain[0] in QUESTION_OPENERS and plain[1] in _ASKED_OF:
+            return True
+    return False
 
 
 def spoken_answer(text: str) -> bool | None:
@@ -159,13 +165,20 @@ def spoken_digits(text: str) -> str:
     return "".join(out)
 
 
-def pin_matches(text: str, pin: str) -> bool | None:
+def pin_matches(text: str, pin: str, allowed: Iterable[str] = ()) -> bool | None:
     """True when the digits said are exactly the PIN, False when other digits were said,
-    None when no digit was said at all. Compared in constant time."""
+    None when fewer digits were said than any PIN has ("yes, open garage 2", "that
+    one": a yes, not a wrong PIN). The digits of the device's name (`allowed`) may
+    stand beside the PIN. Compared in constant time."""
     said = spoken_digits(text)
-    if not said:
+    if len(said) < MIN_PIN_DIGITS:
         return None
-    return secrets.compare_digest(said.encode(), pin.encode())
+    named = {t for t in allowed if t.isdigit() or t in DIGIT_WORDS}
+    unnamed = spoken_digits(" ".join(t for t in words(text[:MAX_ANSWER_CHARS])
+                                     if t not in named))
+    whole = secrets.compare_digest(said.encode(), pin.encode())
+    beside = secrets.compare_digest(unnamed.encode(), pin.encode())
+    return whole or beside
 
 
 def redact_digits(text: str) -> str:

@@ -138,6 +138,7 @@ class ConsentTracker:
         # Speech began before a window and its transcript has not ended (`finished`):
         # its words may still arrive, after any later onset. Outlives the question.
         self._early_open = False
+        self._early_until = math.inf  # ... and its words are in by then, `finished` or not
 
     @property
     def has_pin(self) -> bool:
@@ -157,6 +158,7 @@ class ConsentTracker:
         confirmation, at a time.
         """
         self._confirmed.clear()
+        self._bound_early(now)
         q = self._q
         if q is not None and q.ask.token == ask.token and q.phase not in ("confirmed", "void"):
             q.phase, q.window_at = "due", math.inf
@@ -213,6 +215,7 @@ class ConsentTracker:
         """A new Live session that did not resume: the model lost the question and its
         token, so the open question lapses and nothing confirmed is kept."""
         self._confirmed.clear()
+        self._bound_early(now)
         q = self._q
         if q is not None and q.phase not in ("confirmed", "void"):
             self._void(q, "a fresh session began: the model lost the question")
@@ -253,12 +256,15 @@ class ConsentTracker:
         if q.phase == "asking":
             q.phase = "open"
             q.window_at = now + max(0.0, playback_left) + self.echo_tail
+            if self._early_open and self._early_until == math.inf:
+                self._early_until = q.window_at + EARLY_WORDS_SECONDS
         elif q.phase == "answering" and q.closed_at is None:
             q.closed_at = now
 
     def model_interrupted(self, now: float) -> None:
         """The user (or a noise) cut the question off: it was never asked in full."""
         q = self._q
+        self._bound_early(now)
         if q is not None and q.phase == "asking":
             self._void(q, "the question was cut off before it finished")
             self.stats.interrupted += 1
@@ -272,6 +278,9 @@ class ConsentTracker:
         if q.phase in ("due", "asking") or (q.phase == "open" and at < q.window_at):
             self.stats.early_speech += 1
             self._early_open = True  # its words may still arrive: none is an answer
+            # ... until EARLY_WORDS_SECONDS after the window opens (once it is known)
+            self._early_until = (q.window_at + EARLY_WORDS_SECONDS if q.phase == "open"
+                                 else math.inf)
         elif q.phase == "confirmed" and trusted:
             # The user speaks again before the action ran: a change of mind must count.
             q.phase, q.onset_at = "answering", at
@@ -287,7 +296,7 @@ class ConsentTracker:
     def user_words(self, text: str, finished: bool, now: float) -> None:
         """A transcript fragment of what the microphone heard."""
         q, early = self._q, self._early_open
-        if early and q is not None and now >= q.window_at + EARLY_WORDS_SECONDS:
+        if early and now >= self._early_until:
             # The early speech ended before the window opened (the model's own voice
             # ends with its playback; speech over the question lapses it), so its
             # words are in by now: `finished`, which the native-audio models never
@@ -354,7 +363,7 @@ class ConsentTracker:
             self.stats.declined_no += 1
             return
         if self._pin and "pin" in q.ask.methods:
-            match = pin_matches(text, self._pin)
+            match = pin_matches(text, self._pin, q.ask.words)
             if match is not None:
                 judged = self._judge_pin(match, now)
                 if judged == "right":
@@ -390,7 +399,7 @@ class ConsentTracker:
         reading = read_answer(text, q.ask.words)
         judged: PinJudgement | None = None
         if reading != "no" and self._pin and "pin" in q.ask.methods:
-            match = pin_matches(text, self._pin)
+            match = pin_matches(text, self._pin, q.ask.words)
             judged = None if match is None else self._judge_pin(match, now)
         if judged == "right" or (judged is None and reading in ("yes", "empty")):
             q.phase = "confirmed"
@@ -404,6 +413,12 @@ class ConsentTracker:
             self._void(q, "the user said no")
         else:
             self._void(q, "the user said something other than yes")
+
+    def _bound_early(self, now: float) -> None:
+        """The question the early speech came before is gone before its window was
+        known: its words are in EARLY_WORDS_SECONDS from now, whatever comes next."""
+        if self._early_open and self._early_until == math.inf:
+            self._early_until = now + EARLY_WORDS_SECONDS
 
     def _judge_pin(self, match: bool, now: float) -> PinJudgement:
         """One PIN answer, right or wrong, unless PIN answers are locked out."""

@@ -91,7 +91,8 @@ def test_the_early_speech_stays_unfinished_across_a_newer_question() -> None:
     tr = ConsentTracker()
     t = asked(tr, {"yes"}, token="first")
     tr.user_onset(t - 0.2, True)
-    t = asked(tr, {"yes"}, t=t + 1.0, token="second")  # superseded before its words came
+    # superseded before its words came (within EARLY_WORDS_SECONDS of the first window)
+    t = asked(tr, {"yes"}, t=t + 0.3, token="second")
     tr.user_onset(t + 0.1, True)  # a knock in the second window
     tr.user_words(" okay, open the garage door", True, t + 0.4)
     assert tr.verdict("second", t + 2.0).state != "confirmed"
@@ -198,3 +199,66 @@ def test_the_agent_tells_the_tracker_of_a_fresh_session_not_of_a_resumed_one() -
     assert tr.phase == "due"
     agent._handle(LinkStatus("connected", resumed=False))  # noqa: SLF001 - a Live event handed in without a socket
     assert tr.phase == "void"
+
+
+# -- round six: the fixes attacked ----------------------------------------------------
+def test_one_early_onset_does_not_void_every_later_prompt_yes() -> None:
+    # The flag was cleared only by `finished` (never sent by the native-audio models) or
+    # against whatever question was open: five later prompt yeses were all void.
+    tr = ConsentTracker()
+    t = asked(tr, {"yes"}, token="first")
+    tr.user_onset(t - 0.1, True)  # a reply begun just inside the echo tail
+    tr.forget("first")
+    for n in range(5):
+        t = asked(tr, {"yes"}, t=t + 60.0, token=f"q{n}")
+        tr.user_onset(t + 0.3, True)
+        tr.user_words(" Yes.", False, t + 1.0)
+        assert tr.verdict(f"q{n}", t + 1.1).state == "confirmed", n
+
+
+def test_the_early_bound_is_set_when_the_question_is_asked_after_the_speech() -> None:
+    tr = ConsentTracker()
+    tr.question_due(Ask("tok", frozenset({"yes"}), WORDS), 100.0)
+    tr.model_speaking(100.0)
+    tr.user_onset(100.5, True)  # the model's own voice on the microphone, mid-question
+    tr.model_turn_done(104.0, 2.0)  # its audio plays 2 s more: the window opens at 106.3
+    tr.user_onset(106.5, True)  # a knock in the window
+    tr.user_words(" open the garage door okay", False, 107.2)  # the early speech's words
+    assert tr.verdict("tok", 107.3).state == "void"
+
+
+@pytest.mark.parametrize(("said", "state"), [
+    ("Yes, open garage 2", "confirmed"),
+    ("yes, garage two", "void"),  # not the device's words as announced: asked again
+    ("Yes, that one", "void"),
+])
+def test_a_yes_naming_a_numbered_device_is_no_wrong_pin(said: str, state: str) -> None:
+    # A digit or two beside a yes counted as a wrong PIN: three of them locked the
+    # owner's PIN out for five minutes.
+    tr = ConsentTracker(pin="7391")
+    tr.question_due(Ask("tok", frozenset({"yes", "pin"}),
+                        frozenset({"open", "garage", "2"}), "open Garage 2"), 100.0)
+    tr.model_speaking(100.0)
+    tr.model_turn_done(100.0, 0.0)
+    t = 100.0 + tr.echo_tail + 0.01
+    tr.user_onset(t, True)
+    tr.user_words(said, True, t + 0.3)
+    assert tr.verdict("tok", t + 0.4).state == state
+    assert tr.stats.declined_wrong_pin == 0 and tr.stats.pin_locked == 0
+
+
+def test_the_pin_may_follow_the_devices_number() -> None:
+    tr = ConsentTracker(pin="7391")
+    tr.question_due(Ask("tok", frozenset({"pin"}), frozenset({"unlock", "door", "2"}),
+                        "unlock door 2"), 100.0)
+    tr.model_speaking(100.0)
+    tr.model_turn_done(100.0, 0.0)
+    t = 100.0 + tr.echo_tail + 0.01
+    tr.user_onset(t, True)
+    tr.user_words("door 2, 7 3 9 1", True, t + 0.3)
+    assert tr.verdict("tok", t + 0.4).state == "confirmed"
+
+
+@pytest.mark.parametrize("said", ["Yes, that is it", "Yes, this is it", "yes the front door is it"])
+def test_a_statement_after_a_yes_is_no_question(said: str) -> None:
+    assert read_answer(said, WORDS | {"front"}) == "yes", said

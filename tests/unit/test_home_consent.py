@@ -306,7 +306,8 @@ def test_spoken_answers_pins_and_redaction() -> None:
     assert pin_matches("one two three four", "1234") is True
     assert pin_matches("12 34", "1234") is True
     assert pin_matches("yes please", "1234") is None
-    assert pin_matches("1 2 3", "1234") is False
+    assert pin_matches("1 2 3", "1234") is None  # fewer digits than any PIN: no attempt
+    assert pin_matches("1 2 3 5", "1234") is False
     assert redact_digits("my pin is one 2 three 4, thanks") == "my pin is # # # #, thanks"
 
 
