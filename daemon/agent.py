@@ -55,6 +55,7 @@ LOOK_DESCRIPTION = (
 )
 
 LAST_TEXT_CHARS = 500  # the last utterance kept for agent_status and Home Assistant
+_MODEL_WORDS = frozenset(("background_task", "background_task_result"))  # status texts
 
 EventObserver = Callable[[LiveEvent], None]
 CallObserver = Callable[[FunctionCall, str, dict[str, Any] | None], None]
@@ -510,7 +511,11 @@ class Agent(MediaSink):
         if "battery" in peripheral:
             out["battery_percent"] = peripheral["battery"]
         for extra in self.status_extras:
-            out.update(extra())
+            for key, value in extra().items():
+                # a task's name and summary are the model's words: a PIN it copied
+                # into them is hidden as in the transcripts
+                out[key] = (self._shown(value) if isinstance(value, str) and key in
+                            _MODEL_WORDS else value)
         return out
 
     def healthy(self) -> tuple[bool, dict[str, Any]]:

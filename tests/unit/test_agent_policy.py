@@ -270,3 +270,18 @@ def test_a_kiosk_gates_its_microphone_while_the_model_plays(agent: Agent) -> Non
     assert sent is not None and not any(sent.chunk.pcm)  # silence went up instead
     assert rec.events == []  # and no onset: nobody spoke
     assert agent.metrics.value("edge_uplink_withheld_total", kind="echo_gate") == 1
+
+
+def test_a_pin_the_model_copied_into_a_task_is_hidden_from_the_status(agent: Agent) -> None:
+    # background_task and its result are published to Home Assistant like the
+    # transcripts; the model may copy a spoken PIN into a task's name or summary.
+    from daemon.home.answers import redact_digits
+
+    agent.text_filter = redact_digits
+    agent.status_extras.append(lambda: {"background_task": "door code 7391: completed",
+                                        "background_task_result": "The code is 7 3 9 1.",
+                                        "road": "live"})
+    status = agent.status()
+    assert status["background_task"] == "door code ####: completed"
+    assert status["background_task_result"] == "The code is # # # #."
+    assert status["road"] == "live"
