@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
@@ -158,8 +159,8 @@ def spoken_digits(text: str) -> str:
     """Every digit said in the text, in order: "1 2 3 4", "1234", "one two three four"."""
     out: list[str] = []
     for token in words(text[:MAX_ANSWER_CHARS]):
-        if token.isdigit():
-            out.append(token)
+        if token.isdigit():  # also full-width or Arabic-Indic digits
+            out.append("".join(str(unicodedata.digit(c)) for c in token))
         elif token in DIGIT_WORDS:
             out.append(DIGIT_WORDS[token])
     return "".join(out)
@@ -173,12 +174,16 @@ def pin_matches(text: str, pin: str, allowed: Iterable[str] = ()) -> bool | None
     said = spoken_digits(text)
     if len(said) < MIN_PIN_DIGITS:
         return None
-    named = {t for t in allowed if t.isdigit() or t in DIGIT_WORDS}
-    unnamed = spoken_digits(" ".join(t for t in words(text[:MAX_ANSWER_CHARS])
-                                     if t not in named))
-    whole = secrets.compare_digest(said.encode(), pin.encode())
-    beside = secrets.compare_digest(unnamed.encode(), pin.encode())
-    return whole or beside
+    # the device's number, said once before or after the PIN ("door 2, 7 3 9 1")
+    numbers = {spoken_digits(t) for t in allowed} - {""}
+    rest = [said] + [said[len(n):] for n in numbers if said.startswith(n)] + [
+        said[: -len(n)] for n in numbers if said.endswith(n)]
+    matched = [secrets.compare_digest(r.encode(), pin.encode()) for r in rest]
+    if any(matched):
+        return True
+    if min(len(r) for r in rest) < MIN_PIN_DIGITS:
+        return None  # "yes, Apartment 1204": the name's digits, no PIN attempt
+    return False
 
 
 def redact_digits(text: str) -> str:

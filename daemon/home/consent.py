@@ -48,6 +48,7 @@ Phase = Literal["due", "asking", "open", "answering", "confirmed", "void"]
 ECHO_TAIL_SECONDS = 0.3  # the room's echo of the question's last word
 ANSWER_GRACE_SECONDS = 1.5  # transcripts of the answer may trail the model's reaction
 EARLY_WORDS_SECONDS = 1.5  # ... and those of speech that ended as the window opened
+PIECES_QUIET_SECONDS = 0.4  # an answer's fragments this far apart: it has been said
 PIN_ATTEMPTS = 3  # wrong PINs within PIN_LOCKOUT_SECONDS lock PIN answers out...
 PIN_LOCKOUT_SECONDS = 300.0  # ...for this long
 _CONFIRMED_KEPT = 8  # confirmed, not yet redeemed tokens (the book expires them)
@@ -108,6 +109,7 @@ class _Question:
     chars: int = 0
     outcome: str = ""
     yes_not_enough: bool = False
+    last_piece_at: float = -math.inf
     model_spoke: bool = False  # the model spoke after the answer began
     stale_words: bool = False  # the answer got words of the early speech (dropped)
 
@@ -171,10 +173,13 @@ class ConsentTracker:
         self.stats.questions += 1
 
     def waiting(self, token: str, now: float) -> bool:
-        """An answer has begun in the window but its words have not arrived yet."""
+        """An answer has begun in the window and its words have not arrived yet, or are
+        still arriving: "Yes, no, wait!" comes in fragments, and the call must not be
+        judged on the first one."""
         q = self._q
         return (
-            q is not None and q.ask.token == token and q.phase == "answering" and not q.pieces
+            q is not None and q.ask.token == token and q.phase == "answering"
+            and (not q.pieces or now - q.last_piece_at < PIECES_QUIET_SECONDS)
         )
 
     def verdict(self, token: str, now: float) -> Verdict:
@@ -272,7 +277,10 @@ class ConsentTracker:
     def user_onset(self, at: float, trusted: bool) -> None:
         """Speech began at `at` (capture time) on the microphone."""
         q = self._q
-        if q is None:
+        if q is None or q.phase == "void":
+            # The request itself, most often: its words may trail into the window of
+            # the question it leads to. Bounded when that question is due.
+            self._early_open, self._early_until = True, math.inf
             return
         self._settle(q, at)
         if q.phase in ("due", "asking") or (q.phase == "open" and at < q.window_at):
@@ -310,6 +318,9 @@ class ConsentTracker:
         if q.phase == "open":
             self.stats.late_words += 1  # no utterance began in the window: older speech
             return
+        if q.phase == "confirmed" and q.pieces and q.ask.token in self._confirmed:
+            self._after_yes(q, text, now)
+            return
         if q.phase != "answering":
             return
         if early and q.ask.token not in self._confirmed:
@@ -318,12 +329,28 @@ class ConsentTracker:
             q.stale_words = True
             self.stats.late_words += 1
             return
+        self._add_piece(q, text, now)
+        if finished:
+            self._evaluate(q, now)
+
+    def _add_piece(self, q: _Question, text: str, now: float) -> None:
         if q.chars < MAX_ANSWER_CHARS:
             piece = text[: MAX_ANSWER_CHARS - q.chars]
             q.pieces.append(piece)
             q.chars += len(piece)
-        if finished:
-            self._evaluate(q, now)
+        q.last_piece_at = now
+
+    def _after_yes(self, q: _Question, text: str, now: float) -> None:
+        """The rest of the utterance whose first words confirmed: "Yes, no, wait!" is
+        judged whole, and anything but a yes revokes (before the action ran)."""
+        self._add_piece(q, text, now)
+        reading = read_answer("".join(q.pieces), q.ask.words)
+        if reading in ("yes", "empty") or (q.outcome == "pin" and reading != "no"):
+            return
+        self._confirmed.pop(q.ask.token, None)
+        self.stats.revoked += 1
+        self._void(q, "the user said no" if reading == "no"
+                   else "the user said something other than yes")
 
     def user_tap(self, at: float, trusted: bool) -> None:
         """A tap on the device: confirms an open question that accepts taps, if it is trusted."""

@@ -11,8 +11,14 @@ import time
 
 import pytest
 
-from daemon.home.answers import read_answer
-from daemon.home.consent import EARLY_WORDS_SECONDS, PIN_ATTEMPTS, Ask, ConsentTracker
+from daemon.home.answers import pin_matches, read_answer, words
+from daemon.home.consent import (
+    EARLY_WORDS_SECONDS,
+    PIECES_QUIET_SECONDS,
+    PIN_ATTEMPTS,
+    Ask,
+    ConsentTracker,
+)
 from daemon.live.events import LinkStatus
 from tests.support.agent import camera_agent
 
@@ -262,3 +268,92 @@ def test_the_pin_may_follow_the_devices_number() -> None:
 @pytest.mark.parametrize("said", ["Yes, that is it", "Yes, this is it", "yes the front door is it"])
 def test_a_statement_after_a_yes_is_no_question(said: str) -> None:
     assert read_answer(said, WORDS | {"front"}) == "yes", said
+
+
+# -- round seven: the whole tracker attacked ------------------------------------------
+GARAGE_ASK = "open Garage door"
+
+
+def asked_what(tr: ConsentTracker, token: str, what: str, methods: set[str],
+               t: float) -> float:
+    """The model asks about `what`; returns when the window opens."""
+    tr.question_due(Ask(token, frozenset(methods), frozenset(words(what)), what), t)
+    tr.model_speaking(t + 0.05)
+    tr.model_turn_done(t + 0.3, 0.0)
+    return t + 0.3 + tr.echo_tail
+
+
+@pytest.mark.parametrize("before", ["no question", "a void question"])
+def test_the_requests_late_tail_is_no_answer_to_the_question_it_led_to(before: str) -> None:
+    # The request began while no question was open, so it was never taken for early
+    # speech: its tail, late, was credited to a cough in the window.
+    tr = ConsentTracker()
+    if before == "a void question":
+        asked_what(tr, "old", GARAGE_ASK, {"yes"}, 90.0)
+        tr.session_fresh(91.0)
+    tr.user_onset(99.0, True)  # "open the garage door, yes, do it"
+    tr.user_words(" Open the garage", False, 99.9)
+    w = asked_what(tr, "t", GARAGE_ASK, {"yes"}, 100.0)
+    tr.user_onset(w + 0.1, True)  # a cough
+    tr.user_words(" door, yes do it", False, w + 0.6)  # the request's tail, late
+    assert tr.verdict("t", w + 0.7).state != "confirmed"
+
+
+def test_a_prompt_yes_after_the_request_is_still_heard() -> None:
+    tr = ConsentTracker()
+    tr.user_onset(97.0, True)  # the request
+    tr.user_words(" Open the garage door.", False, 98.5)
+    tr.question_due(Ask("t", frozenset({"yes"}), frozenset(words(GARAGE_ASK))), 100.0)
+    tr.model_speaking(100.05)  # the question takes 2 s to say
+    tr.model_turn_done(102.0, 0.0)
+    w = 102.0 + tr.echo_tail
+    tr.user_onset(w + 0.3, True)
+    tr.user_words(" Yes.", False, w + 1.0)
+    assert tr.verdict("t", w + 1.5).state == "confirmed"
+
+
+def test_an_answer_is_judged_whole_not_on_its_first_fragment() -> None:
+    # "Yes, no, wait, don't!" in one breath: the call came with only " Yes" in.
+    tr = ConsentTracker()
+    w = asked_what(tr, "t", GARAGE_ASK, {"yes"}, 100.0)
+    tr.user_onset(w + 0.2, True)
+    tr.user_words(" Yes", False, w + 0.8)
+    tr.model_acting(w + 0.9)
+    assert tr.waiting("t", w + 0.9)  # fragments still arriving: the gate waits
+    assert not tr.waiting("t", w + 0.8 + PIECES_QUIET_SECONDS)
+    tr.verdict("t", w + 1.0)  # had the gate not waited
+    tr.user_words(", no, wait, don't!", False, w + 1.1)
+    verdict = tr.verdict("t", w + 1.2)
+    assert verdict.state == "declined" and tr.stats.revoked == 1
+
+
+def test_the_rest_of_a_confirming_yes_keeps_it() -> None:
+    tr = ConsentTracker(pin="7391")
+    w = asked_what(tr, "t", GARAGE_ASK, {"yes", "pin"}, 100.0)
+    tr.user_onset(w + 0.2, True)
+    tr.user_words(" Yes", False, w + 0.8)
+    assert tr.verdict("t", w + 1.3).state == "confirmed"
+    tr.user_words(" please, open the garage door.", False, w + 1.4)
+    assert tr.verdict("t", w + 1.5).state == "confirmed"
+
+
+@pytest.mark.parametrize("what", ["unlock Apartment 1204", "open Gate 2024", "unlock Suite 1001"])
+def test_a_yes_naming_a_device_with_four_digits_is_no_wrong_pin(what: str) -> None:
+    tr = ConsentTracker(pin="7391")
+    w = asked_what(tr, "t", what, {"yes", "tap", "pin"}, 100.0)
+    tr.user_onset(w + 0.2, True)
+    tr.user_words(f"Yes, {what.split(' ', 1)[1]}.", True, w + 0.8)
+    assert tr.verdict("t", w + 0.9).state == "confirmed"
+    assert tr.stats.declined_wrong_pin == 0
+
+
+@pytest.mark.parametrize("said", ["garage two, 1 2 3 4", "garage 2, one two three four",
+                                  "garage 2, 1 2 3 4", "\uff11\uff12\uff13\uff14",  # full-width
+                                  "1 2 3 4, garage 2"])
+def test_the_pin_beside_the_devices_number_or_in_other_digits(said: str) -> None:
+    assert pin_matches(said, "1234", words("open Garage 2")) is True, said
+
+
+def test_the_devices_number_is_taken_off_once_not_every_equal_digit() -> None:
+    assert pin_matches("garage 2, 2 2 2 2", "2222", words("open Garage 2")) is True
+    assert pin_matches("garage 2, 5 5 5 5", "1234", words("open Garage 2")) is False
