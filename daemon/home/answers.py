@@ -43,6 +43,7 @@ FILLERS: frozenset[str] = frozenset(
     (
         "please", "thanks", "thank", "you", "it", "that", "this", "now", "go", "ahead",
         "right", "alright", "all", "fine", "well", "oh", "um", "uh", "hm", "hmm", "er",
+        "so", "much", "lot", "very", "great", "for",
         "the", "a", "my", "pin", "code", "is", "it's", "its", "yes", "sure", "just",
         "bitte", "danke", "merci", "por", "favor", "gracias", "grazie", "obrigado", "obrigada",
     )
@@ -181,9 +182,9 @@ def pin_matches(text: str, pin: str, allowed: Iterable[str] = ()) -> bool | None
     matched = [secrets.compare_digest(r.encode(), pin.encode()) for r in rest]
     if any(matched):
         return True
-    if min(len(r) for r in rest) < MIN_PIN_DIGITS:
-        return None  # "yes, Apartment 1204": the name's digits, no PIN attempt
-    return False
+    if "" in rest:
+        return None  # "yes, Apartment 1204": only the name's digits, no PIN attempt
+    return False  # also "2 1 0 0" beside "Garage 2": a guess, counted
 
 
 def redact_digits(text: str) -> str:

@@ -357,3 +357,27 @@ def test_the_pin_beside_the_devices_number_or_in_other_digits(said: str) -> None
 def test_the_devices_number_is_taken_off_once_not_every_equal_digit() -> None:
     assert pin_matches("garage 2, 2 2 2 2", "2222", words("open Garage 2")) is True
     assert pin_matches("garage 2, 5 5 5 5", "1234", words("open Garage 2")) is False
+
+
+# -- round eight ----------------------------------------------------------------------
+def test_guesses_beside_the_devices_number_are_counted() -> None:
+    # "2 1 0 0" for "Garage 2" left "100" once the number was taken off and was read
+    # as no PIN attempt: unlimited guesses at every PIN that starts with a 2.
+    assert pin_matches("2 1 0 0", "2739", words("open Garage 2")) is False
+    tr = ConsentTracker(pin="2739")
+    for n in range(PIN_ATTEMPTS + 1):
+        w = asked_what(tr, f"t{n}", "open Garage 2", {"pin"}, 100.0 + 10 * n)
+        tr.user_onset(w + 0.2, True)
+        tr.user_words(f"2 1 0 {n}", True, w + 0.8)
+        tr.verdict(f"t{n}", w + 0.9)
+    assert tr.stats.declined_wrong_pin == PIN_ATTEMPTS and tr.stats.pin_locked == 1
+
+
+@pytest.mark.parametrize("rest", [" Thank you so much.", " Thanks a lot.", " Go for it."])
+def test_thanks_after_a_confirming_yes_keeps_it(rest: str) -> None:
+    tr = ConsentTracker()
+    w = asked_what(tr, "t", GARAGE_ASK, {"yes"}, 100.0)
+    tr.user_onset(w + 0.2, True)
+    tr.user_words(" Yes.", True, w + 0.8)
+    tr.user_words(rest, True, w + 1.0)
+    assert tr.verdict("t", w + 1.5).state == "confirmed"
