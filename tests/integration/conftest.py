@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from simulator.broker import PrivateBroker
+from simulator.live_server import FakeLiveServer
+from tests.support.live import KEY, conversation
 
 
 @pytest.fixture
@@ -18,3 +20,12 @@ async def broker() -> AsyncIterator[PrivateBroker]:
     """
     async with PrivateBroker() as b:
         yield b
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLiveServer]:
+    """The fake Live server with the conversation script, for one test; a test that
+    made it fail inside fails too. (Files needing another server define their own.)"""
+    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
+        yield srv
+    assert not srv.internal_errors

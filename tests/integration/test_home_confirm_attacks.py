@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -26,11 +27,18 @@ from tests.integration.test_home_safety import (
     nothing_reached,
     rig_parts,
 )
-from tests.support.home import home_rig
+from tests.support.home import Rig, home_rig
 
 pytestmark = pytest.mark.timeout(90)
 
 PIN = "7391"
+
+
+async def still_unconfirmed(talk: Talk, rig: Rig, mark: int, asked: dict[str, Any]) -> None:
+    """The model's second call with the token asks again, and nothing reached the home."""
+    again = await talk.control({**GARAGE, "confirmation_token": asked["confirmation_token"]})
+    assert again["status"] == "needs_confirmation", again
+    await nothing_reached(rig, mark)
 
 
 async def test_a_bang_then_a_yes_to_another_question_opens_nothing() -> None:
@@ -48,9 +56,7 @@ async def test_a_bang_then_a_yes_to_another_question_opens_nothing() -> None:
         await talk.model("By the way, do you want the kitchen light on?")
         await asyncio.sleep(1.8)  # more than the answer's grace after the model spoke
         await talk.user("Yes.")
-        again = await talk.control({**GARAGE, "confirmation_token": asked["confirmation_token"]})
-        assert again["status"] == "needs_confirmation", again
-        await nothing_reached(rig, mark)
+        await still_unconfirmed(talk, rig, mark, asked)
         assert rig.service.consent is not None
         assert rig.service.consent.stats.lapsed == 1
 
@@ -70,9 +76,7 @@ async def test_the_models_own_words_after_a_knock_open_nothing() -> None:
         glasses.sink.audio(AudioChunk(VOICE, 16_000, time.monotonic()))  # a knock
         await asyncio.sleep(0.05)
         await talk.late_words(" Open the garage door, okay")  # the echo's transcript
-        again = await talk.control({**GARAGE, "confirmation_token": asked["confirmation_token"]})
-        assert again["status"] == "needs_confirmation", again
-        await nothing_reached(rig, mark)
+        await still_unconfirmed(talk, rig, mark, asked)
 
 
 async def test_a_question_back_is_not_a_yes() -> None:
@@ -83,9 +87,7 @@ async def test_a_question_back_is_not_a_yes() -> None:
         asked = await talk.control(GARAGE)
         await talk.model("Shall I open the garage door?")
         await talk.user("Is that right? Okay?")
-        again = await talk.control({**GARAGE, "confirmation_token": asked["confirmation_token"]})
-        assert again["status"] == "needs_confirmation", again
-        await nothing_reached(rig, mark)
+        await still_unconfirmed(talk, rig, mark, asked)
 
 
 async def test_pin_guesses_after_taps_lock_out_and_the_right_one_opens_nothing() -> None:
@@ -137,6 +139,4 @@ async def test_a_fresh_session_lapses_the_open_question() -> None:
         await link.events.put(LinkStatus("connected", resumed=False))
         await asyncio.sleep(0.05)
         await talk.user("Yes.")
-        again = await talk.control({**GARAGE, "confirmation_token": asked["confirmation_token"]})
-        assert again["status"] == "needs_confirmation", again
-        await nothing_reached(rig, mark)
+        await still_unconfirmed(talk, rig, mark, asked)

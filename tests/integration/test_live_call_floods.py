@@ -36,18 +36,11 @@ from daemon.ops.state import MAX_RECORD_BYTES, StateStore
 from daemon.tools.dispatch import BUSY_ANSWER, MAX_IN_FLIGHT
 from daemon.tools.registry import Tool, ToolRegistry
 from simulator.live_server import FakeLiveServer
-from tests.support.live import KEY, Talker, conversation, live_settings, next_event_of
+from tests.support.live import KEY, Talker, live_settings, next_event_of
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 DROPPED = "edge_live_messages_dropped_total"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
-        yield srv
-    assert not srv.internal_errors
 
 
 @contextlib.asynccontextmanager

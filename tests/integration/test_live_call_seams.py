@@ -28,18 +28,11 @@ from daemon.live.session_record import RECORD
 from daemon.ops.metrics import Metrics
 from daemon.ops.state import StateStore
 from simulator.live_server import FakeLiveServer, Fault
-from tests.support.live import KEY, conversation, live_settings, next_event_of, say
+from tests.support.live import KEY, live_settings, next_event_of, say
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 REPEATED = ("edge_live_messages_dropped_total", {"reason": "call_already_answered"})
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
-        yield srv
-    assert not srv.internal_errors
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import itertools
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from tests.support.live import (
     Run,
     Talker,
     bare_link,
-    conversation,
     live_settings,
     next_event_of,
     running,
@@ -51,13 +49,6 @@ from tests.support.live import (
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(45)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
-        yield srv
-    assert not srv.internal_errors
 
 
 def assert_exactly_once_in_order(run: Run) -> None:

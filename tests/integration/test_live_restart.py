@@ -37,17 +37,10 @@ from simulator.broker import free_port
 from simulator.live_server import FakeLiveServer, Fault
 from simulator.probe import stamped_wav
 from simulator.scenario import ReplyAudio, Scenario, ToolCallSpec, Turn
-from tests.support.live import KEY, conversation, live_settings, next_event_of, say
+from tests.support.live import KEY, live_settings, next_event_of, say
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
-        yield srv
-    assert not srv.internal_errors
 
 
 @contextlib.asynccontextmanager

@@ -12,23 +12,14 @@ Timing: short, configurable timeouts in the link's settings, and generous waits
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from simulator.live_server import FakeLiveServer, Fault, Trigger
-from tests.support.live import KEY, Run, Talker, conversation, running, utterances
+from tests.support.live import Run, Talker, running, utterances
 
 pytestmark = pytest.mark.timeout(60)
 
 CHUNK_S = 0.02
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLiveServer]:
-    async with FakeLiveServer(api_key=KEY, scenario=conversation()) as srv:
-        yield srv
-    assert not srv.internal_errors
 
 
 def handles_issued_on(srv: FakeLiveServer, conn: int) -> list[str]:
